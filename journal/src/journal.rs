@@ -1,0 +1,781 @@
+//! The journal: admission of signed ops into the store, the local author's
+//! appends, and reads of the admitted set (by id, by author, in total order).
+//!
+//! Every op, local or remote, enters through the same admission checks.
+//! Local appends stage ops in memory and commit them in one batch: one
+//! fsync for the whole group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Bound, ControlFlow};
+
+use ed25519_dalek::SigningKey;
+
+use crate::entropy::Entropy;
+use crate::envelope::{Envelope, Header, NONCE_BYTES, OpKind};
+use crate::error::{Error, Result};
+use crate::hlc;
+use crate::id::{DeviceId, OpId, VaultId};
+use crate::keys::{Keyring, device_id};
+use crate::limits::{HLC_FUTURE_SKEW_MAX_MS, PENDING_OPS_MAX};
+use crate::order::OrderKey;
+use crate::payload::{Action, Payload};
+use crate::store::{Batch, Durability, Ks, Store};
+use crate::vv::VersionVector;
+
+mod meta {
+    pub const VAULT: &[u8] = b"vault";
+    pub const GENESIS: &[u8] = b"genesis";
+    pub const GENESIS_AUTHOR: &[u8] = b"genesis_author";
+    pub const ADMITTED: &[u8] = b"admitted_vv";
+    pub const OPS: &[u8] = b"admitted_ops";
+    pub const HLC: &[u8] = b"local_hlc";
+    /// The admitted set as of this device's last own op, to compute deps.
+    pub const SEEN_AT_OWN: &[u8] = b"seen_at_own_op";
+    /// Lowest order key admitted since the time machine last caught up.
+    pub const REPLAY_FROM: &[u8] = b"replay_from";
+}
+
+/// The header fields of an admitted op, as stored in the chain index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpMeta {
+    pub id: OpId,
+    pub author: DeviceId,
+    pub seq: u64,
+    pub lamport: u64,
+    pub hlc: u64,
+}
+
+impl OpMeta {
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey {
+            lamport: self.lamport,
+            author: self.author,
+            id: self.id,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted(OpId),
+    /// Already held: nothing changed.
+    Duplicate(OpId),
+    /// Waiting for a missing prev/dep or for its hlc; persisted.
+    Pending(OpId, String),
+}
+
+pub struct Journal<S: Store> {
+    store: S,
+    vault: VaultId,
+    genesis: OpId,
+    genesis_author: DeviceId,
+    keys: Keyring,
+    admitted: VersionVector,
+    ops: u64,
+}
+
+/// Ops admitted earlier in the same uncommitted batch.
+#[derive(Default)]
+struct Staged {
+    metas: HashMap<OpId, OpMeta>,
+    chain: BTreeMap<(DeviceId, u64), OpId>,
+    batch: Batch,
+    replay_from: Option<OrderKey>,
+    /// Causal records of staged ops with deps, by (author, seq).
+    causal: BTreeMap<(DeviceId, u64), VersionVector>,
+}
+
+fn chain_key(author: &DeviceId, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(&author.0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn chain_value(m: &OpMeta) -> Vec<u8> {
+    let mut v = Vec::with_capacity(48);
+    v.extend_from_slice(&m.id.0);
+    v.extend_from_slice(&m.lamport.to_le_bytes());
+    v.extend_from_slice(&m.hlc.to_le_bytes());
+    v
+}
+
+fn parse_chain(author: DeviceId, seq: u64, v: &[u8]) -> Result<OpMeta> {
+    if v.len() != 48 {
+        return Err(Error::Corrupt("chain index record has the wrong size".into()));
+    }
+    Ok(OpMeta {
+        id: OpId::from_slice(&v[..32]).expect("32 bytes"),
+        author,
+        seq,
+        lamport: u64::from_le_bytes(v[32..40].try_into().expect("8 bytes")),
+        hlc: u64::from_le_bytes(v[40..48].try_into().expect("8 bytes")),
+    })
+}
+
+fn u64_value(v: Option<Vec<u8>>) -> Result<u64> {
+    match v {
+        None => Ok(0),
+        Some(b) => Ok(u64::from_le_bytes(
+            b.try_into()
+                .map_err(|_| Error::Corrupt("counter has the wrong size".into()))?,
+        )),
+    }
+}
+
+impl<S: Store> Journal<S> {
+    /// Starts a new vault: writes and durably commits the genesis op.
+    pub fn create(
+        store: S,
+        vault: VaultId,
+        signer: &SigningKey,
+        keys: Keyring,
+        entropy: &mut dyn Entropy,
+        now_ms: u64,
+        merge_version: u32,
+    ) -> Result<Self> {
+        if store.get(Ks::Meta, meta::GENESIS)?.is_some() {
+            return Err(Error::Usage("this journal already has a genesis op".into()));
+        }
+        let author = device_id(signer);
+        let header = Header {
+            vault,
+            author,
+            seq: 1,
+            prev: OpId::ZERO,
+            lamport: 1,
+            hlc: hlc::next(now_ms, 0),
+            deps: vec![],
+            key_epoch: OpId::ZERO,
+        };
+        let payload = Payload::new(Action::Genesis { merge_version });
+        let key = keys
+            .get(&OpId::ZERO)
+            .ok_or_else(|| Error::Keys("no genesis key".into()))?;
+        let env = Envelope::seal(
+            OpKind::Content,
+            &header,
+            &[],
+            &payload.encode(),
+            key,
+            nonce(entropy),
+            signer,
+        )?;
+        let genesis = env.id();
+        let mut batch = Batch::new();
+        batch.put(Ks::Meta, meta::VAULT, vault.0.to_vec());
+        batch.put(Ks::Meta, meta::GENESIS, genesis.0.to_vec());
+        batch.put(Ks::Meta, meta::GENESIS_AUTHOR, author.0.to_vec());
+        store.commit(batch, Durability::Buffered)?;
+        let mut keys = keys;
+        keys.set_genesis(genesis);
+        let mut j = Journal {
+            store,
+            vault,
+            genesis,
+            genesis_author: author,
+            keys,
+            admitted: VersionVector::new(),
+            ops: 0,
+        };
+        let mut staged = Staged::default();
+        match j.check_and_stage(env, now_ms, &mut staged)? {
+            Admission::Admitted(_) => {}
+            other => return Err(Error::Corrupt(format!("genesis not admitted: {other:?}"))),
+        }
+        j.commit_staged(staged, Durability::Durable)?;
+        Ok(j)
+    }
+
+    /// Opens an existing journal.
+    pub fn open(store: S, keys: Keyring) -> Result<Self> {
+        let corrupt = |what: &str| Error::Corrupt(format!("journal metadata lacks {what}"));
+        let vault = store
+            .get(Ks::Meta, meta::VAULT)?
+            .and_then(|b| b.try_into().ok())
+            .map(VaultId)
+            .ok_or_else(|| corrupt("the vault id"))?;
+        let genesis = store
+            .get(Ks::Meta, meta::GENESIS)?
+            .and_then(|b| OpId::from_slice(&b))
+            .ok_or_else(|| corrupt("the genesis op"))?;
+        let genesis_author = store
+            .get(Ks::Meta, meta::GENESIS_AUTHOR)?
+            .and_then(|b| DeviceId::from_slice(&b))
+            .ok_or_else(|| corrupt("the genesis author"))?;
+        let admitted = match store.get(Ks::Meta, meta::ADMITTED)? {
+            Some(b) => VersionVector::from_bytes(&b)?,
+            None => VersionVector::new(),
+        };
+        let ops = u64_value(store.get(Ks::Meta, meta::OPS)?)?;
+        let mut keys = keys;
+        keys.set_genesis(genesis);
+        Ok(Journal {
+            store,
+            vault,
+            genesis,
+            genesis_author,
+            keys,
+            admitted,
+            ops,
+        })
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+    pub fn vault(&self) -> VaultId {
+        self.vault
+    }
+    pub fn genesis(&self) -> OpId {
+        self.genesis
+    }
+    pub fn genesis_author(&self) -> DeviceId {
+        self.genesis_author
+    }
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+    /// The admitted set: one entry per author (forks arrive with replication).
+    pub fn admitted(&self) -> &VersionVector {
+        &self.admitted
+    }
+    pub fn op_count(&self) -> u64 {
+        self.ops
+    }
+
+    pub fn pending_count(&self) -> Result<u64> {
+        let mut n = 0;
+        self.store
+            .scan(Ks::Pending, (Bound::Unbounded, Bound::Unbounded), false, &mut |_, _| {
+                n += 1;
+                ControlFlow::Continue(())
+            })?;
+        Ok(n)
+    }
+
+    /// Appends local ops, all in one batch with one commit.
+    pub fn append(
+        &mut self,
+        signer: &SigningKey,
+        payloads: Vec<Payload>,
+        entropy: &mut dyn Entropy,
+        now_ms: u64,
+        durability: Durability,
+    ) -> Result<Vec<OpId>> {
+        let author = device_id(signer);
+        let (epoch, key) = self
+            .keys
+            .current()
+            .ok_or_else(|| Error::Keys("no vault key for the current epoch".into()))?;
+        let key = key.clone();
+        let mut seen = match self.store.get(Ks::Meta, meta::SEEN_AT_OWN)? {
+            Some(b) => VersionVector::from_bytes(&b)?,
+            None => VersionVector::new(),
+        };
+        let mut local_hlc = u64_value(self.store.get(Ks::Meta, meta::HLC)?)?;
+        let mut staged = Staged::default();
+        let mut ids = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let admitted = self.admitted_with(&staged);
+            let prev = admitted.get(&author);
+            let deps: Vec<OpId> = admitted
+                .iter()
+                .filter(|(a, e)| **a != author && e.seq > seen.seq(a))
+                .map(|(_, e)| e.head)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let mut max_lamport = 0;
+            let mut max_hlc = local_hlc;
+            for id in prev.iter().map(|e| e.head).chain(deps.iter().copied()) {
+                let m = self.meta_with(&id, &staged)?.ok_or_else(|| {
+                    Error::Corrupt(format!("head op {} is not in the journal", id.short()))
+                })?;
+                max_lamport = max_lamport.max(m.lamport);
+                max_hlc = max_hlc.max(m.hlc);
+            }
+            let header = Header {
+                vault: self.vault,
+                author,
+                seq: prev.map_or(1, |e| e.seq + 1),
+                prev: prev.map_or(OpId::ZERO, |e| e.head),
+                lamport: max_lamport + 1,
+                hlc: hlc::next(now_ms, max_hlc),
+                deps,
+                key_epoch: epoch,
+            };
+            local_hlc = header.hlc;
+            let env = Envelope::seal(
+                OpKind::Content,
+                &header,
+                &[],
+                &payload.encode(),
+                &key,
+                nonce(entropy),
+                signer,
+            )?;
+            // Pair assertion: a local op passes the same admission as a
+            // remote one, or it is never stored.
+            match self.check_and_stage(env, now_ms, &mut staged)? {
+                Admission::Admitted(id) => ids.push(id),
+                other => {
+                    return Err(Error::Corrupt(format!(
+                        "own op was not admitted: {other:?}"
+                    )));
+                }
+            }
+            seen = self.admitted_with(&staged);
+        }
+        staged.batch.put(Ks::Meta, meta::HLC, local_hlc.to_le_bytes().to_vec());
+        staged.batch.put(Ks::Meta, meta::SEEN_AT_OWN, seen.to_bytes());
+        self.commit_staged(staged, durability)?;
+        Ok(ids)
+    }
+
+    /// Admits one op from outside (import, a peer). Ops waiting on a missing
+    /// prev/dep are persisted as pending and retried after each admission.
+    pub fn admit(&mut self, bytes: Vec<u8>, now_ms: u64) -> Result<Admission> {
+        let env = Envelope::parse(bytes)?;
+        let mut staged = Staged::default();
+        let verdict = self.check_and_stage(env, now_ms, &mut staged)?;
+        self.commit_staged(staged, Durability::Durable)?;
+        if matches!(verdict, Admission::Admitted(_)) {
+            self.retry_pending(now_ms)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Retries every pending op until no more can be admitted.
+    pub fn retry_pending(&mut self, now_ms: u64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut waiting = Vec::new();
+            self.store.scan(
+                Ks::Pending,
+                (Bound::Unbounded, Bound::Unbounded),
+                false,
+                &mut |_, v| {
+                    waiting.push(v.to_vec());
+                    ControlFlow::Continue(())
+                },
+            )?;
+            let mut progress = 0;
+            for bytes in waiting {
+                let env = Envelope::parse(bytes)?;
+                let id = env.id();
+                let mut staged = Staged::default();
+                let verdict = self.check_and_stage(env, now_ms, &mut staged)?;
+                if !matches!(verdict, Admission::Pending(..)) {
+                    staged.batch.delete(Ks::Pending, id.0.to_vec());
+                    progress += u64::from(matches!(verdict, Admission::Admitted(_)));
+                }
+                self.commit_staged(staged, Durability::Durable)?;
+            }
+            total += progress;
+            if progress == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn admitted_with(&self, staged: &Staged) -> VersionVector {
+        let mut vv = self.admitted.clone();
+        for m in staged.metas.values() {
+            vv.observe(m.author, m.seq, m.id);
+        }
+        vv
+    }
+
+    fn meta_with(&self, id: &OpId, staged: &Staged) -> Result<Option<OpMeta>> {
+        if let Some(m) = staged.metas.get(id) {
+            return Ok(Some(*m));
+        }
+        self.op_meta(id)
+    }
+
+    /// The admission checks of DESIGN §3. `Err` means rejected.
+    fn check_and_stage(
+        &self,
+        env: Envelope,
+        now_ms: u64,
+        staged: &mut Staged,
+    ) -> Result<Admission> {
+        let id = env.id();
+        let h = env.header().clone();
+        let reject = |reason: String| Err(Error::Rejected { op: id, reason });
+        if h.vault != self.vault {
+            return reject(format!("op is from another vault ({})", h.vault));
+        }
+        if staged.metas.contains_key(&id) || self.store.get(Ks::Ops, &id.0)?.is_some() {
+            return Ok(Admission::Duplicate(id));
+        }
+        env.verify_signature()?;
+        if env.kind() == OpKind::Control {
+            return Err(Error::UpgradeRequired(
+                "membership ops need a newer vellum".into(),
+            ));
+        }
+        if h.seq == 0 {
+            return reject("seq 0".into());
+        }
+        if (h.seq == 1) != h.prev.is_zero() {
+            return reject("prev must be zero exactly for seq 1".into());
+        }
+        let pend = |why: String, staged: &mut Staged| -> Result<Admission> {
+            staged
+                .batch
+                .put(Ks::Pending, id.0.to_vec(), env.bytes().to_vec());
+            Ok(Admission::Pending(id, why))
+        };
+        // Causal predecessors first: missing ones make the op wait.
+        let mut max_lamport = 0;
+        let mut max_hlc = 0;
+        if h.seq > 1 {
+            match self.meta_with(&h.prev, staged)? {
+                None => return pend(format!("waits for prev {}", h.prev.short()), staged),
+                Some(p) if p.author != h.author || p.seq + 1 != h.seq => {
+                    return reject("prev is not the author's previous op".into());
+                }
+                Some(p) => {
+                    max_lamport = p.lamport;
+                    max_hlc = p.hlc;
+                }
+            }
+        }
+        for dep in &h.deps {
+            match self.meta_with(dep, staged)? {
+                None => return pend(format!("waits for dep {}", dep.short()), staged),
+                Some(d) if d.author == h.author => {
+                    return reject("a dep names the author's own op".into());
+                }
+                Some(d) => {
+                    max_lamport = max_lamport.max(d.lamport);
+                    max_hlc = max_hlc.max(d.hlc);
+                }
+            }
+        }
+        if h.lamport != max_lamport + 1 {
+            return reject(format!("lamport {} should be {}", h.lamport, max_lamport + 1));
+        }
+        if h.hlc <= max_hlc {
+            return reject("hlc does not advance past its causal past".into());
+        }
+        if hlc::wall_ms(h.hlc) > now_ms + HLC_FUTURE_SKEW_MAX_MS {
+            return pend("hlc is more than 10 min ahead of this clock".into(), staged);
+        }
+        // Keys and membership. Until membership ops exist, the genesis
+        // author is the only member and the genesis epoch the only epoch.
+        let is_genesis = h.key_epoch.is_zero();
+        if is_genesis {
+            if id != self.genesis || h.seq != 1 || !h.deps.is_empty() {
+                return reject("a second genesis op".into());
+            }
+        } else if h.key_epoch != self.genesis {
+            return reject("key epoch is not in the op's causal past".into());
+        }
+        if h.author != self.genesis_author {
+            return reject("author is not a member of this vault".into());
+        }
+        // Same (author, seq), different bytes: a fork.
+        if let Some(existing) = self.chain_get_with(&h.author, h.seq, staged)?
+            && existing != id
+        {
+            return reject(format!(
+                "fork of {}'s chain at seq {} (fork handling comes with replication)",
+                h.author.short(),
+                h.seq
+            ));
+        }
+        if self.ops + staged.metas.len() as u64 >= u64::MAX / 2 {
+            return reject("journal is full".into());
+        }
+        let m = OpMeta {
+            id,
+            author: h.author,
+            seq: h.seq,
+            lamport: h.lamport,
+            hlc: h.hlc,
+        };
+        let key = m.order_key();
+        if !h.deps.is_empty() {
+            let mut past = self.others_past_with(&m.author, m.seq - 1, staged)?;
+            for dep in &h.deps {
+                let d = self.meta_with(dep, staged)?.expect("checked above");
+                let dep_past = self.others_past_with(&d.author, d.seq, staged)?;
+                for (a, e) in dep_past.iter() {
+                    past.observe(*a, e.seq, e.head);
+                }
+                past.observe(d.author, d.seq, d.id);
+            }
+            staged
+                .batch
+                .put(Ks::Causal, chain_key(&m.author, m.seq), past.to_bytes());
+            staged.causal.insert((m.author, m.seq), past);
+        }
+        staged.batch.put(Ks::Ops, id.0.to_vec(), env.into_bytes());
+        staged
+            .batch
+            .put(Ks::Chain, chain_key(&m.author, m.seq), chain_value(&m));
+        staged.batch.put(Ks::Order, key.to_bytes().to_vec(), Vec::new());
+        staged.replay_from = Some(staged.replay_from.map_or(key, |k| k.min(key)));
+        staged.metas.insert(id, m);
+        staged.chain.insert((m.author, m.seq), id);
+        Ok(Admission::Admitted(id))
+    }
+
+    fn others_past_with(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        staged: &Staged,
+    ) -> Result<VersionVector> {
+        // Staged ops always follow the stored ones of the same author.
+        if let Some((_, v)) = staged.causal.range((*author, 0)..=(*author, seq)).next_back() {
+            return Ok(v.clone());
+        }
+        self.others_past(author, seq)
+    }
+
+    fn chain_get_with(&self, author: &DeviceId, seq: u64, staged: &Staged) -> Result<Option<OpId>> {
+        if let Some(id) = staged.chain.get(&(*author, seq)) {
+            return Ok(Some(*id));
+        }
+        Ok(self.chain_get(author, seq)?.map(|m| m.id))
+    }
+
+    fn commit_staged(&mut self, mut staged: Staged, durability: Durability) -> Result<()> {
+        if staged.batch.is_empty() {
+            return Ok(());
+        }
+        let admitted = self.admitted_with(&staged);
+        let ops = self.ops + staged.metas.len() as u64;
+        if !staged.metas.is_empty() {
+            staged.batch.put(Ks::Meta, meta::ADMITTED, admitted.to_bytes());
+            staged.batch.put(Ks::Meta, meta::OPS, ops.to_le_bytes().to_vec());
+        }
+        if let Some(from) = staged.replay_from {
+            let low = match self.replay_from()? {
+                Some(k) => k.min(from),
+                None => from,
+            };
+            staged
+                .batch
+                .put(Ks::Meta, meta::REPLAY_FROM, low.to_bytes().to_vec());
+        }
+        let pending_new = staged
+            .batch
+            .writes
+            .iter()
+            .filter(|(ks, _, v)| *ks == Ks::Pending && v.is_some())
+            .count();
+        if pending_new > 0 && self.pending_count()? as usize + pending_new > PENDING_OPS_MAX {
+            return Err(Error::Usage(format!(
+                "the pending buffer is full ({PENDING_OPS_MAX} ops waiting for their causal past)"
+            )));
+        }
+        self.store.commit(staged.batch, durability)?;
+        self.admitted = admitted;
+        self.ops = ops;
+        Ok(())
+    }
+
+    /// The lowest order key admitted since [`Journal::mark_replayed`].
+    pub fn replay_from(&self) -> Result<Option<OrderKey>> {
+        Ok(self
+            .store
+            .get(Ks::Meta, meta::REPLAY_FROM)?
+            .and_then(|b| OrderKey::from_bytes(&b)))
+    }
+
+    /// Adds the "replayed up to here" mark to `batch`.
+    pub fn mark_replayed(&self, batch: &mut Batch) {
+        batch.delete(Ks::Meta, meta::REPLAY_FROM);
+    }
+
+    // ---- reads -------------------------------------------------------
+
+    /// Loads an admitted op and re-checks that its bytes hash to its id.
+    pub fn load(&self, id: &OpId) -> Result<Option<Envelope>> {
+        let Some(bytes) = self.store.get(Ks::Ops, &id.0)? else {
+            return Ok(None);
+        };
+        let env = Envelope::parse(bytes)
+            .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", id.short())))?;
+        if env.id() != *id {
+            return Err(Error::Corrupt(format!(
+                "stored op {} does not hash to its id",
+                id.short()
+            )));
+        }
+        Ok(Some(env))
+    }
+
+    pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
+        let key = self.keys.get(&env.header().key_epoch).ok_or_else(|| {
+            Error::Keys(format!(
+                "no key for epoch {} of op {}",
+                env.header().key_epoch.short(),
+                env.id().short()
+            ))
+        })?;
+        Payload::decode(&env.open(key)?)
+    }
+
+    pub fn op_meta(&self, id: &OpId) -> Result<Option<OpMeta>> {
+        let Some(env) = self.load(id)? else {
+            return Ok(None);
+        };
+        let h = env.header();
+        Ok(Some(OpMeta {
+            id: *id,
+            author: h.author,
+            seq: h.seq,
+            lamport: h.lamport,
+            hlc: h.hlc,
+        }))
+    }
+
+    pub fn chain_get(&self, author: &DeviceId, seq: u64) -> Result<Option<OpMeta>> {
+        match self.store.get(Ks::Chain, &chain_key(author, seq))? {
+            Some(v) => Ok(Some(parse_chain(*author, seq, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits admitted ops in total order, starting after `after` (or at the
+    /// beginning), until `f` breaks.
+    pub fn for_each_in_order(
+        &self,
+        after: Option<&OrderKey>,
+        f: &mut dyn FnMut(OrderKey) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        let from = after.map(|k| k.to_bytes());
+        let lo = match &from {
+            Some(b) => Bound::Excluded(&b[..]),
+            None => Bound::Unbounded,
+        };
+        let mut err = None;
+        self.store
+            .scan(Ks::Order, (lo, Bound::Unbounded), false, &mut |k, _| {
+                let Some(key) = OrderKey::from_bytes(k) else {
+                    err = Some(Error::Corrupt("bad order index key".into()));
+                    return ControlFlow::Break(());
+                };
+                match f(key) {
+                    Ok(flow) => flow,
+                    Err(e) => {
+                        err = Some(e);
+                        ControlFlow::Break(())
+                    }
+                }
+            })?;
+        err.map_or(Ok(()), Err)
+    }
+
+    /// Admitted op ids starting with `prefix` (hex), at most `limit`.
+    pub fn find_by_prefix(&self, prefix_hex: &str, limit: usize) -> Result<Vec<OpId>> {
+        let even = &prefix_hex[..prefix_hex.len() & !1];
+        let Some(bytes) = crate::id::unhex(even) else {
+            return Ok(vec![]);
+        };
+        let mut out = Vec::new();
+        self.store.scan_prefix(Ks::Ops, &bytes, &mut |k, _| {
+            if let Some(id) = OpId::from_slice(k)
+                && id.to_hex().starts_with(&prefix_hex.to_ascii_lowercase())
+            {
+                out.push(id);
+                if out.len() >= limit {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// The version vector of an op's causal past, the op included.
+    pub fn causal_vv(&self, id: &OpId) -> Result<VersionVector> {
+        let m = self
+            .op_meta(id)?
+            .ok_or_else(|| Error::BadPoint(format!("op {} is not in the journal", id.short())))?;
+        let mut vv = self.others_past(&m.author, m.seq)?;
+        vv.set(m.author, m.seq, m.id);
+        Ok(vv)
+    }
+
+    /// Other authors' part of the causal past of `author`'s op at `seq`:
+    /// the record of its newest op at or before `seq` that had deps.
+    fn others_past(&self, author: &DeviceId, seq: u64) -> Result<VersionVector> {
+        let lo = chain_key(author, 1);
+        let hi = chain_key(author, seq);
+        match self
+            .store
+            .last_in(Ks::Causal, (Bound::Included(&lo), Bound::Included(&hi)))?
+        {
+            Some((_, v)) => VersionVector::from_bytes(&v),
+            None => Ok(VersionVector::new()),
+        }
+    }
+
+    /// Every admitted op with hlc ≤ `hlc_max`, as a version vector. Per
+    /// author the hlc rises with seq, so this is a binary search per chain.
+    pub fn vv_at_hlc(&self, hlc_max: u64) -> Result<VersionVector> {
+        let mut vv = VersionVector::new();
+        for (author, e) in self.admitted.iter() {
+            let (mut lo, mut hi) = (0u64, e.seq);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                let m = self.chain_get(author, mid)?.ok_or_else(|| {
+                    Error::Corrupt(format!("chain of {} has a gap at {mid}", author.short()))
+                })?;
+                if m.hlc <= hlc_max { lo = mid } else { hi = mid - 1 }
+            }
+            if lo > 0 {
+                let m = self.chain_get(author, lo)?.expect("found by the search");
+                vv.set(*author, lo, m.id);
+            }
+        }
+        Ok(vv)
+    }
+
+    /// Whether `vv` names only admitted ops and is causally closed; the
+    /// error says what is missing.
+    pub fn check_vv(&self, vv: &VersionVector) -> Result<()> {
+        for (author, e) in vv.iter() {
+            let m = self.chain_get(author, e.seq)?.ok_or_else(|| {
+                Error::BadPoint(format!(
+                    "this device lacks op {} of device {}",
+                    e.seq,
+                    author.short()
+                ))
+            })?;
+            if m.id != e.head {
+                return Err(Error::BadPoint(format!(
+                    "op {} of device {} is {} here, not {}",
+                    e.seq,
+                    author.short(),
+                    m.id.short(),
+                    e.head.short()
+                )));
+            }
+            let past = self.causal_vv(&m.id)?;
+            for (a, pe) in past.iter() {
+                if pe.seq > vv.seq(a) {
+                    return Err(Error::BadPoint(format!(
+                        "the point is not causally closed: it needs op {} of device {}",
+                        pe.seq,
+                        a.short()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn nonce(entropy: &mut dyn Entropy) -> [u8; NONCE_BYTES] {
+    let mut n = [0; NONCE_BYTES];
+    entropy.fill(&mut n);
+    n
+}

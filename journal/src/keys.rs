@@ -1,0 +1,57 @@
+//! Key material the journal uses. Where keys live on disk is the binary's
+//! business (`$VELLUM_HOME`); the journal only takes them as values.
+
+use std::collections::BTreeMap;
+
+pub use ed25519_dalek::SigningKey;
+
+pub use crate::envelope::EpochKey;
+use crate::id::{DeviceId, OpId};
+
+/// A device's signing identity.
+pub fn device_id(key: &SigningKey) -> DeviceId {
+    DeviceId(key.verifying_key().to_bytes())
+}
+
+/// The vault's epoch keys, by epoch id. The genesis epoch's id is the
+/// genesis OpId; the genesis op itself names it as zero.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    epochs: BTreeMap<OpId, EpochKey>,
+    genesis: Option<OpId>,
+}
+
+impl Keyring {
+    pub fn new(genesis_key: EpochKey) -> Self {
+        let mut epochs = BTreeMap::new();
+        epochs.insert(OpId::ZERO, genesis_key);
+        Keyring {
+            epochs,
+            genesis: None,
+        }
+    }
+
+    /// Binds the genesis key to the genesis op's id once it is known.
+    pub fn set_genesis(&mut self, genesis: OpId) {
+        if let Some(k) = self.epochs.get(&OpId::ZERO).cloned() {
+            self.epochs.insert(genesis, k);
+        }
+        self.genesis = Some(genesis);
+    }
+
+    pub fn get(&self, epoch: &OpId) -> Option<&EpochKey> {
+        self.epochs.get(epoch)
+    }
+
+    /// The key new ops are sealed with, and its epoch id.
+    pub fn current(&self) -> Option<(OpId, &EpochKey)> {
+        let g = self.genesis?;
+        Some((g, self.epochs.get(&g)?))
+    }
+
+    /// The dedup key of an epoch: chunk dedup ids are keyed blake3 under it.
+    pub fn dedup_key(&self, epoch: &OpId) -> Option<[u8; 32]> {
+        let k = self.epochs.get(epoch)?;
+        Some(blake3::derive_key("vellum chunk dedup v1", &k.0))
+    }
+}

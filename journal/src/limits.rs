@@ -1,0 +1,26 @@
+//! Every bound the journal enforces, with its unit. Checked where data enters.
+
+/// Largest envelope accepted, in bytes: a 1 MiB text plus headroom.
+pub const OP_BYTES_MAX: usize = 1024 * 1024 + 64 * 1024;
+/// Largest stored chunk (nonce + ciphertext + tag), in bytes.
+pub const CHUNK_BYTES_MAX: usize = 256 * 1024 + 64;
+/// Most deps one op may name.
+pub const DEPS_MAX: usize = 1024;
+/// Longest vault-relative path, in UTF-8 bytes.
+pub const PATH_BYTES_MAX: usize = 1024;
+/// How far an op's hlc may run ahead of local wall time before it waits.
+pub const HLC_FUTURE_SKEW_MAX_MS: u64 = 600_000;
+/// Largest text file; bigger files, or files that are not UTF-8, are blobs.
+pub const TEXT_BYTES_MAX: usize = 1024 * 1024;
+/// FastCDC parameters for blobs, in bytes.
+pub const CHUNK_MIN_BYTES: usize = 16 * 1024;
+pub const CHUNK_AVG_BYTES: usize = 64 * 1024;
+pub const CHUNK_MAX_BYTES: usize = 256 * 1024;
+/// Most chunks one blob may list, so its op stays under `OP_BYTES_MAX`
+/// (each chunk reference is about 100 bytes). At the 64 KiB average chunk
+/// size that is roughly 600 MiB per file.
+pub const BLOB_CHUNKS_MAX: usize = 10_000;
+/// Ops per checkpoint of the replayed state.
+pub const CHECKPOINT_INTERVAL_OPS: u64 = 1024;
+/// Most ops held back in the pending buffer (missing prev/deps, future hlc).
+pub const PENDING_OPS_MAX: usize = 100_000;

@@ -1,0 +1,357 @@
+//! One replay step: the pure function that applies an admitted op to the
+//! vault state. Replay reads no clock, no disk and no arrival order; given
+//! the same ops in the same total order it produces the same state.
+
+use std::collections::BTreeMap;
+
+use diff_match_patch_rs::{Compat, DiffMatchPatch};
+
+use crate::error::{Error, Result};
+use crate::id::{ContentHash, DeviceId, FileId, OpId};
+use crate::order::OrderKey;
+use crate::path;
+use crate::payload::{Action, Body, MERGE_VERSION, Payload};
+use crate::vv::VersionVector;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum FileKind {
+    Text,
+    Blob,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct FileState {
+    pub path: String,
+    pub hash: ContentHash,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime_ms: i64,
+    pub exists: bool,
+    /// The last op that changed this file.
+    pub last_op: OpId,
+}
+
+/// The replayed state of a vault at some set of ops.
+#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct VaultState {
+    /// Every file ever created, deleted ones included (`exists == false`).
+    pub files: BTreeMap<FileId, FileState>,
+    /// Live files by exact (NFC) path.
+    pub paths: BTreeMap<String, FileId>,
+    /// Per author, the highest applied op (with `ops`, the applied set).
+    pub applied: BTreeMap<DeviceId, (u64, OpId)>,
+    /// The order key of the last applied op.
+    pub last: Option<OrderKey>,
+    pub ops: u64,
+    pub merge_version: u32,
+    pub ignore: Vec<String>,
+    pub device_names: BTreeMap<DeviceId, String>,
+}
+
+impl VaultState {
+    pub fn applied_vv(&self) -> VersionVector {
+        let mut vv = VersionVector::new();
+        for (a, (seq, head)) in &self.applied {
+            vv.set(*a, *seq, *head);
+        }
+        vv
+    }
+
+    pub fn live_files(&self) -> impl Iterator<Item = (&String, &FileId, &FileState)> {
+        self.paths.iter().map(|(p, id)| (p, id, &self.files[id]))
+    }
+
+    pub fn file_at(&self, path: &str) -> Option<(FileId, &FileState)> {
+        let id = self.paths.get(path)?;
+        Some((*id, &self.files[id]))
+    }
+
+    /// Puts `file` at `wanted`, or at a deterministic conflict name if the
+    /// path is taken by another live file.
+    fn place(&mut self, file: FileId, wanted: &str, author: &DeviceId) -> String {
+        let mut path = wanted.to_string();
+        let mut n = 1;
+        while self.paths.get(&path).is_some_and(|other| *other != file) {
+            path = path::conflict_name(wanted, &author.short()[..6], n);
+            n += 1;
+        }
+        self.paths.insert(path.clone(), file);
+        path
+    }
+}
+
+/// An op as replay sees it: its place in the order and its payload.
+#[derive(Clone, Debug)]
+pub struct ReplayOp {
+    pub key: OrderKey,
+    pub seq: u64,
+    pub hlc: u64,
+    pub payload: Payload,
+}
+
+/// Where replay gets and puts file contents, by hash.
+pub trait Contents {
+    /// The text with this hash, as `file` had it. Implementations may
+    /// recompute it by replaying the file's ops if their cache misses.
+    fn text(&mut self, file: FileId, hash: ContentHash) -> Result<String>;
+    fn put(&mut self, hash: ContentHash, body: &Body) -> Result<()>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Created { file: FileId, path: String },
+    Modified { file: FileId, path: String },
+    Deleted { file: FileId, path: String },
+    Renamed { file: FileId, from: String, to: String },
+    Config,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Applied(Vec<Change>),
+    /// The op stays admitted and in history, but changes nothing.
+    NoEffect(String),
+}
+
+/// Applies one op. `Err` only for a missing key, an unknown merge version
+/// or a storage fault: anything about the op itself is an [`Effect`].
+pub fn apply(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Contents) -> Result<Effect> {
+    if let Some(last) = state.last {
+        debug_assert!(op.key > last, "replay out of order");
+    }
+    let effect = apply_action(state, op, contents)?;
+    let author = op.key.author;
+    let entry = state.applied.entry(author).or_insert((0, OpId::ZERO));
+    if op.seq > entry.0 {
+        *entry = (op.seq, op.key.id);
+    }
+    state.last = Some(op.key);
+    state.ops += 1;
+    Ok(effect)
+}
+
+fn no_effect(why: impl Into<String>) -> Result<Effect> {
+    Ok(Effect::NoEffect(why.into()))
+}
+
+fn apply_action(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Contents) -> Result<Effect> {
+    let id = op.key.id;
+    let author = op.key.author;
+    match &op.payload.action {
+        Action::Genesis { merge_version } => {
+            check_merge_version(*merge_version)?;
+            state.merge_version = *merge_version;
+            Ok(Effect::Applied(vec![Change::Config]))
+        }
+        Action::VaultConfig {
+            ignore,
+            merge_version,
+        } => {
+            check_merge_version(*merge_version)?;
+            state.merge_version = *merge_version;
+            state.ignore = ignore.clone();
+            Ok(Effect::Applied(vec![Change::Config]))
+        }
+        Action::DeviceInfo { name } => {
+            state.device_names.insert(author, name.clone());
+            Ok(Effect::Applied(vec![]))
+        }
+        Action::Create {
+            path: raw,
+            mtime_ms,
+            body,
+        } => {
+            let Ok(wanted) = path::normalize(raw) else {
+                return no_effect(format!("invalid path {raw:?}"));
+            };
+            let hash = body.hash();
+            contents.put(hash, body)?;
+            let path = state.place(id, &wanted, &author);
+            state.files.insert(
+                id,
+                FileState {
+                    path: path.clone(),
+                    hash,
+                    kind: kind_of(body),
+                    size: body.size(),
+                    mtime_ms: *mtime_ms,
+                    exists: true,
+                    last_op: id,
+                },
+            );
+            Ok(Effect::Applied(vec![Change::Created { file: id, path }]))
+        }
+        Action::Edit {
+            file,
+            base,
+            patch,
+            result,
+            mtime_ms,
+        } => {
+            let Some(f) = live(state, file) else {
+                return no_effect("edit of a file that does not exist");
+            };
+            if f.kind == FileKind::Blob {
+                return no_effect("text edit of a binary file");
+            }
+            if f.hash != *base {
+                return no_effect("bad base: the file changed under this edit");
+            }
+            let base_text = contents.text(*file, *base)?;
+            let Some(out) = apply_patch_strict(&base_text, patch, result) else {
+                return no_effect("patch does not turn its base into its result");
+            };
+            contents.put(*result, &Body::Text(out.clone()))?;
+            let f = state.files.get_mut(file).expect("live");
+            f.hash = *result;
+            f.size = out.len() as u64;
+            f.mtime_ms = *mtime_ms;
+            f.last_op = id;
+            Ok(Effect::Applied(vec![Change::Modified {
+                file: *file,
+                path: f.path.clone(),
+            }]))
+        }
+        Action::Replace {
+            file,
+            base,
+            body,
+            mtime_ms,
+        } => {
+            let Some(f) = live(state, file) else {
+                return no_effect("replace of a file that does not exist");
+            };
+            if f.hash != *base {
+                return no_effect("bad base: the file changed under this replace");
+            }
+            set_body(state, contents, *file, body, *mtime_ms, id)
+        }
+        Action::Resolve {
+            file,
+            body,
+            mtime_ms,
+            ..
+        } => {
+            if live(state, file).is_none() {
+                return no_effect("resolve of a file that does not exist");
+            }
+            set_body(state, contents, *file, body, *mtime_ms, id)
+        }
+        Action::Delete {
+            file,
+            base,
+            mtime_ms,
+        } => {
+            let Some(f) = live(state, file) else {
+                return no_effect("delete of a file that does not exist");
+            };
+            if f.hash != *base {
+                return no_effect("bad base: the file changed under this delete");
+            }
+            let f = state.files.get_mut(file).expect("live");
+            f.exists = false;
+            f.mtime_ms = *mtime_ms;
+            f.last_op = id;
+            let path = f.path.clone();
+            state.paths.remove(&path);
+            Ok(Effect::Applied(vec![Change::Deleted { file: *file, path }]))
+        }
+        Action::Rename {
+            file,
+            to,
+            mtime_ms,
+            ..
+        } => {
+            let Some(f) = live(state, file) else {
+                return no_effect("rename of a file that does not exist");
+            };
+            let Ok(wanted) = path::normalize(to) else {
+                return no_effect(format!("invalid path {to:?}"));
+            };
+            let from = f.path.clone();
+            if from == wanted {
+                return no_effect("rename to the same path");
+            }
+            state.paths.remove(&from);
+            let to = state.place(*file, &wanted, &author);
+            let f = state.files.get_mut(file).expect("live");
+            f.path = to.clone();
+            f.mtime_ms = *mtime_ms;
+            f.last_op = id;
+            Ok(Effect::Applied(vec![Change::Renamed {
+                file: *file,
+                from,
+                to,
+            }]))
+        }
+    }
+}
+
+fn check_merge_version(v: u32) -> Result<()> {
+    if v > MERGE_VERSION {
+        return Err(Error::UpgradeRequired(format!(
+            "the vault uses merge version {v}; this build has {MERGE_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
+fn live<'a>(state: &'a VaultState, file: &FileId) -> Option<&'a FileState> {
+    state.files.get(file).filter(|f| f.exists)
+}
+
+fn kind_of(body: &Body) -> FileKind {
+    match body {
+        Body::Text(_) => FileKind::Text,
+        Body::Blob(_) => FileKind::Blob,
+    }
+}
+
+fn set_body(
+    state: &mut VaultState,
+    contents: &mut dyn Contents,
+    file: FileId,
+    body: &Body,
+    mtime_ms: i64,
+    id: OpId,
+) -> Result<Effect> {
+    let hash = body.hash();
+    contents.put(hash, body)?;
+    let f = state.files.get_mut(&file).expect("checked live");
+    // Once binary, a file stays binary until it is deleted.
+    if f.kind == FileKind::Text {
+        f.kind = kind_of(body);
+    }
+    f.hash = hash;
+    f.size = body.size();
+    f.mtime_ms = mtime_ms;
+    f.last_op = id;
+    Ok(Effect::Applied(vec![Change::Modified {
+        file,
+        path: f.path.clone(),
+    }]))
+}
+
+/// Applies a Compat-mode patch with no fuzz: every hunk must apply and the
+/// outcome must hash to `result`, or there is no outcome.
+pub fn apply_patch_strict(base: &str, patch: &str, result: &ContentHash) -> Option<String> {
+    let dmp = DiffMatchPatch::new();
+    let patches = dmp.patch_from_text::<Compat>(patch).ok()?;
+    let (out, applied) = dmp.patch_apply(&patches, base).ok()?;
+    (applied.iter().all(|ok| *ok) && ContentHash::of(out.as_bytes()) == *result).then_some(out)
+}
+
+/// The author's side: a Compat-mode patch from `old` to `new`, made with no
+/// diff timeout, or `None` if it does not reproduce `new` exactly (then
+/// the author writes a Replace).
+pub fn make_patch(old: &str, new: &str) -> Option<String> {
+    let mut dmp = DiffMatchPatch::new();
+    dmp.set_timeout(None);
+    let diffs = dmp.diff_main::<Compat>(old, new).ok()?;
+    let patches = dmp
+        .patch_make(diff_match_patch_rs::PatchInput::new_text_diffs(old, &diffs))
+        .ok()?;
+    let text = dmp.patch_to_text(&patches);
+    apply_patch_strict(old, &text, &ContentHash::of(new.as_bytes()))?;
+    Some(text)
+}

@@ -1,0 +1,184 @@
+//! Storage behind one small ordered key-value trait, so the same journal,
+//! replay and time machine run on fjall (on disk) or in memory (tests and
+//! the simulator, with simulated crash loss).
+//!
+//! Keys and values are opaque bytes here; `journal.rs` and the snapshots
+//! crate own the record layouts.
+
+mod fjall_store;
+mod mem_store;
+
+use std::ops::{Bound, ControlFlow};
+
+pub use fjall_store::FjallStore;
+pub use mem_store::MemStore;
+
+use crate::error::Result;
+
+/// The keyspaces. Each is an ordered map of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Ks {
+    /// OpId → envelope bytes, exactly as signed.
+    Ops,
+    /// author ‖ seq (BE) → OpId ‖ lamport (LE) ‖ hlc (LE).
+    Chain,
+    /// lamport (BE) ‖ author ‖ OpId → (empty): the total replay order.
+    Order,
+    /// author ‖ seq (BE) → version vector of the op's causal past, other
+    /// authors only; written for ops that have deps, so any op's causal
+    /// past is one reverse seek away.
+    Causal,
+    /// Ops waiting for a missing prev/dep or for their hlc: OpId → bytes.
+    Pending,
+    /// chunk id → nonce ‖ ciphertext.
+    Chunks,
+    /// dedup id → chunk id ‖ chunk key, for this device's dedup.
+    Dedup,
+    /// Named values: head vv, counters, vault id, genesis, config.
+    Meta,
+    /// Replayed head state, one record per file (FileId → record).
+    State,
+    /// FileId ‖ order key → OpId: each file's ops in replay order.
+    FileOps,
+    /// OpId → the recorded effect of replaying it.
+    Effects,
+    /// ContentHash → bytes: the content cache (evictable).
+    Content,
+    /// checkpoint number (BE) → checkpoint record.
+    Checkpoints,
+    /// path → what Vellum last wrote or read there (the materialised state).
+    Disk,
+}
+
+impl Ks {
+    pub const ALL: [Ks; 14] = [
+        Ks::Ops,
+        Ks::Chain,
+        Ks::Order,
+        Ks::Causal,
+        Ks::Pending,
+        Ks::Chunks,
+        Ks::Dedup,
+        Ks::Meta,
+        Ks::State,
+        Ks::FileOps,
+        Ks::Effects,
+        Ks::Content,
+        Ks::Checkpoints,
+        Ks::Disk,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ks::Ops => "ops",
+            Ks::Chain => "chain",
+            Ks::Order => "order",
+            Ks::Causal => "causal",
+            Ks::Pending => "pending",
+            Ks::Chunks => "chunks",
+            Ks::Dedup => "dedup",
+            Ks::Meta => "meta",
+            Ks::State => "state",
+            Ks::FileOps => "file_ops",
+            Ks::Effects => "effects",
+            Ks::Content => "content",
+            Ks::Checkpoints => "checkpoints",
+            Ks::Disk => "disk",
+        }
+    }
+}
+
+/// A set of writes applied atomically by [`Store::commit`].
+#[derive(Default, Debug)]
+pub struct Batch {
+    pub(crate) writes: Vec<(Ks, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put(&mut self, ks: Ks, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.writes.push((ks, key.into(), Some(value.into())));
+    }
+    pub fn delete(&mut self, ks: Ks, key: impl Into<Vec<u8>>) {
+        self.writes.push((ks, key.into(), None));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Handed to the OS; survives a process crash, not a power cut.
+    Buffered,
+    /// fsynced before `commit` returns.
+    Durable,
+}
+
+pub trait Store {
+    fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Visits keys in `range` in order (or reverse order) until `f` breaks.
+    fn scan(
+        &self,
+        ks: Ks,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()>;
+
+    /// Applies every write in `batch` atomically.
+    fn commit(&self, batch: Batch, durability: Durability) -> Result<()>;
+
+    /// Bytes the keyspace occupies on disk (approximate for fjall).
+    fn size_bytes(&self, ks: Ks) -> Result<u64>;
+
+    /// Visits every key starting with `prefix`.
+    fn scan_prefix(
+        &self,
+        ks: Ks,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()> {
+        match prefix_successor(prefix) {
+            Some(end) => self.scan(
+                ks,
+                (Bound::Included(prefix), Bound::Excluded(&end)),
+                false,
+                f,
+            ),
+            None => self.scan(ks, (Bound::Included(prefix), Bound::Unbounded), false, f),
+        }
+    }
+
+    /// The last key-value pair in `range`, if any.
+    fn last_in(
+        &self,
+        ks: Ks,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let mut out = None;
+        self.scan(ks, range, true, &mut |k, v| {
+            out = Some((k.to_vec(), v.to_vec()));
+            ControlFlow::Break(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

@@ -1,0 +1,95 @@
+//! The on-disk store: one fjall database, one keyspace per [`Ks`].
+
+use std::collections::HashMap;
+use std::ops::{Bound, ControlFlow};
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{Batch, Durability, Ks, Store};
+use crate::error::Result;
+
+pub struct FjallStore {
+    db: Database,
+    keyspaces: HashMap<Ks, Keyspace>,
+}
+
+impl FjallStore {
+    /// Opens (or creates) the database at `dir`. Reopening after a crash
+    /// recovers every write that reached the OS.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = Database::builder(dir).open()?;
+        let mut keyspaces = HashMap::new();
+        for ks in Ks::ALL {
+            keyspaces.insert(ks, db.keyspace(ks.name(), KeyspaceCreateOptions::default)?);
+        }
+        Ok(FjallStore { db, keyspaces })
+    }
+
+    fn ks(&self, ks: Ks) -> &Keyspace {
+        &self.keyspaces[&ks]
+    }
+
+    /// Forces every buffered write to disk.
+    pub fn persist(&self) -> Result<()> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
+
+impl Store for FjallStore {
+    fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.ks(ks).get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        ks: Ks,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let iter = self.ks(ks).range::<&[u8], _>(range);
+        let mut visit = |guard: fjall::Guard| -> Result<ControlFlow<()>> {
+            let (k, v) = guard.into_inner()?;
+            Ok(f(&k, &v))
+        };
+        if reverse {
+            for g in iter.rev() {
+                if visit(g)?.is_break() {
+                    break;
+                }
+            }
+        } else {
+            for g in iter {
+                if visit(g)?.is_break() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&self, batch: Batch, durability: Durability) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mode = match durability {
+            Durability::Buffered => None,
+            Durability::Durable => Some(PersistMode::SyncAll),
+        };
+        let mut b = self.db.batch().durability(mode);
+        for (ks, key, value) in batch.writes {
+            match value {
+                Some(v) => b.insert(self.ks(ks), key, v),
+                None => b.remove(self.ks(ks), key),
+            }
+        }
+        b.commit()?;
+        Ok(())
+    }
+
+    fn size_bytes(&self, ks: Ks) -> Result<u64> {
+        Ok(self.ks(ks).disk_space())
+    }
+}
