@@ -517,7 +517,9 @@ impl<S: Store> Journal<S> {
         staged
             .batch
             .put(Ks::Chain, chain_key(&m.author, m.seq), chain_value(&m));
-        staged.batch.put(Ks::Order, key.to_bytes().to_vec(), Vec::new());
+        staged
+            .batch
+            .put(Ks::Order, key.to_bytes().to_vec(), m.seq.to_le_bytes().to_vec());
         staged.replay_from = Some(staged.replay_from.map_or(key, |k| k.min(key)));
         staged.metas.insert(id, m);
         staged.chain.insert((m.author, m.seq), id);
@@ -588,9 +590,13 @@ impl<S: Store> Journal<S> {
             .and_then(|b| OrderKey::from_bytes(&b)))
     }
 
-    /// Adds the "replayed up to here" mark to `batch`.
-    pub fn mark_replayed(&self, batch: &mut Batch) {
-        batch.delete(Ks::Meta, meta::REPLAY_FROM);
+    /// Adds to `batch` the mark that replay has caught up: `None` when
+    /// everything admitted is applied, or the next op still to apply.
+    pub fn mark_replayed(&self, batch: &mut Batch, next: Option<&OrderKey>) {
+        match next {
+            None => batch.delete(Ks::Meta, meta::REPLAY_FROM),
+            Some(k) => batch.put(Ks::Meta, meta::REPLAY_FROM, k.to_bytes().to_vec()),
+        }
     }
 
     // ---- reads -------------------------------------------------------
@@ -643,12 +649,12 @@ impl<S: Store> Journal<S> {
         }
     }
 
-    /// Visits admitted ops in total order, starting after `after` (or at the
-    /// beginning), until `f` breaks.
+    /// Visits admitted ops (order key and seq) in total order, starting
+    /// after `after` (or at the beginning), until `f` breaks.
     pub fn for_each_in_order(
         &self,
         after: Option<&OrderKey>,
-        f: &mut dyn FnMut(OrderKey) -> Result<ControlFlow<()>>,
+        f: &mut dyn FnMut(OrderKey, u64) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
         let from = after.map(|k| k.to_bytes());
         let lo = match &from {
@@ -657,12 +663,12 @@ impl<S: Store> Journal<S> {
         };
         let mut err = None;
         self.store
-            .scan(Ks::Order, (lo, Bound::Unbounded), false, &mut |k, _| {
-                let Some(key) = OrderKey::from_bytes(k) else {
-                    err = Some(Error::Corrupt("bad order index key".into()));
+            .scan(Ks::Order, (lo, Bound::Unbounded), false, &mut |k, v| {
+                let (Some(key), Ok(seq)) = (OrderKey::from_bytes(k), <[u8; 8]>::try_from(v)) else {
+                    err = Some(Error::Corrupt("bad order index record".into()));
                     return ControlFlow::Break(());
                 };
-                match f(key) {
+                match f(key, u64::from_le_bytes(seq)) {
                     Ok(flow) => flow,
                     Err(e) => {
                         err = Some(e);

@@ -33,6 +33,9 @@ pub enum Action {
         base: ContentHash,
         patch: String,
         result: ContentHash,
+        /// Byte length of the result, so replay can track sizes without
+        /// applying the patch.
+        result_size: u64,
         mtime_ms: i64,
     },
     Replace {
@@ -154,6 +157,20 @@ impl Payload {
 }
 
 impl Body {
+    /// The rkyv encoding, as the content cache stores it.
+    pub fn encode(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rancor::Error>(self)
+            .expect("serialising owned payload types cannot fail")
+            .into_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Body> {
+        let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        rkyv::from_bytes::<Body, rancor::Error>(&aligned)
+            .map_err(|_| Error::Corrupt("content record does not decode".into()))
+    }
+
     pub fn hash(&self) -> ContentHash {
         match self {
             Body::Text(t) => ContentHash::of(t.as_bytes()),

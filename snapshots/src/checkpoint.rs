@@ -1,0 +1,140 @@
+//! Checkpoints: the full replayed state every N ops.
+//!
+//! A checkpoint records its applied version vector and the order key of
+//! its last op. It serves a target set T only if its ops are a subset of T
+//! and no op of T outside it sorts before its last op (DESIGN §5); then
+//! the state at T is the checkpoint plus a replay of T's remaining ops.
+
+use std::ops::{Bound, ControlFlow};
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use vellum_journal::replay::VaultState;
+use vellum_journal::store::{Batch, Ks, Store};
+use vellum_journal::{Error, Journal, OrderKey, Result, VersionVector};
+
+const HEADER: u8 = b'h';
+const STATE: u8 = b's';
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Header {
+    applied: Vec<u8>,
+    last: OrderKey,
+    ops: u64,
+}
+
+fn key(ops: u64, last: &OrderKey, part: u8) -> Vec<u8> {
+    let mut k = ops.to_be_bytes().to_vec();
+    k.extend_from_slice(&last.to_bytes());
+    k.push(part);
+    k
+}
+
+fn aligned(bytes: &[u8]) -> AlignedVec<16> {
+    let mut a = AlignedVec::<16>::with_capacity(bytes.len());
+    a.extend_from_slice(bytes);
+    a
+}
+
+/// How many ops apart checkpoints are: at least the configured interval,
+/// and more for big vaults so checkpoint bytes stay a fraction of the
+/// journal's.
+pub fn interval_ops(live_files: usize, base: u64) -> u64 {
+    base.max(live_files as u64 / 4)
+}
+
+/// Adds a checkpoint of `state` to `batch`.
+pub fn write(state: &VaultState, batch: &mut Batch) {
+    let Some(last) = state.last else { return };
+    let header = Header {
+        applied: state.applied_vv().to_bytes(),
+        last,
+        ops: state.ops,
+    };
+    let h = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
+    let s = rkyv::to_bytes::<rancor::Error>(state).expect("in-memory serialisation");
+    batch.put(Ks::Checkpoints, key(state.ops, &last, HEADER), h.into_vec());
+    batch.put(Ks::Checkpoints, key(state.ops, &last, STATE), s.into_vec());
+}
+
+/// The newest checkpoint that serves `target`, also requiring its last op
+/// to sort before `before` when given (used when rewinding for late ops).
+pub fn newest_serving<S: Store>(
+    journal: &Journal<S>,
+    target: &VersionVector,
+    before: Option<&OrderKey>,
+) -> Result<Option<VaultState>> {
+    let mut found: Option<Vec<u8>> = None;
+    let mut err = None;
+    journal.store().scan(
+        Ks::Checkpoints,
+        (Bound::Unbounded, Bound::Unbounded),
+        true,
+        &mut |k, v| {
+            if k.last() != Some(&HEADER) {
+                return ControlFlow::Continue(());
+            }
+            match serves(journal, v, target, before) {
+                Ok(true) => {
+                    let mut state_key = k.to_vec();
+                    *state_key.last_mut().expect("non-empty") = STATE;
+                    found = Some(state_key);
+                    ControlFlow::Break(())
+                }
+                Ok(false) => ControlFlow::Continue(()),
+                Err(e) => {
+                    err = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        },
+    )?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let Some(state_key) = found else {
+        return Ok(None);
+    };
+    let bytes = journal
+        .store()
+        .get(Ks::Checkpoints, &state_key)?
+        .ok_or_else(|| Error::Corrupt("checkpoint header without its state".into()))?;
+    let state = rkyv::from_bytes::<VaultState, rancor::Error>(&aligned(&bytes))
+        .map_err(|e| Error::Corrupt(format!("checkpoint does not decode: {e}")))?;
+    Ok(Some(state))
+}
+
+fn serves<S: Store>(
+    journal: &Journal<S>,
+    header_bytes: &[u8],
+    target: &VersionVector,
+    before: Option<&OrderKey>,
+) -> Result<bool> {
+    // Zero-copy: the header is read in place, without deserialising.
+    let buf = aligned(header_bytes);
+    let header = rkyv::access::<ArchivedHeader, rancor::Error>(&buf)
+        .map_err(|e| Error::Corrupt(format!("checkpoint header does not decode: {e}")))?;
+    let last: OrderKey = rkyv::deserialize::<OrderKey, rancor::Error>(&header.last)
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+    if before.is_some_and(|b| last >= *b) {
+        return Ok(false);
+    }
+    let applied = VersionVector::from_bytes(&header.applied)?;
+    if !applied.le(target) {
+        return Ok(false);
+    }
+    // Each author's first op in T beyond the checkpoint is its earliest
+    // there (lamport rises along a chain): it must sort after `last`.
+    for (author, e) in target.iter() {
+        let have = applied.seq(author);
+        if e.seq > have {
+            let Some(first) = journal.chain_get(author, have + 1)? else {
+                return Ok(false);
+            };
+            if first.order_key() < last {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}

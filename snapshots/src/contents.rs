@@ -1,0 +1,159 @@
+//! File contents by hash: an evictable cache in the store, backed by
+//! recomputation from the file's own ops when the cache misses.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use vellum_journal::blob;
+use vellum_journal::payload::{Action, Body};
+use vellum_journal::replay::{Contents, apply_patch_strict};
+use vellum_journal::store::{Batch, Ks, Store};
+use vellum_journal::{ContentHash, Error, FileId, Journal, OpId, OrderKey, Result};
+
+/// Effect records: the first byte says whether an Edit's patch was checked
+/// good against its base.
+pub const EFFECT_APPLIED: u8 = 0;
+pub const EFFECT_NO_EFFECT: u8 = 1;
+pub const PATCH_UNCHECKED: u8 = 0;
+pub const PATCH_GOOD: u8 = 1;
+pub const PATCH_BAD: u8 = 2;
+
+/// FileOps key: file ‖ order key.
+pub fn file_ops_key(file: &FileId, key: &OrderKey) -> Vec<u8> {
+    let mut k = file.0.to_vec();
+    k.extend_from_slice(&key.to_bytes());
+    k
+}
+
+/// The body with `hash` that `file` had, from the cache or by replaying
+/// the file's own ops from its creation.
+pub fn body_of<S: Store>(journal: &Journal<S>, file: FileId, hash: ContentHash) -> Result<Body> {
+    if let Some(b) = journal.store().get(Ks::Content, &hash.0)? {
+        return Body::decode(&b);
+    }
+    recompute(journal, file, hash)
+}
+
+/// Writes the bytes of `body` to `out`, streaming blobs chunk by chunk.
+pub fn write_body<S: Store>(journal: &Journal<S>, body: &Body, out: &mut dyn std::io::Write) -> Result<()> {
+    match body {
+        Body::Text(t) => Ok(out.write_all(t.as_bytes())?),
+        Body::Blob(b) => blob::read_blob(journal.store(), b, out),
+    }
+}
+
+fn recompute<S: Store>(journal: &Journal<S>, file: FileId, wanted: ContentHash) -> Result<Body> {
+    let mut ids = Vec::new();
+    journal.store().scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
+        if let Some(id) = OpId::from_slice(&k[k.len() - 32..]) {
+            ids.push(id);
+        }
+        ControlFlow::Continue(())
+    })?;
+    let mut cur: Option<(ContentHash, Body)> = None;
+    for id in ids {
+        let Some(env) = journal.load(&id)? else { continue };
+        let payload = journal.load_payload(&env)?;
+        let next = match payload.action {
+            Action::Create { body, .. }
+            | Action::Replace { body, .. }
+            | Action::Resolve { body, .. } => Some(body),
+            Action::Edit {
+                base, patch, result, ..
+            } => match &cur {
+                Some((h, Body::Text(t))) if *h == base => {
+                    apply_patch_strict(t, &patch, &result).map(Body::Text)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(body) = next {
+            let h = body.hash();
+            if h == wanted {
+                return Ok(body);
+            }
+            cur = Some((h, body));
+        }
+    }
+    Err(Error::Corrupt(format!(
+        "content {} of file {} cannot be rebuilt from its ops",
+        wanted.short(),
+        file.short()
+    )))
+}
+
+/// Contents for replay: reads through to the cache and the journal, and
+/// collects what replay produces in memory until [`Cache::flush`].
+pub struct Cache<'a, S: Store> {
+    journal: &'a Journal<S>,
+    fresh: HashMap<ContentHash, Body>,
+    /// Trust recorded patch checks instead of applying patches again.
+    trust_effects: bool,
+    /// Edit ops whose patch this replay checked, and the verdict.
+    pub checked: HashMap<OpId, bool>,
+}
+
+impl<'a, S: Store> Cache<'a, S> {
+    pub fn new(journal: &'a Journal<S>, trust_effects: bool) -> Self {
+        Cache {
+            journal,
+            fresh: HashMap::new(),
+            trust_effects,
+            checked: HashMap::new(),
+        }
+    }
+
+    /// Adds everything produced to `batch` for the content cache.
+    pub fn flush(&mut self, batch: &mut Batch) {
+        for (hash, body) in self.fresh.drain() {
+            batch.put(Ks::Content, hash.0.to_vec(), body.encode());
+        }
+    }
+
+    pub fn body(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
+        if let Some(b) = self.fresh.get(&hash) {
+            return Ok(b.clone());
+        }
+        body_of(self.journal, file, hash)
+    }
+}
+
+impl<S: Store> Contents for Cache<'_, S> {
+    fn text(&mut self, file: FileId, hash: ContentHash) -> Result<String> {
+        match self.body(file, hash)? {
+            Body::Text(t) => Ok(t),
+            Body::Blob(_) => Err(Error::Corrupt(format!(
+                "content {} is a blob, not text",
+                hash.short()
+            ))),
+        }
+    }
+
+    fn put(&mut self, hash: ContentHash, body: &Body) -> Result<()> {
+        if !self.trust_effects {
+            self.fresh.insert(hash, body.clone());
+        }
+        Ok(())
+    }
+
+    fn edit(&mut self, op: OpId, file: FileId, base: ContentHash, patch: &str, result: ContentHash) -> Result<bool> {
+        if self.trust_effects
+            && let Some(rec) = self.journal.store().get(Ks::Effects, &op.0)?
+            && rec.len() >= 2
+            && rec[1] != PATCH_UNCHECKED
+        {
+            return Ok(rec[1] == PATCH_GOOD);
+        }
+        let base_text = self.text(file, base)?;
+        let good = match apply_patch_strict(&base_text, patch, &result) {
+            Some(out) => {
+                self.fresh.insert(result, Body::Text(out));
+                true
+            }
+            None => false,
+        };
+        self.checked.insert(op, good);
+        Ok(good)
+    }
+}

@@ -1,0 +1,302 @@
+//! The time machine: the replayed head state, kept in the store and caught
+//! up incrementally, and the state at any point.
+//!
+//! Head state lives in `Ks::State` (one record per file) plus a small head
+//! record in `Ks::Meta`, so opening a vault never replays the journal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
+use vellum_journal::payload::Action;
+use vellum_journal::replay::{self, Change, Effect, FileState, ReplayOp, VaultState};
+use vellum_journal::store::{Batch, Durability, Ks, Store};
+use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
+
+use crate::checkpoint;
+use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, PATCH_BAD, PATCH_GOOD, PATCH_UNCHECKED, file_ops_key};
+
+const HEAD: &[u8] = b"head_state";
+const HEAD_LIVE_FILES: &[u8] = b"head_live_files";
+const NEXT_CHECKPOINT: &[u8] = b"next_checkpoint_ops";
+/// A long catch-up commits its progress every this many ops.
+const CATCH_UP_COMMIT_OPS: u64 = 8192;
+
+/// What a catch-up did.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    pub applied: u64,
+    pub rewound: bool,
+    /// Files whose head state changed.
+    pub changed: BTreeSet<FileId>,
+    pub no_effect: u64,
+}
+
+pub struct TimeMachine;
+
+fn aligned(bytes: &[u8]) -> AlignedVec<16> {
+    let mut a = AlignedVec::<16>::with_capacity(bytes.len());
+    a.extend_from_slice(bytes);
+    a
+}
+
+fn u64_meta<S: Store>(store: &S, key: &[u8]) -> Result<u64> {
+    Ok(store
+        .get(Ks::Meta, key)?
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0))
+}
+
+impl TimeMachine {
+    /// Live files at head, without loading the state.
+    pub fn head_live_files<S: Store>(journal: &Journal<S>) -> Result<u64> {
+        u64_meta(journal.store(), HEAD_LIVE_FILES)
+    }
+
+    /// The head state as last persisted (call [`TimeMachine::catch_up`]
+    /// first to include newly admitted ops).
+    pub fn load_head<S: Store>(journal: &Journal<S>) -> Result<VaultState> {
+        let store = journal.store();
+        let mut state = match store.get(Ks::Meta, HEAD)? {
+            Some(b) => rkyv::from_bytes::<VaultState, rancor::Error>(&aligned(&b))
+                .map_err(|e| Error::Corrupt(format!("head state does not decode: {e}")))?,
+            None => return Ok(VaultState::default()),
+        };
+        let mut err = None;
+        store.scan(
+            Ks::State,
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+            false,
+            &mut |k, v| {
+                let decoded = FileId::from_slice(k).ok_or(()).and_then(|id| {
+                    rkyv::from_bytes::<FileState, rancor::Error>(&aligned(v))
+                        .map(|f| (id, f))
+                        .map_err(|_| ())
+                });
+                match decoded {
+                    Ok((id, f)) => {
+                        if f.exists {
+                            state.paths.insert(f.path.clone(), id);
+                        }
+                        state.files.insert(id, f);
+                        ControlFlow::Continue(())
+                    }
+                    Err(()) => {
+                        err = Some(Error::Corrupt("a head state record does not decode".into()));
+                        ControlFlow::Break(())
+                    }
+                }
+            },
+        )?;
+        err.map_or(Ok(state), Err)
+    }
+
+    fn put_head(state: &VaultState, changed: &BTreeSet<FileId>, batch: &mut Batch) {
+        for id in changed {
+            let f = &state.files[id];
+            let b = rkyv::to_bytes::<rancor::Error>(f).expect("in-memory serialisation");
+            batch.put(Ks::State, id.0.to_vec(), b.into_vec());
+        }
+        let header = VaultState {
+            files: BTreeMap::new(),
+            paths: BTreeMap::new(),
+            ..state.clone()
+        };
+        let b = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
+        batch.put(Ks::Meta, HEAD, b.into_vec());
+        batch.put(
+            Ks::Meta,
+            HEAD_LIVE_FILES,
+            (state.paths.len() as u64).to_le_bytes().to_vec(),
+        );
+    }
+
+    /// Applies every admitted op not yet in the head state. A late op that
+    /// sorts before applied ones rewinds to the newest checkpoint that
+    /// serves the new set and replays forward from there.
+    pub fn catch_up<S: Store>(journal: &Journal<S>) -> Result<CatchUp> {
+        let mut out = CatchUp::default();
+        let Some(from) = journal.replay_from()? else {
+            return Ok(out);
+        };
+        let old = Self::load_head(journal)?;
+        let mut state = old.clone();
+        if state.last.is_some_and(|last| from <= last) {
+            out.rewound = true;
+            state = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?
+                .unwrap_or_default();
+            tracing::debug!(ops = state.ops, "rewinding to a checkpoint for a late op");
+        }
+        let mut next_checkpoint = u64_meta(journal.store(), NEXT_CHECKPOINT)?;
+        if next_checkpoint == 0 || out.rewound {
+            next_checkpoint = state.ops + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
+        }
+        let mut keys = Vec::new();
+        journal.for_each_in_order(state.last.as_ref(), &mut |k, seq| {
+            keys.push((k, seq));
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let mut batch = Batch::new();
+        let mut changed_since_commit = BTreeSet::new();
+        let mut cache = Cache::new(journal, false);
+        for (i, (key, seq)) in keys.iter().enumerate() {
+            let env = journal
+                .load(&key.id)?
+                .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", key.id.short())))?;
+            let payload = journal.load_payload(&env)?;
+            let named_file = match &payload.action {
+                Action::Create { .. } => Some(key.id),
+                _ => payload.file(),
+            };
+            let op = ReplayOp {
+                key: *key,
+                seq: *seq,
+                hlc: env.header().hlc,
+                payload,
+            };
+            let effect = replay::apply(&mut state, &op, &mut cache)?;
+            if let Some(file) = named_file {
+                batch.put(Ks::FileOps, file_ops_key(&file, key), Vec::new());
+            }
+            let patch = match cache.checked.remove(&key.id) {
+                Some(true) => PATCH_GOOD,
+                Some(false) => PATCH_BAD,
+                None => PATCH_UNCHECKED,
+            };
+            let record = match &effect {
+                Effect::Applied(changes) => {
+                    for c in changes {
+                        match c {
+                            Change::Created { file, .. }
+                            | Change::Modified { file, .. }
+                            | Change::Deleted { file, .. }
+                            | Change::Renamed { file, .. } => {
+                                changed_since_commit.insert(*file);
+                                out.changed.insert(*file);
+                            }
+                            Change::Config => {}
+                        }
+                    }
+                    vec![EFFECT_APPLIED, patch]
+                }
+                Effect::NoEffect(why) => {
+                    out.no_effect += 1;
+                    tracing::debug!(op = %key.id.short(), why, "op has no effect");
+                    let mut r = vec![EFFECT_NO_EFFECT, patch];
+                    r.extend_from_slice(why.as_bytes());
+                    r
+                }
+            };
+            batch.put(Ks::Effects, key.id.0.to_vec(), record);
+            out.applied += 1;
+            if state.ops >= next_checkpoint {
+                checkpoint::write(&state, &mut batch);
+                next_checkpoint = state.ops + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
+            }
+            let last = i + 1 == keys.len();
+            if last || out.applied.is_multiple_of(CATCH_UP_COMMIT_OPS) {
+                cache.flush(&mut batch);
+                if out.rewound {
+                    // A rewind may touch any file: rewrite every one that differs.
+                    changed_since_commit.extend(
+                        state
+                            .files
+                            .iter()
+                            .filter(|(id, f)| old.files.get(id) != Some(f))
+                            .map(|(id, _)| *id),
+                    );
+                }
+                Self::put_head(&state, &changed_since_commit, &mut batch);
+                changed_since_commit.clear();
+                batch.put(Ks::Meta, NEXT_CHECKPOINT, next_checkpoint.to_le_bytes().to_vec());
+                let next = keys.get(i + 1).map(|(k, _)| k);
+                journal.mark_replayed(&mut batch, next);
+                journal.store().commit(std::mem::take(&mut batch), Durability::Buffered)?;
+            }
+        }
+        if keys.is_empty() {
+            journal.mark_replayed(&mut batch, None);
+            journal.store().commit(batch, Durability::Buffered)?;
+        }
+        if out.rewound {
+            out.changed.extend(
+                state
+                    .files
+                    .iter()
+                    .filter(|(id, f)| old.files.get(id) != Some(f))
+                    .map(|(id, _)| *id),
+            );
+        }
+        debug_assert_eq!(state.applied_vv(), *journal.admitted(), "head lags admission");
+        Ok(out)
+    }
+
+    /// The state at exactly the op set `target`, which must be causally
+    /// closed and admitted (points resolve to such sets).
+    pub fn state_at<S: Store>(journal: &Journal<S>, target: &VersionVector) -> Result<VaultState> {
+        if target == journal.admitted() && journal.replay_from()?.is_none() {
+            return Self::load_head(journal);
+        }
+        let mut state = checkpoint::newest_serving(journal, target, None)?.unwrap_or_default();
+        replay_into(journal, &mut state, target, true)?;
+        Ok(state)
+    }
+
+    /// Replays the whole admitted set from nothing, checking every patch
+    /// again. `verify` compares this with the stored head.
+    pub fn replay_from_scratch<S: Store>(journal: &Journal<S>) -> Result<VaultState> {
+        let mut state = VaultState::default();
+        replay_into(journal, &mut state, journal.admitted(), false)?;
+        Ok(state)
+    }
+}
+
+/// Replays the ops of `target` that sort after `state.last`.
+fn replay_into<S: Store>(
+    journal: &Journal<S>,
+    state: &mut VaultState,
+    target: &VersionVector,
+    trust_effects: bool,
+) -> Result<()> {
+    let want = target.op_count();
+    if state.ops >= want {
+        return Ok(());
+    }
+    let mut cache = Cache::new(journal, trust_effects);
+    let mut result = Ok(());
+    let start = state.last;
+    journal.for_each_in_order(start.as_ref(), &mut |key, seq| {
+        if seq > target.seq(&key.author) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let env = journal
+            .load(&key.id)?
+            .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", key.id.short())))?;
+        let op = ReplayOp {
+            key,
+            seq,
+            hlc: env.header().hlc,
+            payload: journal.load_payload(&env)?,
+        };
+        if let Err(e) = replay::apply(state, &op, &mut cache) {
+            result = Err(e);
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(if state.ops >= want {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    result?;
+    if state.ops != want {
+        return Err(Error::Corrupt(format!(
+            "replay reached {} of {} ops of the point",
+            state.ops, want
+        )));
+    }
+    Ok(())
+}
