@@ -1,1 +1,288 @@
-fn main() {}
+//! The `vellum` binary: the CLI over one vault.
+
+mod cli;
+mod disk;
+mod error;
+mod history;
+mod home;
+mod ignore_rules;
+mod materialise;
+mod rewrite;
+mod scan;
+mod vault;
+mod verify;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use serde::Serialize;
+use vellum_journal::path::VELLUM_DIR;
+use vellum_snapshots::TimeMachine;
+
+use cli::{Cli, Command};
+use error::user;
+use vault::Vault;
+
+/// Writes to stdout, treating a closed pipe (`vellum log | head`) as done.
+fn out(bytes: &[u8]) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(bytes).and_then(|()| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn emit_json<T: Serialize>(v: &T) -> Result<()> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    out(s.as_bytes())
+}
+
+fn say(line: impl AsRef<str>) -> Result<()> {
+    out(format!("{}\n", line.as_ref()).as_bytes())
+}
+
+#[derive(Serialize)]
+struct Status {
+    head: String,
+    ops: u64,
+    files: u64,
+    conflicts: u64,
+    pending: u64,
+    quarantined: u64,
+    journal_bytes: u64,
+    device: String,
+    vault: String,
+}
+
+fn default_device_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "device".into())
+}
+
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = cli.global;
+    let json = g.json;
+    match cli.command {
+        Command::Init { name } => {
+            let root = match &g.vault {
+                Some(v) => v.clone(),
+                None => std::env::current_dir()?,
+            };
+            if root.file_name().is_some_and(|n| n == VELLUM_DIR) {
+                return Err(user("cannot make a vault inside .vellum/"));
+            }
+            let mut v = Vault::init(&root, &name.unwrap_or_else(default_device_name))?;
+            let report = scan::scan(&mut v)?;
+            warn_all(&report.warnings);
+            if json {
+                emit_json(&serde_json::json!({
+                    "vault": v.vault_id().to_hex(),
+                    "device": v.device().to_hex(),
+                    "ops_recorded": report.ops_recorded,
+                    "created": report.created,
+                    "head": report.head,
+                }))?;
+            } else {
+                say(format!(
+                    "initialised vault {} in {} ({} files recorded)",
+                    v.vault_id(),
+                    root.display(),
+                    report.created
+                ))?;
+            }
+        }
+        Command::Scan => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let report = scan::scan(&mut v)?;
+            warn_all(&report.warnings);
+            if json {
+                emit_json(&report)?;
+            } else {
+                say(format!(
+                    "{} ops: {} created, {} edited, {} deleted, {} renamed",
+                    report.ops_recorded,
+                    report.created,
+                    report.edited,
+                    report.deleted,
+                    report.renamed
+                ))?;
+            }
+        }
+        Command::Status => {
+            let v = Vault::open(g.vault.as_deref())?;
+            let s = Status {
+                head: v.journal.admitted().to_point_string(),
+                ops: v.journal.op_count(),
+                files: TimeMachine::head_live_files(&v.journal)?,
+                conflicts: 0,
+                pending: v.journal.pending_count()?,
+                quarantined: 0,
+                journal_bytes: v.journal_bytes()?,
+                device: v.device().to_hex(),
+                vault: v.vault_id().to_hex(),
+            };
+            if json {
+                emit_json(&s)?;
+            } else {
+                say(format!(
+                    "vault {}\ndevice {}\nhead {}\n{} files, {} ops ({} pending), journal {} bytes",
+                    s.vault,
+                    &s.device[..12],
+                    history::short_point(&s.head),
+                    s.files,
+                    s.ops,
+                    s.pending,
+                    s.journal_bytes
+                ))?;
+            }
+        }
+        Command::Log {
+            path,
+            author,
+            limit,
+        } => {
+            let v = Vault::open(g.vault.as_deref())?;
+            let entries = history::log(&v, path.as_deref(), author.as_deref(), limit)?;
+            if json {
+                emit_json(&entries)?;
+            } else {
+                for e in &entries {
+                    say(format!("{} {} {} {}", e.id, e.time, e.author, e.summary))?;
+                }
+            }
+        }
+        Command::Show { path, at } => {
+            let v = Vault::open(g.vault.as_deref())?;
+            if json {
+                let info = history::show(&v, &path, &at, &mut std::io::sink())?;
+                emit_json(&info)?;
+            } else {
+                let mut buf = Vec::new();
+                history::show(&v, &path, &at, &mut buf)?;
+                out(&buf)?;
+            }
+        }
+        Command::Checkout { at, dest } => {
+            let v = Vault::open(g.vault.as_deref())?;
+            let r = history::checkout(&v, &at, &dest)?;
+            if json {
+                emit_json(&r)?;
+            } else {
+                say(format!(
+                    "wrote {} files ({} bytes) to {}",
+                    r.files,
+                    r.bytes,
+                    dest.display()
+                ))?;
+            }
+        }
+        Command::Diff { from, to, path } => {
+            let v = Vault::open(g.vault.as_deref())?;
+            if json {
+                let rows = history::diff(&v, &from, &to, path.as_deref(), None)?;
+                emit_json(&rows)?;
+            } else {
+                let mut buf = Vec::new();
+                history::diff(&v, &from, &to, path.as_deref(), Some(&mut buf))?;
+                out(&buf)?;
+            }
+        }
+        Command::Restore { path, at } => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let r = rewrite::restore(&mut v, &path, &at)?;
+            if json {
+                emit_json(&r)?;
+            } else {
+                say(format!("restored {path} ({} ops)", r.ops_recorded))?;
+            }
+        }
+        Command::Rollback {
+            to,
+            path,
+            dry_run,
+            yes,
+        } => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            match rewrite::rollback(&mut v, &to, path.as_deref(), dry_run, yes)? {
+                rewrite::RollbackOutcome::Preview(p) => {
+                    if json {
+                        emit_json(&p)?;
+                    } else {
+                        rewrite::print_preview(&p);
+                    }
+                }
+                rewrite::RollbackOutcome::Done(r) => {
+                    if json {
+                        emit_json(&r)?;
+                    } else {
+                        say(format!(
+                            "rolled back: {} ops, {} paths changed",
+                            r.ops_recorded,
+                            r.changed.len()
+                        ))?;
+                    }
+                }
+            }
+        }
+        Command::Verify => {
+            let v = Vault::open(g.vault.as_deref())?;
+            let r = verify::verify(&v)?;
+            if json {
+                emit_json(&r)?;
+            } else if r.ok {
+                say(format!("ok: {} ops verified", r.ops))?;
+            }
+            if !r.ok {
+                anyhow::bail!(
+                    "verify failed{}: {}",
+                    r.first_bad
+                        .as_deref()
+                        .map(|b| format!(" at op {b}"))
+                        .unwrap_or_default(),
+                    r.reason.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VELLUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+    std::panic::set_hook(Box::new(|info| {
+        if vellum_journal::replay::in_guarded_section() {
+            return;
+        }
+        let msg = info.to_string().replace('\n', " ");
+        eprintln!("vellum: internal error (a bug; please report it): {msg}");
+    }));
+    let cli = Cli::parse();
+    match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("vellum: {}", error::one_line(&e));
+            ExitCode::from(error::exit_code(&e) as u8)
+        }
+        Err(_) => ExitCode::from(2),
+    }
+}

@@ -40,7 +40,9 @@ pub fn store_blob<S: Store + ?Sized>(
     let mut chunks = Vec::new();
     let mut batch = Batch::new();
     let mut batch_bytes = 0;
-    let cdc = fastcdc::v2020::StreamCDC::new(reader, CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES);
+    let mut new_bytes = 0u64;
+    let cdc =
+        fastcdc::v2020::StreamCDC::new(reader, CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES);
     for chunk in cdc {
         let chunk = chunk.map_err(|e| match e {
             fastcdc::v2020::Error::IoError(io) => Error::Io(io),
@@ -85,6 +87,7 @@ pub fn store_blob<S: Store + ?Sized>(
         let mut known = id.to_vec();
         known.extend_from_slice(&blob_key);
         batch_bytes += stored.len();
+        new_bytes += stored.len() as u64;
         batch.put(Ks::Chunks, id.to_vec(), stored);
         batch.put(Ks::Dedup, dedup.to_vec(), known);
         chunks.push(ChunkRef {
@@ -98,6 +101,8 @@ pub fn store_blob<S: Store + ?Sized>(
             batch_bytes = 0;
         }
     }
+    let total = stored_chunk_bytes(store)? + new_bytes;
+    batch.put(Ks::Meta, CHUNK_BYTES_META, total.to_le_bytes().to_vec());
     // One fsync covers every group above: a durable commit flushes all
     // earlier buffered writes.
     store.commit(batch, Durability::Durable)?;
@@ -106,6 +111,17 @@ pub fn store_blob<S: Store + ?Sized>(
         size,
         chunks,
     })
+}
+
+const CHUNK_BYTES_META: &[u8] = b"chunk_bytes";
+
+/// Total bytes of stored chunks (nonce, ciphertext and tag).
+pub fn stored_chunk_bytes<S: Store + ?Sized>(store: &S) -> Result<u64> {
+    Ok(store
+        .get(Ks::Meta, CHUNK_BYTES_META)?
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0))
 }
 
 /// Streams a blob's plaintext into `out`, checking every chunk's id, its
@@ -212,7 +228,13 @@ mod tests {
     #[test]
     fn damaged_chunk_is_caught() {
         let store = MemStore::new();
-        let blob = store_blob(&store, &noise(100_000, 3)[..], &[1; 32], &mut SeededEntropy::new(4)).unwrap();
+        let blob = store_blob(
+            &store,
+            &noise(100_000, 3)[..],
+            &[1; 32],
+            &mut SeededEntropy::new(4),
+        )
+        .unwrap();
         let id = blob.chunks[0].id;
         let mut stored = store.get(Ks::Chunks, &id).unwrap().unwrap();
         stored[30] ^= 1;

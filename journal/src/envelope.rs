@@ -75,7 +75,9 @@ impl Envelope {
             return Err(Error::Malformed("author is not the signing key".into()));
         }
         if kind == OpKind::Content && !control.is_empty() {
-            return Err(Error::Malformed("content ops carry no control fields".into()));
+            return Err(Error::Malformed(
+                "content ops carry no control fields".into(),
+            ));
         }
         let mut b = Vec::with_capacity(FIXED_HEADER_BYTES + payload.len() + 256);
         b.push(FORMAT_V1);
@@ -153,7 +155,9 @@ impl Envelope {
         let hlc = r.u64()?;
         let deps_count = r.u16()? as usize;
         if deps_count > DEPS_MAX {
-            return Err(Error::Malformed(format!("{deps_count} deps, over {DEPS_MAX}")));
+            return Err(Error::Malformed(format!(
+                "{deps_count} deps, over {DEPS_MAX}"
+            )));
         }
         let mut deps = Vec::with_capacity(deps_count);
         for _ in 0..deps_count {
@@ -177,7 +181,9 @@ impl Envelope {
         let ciphertext = r.take(ct_len)?;
         r.take(SIG_BYTES)?;
         if r.at != bytes.len() {
-            return Err(Error::Malformed("trailing bytes after the signature".into()));
+            return Err(Error::Malformed(
+                "trailing bytes after the signature".into(),
+            ));
         }
         let id = OpId(*blake3::hash(&bytes).as_bytes());
         Ok(Envelope {
@@ -314,8 +320,16 @@ mod tests {
     fn seal_parse_open_round_trip() {
         let signer = SigningKey::from_bytes(&[1; 32]);
         let key = EpochKey([2; 32]);
-        let env = Envelope::seal(OpKind::Content, &header(&signer), &[], b"hello", &key, [3; 24], &signer)
-            .unwrap();
+        let env = Envelope::seal(
+            OpKind::Content,
+            &header(&signer),
+            &[],
+            b"hello",
+            &key,
+            [3; 24],
+            &signer,
+        )
+        .unwrap();
         let again = Envelope::parse(env.bytes().to_vec()).unwrap();
         assert_eq!(again.id(), env.id());
         assert_eq!(again.header(), &header(&signer));
@@ -328,8 +342,16 @@ mod tests {
     fn every_flipped_byte_is_caught() {
         let signer = SigningKey::from_bytes(&[1; 32]);
         let key = EpochKey([2; 32]);
-        let env = Envelope::seal(OpKind::Content, &header(&signer), &[], b"payload", &key, [3; 24], &signer)
-            .unwrap();
+        let env = Envelope::seal(
+            OpKind::Content,
+            &header(&signer),
+            &[],
+            b"payload",
+            &key,
+            [3; 24],
+            &signer,
+        )
+        .unwrap();
         for i in 0..env.bytes().len() {
             let mut b = env.bytes().to_vec();
             b[i] ^= 0x01;

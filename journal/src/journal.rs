@@ -28,6 +28,7 @@ mod meta {
     pub const GENESIS_AUTHOR: &[u8] = b"genesis_author";
     pub const ADMITTED: &[u8] = b"admitted_vv";
     pub const OPS: &[u8] = b"admitted_ops";
+    pub const OP_BYTES: &[u8] = b"admitted_op_bytes";
     pub const HLC: &[u8] = b"local_hlc";
     /// The admitted set as of this device's last own op, to compute deps.
     pub const SEEN_AT_OWN: &[u8] = b"seen_at_own_op";
@@ -102,7 +103,9 @@ fn chain_value(m: &OpMeta) -> Vec<u8> {
 
 fn parse_chain(author: DeviceId, seq: u64, v: &[u8]) -> Result<OpMeta> {
     if v.len() != 48 {
-        return Err(Error::Corrupt("chain index record has the wrong size".into()));
+        return Err(Error::Corrupt(
+            "chain index record has the wrong size".into(),
+        ));
     }
     Ok(OpMeta {
         id: OpId::from_slice(&v[..32]).expect("32 bytes"),
@@ -116,10 +119,11 @@ fn parse_chain(author: DeviceId, seq: u64, v: &[u8]) -> Result<OpMeta> {
 fn u64_value(v: Option<Vec<u8>>) -> Result<u64> {
     match v {
         None => Ok(0),
-        Some(b) => Ok(u64::from_le_bytes(
-            b.try_into()
-                .map_err(|_| Error::Corrupt("counter has the wrong size".into()))?,
-        )),
+        Some(b) => {
+            Ok(u64::from_le_bytes(b.try_into().map_err(|_| {
+                Error::Corrupt("counter has the wrong size".into())
+            })?))
+        }
     }
 }
 
@@ -187,6 +191,21 @@ impl<S: Store> Journal<S> {
         Ok(j)
     }
 
+    /// An empty journal of the same vault as `self`, on `store`, that
+    /// admits only what `self` would: `verify` re-admits every op into one.
+    pub fn empty_replica<T: Store>(&self, store: T) -> Result<Journal<T>> {
+        let mut batch = Batch::new();
+        batch.put(Ks::Meta, meta::VAULT, self.vault.0.to_vec());
+        batch.put(Ks::Meta, meta::GENESIS, self.genesis.0.to_vec());
+        batch.put(
+            Ks::Meta,
+            meta::GENESIS_AUTHOR,
+            self.genesis_author.0.to_vec(),
+        );
+        store.commit(batch, Durability::Buffered)?;
+        Journal::open(store, self.keys.clone())
+    }
+
     /// Opens an existing journal.
     pub fn open(store: S, keys: Keyring) -> Result<Self> {
         let corrupt = |what: &str| Error::Corrupt(format!("journal metadata lacks {what}"));
@@ -244,13 +263,22 @@ impl<S: Store> Journal<S> {
         self.ops
     }
 
+    /// Total bytes of admitted envelopes.
+    pub fn op_bytes(&self) -> Result<u64> {
+        u64_value(self.store.get(Ks::Meta, meta::OP_BYTES)?)
+    }
+
     pub fn pending_count(&self) -> Result<u64> {
         let mut n = 0;
-        self.store
-            .scan(Ks::Pending, (Bound::Unbounded, Bound::Unbounded), false, &mut |_, _| {
+        self.store.scan(
+            Ks::Pending,
+            (Bound::Unbounded, Bound::Unbounded),
+            false,
+            &mut |_, _| {
                 n += 1;
                 ControlFlow::Continue(())
-            })?;
+            },
+        )?;
         Ok(n)
     }
 
@@ -263,6 +291,20 @@ impl<S: Store> Journal<S> {
         now_ms: u64,
         durability: Durability,
     ) -> Result<Vec<OpId>> {
+        self.append_with(signer, payloads, entropy, now_ms, durability, Batch::new())
+    }
+
+    /// [`Journal::append`], with `extra` writes committed atomically with
+    /// the ops (the scanner's record of what it read, for instance).
+    pub fn append_with(
+        &mut self,
+        signer: &SigningKey,
+        payloads: Vec<Payload>,
+        entropy: &mut dyn Entropy,
+        now_ms: u64,
+        durability: Durability,
+        extra: Batch,
+    ) -> Result<Vec<OpId>> {
         let author = device_id(signer);
         let (epoch, key) = self
             .keys
@@ -274,7 +316,10 @@ impl<S: Store> Journal<S> {
             None => VersionVector::new(),
         };
         let mut local_hlc = u64_value(self.store.get(Ks::Meta, meta::HLC)?)?;
-        let mut staged = Staged::default();
+        let mut staged = Staged {
+            batch: extra,
+            ..Staged::default()
+        };
         let mut ids = Vec::with_capacity(payloads.len());
         for payload in payloads {
             let admitted = self.admitted_with(&staged);
@@ -327,8 +372,12 @@ impl<S: Store> Journal<S> {
             }
             seen = self.admitted_with(&staged);
         }
-        staged.batch.put(Ks::Meta, meta::HLC, local_hlc.to_le_bytes().to_vec());
-        staged.batch.put(Ks::Meta, meta::SEEN_AT_OWN, seen.to_bytes());
+        staged
+            .batch
+            .put(Ks::Meta, meta::HLC, local_hlc.to_le_bytes().to_vec());
+        staged
+            .batch
+            .put(Ks::Meta, meta::SEEN_AT_OWN, seen.to_bytes());
         self.commit_staged(staged, durability)?;
         Ok(ids)
     }
@@ -365,11 +414,20 @@ impl<S: Store> Journal<S> {
                 let env = Envelope::parse(bytes)?;
                 let id = env.id();
                 let mut staged = Staged::default();
-                let verdict = self.check_and_stage(env, now_ms, &mut staged)?;
-                if !matches!(verdict, Admission::Pending(..)) {
-                    staged.batch.delete(Ks::Pending, id.0.to_vec());
-                    progress += u64::from(matches!(verdict, Admission::Admitted(_)));
+                match self.check_and_stage(env, now_ms, &mut staged) {
+                    Ok(Admission::Pending(..)) => continue,
+                    Ok(verdict) => {
+                        progress += u64::from(matches!(verdict, Admission::Admitted(_)));
+                    }
+                    Err(e @ (Error::Store(_) | Error::Io(_))) => return Err(e),
+                    Err(e) => {
+                        // Its causal past arrived and it still fails: it
+                        // will never be admitted, so it leaves the buffer.
+                        tracing::warn!(op = %id.short(), error = %e, "dropping a pending op");
+                        staged = Staged::default();
+                    }
                 }
+                staged.batch.delete(Ks::Pending, id.0.to_vec());
                 self.commit_staged(staged, Durability::Durable)?;
             }
             total += progress;
@@ -456,7 +514,11 @@ impl<S: Store> Journal<S> {
             }
         }
         if h.lamport != max_lamport + 1 {
-            return reject(format!("lamport {} should be {}", h.lamport, max_lamport + 1));
+            return reject(format!(
+                "lamport {} should be {}",
+                h.lamport,
+                max_lamport + 1
+            ));
         }
         if h.hlc <= max_hlc {
             return reject("hlc does not advance past its causal past".into());
@@ -517,9 +579,11 @@ impl<S: Store> Journal<S> {
         staged
             .batch
             .put(Ks::Chain, chain_key(&m.author, m.seq), chain_value(&m));
-        staged
-            .batch
-            .put(Ks::Order, key.to_bytes().to_vec(), m.seq.to_le_bytes().to_vec());
+        staged.batch.put(
+            Ks::Order,
+            key.to_bytes().to_vec(),
+            m.seq.to_le_bytes().to_vec(),
+        );
         staged.replay_from = Some(staged.replay_from.map_or(key, |k| k.min(key)));
         staged.metas.insert(id, m);
         staged.chain.insert((m.author, m.seq), id);
@@ -533,7 +597,11 @@ impl<S: Store> Journal<S> {
         staged: &Staged,
     ) -> Result<VersionVector> {
         // Staged ops always follow the stored ones of the same author.
-        if let Some((_, v)) = staged.causal.range((*author, 0)..=(*author, seq)).next_back() {
+        if let Some((_, v)) = staged
+            .causal
+            .range((*author, 0)..=(*author, seq))
+            .next_back()
+        {
             return Ok(v.clone());
         }
         self.others_past(author, seq)
@@ -553,8 +621,23 @@ impl<S: Store> Journal<S> {
         let admitted = self.admitted_with(&staged);
         let ops = self.ops + staged.metas.len() as u64;
         if !staged.metas.is_empty() {
-            staged.batch.put(Ks::Meta, meta::ADMITTED, admitted.to_bytes());
-            staged.batch.put(Ks::Meta, meta::OPS, ops.to_le_bytes().to_vec());
+            let added: u64 = staged
+                .batch
+                .writes
+                .iter()
+                .filter(|(ks, _, v)| *ks == Ks::Ops && v.is_some())
+                .map(|(_, _, v)| v.as_ref().map_or(0, |v| v.len() as u64))
+                .sum();
+            let bytes = self.op_bytes()? + added;
+            staged
+                .batch
+                .put(Ks::Meta, meta::ADMITTED, admitted.to_bytes());
+            staged
+                .batch
+                .put(Ks::Meta, meta::OPS, ops.to_le_bytes().to_vec());
+            staged
+                .batch
+                .put(Ks::Meta, meta::OP_BYTES, bytes.to_le_bytes().to_vec());
         }
         if let Some(from) = staged.replay_from {
             let low = match self.replay_from()? {
@@ -735,7 +818,11 @@ impl<S: Store> Journal<S> {
                 let m = self.chain_get(author, mid)?.ok_or_else(|| {
                     Error::Corrupt(format!("chain of {} has a gap at {mid}", author.short()))
                 })?;
-                if m.hlc <= hlc_max { lo = mid } else { hi = mid - 1 }
+                if m.hlc <= hlc_max {
+                    lo = mid
+                } else {
+                    hi = mid - 1
+                }
             }
             if lo > 0 {
                 let m = self.chain_get(author, lo)?.expect("found by the search");

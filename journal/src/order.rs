@@ -5,8 +5,19 @@ use crate::id::{DeviceId, OpId};
 
 pub const ORDER_KEY_BYTES: usize = 8 + 32 + 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct OrderKey {
     pub lamport: u64,
     pub author: DeviceId,

@@ -85,7 +85,17 @@ mod tests {
 
     #[test]
     fn rejects_escapes_and_reserved() {
-        for bad in ["", "/etc/passwd", "a/../b", "./a", "a//b", "a/", ".vellum", ".vellum/x", "a\0b"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a/",
+            ".vellum",
+            ".vellum/x",
+            "a\0b",
+        ] {
             assert!(normalize(bad).is_err(), "{bad:?} accepted");
         }
         assert!(normalize(&"x".repeat(1025)).is_err());

@@ -117,7 +117,12 @@ fn parse_relative(s: &str) -> Option<Option<u64>> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(digits.parse::<u64>().ok().and_then(|n| n.checked_mul(ms_per)))
+    Some(
+        digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(ms_per)),
+    )
 }
 
 #[cfg(test)]
@@ -149,7 +154,15 @@ mod tests {
 
     #[test]
     fn errors_are_user_errors() {
-        for bad in ["", "yesterday", "abc", "1234567", "12x", "vv:!!", "99999999999999999999w"] {
+        for bad in [
+            "",
+            "yesterday",
+            "abc",
+            "1234567",
+            "12x",
+            "vv:!!",
+            "99999999999999999999w",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.is_user_error(), "{bad}: {e}");
         }

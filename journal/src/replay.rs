@@ -13,6 +13,34 @@ use crate::path;
 use crate::payload::{Action, Body, MERGE_VERSION, Payload};
 use crate::vv::VersionVector;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_patches_are_bad_not_panics() {
+        let h = ContentHash::of(b"x");
+        for p in [
+            "@@ -0 +1 @@\n+x\n",
+            "@@ -1 +1 @@\n-a\n+%FF\n",
+            "garbage",
+            "@@ -1,1 +1,1 @@\n",
+        ] {
+            assert_eq!(apply_patch_strict("a", p, &h), None, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn patches_round_trip_unicode() {
+        let (a, b) = ("# 日記\nToday 🎉\n", "# 日記\nToday 👩‍👩‍👧‍👦 and more\n");
+        let p = make_patch(a, b).unwrap();
+        assert_eq!(
+            apply_patch_strict(a, &p, &ContentHash::of(b.as_bytes())).as_deref(),
+            Some(b)
+        );
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum FileKind {
     Text,
@@ -32,7 +60,9 @@ pub struct FileState {
 }
 
 /// The replayed state of a vault at some set of ops.
-#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct VaultState {
     /// Every file ever created, deleted ones included (`exists == false`).
     pub files: BTreeMap<FileId, FileState>,
@@ -100,7 +130,14 @@ pub trait Contents {
     /// That is a property of the op alone, so an implementation that has
     /// already checked it (time travel) may answer from that record
     /// without applying the patch again.
-    fn edit(&mut self, op: OpId, file: FileId, base: ContentHash, patch: &str, result: ContentHash) -> Result<bool> {
+    fn edit(
+        &mut self,
+        op: OpId,
+        file: FileId,
+        base: ContentHash,
+        patch: &str,
+        result: ContentHash,
+    ) -> Result<bool> {
         let _ = op;
         let base_text = self.text(file, base)?;
         match apply_patch_strict(&base_text, patch, &result) {
@@ -115,10 +152,23 @@ pub trait Contents {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    Created { file: FileId, path: String },
-    Modified { file: FileId, path: String },
-    Deleted { file: FileId, path: String },
-    Renamed { file: FileId, from: String, to: String },
+    Created {
+        file: FileId,
+        path: String,
+    },
+    Modified {
+        file: FileId,
+        path: String,
+    },
+    Deleted {
+        file: FileId,
+        path: String,
+    },
+    Renamed {
+        file: FileId,
+        from: String,
+        to: String,
+    },
     Config,
 }
 
@@ -150,7 +200,11 @@ fn no_effect(why: impl Into<String>) -> Result<Effect> {
     Ok(Effect::NoEffect(why.into()))
 }
 
-fn apply_action(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Contents) -> Result<Effect> {
+fn apply_action(
+    state: &mut VaultState,
+    op: &ReplayOp,
+    contents: &mut dyn Contents,
+) -> Result<Effect> {
     let id = op.key.id;
     let author = op.key.author;
     match &op.payload.action {
@@ -272,10 +326,7 @@ fn apply_action(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Conten
             Ok(Effect::Applied(vec![Change::Deleted { file: *file, path }]))
         }
         Action::Rename {
-            file,
-            to,
-            mtime_ms,
-            ..
+            file, to, mtime_ms, ..
         } => {
             let Some(f) = live(state, file) else {
                 return no_effect("rename of a file that does not exist");
@@ -350,23 +401,47 @@ fn set_body(
 /// Applies a Compat-mode patch with no fuzz: every hunk must apply and the
 /// outcome must hash to `result`, or there is no outcome.
 pub fn apply_patch_strict(base: &str, patch: &str, result: &ContentHash) -> Option<String> {
-    let dmp = DiffMatchPatch::new();
-    let patches = dmp.patch_from_text::<Compat>(patch).ok()?;
-    let (out, applied) = dmp.patch_apply(&patches, base).ok()?;
-    (applied.iter().all(|ok| *ok) && ContentHash::of(out.as_bytes()) == *result).then_some(out)
+    // The patch parser can panic on hostile text (bad %-escapes, zero-length
+    // headers). A signed op must never crash replay: such a patch is bad.
+    guarded(|| {
+        let dmp = DiffMatchPatch::new();
+        let patches = dmp.patch_from_text::<Compat>(patch).ok()?;
+        let (out, applied) = dmp.patch_apply(&patches, base).ok()?;
+        (applied.iter().all(|ok| *ok) && ContentHash::of(out.as_bytes()) == *result).then_some(out)
+    })
+    .flatten()
+}
+
+thread_local! {
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside [`guarded`] code, whose panics are an
+/// expected outcome: a panic hook should stay quiet about them.
+pub fn in_guarded_section() -> bool {
+    GUARDED.with(|g| g.get())
+}
+
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let was = GUARDED.with(|g| g.replace(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    GUARDED.with(|g| g.set(was));
+    out
 }
 
 /// The author's side: a Compat-mode patch from `old` to `new`, made with no
 /// diff timeout, or `None` if it does not reproduce `new` exactly (then
 /// the author writes a Replace).
 pub fn make_patch(old: &str, new: &str) -> Option<String> {
-    let mut dmp = DiffMatchPatch::new();
-    dmp.set_timeout(None);
-    let diffs = dmp.diff_main::<Compat>(old, new).ok()?;
-    let patches = dmp
-        .patch_make(diff_match_patch_rs::PatchInput::new_text_diffs(old, &diffs))
-        .ok()?;
-    let text = dmp.patch_to_text(&patches);
+    let text = guarded(|| {
+        let mut dmp = DiffMatchPatch::new();
+        dmp.set_timeout(None);
+        let diffs = dmp.diff_main::<Compat>(old, new).ok()?;
+        let patches = dmp
+            .patch_make(diff_match_patch_rs::PatchInput::new_text_diffs(old, &diffs))
+            .ok()?;
+        Some(dmp.patch_to_text(&patches))
+    })??;
     apply_patch_strict(old, &text, &ContentHash::of(new.as_bytes()))?;
     Some(text)
 }

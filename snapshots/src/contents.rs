@@ -35,7 +35,11 @@ pub fn body_of<S: Store>(journal: &Journal<S>, file: FileId, hash: ContentHash) 
 }
 
 /// Writes the bytes of `body` to `out`, streaming blobs chunk by chunk.
-pub fn write_body<S: Store>(journal: &Journal<S>, body: &Body, out: &mut dyn std::io::Write) -> Result<()> {
+pub fn write_body<S: Store>(
+    journal: &Journal<S>,
+    body: &Body,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
     match body {
         Body::Text(t) => Ok(out.write_all(t.as_bytes())?),
         Body::Blob(b) => blob::read_blob(journal.store(), b, out),
@@ -44,22 +48,29 @@ pub fn write_body<S: Store>(journal: &Journal<S>, body: &Body, out: &mut dyn std
 
 fn recompute<S: Store>(journal: &Journal<S>, file: FileId, wanted: ContentHash) -> Result<Body> {
     let mut ids = Vec::new();
-    journal.store().scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
-        if let Some(id) = OpId::from_slice(&k[k.len() - 32..]) {
-            ids.push(id);
-        }
-        ControlFlow::Continue(())
-    })?;
+    journal
+        .store()
+        .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
+            if let Some(id) = OpId::from_slice(&k[k.len() - 32..]) {
+                ids.push(id);
+            }
+            ControlFlow::Continue(())
+        })?;
     let mut cur: Option<(ContentHash, Body)> = None;
     for id in ids {
-        let Some(env) = journal.load(&id)? else { continue };
+        let Some(env) = journal.load(&id)? else {
+            continue;
+        };
         let payload = journal.load_payload(&env)?;
         let next = match payload.action {
             Action::Create { body, .. }
             | Action::Replace { body, .. }
             | Action::Resolve { body, .. } => Some(body),
             Action::Edit {
-                base, patch, result, ..
+                base,
+                patch,
+                result,
+                ..
             } => match &cur {
                 Some((h, Body::Text(t))) if *h == base => {
                     apply_patch_strict(t, &patch, &result).map(Body::Text)
@@ -137,7 +148,14 @@ impl<S: Store> Contents for Cache<'_, S> {
         Ok(())
     }
 
-    fn edit(&mut self, op: OpId, file: FileId, base: ContentHash, patch: &str, result: ContentHash) -> Result<bool> {
+    fn edit(
+        &mut self,
+        op: OpId,
+        file: FileId,
+        base: ContentHash,
+        patch: &str,
+        result: ContentHash,
+    ) -> Result<bool> {
         if self.trust_effects
             && let Some(rec) = self.journal.store().get(Ks::Effects, &op.0)?
             && rec.len() >= 2

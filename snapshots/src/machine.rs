@@ -16,7 +16,9 @@ use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
 
 use crate::checkpoint;
-use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, PATCH_BAD, PATCH_GOOD, PATCH_UNCHECKED, file_ops_key};
+use crate::contents::{
+    Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, PATCH_BAD, PATCH_GOOD, PATCH_UNCHECKED, file_ops_key,
+};
 
 const HEAD: &[u8] = b"head_state";
 const HEAD_LIVE_FILES: &[u8] = b"head_live_files";
@@ -132,7 +134,8 @@ impl TimeMachine {
         }
         let mut next_checkpoint = u64_meta(journal.store(), NEXT_CHECKPOINT)?;
         if next_checkpoint == 0 || out.rewound {
-            next_checkpoint = state.ops + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
+            next_checkpoint =
+                state.ops + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
         }
         let mut keys = Vec::new();
         journal.for_each_in_order(state.last.as_ref(), &mut |k, seq| {
@@ -143,9 +146,9 @@ impl TimeMachine {
         let mut changed_since_commit = BTreeSet::new();
         let mut cache = Cache::new(journal, false);
         for (i, (key, seq)) in keys.iter().enumerate() {
-            let env = journal
-                .load(&key.id)?
-                .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", key.id.short())))?;
+            let env = journal.load(&key.id)?.ok_or_else(|| {
+                Error::Corrupt(format!("op {} is indexed but missing", key.id.short()))
+            })?;
             let payload = journal.load_payload(&env)?;
             let named_file = match &payload.action {
                 Action::Create { .. } => Some(key.id),
@@ -194,7 +197,8 @@ impl TimeMachine {
             out.applied += 1;
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &mut batch);
-                next_checkpoint = state.ops + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
+                next_checkpoint = state.ops
+                    + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
             }
             let last = i + 1 == keys.len();
             if last || out.applied.is_multiple_of(CATCH_UP_COMMIT_OPS) {
@@ -211,10 +215,16 @@ impl TimeMachine {
                 }
                 Self::put_head(&state, &changed_since_commit, &mut batch);
                 changed_since_commit.clear();
-                batch.put(Ks::Meta, NEXT_CHECKPOINT, next_checkpoint.to_le_bytes().to_vec());
+                batch.put(
+                    Ks::Meta,
+                    NEXT_CHECKPOINT,
+                    next_checkpoint.to_le_bytes().to_vec(),
+                );
                 let next = keys.get(i + 1).map(|(k, _)| k);
                 journal.mark_replayed(&mut batch, next);
-                journal.store().commit(std::mem::take(&mut batch), Durability::Buffered)?;
+                journal
+                    .store()
+                    .commit(std::mem::take(&mut batch), Durability::Buffered)?;
             }
         }
         if keys.is_empty() {
@@ -230,7 +240,11 @@ impl TimeMachine {
                     .map(|(id, _)| *id),
             );
         }
-        debug_assert_eq!(state.applied_vv(), *journal.admitted(), "head lags admission");
+        debug_assert_eq!(
+            state.applied_vv(),
+            *journal.admitted(),
+            "head lags admission"
+        );
         Ok(out)
     }
 
@@ -272,9 +286,9 @@ fn replay_into<S: Store>(
         if seq > target.seq(&key.author) {
             return Ok(ControlFlow::Continue(()));
         }
-        let env = journal
-            .load(&key.id)?
-            .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", key.id.short())))?;
+        let env = journal.load(&key.id)?.ok_or_else(|| {
+            Error::Corrupt(format!("op {} is indexed but missing", key.id.short()))
+        })?;
         let op = ReplayOp {
             key,
             seq,

@@ -70,8 +70,14 @@ impl Store for MemStore {
                 return Vec::new();
             };
             let owned = (range.0.map(<[u8]>::to_vec), range.1.map(<[u8]>::to_vec));
-            let it = m.range::<Vec<u8>, _>(owned).map(|(k, v)| (k.clone(), v.clone()));
-            if reverse { it.rev().collect() } else { it.collect() }
+            let it = m
+                .range::<Vec<u8>, _>(owned)
+                .map(|(k, v)| (k.clone(), v.clone()));
+            if reverse {
+                it.rev().collect()
+            } else {
+                it.collect()
+            }
         });
         for (k, v) in items {
             if f(&k, &v).is_break() {
@@ -95,9 +101,9 @@ impl Store for MemStore {
 
     fn size_bytes(&self, ks: Ks) -> Result<u64> {
         Ok(self.with(|i| {
-            i.live
-                .get(&ks)
-                .map_or(0, |m| m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum())
+            i.live.get(&ks).map_or(0, |m| {
+                m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
+            })
         }))
     }
 }

@@ -1,0 +1,97 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vellum",
+    version,
+    about = "Peer-to-peer sync and time travel for Obsidian vaults"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The vault folder (default: the nearest folder upward holding .vellum/)
+    #[arg(long, global = true, env = "VELLUM_VAULT")]
+    pub vault: Option<PathBuf>,
+    /// Print one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make a folder a vault and record the files already in it
+    Init {
+        /// This device's name, shown to other devices
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Record every change on disk since the last scan
+    Scan,
+    /// Show the head, counts and journal size
+    Status,
+    /// List ops, newest first
+    Log {
+        /// Only ops on this path (or under this folder)
+        #[arg(long)]
+        path: Option<String>,
+        /// Only ops by this device (id prefix)
+        #[arg(long)]
+        author: Option<String>,
+        /// At most this many ops
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Write a file's bytes as of a point to stdout
+    Show {
+        path: String,
+        /// head, an op id, a time (2026-11-25, 15m, RFC 3339) or a vv: string
+        #[arg(long, default_value = "head")]
+        at: String,
+    },
+    /// Write the whole vault as of a point into a new or empty folder
+    Checkout {
+        #[arg(long)]
+        at: String,
+        dest: PathBuf,
+    },
+    /// Show what changed between two points
+    Diff {
+        #[arg(long)]
+        from: String,
+        #[arg(long, default_value = "head")]
+        to: String,
+        path: Option<String>,
+    },
+    /// Make one file as it was at a point (recorded as new ops)
+    Restore {
+        path: String,
+        #[arg(long)]
+        at: String,
+    },
+    /// Make the vault (or a folder) as it was at a point (recorded as new ops)
+    Rollback {
+        #[arg(long)]
+        to: String,
+        /// Only files under this folder
+        #[arg(long)]
+        path: Option<String>,
+        /// Show what would change, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead even if many files would be deleted or emptied
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check signatures, chains, admission rules and replay
+    Verify,
+}

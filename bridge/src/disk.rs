@@ -1,0 +1,111 @@
+//! Writing files into a vault or a checkout: atomically (temp file in the
+//! same folder, fsync, rename, fsync the folder), with the op's mtime, and
+//! never through a symlink.
+
+use std::fs::{self, File, FileTimes};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+/// `root/rel`, refusing any path whose folders are symlinks or not folders:
+/// a write must never land outside `root`.
+pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf> {
+    let rel_path = Path::new(rel);
+    if rel_path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        bail!("refusing to write {rel}: not a plain relative path");
+    }
+    let mut at = root.to_path_buf();
+    let comps: Vec<_> = rel_path.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        at.push(c.as_os_str());
+        let last = i + 1 == comps.len();
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                bail!("refusing to write {rel}: {} is a symlink", at.display())
+            }
+            Ok(m) if !last && !m.is_dir() => {
+                bail!("refusing to write {rel}: {} is not a folder", at.display())
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("checking {}", at.display())),
+        }
+    }
+    Ok(at)
+}
+
+fn system_time(mtime_ms: i64) -> std::time::SystemTime {
+    if mtime_ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(mtime_ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(mtime_ms.unsigned_abs())
+    }
+}
+
+/// Writes `rel` under `root` atomically with the given mtime. `fill`
+/// writes the content into the temp file.
+pub fn write_atomic(
+    root: &Path,
+    rel: &str,
+    mtime_ms: i64,
+    fill: &mut dyn FnMut(&mut File) -> Result<()>,
+) -> Result<()> {
+    let target = safe_target(root, rel)?;
+    let dir = target.parent().expect("a file under root has a parent");
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Re-check after creating folders: one of them may have raced into a link.
+    safe_target(root, rel)?;
+    let name = target.file_name().expect("a file name").to_string_lossy();
+    let tmp = dir.join(format!(".{name}.vellum-tmp-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        fill(&mut f)?;
+        f.flush()?;
+        f.set_times(FileTimes::new().set_modified(system_time(mtime_ms)))?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &target).with_context(|| format!("replacing {}", target.display()))?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        // No partial file is left behind, whatever failed.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes `rel` and then every folder it leaves empty, up to `root`.
+pub fn remove_file(root: &Path, rel: &str) -> Result<()> {
+    let target = safe_target(root, rel)?;
+    match fs::remove_file(&target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", target.display())),
+    }
+    let mut dir = target.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) {
+            break;
+        }
+        if fs::remove_dir(&d).is_err() {
+            break; // not empty, or not ours to remove
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    if let Some(parent) = target.parent()
+        && let Ok(f) = File::open(parent.ancestors().find(|a| a.exists()).unwrap_or(root))
+    {
+        let _ = f.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! Reading history: log, show, checkout, diff, and resolving points.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::ops::{Bound, ControlFlow};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use vellum_journal::payload::{Action, Body};
+use vellum_journal::point::Point;
+use vellum_journal::replay::{FileKind, VaultState};
+use vellum_journal::store::{Ks, Store};
+use vellum_journal::{FileId, OrderKey, VersionVector, hlc, path};
+use vellum_snapshots::TimeMachine;
+use vellum_snapshots::contents::{EFFECT_NO_EFFECT, body_of, write_body};
+
+use crate::disk;
+use crate::error::user;
+use crate::ignore_rules::Rules;
+use crate::vault::{Vault, now_ms};
+
+pub fn resolve(v: &Vault, point: &str) -> Result<VersionVector> {
+    let tz = jiff::tz::TimeZone::system();
+    let p = Point::parse(point, now_ms(), &tz)?;
+    Ok(p.resolve(&v.journal)?)
+}
+
+pub fn state_at(v: &Vault, vv: &VersionVector) -> Result<VaultState> {
+    Ok(TimeMachine::state_at(&v.journal, vv)?)
+}
+
+/// A PATH argument as a vault path: absolute paths must lie in the vault;
+/// relative ones are taken from the current folder when it is inside the
+/// vault, else from the vault root.
+pub fn vault_path(v: &Vault, arg: &str) -> Result<String> {
+    let root = v.root.canonicalize().unwrap_or_else(|_| v.root.clone());
+    let given = Path::new(arg);
+    let rel: PathBuf = if given.is_absolute() {
+        given
+            .strip_prefix(&root)
+            .or_else(|_| given.strip_prefix(&v.root))
+            .map_err(|_| user(format!("{arg} is outside the vault {}", v.root.display())))?
+            .to_path_buf()
+    } else {
+        match std::env::current_dir()
+            .ok()
+            .and_then(|c| c.canonicalize().ok())
+        {
+            Some(cwd) if cwd.starts_with(&root) => {
+                cwd.strip_prefix(&root).expect("checked").join(given)
+            }
+            _ => given.to_path_buf(),
+        }
+    };
+    let s = rel
+        .to_str()
+        .ok_or_else(|| user(format!("{arg} is not valid UTF-8")))?
+        .trim_end_matches('/');
+    if s.split('/').any(|c| c == "..") {
+        return Err(user(format!("{arg} is outside the vault")));
+    }
+    path::normalize(s).map_err(|e| user(e.to_string()))
+}
+
+pub fn time_string(hlc_value: u64) -> String {
+    let ms = hlc::wall_ms(hlc_value) as i64;
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub author: String,
+    pub seq: u64,
+    pub lamport: u64,
+    pub hlc: String,
+    pub time: String,
+    pub kind: String,
+    pub path: Option<String>,
+    pub file: Option<String>,
+    pub summary: String,
+}
+
+pub fn log(
+    v: &Vault,
+    path_filter: Option<&str>,
+    author: Option<&str>,
+    limit: usize,
+) -> Result<Vec<LogEntry>> {
+    let head = v.head()?;
+    let path_filter = path_filter.map(|p| vault_path(v, p)).transpose()?;
+    let author = author.map(str::to_ascii_lowercase);
+    let mut keys = Vec::new();
+    v.journal.store().scan(
+        Ks::Order,
+        (Bound::Unbounded, Bound::Unbounded),
+        true,
+        &mut |k, val| {
+            if let (Some(key), Ok(seq)) = (OrderKey::from_bytes(k), <[u8; 8]>::try_from(val)) {
+                keys.push((key, u64::from_le_bytes(seq)));
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    let mut out = Vec::new();
+    for (key, seq) in keys {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(a) = &author
+            && !key.author.to_hex().starts_with(a.as_str())
+        {
+            continue;
+        }
+        let env = v
+            .journal
+            .load(&key.id)?
+            .with_context(|| format!("op {} is indexed but missing", key.id.short()))?;
+        let payload = v.journal.load_payload(&env)?;
+        let file = match &payload.action {
+            Action::Create { .. } => Some(key.id),
+            _ => payload.file(),
+        };
+        let current = file
+            .and_then(|f| head.files.get(&f))
+            .map(|f| f.path.clone());
+        let (op_path, mut summary) = match &payload.action {
+            Action::Genesis { merge_version } => (
+                None,
+                format!("vault created (merge version {merge_version})"),
+            ),
+            Action::DeviceInfo { name } => (None, format!("device named {name:?}")),
+            Action::VaultConfig { ignore, .. } => (
+                None,
+                format!("vault config ({} ignore rules)", ignore.len()),
+            ),
+            Action::Create { path, body, .. } => (
+                Some(path.clone()),
+                format!("create {path} ({})", size_text(body.size())),
+            ),
+            Action::Edit { result_size, .. } => (
+                current.clone(),
+                format!(
+                    "edit {} ({})",
+                    current.as_deref().unwrap_or("?"),
+                    size_text(*result_size)
+                ),
+            ),
+            Action::Replace { body, .. } => (
+                current.clone(),
+                format!(
+                    "replace {} ({})",
+                    current.as_deref().unwrap_or("?"),
+                    size_text(body.size())
+                ),
+            ),
+            Action::Delete { .. } => (
+                current.clone(),
+                format!("delete {}", current.as_deref().unwrap_or("?")),
+            ),
+            Action::Rename { from, to, .. } => (Some(to.clone()), format!("rename {from} → {to}")),
+            Action::Resolve { .. } => (
+                current.clone(),
+                format!("resolve {}", current.as_deref().unwrap_or("?")),
+            ),
+        };
+        if let Some(pf) = &path_filter {
+            let under = |p: &str| p == pf || p.starts_with(&format!("{pf}/"));
+            let renamed_from =
+                matches!(&payload.action, Action::Rename { from, .. } if under(from));
+            if !(op_path.as_deref().is_some_and(under)
+                || current.as_deref().is_some_and(under)
+                || renamed_from)
+            {
+                continue;
+            }
+        }
+        if let Some(c) = &payload.cause {
+            use vellum_journal::payload::Cause;
+            match c {
+                Cause::Restore { .. } => summary.push_str(" [restore]"),
+                Cause::Rollback { .. } => summary.push_str(" [rollback]"),
+            }
+        }
+        if let Some(rec) = v.journal.store().get(Ks::Effects, &key.id.0)?
+            && rec.first() == Some(&EFFECT_NO_EFFECT)
+        {
+            summary.push_str(&format!(
+                " (no effect: {})",
+                String::from_utf8_lossy(&rec[2..])
+            ));
+        }
+        out.push(LogEntry {
+            id: key.id.short(),
+            author: key.author.short(),
+            seq,
+            lamport: key.lamport,
+            hlc: env.header().hlc.to_string(),
+            time: time_string(env.header().hlc),
+            kind: payload.kind_name().to_string(),
+            path: op_path,
+            file: file.map(|f| f.short()),
+            summary,
+        });
+    }
+    Ok(out)
+}
+
+fn size_text(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The file at `path` in `state`, or a user error naming the point.
+pub fn file_in<'a>(
+    state: &'a VaultState,
+    path: &str,
+    point: &str,
+) -> Result<(FileId, &'a vellum_journal::replay::FileState)> {
+    state
+        .file_at(path)
+        .ok_or_else(|| user(format!("{path} did not exist at {point}")))
+}
+
+pub fn show(v: &Vault, path_arg: &str, point: &str, out: &mut dyn Write) -> Result<ShowInfo> {
+    let p = vault_path(v, path_arg)?;
+    let vv = resolve(v, point)?;
+    let state = state_at(v, &vv)?;
+    let (id, f) = file_in(&state, &p, point)?;
+    let body = body_of(&v.journal, id, f.hash)?;
+    let text = match &body {
+        Body::Text(t) => Some(t.clone()),
+        Body::Blob(_) => None,
+    };
+    if let Some(o) = Some(out) {
+        write_body(&v.journal, &body, o)?;
+    }
+    Ok(ShowInfo {
+        path: p,
+        file: id.short(),
+        hash: f.hash.to_hex(),
+        size: f.size,
+        mtime: time_string((f.mtime_ms.max(0) as u64) << hlc::LOGICAL_BITS),
+        kind: if f.kind == FileKind::Text {
+            "text"
+        } else {
+            "binary"
+        }
+        .into(),
+        text,
+    })
+}
+
+#[derive(Serialize)]
+pub struct ShowInfo {
+    pub path: String,
+    pub file: String,
+    pub hash: String,
+    pub size: u64,
+    pub mtime: String,
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct CheckoutReport {
+    pub at: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
+    let vv = resolve(v, point)?;
+    if dest.exists() {
+        if !dest.is_dir() {
+            return Err(user(format!(
+                "{} exists and is not a folder",
+                dest.display()
+            )));
+        }
+        if dest.read_dir()?.next().is_some() {
+            return Err(user(format!(
+                "{} is not empty; checkout writes only into a new or empty folder",
+                dest.display()
+            )));
+        }
+    }
+    let root = v.root.canonicalize()?;
+    let abs_dest = if dest.is_absolute() {
+        dest.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dest)
+    };
+    let probe = abs_dest
+        .ancestors()
+        .find(|a| a.exists())
+        .and_then(|a| a.canonicalize().ok());
+    if probe.is_some_and(|p| p.starts_with(&root)) {
+        return Err(user(format!(
+            "{} is inside the vault; check out to a folder outside it",
+            dest.display()
+        )));
+    }
+    let state = state_at(v, &vv)?;
+    let rules = Rules::new(&v.root, &state.ignore)?;
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let mut report = CheckoutReport {
+        at: vv.to_point_string(),
+        files: 0,
+        bytes: 0,
+    };
+    for (p, id, f) in state.live_files() {
+        if rules.ignored(p, false) {
+            continue;
+        }
+        let body = body_of(&v.journal, *id, f.hash)?;
+        disk::write_atomic(dest, p, f.mtime_ms, &mut |file| {
+            Ok(write_body(&v.journal, &body, file)?)
+        })?;
+        report.files += 1;
+        report.bytes += f.size;
+    }
+    Ok(report)
+}
+
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct DiffEntry {
+    pub path: String,
+    pub change: String,
+    pub old_path: Option<String>,
+}
+
+pub fn diff(
+    v: &Vault,
+    from: &str,
+    to: &str,
+    path_arg: Option<&str>,
+    out: Option<&mut dyn Write>,
+) -> Result<Vec<DiffEntry>> {
+    let a = state_at(v, &resolve(v, from)?)?;
+    let b = state_at(v, &resolve(v, to)?)?;
+    let filter = path_arg.map(|p| vault_path(v, p)).transpose()?;
+    let under = |p: &str| {
+        filter
+            .as_deref()
+            .is_none_or(|f| p == f || p.starts_with(&format!("{f}/")))
+    };
+    let ids: BTreeSet<FileId> = a.paths.values().chain(b.paths.values()).copied().collect();
+    let mut rows: BTreeMap<
+        String,
+        (
+            DiffEntry,
+            Option<(FileId, &vellum_journal::replay::FileState)>,
+            Option<(FileId, &vellum_journal::replay::FileState)>,
+        ),
+    > = BTreeMap::new();
+    for id in ids {
+        let fa = a.files.get(&id).filter(|f| f.exists);
+        let fb = b.files.get(&id).filter(|f| f.exists);
+        let entry = match (fa, fb) {
+            (None, Some(nb)) => DiffEntry {
+                path: nb.path.clone(),
+                change: "added".into(),
+                old_path: None,
+            },
+            (Some(na), None) => DiffEntry {
+                path: na.path.clone(),
+                change: "deleted".into(),
+                old_path: None,
+            },
+            (Some(na), Some(nb)) if na.path != nb.path => DiffEntry {
+                path: nb.path.clone(),
+                change: if na.hash == nb.hash {
+                    "renamed"
+                } else {
+                    "renamed_modified"
+                }
+                .into(),
+                old_path: Some(na.path.clone()),
+            },
+            (Some(na), Some(nb)) if na.hash != nb.hash => DiffEntry {
+                path: nb.path.clone(),
+                change: "modified".into(),
+                old_path: None,
+            },
+            _ => continue,
+        };
+        if !(under(&entry.path) || entry.old_path.as_deref().is_some_and(under)) {
+            continue;
+        }
+        rows.insert(
+            entry.path.clone(),
+            (entry, fa.map(|f| (id, f)), fb.map(|f| (id, f))),
+        );
+    }
+    if let Some(out) = out {
+        for (entry, fa, fb) in rows.values() {
+            let old = fa
+                .map(|(id, f)| body_of(&v.journal, id, f.hash))
+                .transpose()?;
+            let new = fb
+                .map(|(id, f)| body_of(&v.journal, id, f.hash))
+                .transpose()?;
+            let old_name = format!("a/{}", entry.old_path.as_deref().unwrap_or(&entry.path));
+            let new_name = format!("b/{}", entry.path);
+            match (&old, &new) {
+                (Some(Body::Blob(_)), _) | (_, Some(Body::Blob(_))) => {
+                    writeln!(out, "Binary files {old_name} and {new_name} differ")?;
+                }
+                _ => {
+                    let ot = match &old {
+                        Some(Body::Text(t)) => t.as_str(),
+                        _ => "",
+                    };
+                    let nt = match &new {
+                        Some(Body::Text(t)) => t.as_str(),
+                        _ => "",
+                    };
+                    let (on, nn) = (
+                        if old.is_some() {
+                            old_name.clone()
+                        } else {
+                            "/dev/null".into()
+                        },
+                        if new.is_some() {
+                            new_name.clone()
+                        } else {
+                            "/dev/null".into()
+                        },
+                    );
+                    if ot == nt {
+                        writeln!(out, "rename {old_name} → {new_name}")?;
+                        continue;
+                    }
+                    let d = similar::TextDiff::from_lines(ot, nt);
+                    write!(
+                        out,
+                        "{}",
+                        d.unified_diff().context_radius(3).header(&on, &nn)
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(rows.into_values().map(|(e, _, _)| e).collect())
+}
+
+/// A vv: string shortened for humans.
+pub fn short_point(vv: &str) -> String {
+    if vv.len() > 24 {
+        format!("{}…", &vv[..24])
+    } else {
+        vv.to_string()
+    }
+}

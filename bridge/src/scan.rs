@@ -1,0 +1,479 @@
+//! The scanner: compares the disk with the materialised state (what
+//! Vellum last wrote or read at each path) and records the differences as
+//! ops. It never compares with the replayed head.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use vellum_journal::blob;
+use vellum_journal::entropy::OsEntropy;
+use vellum_journal::limits::TEXT_BYTES_MAX;
+use vellum_journal::path;
+use vellum_journal::payload::{Action, Body, Payload};
+use vellum_journal::replay::{FileKind, make_patch};
+use vellum_journal::store::{Batch, Ks};
+use vellum_journal::{ContentHash, FileId};
+use vellum_snapshots::contents::body_of;
+
+use crate::ignore_rules::Rules;
+use crate::vault::{DiskRec, Vault};
+
+/// Content similarity at or above which a vanished file and a new one are
+/// taken as a rename, in percent.
+const RENAME_SIMILARITY_MIN_PCT: u64 = 50;
+/// Most (vanished, new) pairs compared for a similarity rename per scan.
+const RENAME_COMPARISONS_MAX: usize = 20_000;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ScanReport {
+    pub ops_recorded: u64,
+    pub created: u64,
+    pub edited: u64,
+    pub deleted: u64,
+    pub renamed: u64,
+    pub head: String,
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// A file as found on disk.
+struct Found {
+    abs: PathBuf,
+    size: u64,
+    mtime_ns: i64,
+}
+
+/// A file's content as read for recording.
+enum Read_ {
+    Text(String),
+    /// Not UTF-8, or too large for text: streamed again when stored.
+    Binary,
+}
+
+struct Fresh {
+    hash: ContentHash,
+    size: u64,
+    mtime_ns: i64,
+    content: Read_,
+}
+
+pub fn mtime_ms(mtime_ns: i64) -> i64 {
+    mtime_ns.div_euclid(1_000_000)
+}
+
+fn meta_mtime_ns(m: &fs::Metadata) -> i64 {
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
+}
+
+/// Walks the vault: every regular file not ignored, by NFC path.
+fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Found>> {
+    let mut out = BTreeMap::new();
+    let root_owned = root.to_path_buf();
+    let walker = ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .hidden(false)
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(move |e| {
+            let Ok(rel) = e.path().strip_prefix(&root_owned) else {
+                return true;
+            };
+            let Some(rel) = rel.to_str() else { return true };
+            if rel.is_empty() {
+                return true;
+            }
+            let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+            rel != ".vellum" || !is_dir
+        })
+        .build();
+    for entry in walker {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                warnings.push(format!("skipped an unreadable entry: {e}"));
+                continue;
+            }
+        };
+        let Some(ft) = entry.file_type() else {
+            continue;
+        };
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let Some(rel_str) = rel.to_str() else {
+            warnings.push(format!("skipped {}: the name is not UTF-8", rel.display()));
+            continue;
+        };
+        if rules.ignored(rel_str, ft.is_dir()) {
+            continue;
+        }
+        if ft.is_symlink() {
+            warnings.push(format!(
+                "skipped symlink {rel_str}: Vellum does not follow links"
+            ));
+            continue;
+        }
+        if !ft.is_file() {
+            continue;
+        }
+        let p = match path::normalize(rel_str) {
+            Ok(p) => p,
+            Err(e) => {
+                warnings.push(format!("skipped {rel_str}: {e}"));
+                continue;
+            }
+        };
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!("skipped {rel_str}: {e}"));
+                continue;
+            }
+        };
+        out.insert(
+            p,
+            Found {
+                abs: entry.path().to_path_buf(),
+                size: meta.len(),
+                mtime_ns: meta_mtime_ns(&meta),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Reads a file for recording: text up to 1 MiB in memory, anything else
+/// hashed by streaming.
+fn read_fresh(f: &Found) -> std::io::Result<Fresh> {
+    let mut file = File::open(&f.abs)?;
+    let meta = file.metadata()?;
+    let mtime_ns = meta_mtime_ns(&meta);
+    if meta.len() <= TEXT_BYTES_MAX as u64 {
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        file.by_ref()
+            .take(TEXT_BYTES_MAX as u64 + 1)
+            .read_to_end(&mut buf)?;
+        if buf.len() <= TEXT_BYTES_MAX {
+            let hash = ContentHash::of(&buf);
+            let size = buf.len() as u64;
+            let content = match String::from_utf8(buf) {
+                Ok(t) => Read_::Text(t),
+                Err(_) => Read_::Binary,
+            };
+            return Ok(Fresh {
+                hash,
+                size,
+                mtime_ns,
+                content,
+            });
+        }
+    }
+    let mut file = File::open(&f.abs)?;
+    let mut h = blake3::Hasher::new();
+    let size = std::io::copy(&mut file, &mut h)?;
+    Ok(Fresh {
+        hash: ContentHash(*h.finalize().as_bytes()),
+        size,
+        mtime_ns,
+        content: Read_::Binary,
+    })
+}
+
+/// Line-multiset similarity of two texts, in percent of their bytes.
+fn similarity_pct(a: &str, b: &str) -> u64 {
+    if a.is_empty() && b.is_empty() {
+        return 100;
+    }
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for l in a.split_inclusive('\n') {
+        *counts.entry(l).or_default() += 1;
+    }
+    let mut common = 0u64;
+    for l in b.split_inclusive('\n') {
+        if let Some(c) = counts.get_mut(l)
+            && *c > 0
+        {
+            *c -= 1;
+            common += l.len() as u64;
+        }
+    }
+    200 * common / (a.len() + b.len()) as u64
+}
+
+pub fn scan(v: &mut Vault) -> Result<ScanReport> {
+    let mut report = ScanReport::default();
+    let head = v.head()?;
+    let recs = v.disk_records()?;
+    let rules = Rules::new(&v.root, &head.ignore)?;
+    let found = walk(&v.root, &rules, &mut report.warnings)?;
+    let dedup_key = v
+        .journal
+        .keys()
+        .current()
+        .and_then(|(epoch, _)| v.journal.keys().dedup_key(&epoch))
+        .context("the vault key is missing")?;
+
+    let mut extra = Batch::new();
+    let mut changed: BTreeMap<String, Fresh> = BTreeMap::new();
+    for (p, f) in &found {
+        let rec = recs.get(p);
+        if rec.is_some_and(|r| r.size == f.size && r.mtime_ns == f.mtime_ns) {
+            continue;
+        }
+        let fresh = match read_fresh(f) {
+            Ok(x) => x,
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("could not read {p}: {e}; will retry next scan"));
+                continue;
+            }
+        };
+        if rec.is_some_and(|r| r.hash == fresh.hash) {
+            // Touched, not changed: remember the new mtime, record nothing.
+            extra.put(Ks::Disk, p.as_bytes().to_vec(), rec_of(&fresh).to_bytes());
+            continue;
+        }
+        changed.insert(p.clone(), fresh);
+    }
+    // Paths Vellum knew that are gone. Unreadable files were still found,
+    // so they never count as gone.
+    let mut gone: BTreeMap<String, (FileId, DiskRec)> = BTreeMap::new();
+    for (p, r) in &recs {
+        if found.contains_key(p) {
+            continue;
+        }
+        extra.delete(Ks::Disk, p.as_bytes().to_vec());
+        if rules.ignored(p, false) {
+            continue;
+        }
+        if let Some((id, _)) = head.file_at(p) {
+            gone.insert(p.clone(), (id, *r));
+        }
+    }
+    let mut new_paths: BTreeSet<String> = changed
+        .keys()
+        .filter(|p| head.file_at(p).is_none() || !recs.contains_key(*p))
+        .cloned()
+        .collect();
+
+    // Renames: identical content first, then similar text.
+    let mut renames: Vec<(String, String)> = Vec::new();
+    for (old, (_, r)) in &gone {
+        if let Some(new) = new_paths
+            .iter()
+            .find(|n| changed[*n].hash == r.hash)
+            .cloned()
+        {
+            new_paths.remove(&new);
+            renames.push((old.clone(), new));
+        }
+    }
+    let paired: BTreeSet<String> = renames.iter().map(|(o, _)| o.clone()).collect();
+    let mut candidates = Vec::new();
+    let mut comparisons = 0;
+    'outer: for (old, (id, r)) in gone.iter().filter(|(o, _)| !paired.contains(*o)) {
+        let old_kind = head.files.get(id).map(|f| f.kind);
+        if old_kind != Some(FileKind::Text) {
+            continue;
+        }
+        let mut old_text: Option<String> = None;
+        for new in &new_paths {
+            let Read_::Text(new_text) = &changed[new].content else {
+                continue;
+            };
+            let (a, b) = (r.size.max(1), (new_text.len() as u64).max(1));
+            if a.min(b) * 2 < a.max(b) {
+                continue;
+            }
+            comparisons += 1;
+            if comparisons > RENAME_COMPARISONS_MAX {
+                break 'outer;
+            }
+            if old_text.is_none() {
+                old_text = match body_of(&v.journal, *id, r.hash)? {
+                    Body::Text(t) => Some(t),
+                    Body::Blob(_) => None,
+                };
+            }
+            let Some(ot) = &old_text else { continue 'outer };
+            let pct = similarity_pct(ot, new_text);
+            if pct >= RENAME_SIMILARITY_MIN_PCT {
+                candidates.push((std::cmp::Reverse(pct), old.clone(), new.clone()));
+            }
+        }
+    }
+    candidates.sort();
+    let mut used_old: BTreeSet<String> = paired;
+    for (_, old, new) in candidates {
+        if used_old.contains(&old) || !new_paths.contains(&new) {
+            continue;
+        }
+        used_old.insert(old.clone());
+        new_paths.remove(&new);
+        renames.push((old, new));
+    }
+
+    let now = crate::vault::now_ms() as i64;
+    let mut payloads = Vec::new();
+    let mut entropy = OsEntropy;
+    // Deletes first, so their paths are free for what follows.
+    for (old, (id, r)) in &gone {
+        if used_old.contains(old) {
+            continue;
+        }
+        payloads.push(Payload::new(Action::Delete {
+            file: *id,
+            base: r.hash,
+            mtime_ms: now,
+        }));
+        report.deleted += 1;
+    }
+    for (old, new) in &renames {
+        let (id, r) = gone[old];
+        let fresh = &changed[new];
+        payloads.push(Payload::new(Action::Rename {
+            file: id,
+            from: old.clone(),
+            to: new.clone(),
+            mtime_ms: mtime_ms(fresh.mtime_ns),
+        }));
+        report.renamed += 1;
+        if fresh.hash != r.hash {
+            payloads.push(content_change(
+                v,
+                id,
+                r.hash,
+                new,
+                fresh,
+                &found[new],
+                &dedup_key,
+                &mut entropy,
+            )?);
+            report.edited += 1;
+        }
+        extra.put(Ks::Disk, new.as_bytes().to_vec(), rec_of(fresh).to_bytes());
+    }
+    for (p, fresh) in &changed {
+        if renames.iter().any(|(_, n)| n == p) {
+            continue;
+        }
+        if new_paths.contains(p) {
+            let body = body_for(v, fresh, &found[p], false, &dedup_key, &mut entropy)?;
+            payloads.push(Payload::new(Action::Create {
+                path: p.clone(),
+                mtime_ms: mtime_ms(fresh.mtime_ns),
+                body,
+            }));
+            report.created += 1;
+        } else {
+            let (id, _) = head.file_at(p).expect("not new, so known");
+            let base = recs[p].hash;
+            payloads.push(content_change(
+                v,
+                id,
+                base,
+                p,
+                fresh,
+                &found[p],
+                &dedup_key,
+                &mut entropy,
+            )?);
+            report.edited += 1;
+        }
+        extra.put(Ks::Disk, p.as_bytes().to_vec(), rec_of(fresh).to_bytes());
+    }
+    report.ops_recorded = payloads.len() as u64;
+    v.append(payloads, extra)?;
+    report.head = v.journal.admitted().to_point_string();
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(report)
+}
+
+fn rec_of(f: &Fresh) -> DiskRec {
+    DiskRec {
+        hash: f.hash,
+        size: f.size,
+        mtime_ns: f.mtime_ns,
+    }
+}
+
+/// The body to record for fresh content: text inline, anything else (or
+/// anything for a file that has been binary) as a blob.
+fn body_for(
+    v: &Vault,
+    fresh: &Fresh,
+    found: &Found,
+    sticky_binary: bool,
+    dedup_key: &[u8; 32],
+    entropy: &mut OsEntropy,
+) -> Result<Body> {
+    match &fresh.content {
+        Read_::Text(t) if !sticky_binary => Ok(Body::Text(t.clone())),
+        _ => {
+            let file = File::open(&found.abs)
+                .with_context(|| format!("reading {}", found.abs.display()))?;
+            let blob = blob::store_blob(v.journal.store(), file, dedup_key, entropy)?;
+            if blob.hash != fresh.hash {
+                anyhow::bail!(
+                    "{} changed while it was being read; run the scan again",
+                    found.abs.display()
+                );
+            }
+            Ok(Body::Blob(blob))
+        }
+    }
+}
+
+/// An Edit when a patch reproduces the new text and is smaller than it,
+/// else a Replace.
+#[allow(clippy::too_many_arguments)]
+fn content_change(
+    v: &Vault,
+    file: FileId,
+    base: ContentHash,
+    path: &str,
+    fresh: &Fresh,
+    found: &Found,
+    dedup_key: &[u8; 32],
+    entropy: &mut OsEntropy,
+) -> Result<Payload> {
+    let head = v.head()?;
+    let sticky_binary = head
+        .files
+        .get(&file)
+        .is_some_and(|f| f.kind == FileKind::Blob);
+    let mtime_ms = mtime_ms(fresh.mtime_ns);
+    if let (false, Read_::Text(new)) = (sticky_binary, &fresh.content)
+        && let Body::Text(old) = body_of(&v.journal, file, base)?
+        && let Some(patch) = make_patch(&old, new)
+        && patch.len() < new.len()
+    {
+        return Ok(Payload::new(Action::Edit {
+            file,
+            base,
+            patch,
+            result: fresh.hash,
+            result_size: fresh.size,
+            mtime_ms,
+        }));
+    }
+    let _ = path;
+    Ok(Payload::new(Action::Replace {
+        file,
+        base,
+        body: body_for(v, fresh, found, sticky_binary, dedup_key, entropy)?,
+        mtime_ms,
+    }))
+}

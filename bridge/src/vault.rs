@@ -1,0 +1,266 @@
+//! An open vault: the directory, its lock, its keys and its journal.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, TryLockError};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use vellum_journal::entropy::{Entropy, OsEntropy};
+use vellum_journal::path::VELLUM_DIR;
+use vellum_journal::payload::{Action, MERGE_VERSION, Payload};
+use vellum_journal::replay::VaultState;
+use vellum_journal::store::{Batch, Durability, FjallStore, Ks, Store};
+use vellum_journal::{ContentHash, DeviceId, Journal, OpId, VaultId};
+use vellum_snapshots::TimeMachine;
+
+use crate::error::user;
+use crate::home::{self, DeviceKeys};
+
+/// The vault-wide ignore rules a new vault starts with (gitignore syntax).
+pub const DEFAULT_IGNORES: &[&str] = &[
+    "/.vellum/",
+    "/.obsidian/workspace*.json",
+    "/.obsidian/plugins/vellum-sync/",
+    "/.git/",
+    "/.trash/",
+    "*.tmp",
+    "*.swp",
+    "~*",
+    ".#*",
+    ".DS_Store",
+    "Thumbs.db",
+];
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What Vellum last wrote or read at a path: the scanner's baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskRec {
+    pub hash: ContentHash,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl DiskRec {
+    pub fn to_bytes(self) -> Vec<u8> {
+        let mut b = self.hash.0.to_vec();
+        b.extend_from_slice(&self.size.to_le_bytes());
+        b.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        (b.len() == 48).then(|| DiskRec {
+            hash: ContentHash::from_slice(&b[..32]).expect("32"),
+            size: u64::from_le_bytes(b[32..40].try_into().expect("8")),
+            mtime_ns: i64::from_le_bytes(b[40..48].try_into().expect("8")),
+        })
+    }
+}
+
+pub struct Vault {
+    pub root: PathBuf,
+    pub journal: Journal<FjallStore>,
+    pub keys: DeviceKeys,
+    // Held for the vault's lifetime: the journal has a single writer.
+    _lock: File,
+}
+
+fn lock(dot: &Path) -> Result<File> {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dot.join("lock"))
+        .with_context(|| format!("opening {}", dot.join("lock").display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(TryLockError::WouldBlock) => Err(user(format!(
+            "another vellum process is using this vault ({} is locked); wait for it or stop it",
+            dot.join("lock").display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(e).context("locking the vault"),
+    }
+}
+
+/// Finds the vault root: `--vault DIR` exactly, else the nearest ancestor
+/// of the current directory holding `.vellum/`.
+pub fn find_root(vault: Option<&Path>) -> Result<PathBuf> {
+    match vault {
+        Some(v) => {
+            if !v.join(VELLUM_DIR).is_dir() {
+                return Err(user(format!(
+                    "not a vault: no .vellum/ in {}; run 'vellum init --vault {}'",
+                    v.display(),
+                    v.display()
+                )));
+            }
+            Ok(v.to_path_buf())
+        }
+        None => {
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            cwd.ancestors()
+                .find(|d| d.join(VELLUM_DIR).is_dir())
+                .map(Path::to_path_buf)
+                .ok_or_else(|| {
+                    user(format!(
+                        "no vault here (no .vellum/ found upward from {}); run 'vellum init'",
+                        cwd.display()
+                    ))
+                })
+        }
+    }
+}
+
+impl Vault {
+    /// Makes `root` a new vault: keys, genesis, device info and ignore rules.
+    pub fn init(root: &Path, device_name: &str) -> Result<Vault> {
+        if root.exists() && !root.is_dir() {
+            return Err(user(format!("{} is not a directory", root.display())));
+        }
+        if root.join(VELLUM_DIR).exists() {
+            return Err(user(format!(
+                "{} is already a vault (it has .vellum/)",
+                root.display()
+            )));
+        }
+        if let Some(outer) = root.canonicalize().ok().and_then(|c| {
+            c.ancestors()
+                .skip(1)
+                .find(|d| d.join(VELLUM_DIR).is_dir())
+                .map(Path::to_path_buf)
+        }) {
+            return Err(user(format!(
+                "{} is inside the vault {}; vaults cannot nest",
+                root.display(),
+                outer.display()
+            )));
+        }
+        let dot = root.join(VELLUM_DIR);
+        fs::create_dir_all(&dot).with_context(|| format!("creating {}", dot.display()))?;
+        let lock = lock(&dot)?;
+        let mut entropy = OsEntropy;
+        let instance = vellum_journal::id::hex(&entropy.array::<16>());
+        let keys = home::create(&instance, &mut entropy)?;
+        let store = FjallStore::open(&dot.join("journal"))?;
+        let vault_id = VaultId(entropy.array());
+        let now = now_ms();
+        let journal = Journal::create(
+            store,
+            vault_id,
+            &keys.signing,
+            keys.keyring.clone(),
+            &mut entropy,
+            now,
+            MERGE_VERSION,
+        )?;
+        // The instance file is written last: a vault without it is an
+        // interrupted init, and `init` can be run again after removing it.
+        let mut v = Vault {
+            root: root.to_path_buf(),
+            journal,
+            keys,
+            _lock: lock,
+        };
+        v.append(
+            vec![
+                Payload::new(Action::DeviceInfo {
+                    name: device_name.to_string(),
+                }),
+                Payload::new(Action::VaultConfig {
+                    ignore: DEFAULT_IGNORES.iter().map(|s| s.to_string()).collect(),
+                    merge_version: MERGE_VERSION,
+                }),
+            ],
+            Batch::new(),
+        )?;
+        fs::write(dot.join("instance"), format!("{instance}\n"))
+            .context("writing .vellum/instance")?;
+        Ok(v)
+    }
+
+    pub fn open(vault: Option<&Path>) -> Result<Vault> {
+        let root = find_root(vault)?;
+        let dot = root.join(VELLUM_DIR);
+        let lock = lock(&dot)?;
+        let instance = fs::read_to_string(dot.join("instance"))
+            .map_err(|_| {
+                user(format!(
+                    "{} has no .vellum/instance: its init was interrupted; remove .vellum/ and run 'vellum init' again",
+                    root.display()
+                ))
+            })?
+            .trim()
+            .to_string();
+        let keys = home::load(&instance)?;
+        let store = FjallStore::open(&dot.join("journal"))
+            .with_context(|| format!("opening the journal in {}", dot.display()))?;
+        let journal = Journal::open(store, keys.keyring.clone())?;
+        TimeMachine::catch_up(&journal)?;
+        Ok(Vault {
+            root,
+            journal,
+            keys,
+            _lock: lock,
+        })
+    }
+
+    pub fn device(&self) -> DeviceId {
+        vellum_journal::keys::device_id(&self.keys.signing)
+    }
+
+    pub fn head(&self) -> Result<VaultState> {
+        Ok(TimeMachine::load_head(&self.journal)?)
+    }
+
+    /// Appends local ops and `extra` writes in one durable commit, then
+    /// brings the head state up to date.
+    pub fn append(&mut self, payloads: Vec<Payload>, extra: Batch) -> Result<Vec<OpId>> {
+        let ids = if payloads.is_empty() {
+            self.journal.store().commit(extra, Durability::Durable)?;
+            Vec::new()
+        } else {
+            self.journal.append_with(
+                &self.keys.signing,
+                payloads,
+                &mut OsEntropy,
+                now_ms(),
+                Durability::Durable,
+                extra,
+            )?
+        };
+        TimeMachine::catch_up(&self.journal)?;
+        Ok(ids)
+    }
+
+    pub fn disk_records(&self) -> Result<BTreeMap<String, DiskRec>> {
+        let mut out = BTreeMap::new();
+        self.journal.store().scan(
+            Ks::Disk,
+            (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+            false,
+            &mut |k, v| {
+                if let (Ok(p), Some(r)) = (std::str::from_utf8(k), DiskRec::from_bytes(v)) {
+                    out.insert(p.to_string(), r);
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    pub fn vault_id(&self) -> VaultId {
+        self.journal.vault()
+    }
+
+    /// Bytes of the journal proper: ops and chunks.
+    pub fn journal_bytes(&self) -> Result<u64> {
+        Ok(self.journal.op_bytes()?
+            + vellum_journal::blob::stored_chunk_bytes(self.journal.store())?)
+    }
+}
