@@ -84,6 +84,29 @@ pub fn write_atomic(
     result
 }
 
+/// Writes a new file `rel` under `root` (a checkout folder Vellum just
+/// created): no temp file and no fsync, since nothing is replaced and an
+/// interrupted checkout is simply run again into a fresh folder.
+pub fn write_new(
+    root: &Path,
+    rel: &str,
+    mtime_ms: i64,
+    fill: &mut dyn FnMut(&mut File) -> Result<()>,
+) -> Result<()> {
+    let target = safe_target(root, rel)?;
+    let dir = target.parent().expect("a file under root has a parent");
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .with_context(|| format!("creating {}", target.display()))?;
+    // Writers hand over whole texts or 64 KiB blob chunks: no buffering needed.
+    fill(&mut f)?;
+    f.set_times(FileTimes::new().set_modified(system_time(mtime_ms)))?;
+    Ok(())
+}
+
 /// Removes `rel` and then every folder it leaves empty, up to `root`.
 pub fn remove_file(root: &Path, rel: &str) -> Result<()> {
     let target = safe_target(root, rel)?;

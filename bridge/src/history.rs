@@ -320,7 +320,7 @@ pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
             continue;
         }
         let body = body_of(&v.journal, *id, f.hash)?;
-        disk::write_atomic(dest, p, f.mtime_ms, &mut |file| {
+        disk::write_new(dest, p, f.mtime_ms, &mut |file| {
             Ok(write_body(&v.journal, &body, file)?)
         })?;
         report.files += 1;

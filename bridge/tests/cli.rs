@@ -1,0 +1,369 @@
+//! End-to-end tests of the `vellum` CLI on real folders and a real fjall
+//! journal: the JSON contract, time travel, writing history forward, and
+//! every bad-input case of DESIGN §12 that this stage covers.
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+
+use common::{Env, redact, tree};
+
+#[test]
+fn init_scan_status_log_json_shapes() {
+    let env = Env::new();
+    env.write("notes/a.md", "# A\n\nhello\n");
+    env.write("日記/2026-11-25.md", "今日は 🎉\n");
+    env.write(".obsidian/workspace.json", "{}"); // ignored by default
+    env.write(".obsidian/app.json", "{}");
+    let init = env.json(&["init", "--name", "laptop"]);
+    insta::assert_json_snapshot!("init", redact(&init));
+
+    env.write("notes/a.md", "# A\n\nhello world\n");
+    std::fs::rename(
+        env.vault.join("日記/2026-11-25.md"),
+        env.vault.join("日記/today.md"),
+    )
+    .unwrap();
+    std::fs::remove_file(env.vault.join(".obsidian/app.json")).unwrap();
+    env.write("b.md", "new");
+    let scan = env.scan();
+    insta::assert_json_snapshot!("scan", redact(&scan));
+
+    let status = env.json(&["status"]);
+    insta::assert_json_snapshot!("status", redact(&status));
+    assert_eq!(status["files"], 3);
+    assert!(status["journal_bytes"].as_u64().unwrap() > 0);
+    assert!(status["head"].as_str().unwrap().starts_with("vv:"));
+
+    let log = env.json(&["log"]);
+    insta::assert_json_snapshot!("log", redact(&log));
+    let only_a = env.json(&["log", "--path", "notes/a.md"]);
+    assert_eq!(only_a.as_array().unwrap().len(), 2);
+    assert_eq!(
+        env.json(&["log", "--limit", "1"]).as_array().unwrap().len(),
+        1
+    );
+
+    // A scan with nothing new records nothing and keeps the head.
+    let again = env.scan();
+    assert_eq!(again["ops_recorded"], 0);
+    assert_eq!(again["head"], scan["head"]);
+}
+
+#[test]
+fn show_and_checkout_travel_in_time_with_mtimes() {
+    let env = Env::init();
+    env.write("n.md", "one\n");
+    let mtime_one = std::fs::metadata(env.vault.join("n.md")).unwrap().mtime();
+    let h1 = env.scan()["head"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    env.write("n.md", "one\ntwo\n");
+    env.write("img/p.bin", vec![0xffu8; 300_000]);
+    let h2 = env.scan()["head"].as_str().unwrap().to_string();
+
+    assert_eq!(env.ok(&["show", "n.md", "--at", &h1]), b"one\n");
+    assert_eq!(env.ok(&["show", "n.md", "--at", &h2]), b"one\ntwo\n");
+    assert_eq!(env.ok(&["show", "n.md"]), b"one\ntwo\n");
+    assert_eq!(env.ok(&["show", "img/p.bin"]), vec![0xffu8; 300_000]);
+
+    // An op id point: the op's causal past.
+    let log = env.json(&["log"]);
+    let first_edit = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "create" && e["path"] == "n.md")
+        .unwrap();
+    assert_eq!(
+        env.ok(&["show", "n.md", "--at", first_edit["id"].as_str().unwrap()]),
+        b"one\n"
+    );
+
+    let dest = env.tmp.path().join("old");
+    let r = env.json(&["checkout", "--at", &h1, dest.to_str().unwrap()]);
+    assert_eq!(r["files"], 1);
+    assert_eq!(
+        tree(&dest).into_iter().collect::<Vec<_>>(),
+        vec![("n.md".to_string(), b"one\n".to_vec())]
+    );
+    assert_eq!(
+        std::fs::metadata(dest.join("n.md")).unwrap().mtime(),
+        mtime_one
+    );
+    assert!(!dest.join(".vellum").exists());
+
+    let dest2 = env.tmp.path().join("new");
+    env.json(&["checkout", "--at", "head", dest2.to_str().unwrap()]);
+    assert_eq!(tree(&dest2), tree(&env.vault));
+
+    // Diff: unified text, and a JSON list of changed files.
+    let d = String::from_utf8(env.ok(&["diff", "--from", &h1, "--to", &h2])).unwrap();
+    assert!(d.contains("+two"), "{d}");
+    assert!(d.contains("Binary files"), "{d}");
+    let dj = env.json(&["diff", "--from", &h1, "--to", &h2]);
+    insta::assert_json_snapshot!("diff", dj);
+}
+
+#[test]
+fn restore_and_rollback_write_history_forward() {
+    let env = Env::init();
+    env.write("keep.md", "v1\n");
+    env.write("dir/x.md", "x1\n");
+    let h1 = env.scan()["head"].as_str().unwrap().to_string();
+    env.write("keep.md", "v2\n");
+    std::fs::remove_file(env.vault.join("dir/x.md")).unwrap();
+    env.write("later.md", "created after h1\n");
+    env.scan();
+    // An unrecorded edit: restore scans first, so it stays in history.
+    env.write("later.md", "edited, never scanned\n");
+
+    let r = env.json(&["restore", "keep.md", "--at", &h1]);
+    assert_eq!(r["ops_recorded"], 1);
+    assert_eq!(r["changed"], serde_json::json!(["keep.md"]));
+    assert_eq!(env.read("keep.md"), b"v1\n");
+    let before_rollback = env.head();
+    assert_eq!(
+        env.ok(&["show", "later.md", "--at", &before_rollback]),
+        b"edited, never scanned\n"
+    );
+
+    let preview = env.json(&["rollback", "--to", &h1, "--dry-run"]);
+    assert_eq!(preview["destructive"], 1);
+    assert_eq!(
+        env.read("later.md"),
+        b"edited, never scanned\n",
+        "dry run changed the disk"
+    );
+
+    let r = env.json(&["rollback", "--to", &h1]);
+    assert_eq!(r["changed"], serde_json::json!(["dir/x.md", "later.md"]));
+    assert_eq!(
+        tree(&env.vault),
+        [
+            ("dir/x.md".to_string(), b"x1\n".to_vec()),
+            ("keep.md".to_string(), b"v1\n".to_vec())
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert!(!env.vault.join("later.md").exists());
+
+    // The rollback is itself history: roll forward again.
+    let r = env.json(&["rollback", "--to", &before_rollback]);
+    assert!(r["ops_recorded"].as_u64().unwrap() >= 2);
+    assert_eq!(env.read("later.md"), b"edited, never scanned\n");
+    assert!(
+        !env.vault.join("dir").exists(),
+        "emptied folder left behind"
+    );
+    assert!(env.json(&["verify"])["ok"].as_bool().unwrap());
+}
+
+#[test]
+fn rollback_over_the_quarantine_threshold_needs_yes() {
+    let env = Env::init();
+    let h0 = env.head();
+    for i in 0..25 {
+        env.write(&format!("n{i}.md"), format!("note {i}\n"));
+    }
+    env.scan();
+    let err = env.fails(&["rollback", "--to", &h0]);
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(
+        tree(&env.vault).len(),
+        25,
+        "refused rollback touched the disk"
+    );
+    env.json(&["rollback", "--to", &h0, "--yes"]);
+    assert_eq!(tree(&env.vault).len(), 0);
+}
+
+#[test]
+fn rollback_swaps_renamed_files_back() {
+    let env = Env::init();
+    env.write("a.md", "content of a\n");
+    env.write("b.md", "content of b\n");
+    let h1 = env.scan()["head"].as_str().unwrap().to_string();
+    std::fs::rename(env.vault.join("a.md"), env.vault.join("tmp.md")).unwrap();
+    std::fs::rename(env.vault.join("b.md"), env.vault.join("a.md")).unwrap();
+    std::fs::rename(env.vault.join("tmp.md"), env.vault.join("b.md")).unwrap();
+    env.scan();
+    env.json(&["rollback", "--to", &h1]);
+    assert_eq!(env.read("a.md"), b"content of a\n");
+    assert_eq!(env.read("b.md"), b"content of b\n");
+}
+
+#[test]
+fn scan_detects_renames_with_edits_and_case_only_renames() {
+    let env = Env::init();
+    let body: String = (0..40).map(|i| format!("line {i}\n")).collect();
+    env.write("Note.md", &body);
+    env.write("other.md", "short\n");
+    env.scan();
+    std::fs::rename(env.vault.join("Note.md"), env.vault.join("note.md")).unwrap();
+    std::fs::remove_file(env.vault.join("other.md")).unwrap();
+    env.write("moved/other.md", "short\n");
+    let s = env.scan();
+    assert_eq!(
+        (
+            s["renamed"].as_u64(),
+            s["created"].as_u64(),
+            s["deleted"].as_u64()
+        ),
+        (Some(2), Some(0), Some(0)),
+        "{s}"
+    );
+    std::fs::remove_file(env.vault.join("note.md")).unwrap();
+    env.write("renamed.md", format!("{body}one more line\n"));
+    let s = env.scan();
+    assert_eq!(
+        (s["renamed"].as_u64(), s["edited"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let log = env.json(&["log", "--path", "renamed.md"]);
+    assert_eq!(log.as_array().unwrap().len(), 4, "{log}"); // create, case rename, rename, edit
+}
+
+#[test]
+fn symlinks_are_skipped_with_a_warning() {
+    let env = Env::init();
+    env.write("real.md", "x");
+    std::os::unix::fs::symlink("/etc/passwd", env.vault.join("link.md")).unwrap();
+    let out = env.run(&["scan", "--json"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symlink"));
+    assert_eq!(env.json(&["status"])["files"], 1);
+}
+
+#[test]
+fn invalid_utf8_note_is_a_blob() {
+    let env = Env::init();
+    let bytes = b"# not utf-8 \xff\xfe\n".to_vec();
+    env.write("bad.md", &bytes);
+    env.scan();
+    let info = env.json(&["show", "bad.md"]);
+    assert_eq!(info["kind"], "binary");
+    assert_eq!(env.ok(&["show", "bad.md"]), bytes);
+}
+
+// ---- bad input: a clear one-line error, exit 1, nothing changed ----
+
+#[test]
+fn bad_input_non_vault_directory() {
+    let env = Env::new();
+    for cmd in [
+        &["status"][..],
+        &["scan"],
+        &["log"],
+        &["verify"],
+        &["show", "a.md"],
+    ] {
+        let err = env.fails(cmd);
+        assert!(err.contains("not a vault"), "{err}");
+    }
+    assert!(!env.vault.join(".vellum").exists());
+}
+
+#[test]
+fn bad_input_already_initialised() {
+    let env = Env::init();
+    env.write("a.md", "a");
+    env.scan();
+    let before = env.json(&["status"]);
+    let err = env.fails(&["init"]);
+    assert!(err.contains("already a vault"), "{err}");
+    assert_eq!(env.json(&["status"]), before);
+}
+
+#[test]
+fn bad_input_points() {
+    let env = Env::init();
+    env.write("a.md", "a");
+    env.scan();
+    let head = env.head();
+    for (point, expect) in [
+        ("yesterday-ish", "unknown point"),
+        ("2000-01-01", "before the vault's first op"),
+        ("ffffffffffff", "no op with id"),
+        ("vv:abc", "not"),
+    ] {
+        let err = env.fails(&["show", "a.md", "--at", point]);
+        assert!(err.contains(expect), "{point}: {err}");
+    }
+    // A vv naming an op this device lacks.
+    let mut other = head.clone();
+    other.pop();
+    other.push(if head.ends_with('a') { 'b' } else { 'a' });
+    env.fails(&["show", "a.md", "--at", &other]);
+    assert_eq!(env.head(), head);
+}
+
+#[test]
+fn bad_input_paths_outside_the_vault_or_inside_dot_vellum() {
+    let env = Env::init();
+    env.write("a.md", "a");
+    env.scan();
+    for p in [
+        "../etc/passwd",
+        "/etc/passwd",
+        ".vellum/instance",
+        ".vellum",
+        "a/../../x",
+    ] {
+        let err = env.fails(&["show", p]);
+        assert!(
+            err.contains("outside") || err.contains(".vellum"),
+            "{p}: {err}"
+        );
+        env.fails(&["restore", p, "--at", "head"]);
+    }
+}
+
+#[test]
+fn bad_input_non_empty_checkout_destination() {
+    let env = Env::init();
+    env.write("a.md", "a");
+    env.scan();
+    let dest = env.tmp.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("mine.txt"), "keep me").unwrap();
+    let err = env.fails(&["checkout", "--at", "head", dest.to_str().unwrap()]);
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(tree(&dest).len(), 1);
+    let inside = env.vault.join("sub");
+    let err = env.fails(&["checkout", "--at", "head", inside.to_str().unwrap()]);
+    assert!(err.contains("inside the vault"), "{err}");
+    assert!(!inside.exists());
+}
+
+#[test]
+fn bad_input_second_writer_is_refused_by_the_lock() {
+    let env = Env::init();
+    env.write("a.md", "a");
+    let lock = File::options()
+        .write(true)
+        .open(env.vault.join(".vellum/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let err = env.fails(&["scan"]);
+    assert!(err.contains("locked"), "{err}");
+    drop(lock);
+    assert_eq!(env.scan()["created"], 1);
+}
+
+#[test]
+fn bad_input_missing_keys_is_a_clear_error() {
+    let env = Env::init();
+    std::fs::remove_dir_all(&env.home).unwrap();
+    let err = env.fails(&["status"]);
+    assert!(err.contains("device keys"), "{err}");
+}
+
+#[test]
+fn restore_of_a_path_that_never_existed_is_a_user_error() {
+    let env = Env::init();
+    let err = env.fails(&["restore", "nope.md", "--at", "head"]);
+    assert!(err.contains("nothing to restore"), "{err}");
+}

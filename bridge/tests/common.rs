@@ -1,0 +1,157 @@
+//! Drives the real `vellum` binary in temp folders.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub vault: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Env {
+    /// A fresh folder for a vault (not initialised) and a private VELLUM_HOME.
+    pub fn new() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let vault = tmp.path().join("vault");
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(&vault).unwrap();
+        Env { tmp, vault, home }
+    }
+
+    /// A fresh, initialised, empty vault.
+    pub fn init() -> Env {
+        let env = Env::new();
+        env.ok(&["init", "--name", "test-device"]);
+        env
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vellum"));
+        c.args(args)
+            .arg("--vault")
+            .arg(&self.vault)
+            .env("VELLUM_HOME", &self.home)
+            .env("TZ", "UTC")
+            .env_remove("VELLUM_VAULT")
+            .current_dir(self.tmp.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run vellum")
+    }
+
+    /// Runs a command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vellum {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Runs a `--json` command that must succeed and print one document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!(
+                "vellum {args:?}: stdout is not one JSON document ({e}): {}",
+                String::from_utf8_lossy(&out)
+            )
+        })
+    }
+
+    /// Runs a command that must fail as a user error (exit 1) with a
+    /// one-line message; returns it.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "vellum {args:?}: expected exit 1, got {:?}; stderr: {err}",
+            out.status.code()
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "vellum {args:?}: error is not one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) {
+        let p = self.vault.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.vault.join(rel)).unwrap()
+    }
+
+    pub fn head(&self) -> String {
+        self.json(&["status"])["head"].as_str().unwrap().to_string()
+    }
+
+    pub fn scan(&self) -> Value {
+        self.json(&["scan"])
+    }
+}
+
+/// Every file under `dir` (skipping `.vellum/`), with its bytes.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+            if rel == ".vellum" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Replaces run-specific values (ids, hashes, times) so JSON can be
+/// snapshotted.
+pub fn redact(v: &Value) -> Value {
+    const KEYS: &[&str] = &[
+        "head", "device", "vault", "id", "hlc", "time", "author", "file", "at", "to", "hash",
+        "mtime",
+    ];
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if KEYS.contains(&k.as_str()) && !v.is_null() {
+                        Value::String(format!("[{k}]"))
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
