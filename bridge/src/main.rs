@@ -245,14 +245,15 @@ fn run(cli: Cli) -> Result<()> {
                 say(format!("ok: {} ops verified", r.ops))?;
             }
             if !r.ok {
-                anyhow::bail!(
+                // A finding, not a malfunction: exit 1 like other refusals.
+                return Err(user(format!(
                     "verify failed{}: {}",
                     r.first_bad
                         .as_deref()
                         .map(|b| format!(" at op {b}"))
                         .unwrap_or_default(),
                     r.reason.as_deref().unwrap_or("unknown")
-                );
+                )));
             }
         }
     }

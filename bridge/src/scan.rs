@@ -14,7 +14,7 @@ use vellum_journal::entropy::OsEntropy;
 use vellum_journal::limits::TEXT_BYTES_MAX;
 use vellum_journal::path;
 use vellum_journal::payload::{Action, Body, Payload};
-use vellum_journal::replay::{FileKind, make_patch};
+use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Batch, Ks};
 use vellum_journal::{ContentHash, FileId};
 use vellum_snapshots::contents::body_of;
@@ -351,6 +351,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
         if fresh.hash != r.hash {
             payloads.push(content_change(
                 v,
+                &head,
                 id,
                 r.hash,
                 new,
@@ -380,6 +381,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             let base = recs[p].hash;
             payloads.push(content_change(
                 v,
+                &head,
                 id,
                 base,
                 p,
@@ -441,6 +443,7 @@ fn body_for(
 #[allow(clippy::too_many_arguments)]
 fn content_change(
     v: &Vault,
+    head: &VaultState,
     file: FileId,
     base: ContentHash,
     path: &str,
@@ -449,7 +452,6 @@ fn content_change(
     dedup_key: &[u8; 32],
     entropy: &mut OsEntropy,
 ) -> Result<Payload> {
-    let head = v.head()?;
     let sticky_binary = head
         .files
         .get(&file)

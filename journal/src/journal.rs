@@ -78,6 +78,8 @@ pub struct Journal<S: Store> {
 /// Ops admitted earlier in the same uncommitted batch.
 #[derive(Default)]
 struct Staged {
+    /// The journal's admitted set plus the staged ops.
+    admitted: VersionVector,
     metas: HashMap<OpId, OpMeta>,
     chain: BTreeMap<(DeviceId, u64), OpId>,
     batch: Batch,
@@ -182,7 +184,7 @@ impl<S: Store> Journal<S> {
             admitted: VersionVector::new(),
             ops: 0,
         };
-        let mut staged = Staged::default();
+        let mut staged = j.staged(Batch::new());
         match j.check_and_stage(env, now_ms, &mut staged)? {
             Admission::Admitted(_) => {}
             other => return Err(Error::Corrupt(format!("genesis not admitted: {other:?}"))),
@@ -242,6 +244,11 @@ impl<S: Store> Journal<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Gives the store back, e.g. to reopen it after a simulated crash.
+    pub fn into_store(self) -> S {
+        self.store
     }
     pub fn vault(&self) -> VaultId {
         self.vault
@@ -316,15 +323,12 @@ impl<S: Store> Journal<S> {
             None => VersionVector::new(),
         };
         let mut local_hlc = u64_value(self.store.get(Ks::Meta, meta::HLC)?)?;
-        let mut staged = Staged {
-            batch: extra,
-            ..Staged::default()
-        };
+        let mut staged = self.staged(extra);
         let mut ids = Vec::with_capacity(payloads.len());
         for payload in payloads {
-            let admitted = self.admitted_with(&staged);
-            let prev = admitted.get(&author);
-            let deps: Vec<OpId> = admitted
+            let prev = staged.admitted.get(&author);
+            let deps: Vec<OpId> = staged
+                .admitted
                 .iter()
                 .filter(|(a, e)| **a != author && e.seq > seen.seq(a))
                 .map(|(_, e)| e.head)
@@ -370,7 +374,7 @@ impl<S: Store> Journal<S> {
                     )));
                 }
             }
-            seen = self.admitted_with(&staged);
+            seen = staged.admitted.clone();
         }
         staged
             .batch
@@ -386,7 +390,7 @@ impl<S: Store> Journal<S> {
     /// prev/dep are persisted as pending and retried after each admission.
     pub fn admit(&mut self, bytes: Vec<u8>, now_ms: u64) -> Result<Admission> {
         let env = Envelope::parse(bytes)?;
-        let mut staged = Staged::default();
+        let mut staged = self.staged(Batch::new());
         let verdict = self.check_and_stage(env, now_ms, &mut staged)?;
         self.commit_staged(staged, Durability::Durable)?;
         if matches!(verdict, Admission::Admitted(_)) {
@@ -413,7 +417,7 @@ impl<S: Store> Journal<S> {
             for bytes in waiting {
                 let env = Envelope::parse(bytes)?;
                 let id = env.id();
-                let mut staged = Staged::default();
+                let mut staged = self.staged(Batch::new());
                 match self.check_and_stage(env, now_ms, &mut staged) {
                     Ok(Admission::Pending(..)) => continue,
                     Ok(verdict) => {
@@ -424,7 +428,7 @@ impl<S: Store> Journal<S> {
                         // Its causal past arrived and it still fails: it
                         // will never be admitted, so it leaves the buffer.
                         tracing::warn!(op = %id.short(), error = %e, "dropping a pending op");
-                        staged = Staged::default();
+                        staged = self.staged(Batch::new());
                     }
                 }
                 staged.batch.delete(Ks::Pending, id.0.to_vec());
@@ -437,12 +441,12 @@ impl<S: Store> Journal<S> {
         }
     }
 
-    fn admitted_with(&self, staged: &Staged) -> VersionVector {
-        let mut vv = self.admitted.clone();
-        for m in staged.metas.values() {
-            vv.observe(m.author, m.seq, m.id);
+    fn staged(&self, batch: Batch) -> Staged {
+        Staged {
+            admitted: self.admitted.clone(),
+            batch,
+            ..Staged::default()
         }
-        vv
     }
 
     fn meta_with(&self, id: &OpId, staged: &Staged) -> Result<Option<OpMeta>> {
@@ -587,6 +591,7 @@ impl<S: Store> Journal<S> {
         staged.replay_from = Some(staged.replay_from.map_or(key, |k| k.min(key)));
         staged.metas.insert(id, m);
         staged.chain.insert((m.author, m.seq), id);
+        staged.admitted.observe(m.author, m.seq, m.id);
         Ok(Admission::Admitted(id))
     }
 
@@ -618,7 +623,7 @@ impl<S: Store> Journal<S> {
         if staged.batch.is_empty() {
             return Ok(());
         }
-        let admitted = self.admitted_with(&staged);
+        let admitted = staged.admitted.clone();
         let ops = self.ops + staged.metas.len() as u64;
         if !staged.metas.is_empty() {
             let added: u64 = staged

@@ -120,6 +120,15 @@ impl TimeMachine {
     /// sorts before applied ones rewinds to the newest checkpoint that
     /// serves the new set and replays forward from there.
     pub fn catch_up<S: Store>(journal: &Journal<S>) -> Result<CatchUp> {
+        Self::catch_up_with(journal, CHECKPOINT_INTERVAL_OPS)
+    }
+
+    /// [`TimeMachine::catch_up`] with checkpoints at least every
+    /// `checkpoint_interval_ops` ops (tests use small intervals).
+    pub fn catch_up_with<S: Store>(
+        journal: &Journal<S>,
+        checkpoint_interval_ops: u64,
+    ) -> Result<CatchUp> {
         let mut out = CatchUp::default();
         let Some(from) = journal.replay_from()? else {
             return Ok(out);
@@ -135,7 +144,7 @@ impl TimeMachine {
         let mut next_checkpoint = u64_meta(journal.store(), NEXT_CHECKPOINT)?;
         if next_checkpoint == 0 || out.rewound {
             next_checkpoint =
-                state.ops + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
+                state.ops + checkpoint::interval_ops(state.paths.len(), checkpoint_interval_ops);
         }
         let mut keys = Vec::new();
         journal.for_each_in_order(state.last.as_ref(), &mut |k, seq| {
@@ -198,7 +207,7 @@ impl TimeMachine {
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &mut batch);
                 next_checkpoint = state.ops
-                    + checkpoint::interval_ops(state.paths.len(), CHECKPOINT_INTERVAL_OPS);
+                    + checkpoint::interval_ops(state.paths.len(), checkpoint_interval_ops);
             }
             let last = i + 1 == keys.len();
             if last || out.applied.is_multiple_of(CATCH_UP_COMMIT_OPS) {

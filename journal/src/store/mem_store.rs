@@ -1,6 +1,6 @@
-//! The in-memory store, for tests and the simulator. It keeps what a crash
-//! would keep apart from what it would lose: [`MemStore::crash`] drops every
-//! write that was committed `Buffered` and never made durable.
+//! The in-memory store, for tests and the simulator. It knows what a crash
+//! would lose: [`MemStore::crash`] undoes every write committed `Buffered`
+//! since the last `Durable` commit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, ControlFlow};
@@ -18,12 +18,13 @@ pub struct MemStore {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Inner {
-    /// What readers see.
     live: HashMap<Ks, Map>,
-    /// What survives a crash.
-    durable: HashMap<Ks, Map>,
+    /// Previous values of everything written since the last durable
+    /// commit, oldest first: replayed backwards, it restores what a crash
+    /// would keep.
+    undo: Vec<(Ks, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl MemStore {
@@ -33,22 +34,19 @@ impl MemStore {
 
     /// Simulates a crash: every write not yet made durable is lost.
     pub fn crash(&self) {
-        let mut inner = self.inner.lock().expect("mem store lock");
-        inner.live = inner.durable.clone();
+        self.with(|i| {
+            while let Some((ks, key, old)) = i.undo.pop() {
+                let m = i.live.entry(ks).or_default();
+                match old {
+                    Some(v) => m.insert(key, v),
+                    None => m.remove(&key),
+                };
+            }
+        });
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         f(&mut self.inner.lock().expect("mem store lock"))
-    }
-}
-
-fn apply(map: &mut HashMap<Ks, Map>, batch: &Batch) {
-    for (ks, key, value) in &batch.writes {
-        let m = map.entry(*ks).or_default();
-        match value {
-            Some(v) => m.insert(key.clone(), v.clone()),
-            None => m.remove(key),
-        };
     }
 }
 
@@ -64,36 +62,59 @@ impl Store for MemStore {
         reverse: bool,
         f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
     ) -> Result<()> {
-        // Copy the range out first so `f` may call back into the store.
-        let items: Vec<(Vec<u8>, Vec<u8>)> = self.with(|i| {
-            let Some(m) = i.live.get(&ks) else {
-                return Vec::new();
-            };
-            let owned = (range.0.map(<[u8]>::to_vec), range.1.map(<[u8]>::to_vec));
-            let it = m
-                .range::<Vec<u8>, _>(owned)
-                .map(|(k, v)| (k.clone(), v.clone()));
-            if reverse {
-                it.rev().collect()
-            } else {
-                it.collect()
+        // Visit in pages, copying each out before calling `f`, so `f` may
+        // call back into the store and an early break costs one page.
+        const PAGE: usize = 256;
+        let mut lo = range.0.map(<[u8]>::to_vec);
+        let mut hi = range.1.map(<[u8]>::to_vec);
+        loop {
+            let page: Vec<(Vec<u8>, Vec<u8>)> = self.with(|i| {
+                let Some(m) = i.live.get(&ks) else {
+                    return Vec::new();
+                };
+                let it = m.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
+                let pick = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+                if reverse {
+                    it.rev().take(PAGE).map(pick).collect()
+                } else {
+                    it.take(PAGE).map(pick).collect()
+                }
+            });
+            let full = page.len() == PAGE;
+            for (k, v) in &page {
+                if f(k, v).is_break() {
+                    return Ok(());
+                }
             }
-        });
-        for (k, v) in items {
-            if f(&k, &v).is_break() {
-                break;
+            match page.last() {
+                Some((k, _)) if full => {
+                    if reverse {
+                        hi = Bound::Excluded(k.clone());
+                    } else {
+                        lo = Bound::Excluded(k.clone());
+                    }
+                }
+                _ => return Ok(()),
             }
         }
-        Ok(())
     }
 
     fn commit(&self, batch: Batch, durability: Durability) -> Result<()> {
         self.with(|i| {
-            apply(&mut i.live, &batch);
+            for (ks, key, value) in batch.writes {
+                let m = i.live.entry(ks).or_default();
+                let old = match value {
+                    Some(v) => m.insert(key.clone(), v),
+                    None => m.remove(&key),
+                };
+                if durability == Durability::Buffered {
+                    i.undo.push((ks, key, old));
+                }
+            }
             if durability == Durability::Durable {
                 // A durable commit flushes everything before it too, as an
                 // fsync of fjall's journal does.
-                i.durable = i.live.clone();
+                i.undo.clear();
             }
         });
         Ok(())
@@ -105,5 +126,58 @@ impl Store for MemStore {
                 m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
             })
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_keeps_exactly_the_durable_writes() {
+        let s = MemStore::new();
+        let put = |k: &str, v: &str, d| {
+            let mut b = Batch::new();
+            b.put(Ks::Meta, k.as_bytes().to_vec(), v.as_bytes().to_vec());
+            s.commit(b, d).unwrap();
+        };
+        put("a", "1", Durability::Durable);
+        put("a", "2", Durability::Buffered);
+        put("b", "1", Durability::Buffered);
+        s.crash();
+        assert_eq!(s.get(Ks::Meta, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(Ks::Meta, b"b").unwrap(), None);
+        put("b", "2", Durability::Buffered);
+        put("c", "3", Durability::Durable);
+        s.crash();
+        assert_eq!(s.get(Ks::Meta, b"b").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn scan_pages_through_everything_in_both_directions() {
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        for i in 0u32..1000 {
+            b.put(Ks::Order, i.to_be_bytes().to_vec(), vec![]);
+        }
+        s.commit(b, Durability::Durable).unwrap();
+        for reverse in [false, true] {
+            let mut seen = Vec::new();
+            s.scan(
+                Ks::Order,
+                (Bound::Unbounded, Bound::Unbounded),
+                reverse,
+                &mut |k, _| {
+                    seen.push(u32::from_be_bytes(k.try_into().unwrap()));
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+            let mut want: Vec<u32> = (0..1000).collect();
+            if reverse {
+                want.reverse();
+            }
+            assert_eq!(seen, want);
+        }
     }
 }
