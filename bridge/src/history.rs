@@ -85,7 +85,7 @@ pub struct LogEntry {
 }
 
 pub fn log(
-    v: &Vault,
+    v: &mut Vault,
     path_filter: Option<&str>,
     author: Option<&str>,
     limit: usize,

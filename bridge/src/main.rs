@@ -1,16 +1,5 @@
 //! The `vellum` binary: the CLI over one vault.
 
-mod cli;
-mod disk;
-mod error;
-mod history;
-mod home;
-mod ignore_rules;
-mod materialise;
-mod rewrite;
-mod scan;
-mod vault;
-mod verify;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,9 +10,10 @@ use serde::Serialize;
 use vellum_journal::path::VELLUM_DIR;
 use vellum_snapshots::TimeMachine;
 
-use cli::{Cli, Command};
-use error::user;
-use vault::Vault;
+use vellum_bridge::cli::{Cli, Command};
+use vellum_bridge::error::{self, user};
+use vellum_bridge::vault::Vault;
+use vellum_bridge::{history, rewrite, scan, verify};
 
 /// Writes to stdout, treating a closed pipe (`vellum log | head`) as done.
 fn out(bytes: &[u8]) -> Result<()> {
@@ -153,8 +143,8 @@ fn run(cli: Cli) -> Result<()> {
             author,
             limit,
         } => {
-            let v = Vault::open(g.vault.as_deref())?;
-            let entries = history::log(&v, path.as_deref(), author.as_deref(), limit)?;
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let entries = history::log(&mut v, path.as_deref(), author.as_deref(), limit)?;
             if json {
                 emit_json(&entries)?;
             } else {

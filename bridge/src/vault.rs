@@ -67,6 +67,8 @@ pub struct Vault {
     pub root: PathBuf,
     pub journal: Journal<FjallStore>,
     pub keys: DeviceKeys,
+    /// The head state, loaded once and kept current by `append`.
+    head: Option<VaultState>,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
 }
@@ -165,6 +167,7 @@ impl Vault {
             root: root.to_path_buf(),
             journal,
             keys,
+            head: None,
             _lock: lock,
         };
         v.append(
@@ -201,21 +204,36 @@ impl Vault {
         let store = FjallStore::open(&dot.join("journal"))
             .with_context(|| format!("opening the journal in {}", dot.display()))?;
         let journal = Journal::open(store, keys.keyring.clone())?;
-        TimeMachine::catch_up(&journal)?;
-        Ok(Vault {
+        let mut v = Vault {
             root,
             journal,
             keys,
+            head: None,
             _lock: lock,
-        })
+        };
+        v.catch_up()?;
+        Ok(v)
     }
 
     pub fn device(&self) -> DeviceId {
         vellum_journal::keys::device_id(&self.keys.signing)
     }
 
-    pub fn head(&self) -> Result<VaultState> {
-        Ok(TimeMachine::load_head(&self.journal)?)
+    /// The replayed head state (a copy).
+    pub fn head(&mut self) -> Result<VaultState> {
+        if self.head.is_none() {
+            self.head = Some(TimeMachine::load_head(&self.journal)?);
+        }
+        Ok(self.head.clone().expect("just loaded"))
+    }
+
+    /// Applies admitted ops not yet in the head state.
+    pub fn catch_up(&mut self) -> Result<vellum_snapshots::CatchUp> {
+        Ok(TimeMachine::catch_up_cached(
+            &self.journal,
+            vellum_journal::limits::CHECKPOINT_INTERVAL_OPS,
+            &mut self.head,
+        )?)
     }
 
     /// Appends local ops and `extra` writes in one durable commit, then
@@ -234,7 +252,7 @@ impl Vault {
                 extra,
             )?
         };
-        TimeMachine::catch_up(&self.journal)?;
+        self.catch_up()?;
         Ok(ids)
     }
 

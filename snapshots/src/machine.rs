@@ -129,14 +129,29 @@ impl TimeMachine {
         journal: &Journal<S>,
         checkpoint_interval_ops: u64,
     ) -> Result<CatchUp> {
+        Self::catch_up_cached(journal, checkpoint_interval_ops, &mut None)
+    }
+
+    /// [`TimeMachine::catch_up_with`] over a head state the caller keeps in
+    /// memory between calls (`None` loads it), so applying one op costs one
+    /// op, not a load of every file's record.
+    pub fn catch_up_cached<S: Store>(
+        journal: &Journal<S>,
+        checkpoint_interval_ops: u64,
+        head: &mut Option<VaultState>,
+    ) -> Result<CatchUp> {
         let mut out = CatchUp::default();
         let Some(from) = journal.replay_from()? else {
             return Ok(out);
         };
-        let old = Self::load_head(journal)?;
-        let mut state = old.clone();
+        let mut state = match head.take() {
+            Some(s) => s,
+            None => Self::load_head(journal)?,
+        };
+        let mut old = None;
         if state.last.is_some_and(|last| from <= last) {
             out.rewound = true;
+            old = Some(state.clone());
             state = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?
                 .unwrap_or_default();
             tracing::debug!(ops = state.ops, "rewinding to a checkpoint for a late op");
@@ -212,7 +227,7 @@ impl TimeMachine {
             let last = i + 1 == keys.len();
             if last || out.applied.is_multiple_of(CATCH_UP_COMMIT_OPS) {
                 cache.flush(&mut batch);
-                if out.rewound {
+                if let Some(old) = &old {
                     // A rewind may touch any file: rewrite every one that differs.
                     changed_since_commit.extend(
                         state
@@ -240,7 +255,7 @@ impl TimeMachine {
             journal.mark_replayed(&mut batch, None);
             journal.store().commit(batch, Durability::Buffered)?;
         }
-        if out.rewound {
+        if let Some(old) = &old {
             out.changed.extend(
                 state
                     .files
@@ -254,6 +269,7 @@ impl TimeMachine {
             *journal.admitted(),
             "head lags admission"
         );
+        *head = Some(state);
         Ok(out)
     }
 

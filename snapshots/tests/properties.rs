@@ -748,7 +748,12 @@ fn check_time_travel<S: Store>(
 
 // ---- properties ----------------------------------------------------------
 
+/// `cases`, or `PROPTEST_CASES` from the environment for a deeper run.
 fn config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     ProptestConfig {
         cases,
         max_shrink_iters: 4096,
@@ -991,5 +996,38 @@ fn text_edit_whose_base_bytes_were_also_cached_as_a_blob() {
     assert_eq!(
         body_of(&j, id, f.hash).unwrap(),
         Body::Text("hello\n".into())
+    );
+}
+
+/// The wall clock is set back by more than the allowed skew (a clock that
+/// ran fast gets corrected). The local HLC is then more than 10 min ahead
+/// of wall time, `append` gives the new op that HLC, and admission of the
+/// device's own op makes it wait: every local edit fails, with an error
+/// that calls the journal corrupt, until the wall clock catches up.
+#[test]
+fn own_edit_after_the_clock_is_set_back_more_than_ten_minutes() {
+    let mut e = SeededEntropy::new(1);
+    let mut j = Journal::create(
+        MemStore::new(),
+        VAULT,
+        &signer(),
+        keyring(),
+        &mut e,
+        T0,
+        MERGE_VERSION,
+    )
+    .unwrap();
+    let note = |path: &str| Action::Create {
+        path: path.into(),
+        mtime_ms: 0,
+        body: Body::Text("x".into()),
+    };
+    append_and_catch_up(&mut j, &mut e, T0 + 3_600_000, vec![note("a.md")]).unwrap();
+    // NTP corrects the clock by an hour.
+    let r = append_and_catch_up(&mut j, &mut e, T0 + 1_000, vec![note("b.md")]);
+    let head = TimeMachine::load_head(&j).unwrap();
+    assert!(
+        r.is_ok() && head.file_at("b.md").is_some(),
+        "recording after a clock correction: {r:?}"
     );
 }

@@ -1,0 +1,226 @@
+//! Benchmarks for DESIGN §11, run by `scripts/bench` (release build).
+//! Prints one JSON document of figures; timings are wall-clock medians.
+//!
+//! Usage: bench --vellum PATH --src VAULT_DIR --ops N --work DIR
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vellum_bridge::vault::{Vault, now_ms};
+use vellum_bridge::scan;
+use vellum_journal::ContentHash;
+use vellum_journal::FileId;
+use vellum_journal::payload::{Action, Payload};
+use vellum_journal::replay::make_patch;
+use vellum_journal::store::{Batch, Durability};
+use vellum_snapshots::TimeMachine;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walk(from) {
+        let rel = e.strip_prefix(from).unwrap();
+        let dst = to.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&e, &dst).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn cli(vellum: &str, home: &Path, args: &[&str]) -> (Duration, Vec<u8>) {
+    let t = Instant::now();
+    let out = Command::new(vellum).args(args).env("VELLUM_HOME", home).output().unwrap();
+    let d = t.elapsed();
+    assert!(out.status.success(), "vellum {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (d, out.stdout)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    walk(dir).iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum()
+}
+
+/// A deterministic xorshift stream, so runs are comparable.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn edit(file: FileId, old: &str, new: &str) -> Payload {
+    Payload::new(Action::Edit {
+        file,
+        base: ContentHash::of(old.as_bytes()),
+        patch: make_patch(old, new).expect("patch reproduces"),
+        result: ContentHash::of(new.as_bytes()),
+        result_size: new.len() as u64,
+        mtime_ms: now_ms() as i64,
+    })
+}
+
+fn main() {
+    let vellum = arg("--vellum").expect("--vellum PATH");
+    let src = PathBuf::from(arg("--src").expect("--src VAULT"));
+    let ops_target: u64 = arg("--ops").map_or(100_000, |s| s.parse().unwrap());
+    let work = PathBuf::from(arg("--work").expect("--work DIR"));
+    // Keys go where VELLUM_HOME says; scripts/bench points it into --work.
+    let home = PathBuf::from(std::env::var_os("VELLUM_HOME").expect("set VELLUM_HOME"));
+    let vault_dir = work.join("vault");
+    std::fs::create_dir_all(&vault_dir).unwrap();
+    copy_tree(&src, &vault_dir);
+    let vault_bytes = dir_bytes(&vault_dir);
+    let files = walk(&vault_dir).len();
+    let mut fig = BTreeMap::new();
+
+    // Initial recording of the whole vault: one scan.
+    let t = Instant::now();
+    let mut v = Vault::init(&vault_dir, "bench").unwrap();
+    let report = scan::scan(&mut v).unwrap();
+    fig.insert("init_scan_s", json!(t.elapsed().as_secs_f64()));
+    fig.insert("vault_files", json!(files));
+    fig.insert("vault_bytes", json!(vault_bytes));
+    assert_eq!(report.created as usize, files);
+
+    // A no-change rescan (size + mtime compare of every file).
+    let t = Instant::now();
+    scan::scan(&mut v).unwrap();
+    fig.insert("rescan_unchanged_ms", json!(ms(t.elapsed())));
+
+    // Save → durable op: a 10 KB note edited 200 times, one op each.
+    let mut note: String = (0..200).map(|i| format!("- line {i} of a ten kilobyte note, with words\n")).collect();
+    note.truncate(10_000);
+    std::fs::write(vault_dir.join("bench-10k.md"), &note).unwrap();
+    scan::scan(&mut v).unwrap();
+    let file = v.head().unwrap().file_at("bench-10k.md").unwrap().0;
+    let (mut append_ms, mut apply_ms) = (Vec::new(), Vec::new());
+    for i in 0..200 {
+        let new = format!("{note}- saved edit {i}\n");
+        let p = edit(file, &note, &new);
+        let t = Instant::now();
+        v.journal
+            .append(&v.keys.signing, vec![p], &mut vellum_journal::entropy::OsEntropy, now_ms(), Durability::Durable)
+            .unwrap();
+        append_ms.push(ms(t.elapsed()));
+        let t = Instant::now();
+        TimeMachine::catch_up(&v.journal).unwrap();
+        apply_ms.push(ms(t.elapsed()));
+        note = new;
+    }
+    fig.insert("save_durable_op_ms_p50", json!(percentile(&mut append_ms, 0.5)));
+    fig.insert("save_durable_op_ms_p95", json!(percentile(&mut append_ms, 0.95)));
+    fig.insert("incremental_apply_ms_p50", json!(percentile(&mut apply_ms, 0.5)));
+
+    // Grow the journal to `ops_target` ops: edits to random notes, group
+    // committed 1,000 at a time.
+    let head = v.head().unwrap();
+    let mut notes: Vec<(String, FileId, String)> = head
+        .live_files()
+        .filter(|(p, _, _)| p.ends_with(".md"))
+        .map(|(p, id, _)| (p.clone(), *id, std::fs::read_to_string(vault_dir.join(p)).unwrap_or_default()))
+        .filter(|(_, _, t)| !t.is_empty())
+        .collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let t_grow = Instant::now();
+    while v.journal.op_count() < ops_target {
+        let n = (ops_target - v.journal.op_count()).min(1000);
+        let mut batch = Vec::new();
+        let mut touched = std::collections::HashSet::new();
+        while (batch.len() as u64) < n {
+            let i = (rng.next() % notes.len() as u64) as usize;
+            if !touched.insert(i) {
+                continue;
+            }
+            let (_, id, text) = &notes[i];
+            let new = format!("{text}- added {}\n", rng.next() % 100_000);
+            batch.push(edit(*id, text, &new));
+            notes[i].2 = new;
+        }
+        v.append(batch, Batch::new()).unwrap();
+    }
+    let ops = v.journal.op_count();
+    fig.insert("grow_ops_per_s", json!(ops as f64 / t_grow.elapsed().as_secs_f64()));
+    fig.insert("ops", json!(ops));
+
+    // Replay from scratch (patches re-checked, signatures not: they were
+    // checked at admission).
+    let mut replay_s = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s = TimeMachine::replay_from_scratch(&v.journal).unwrap();
+        replay_s.push(t.elapsed().as_secs_f64());
+        assert_eq!(s.ops, ops);
+    }
+    fig.insert("replay_from_scratch_s_p50", json!(percentile(&mut replay_s, 0.5)));
+
+    // Points to travel to: op ids spread over the history.
+    let mut ids = Vec::new();
+    v.journal
+        .for_each_in_order(None, &mut |k, _| {
+            ids.push(k.id);
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+    let journal_bytes = v.journal_bytes().unwrap();
+    fig.insert("journal_bytes", json!(journal_bytes));
+    fig.insert("vellum_dir_bytes", json!(dir_bytes(&vault_dir.join(".vellum"))));
+    let vd = vault_dir.to_str().unwrap().to_string();
+    drop(v);
+
+    // CLI start at 10k files: open journal, answer status.
+    let mut status_ms: Vec<f64> = (0..20).map(|_| ms(cli(&vellum, &home, &["status", "--json", "--vault", &vd]).0)).collect();
+    fig.insert("cli_status_ms_p50", json!(percentile(&mut status_ms, 0.5)));
+
+    // show --at: the 10 KB note at 30 points after its creation.
+    let first = ids.iter().position(|id| *id == file).expect("the note's create op") + 1;
+    let mut show_ms: Vec<f64> = (0..30)
+        .map(|i| {
+            let id = ids[first + (ids.len() - first - 1) * i / 29];
+            ms(cli(&vellum, &home, &["show", "bench-10k.md", "--at", &id.short(), "--vault", &vd]).0)
+        })
+        .collect();
+    fig.insert("cli_show_at_ms_p50", json!(percentile(&mut show_ms, 0.5)));
+    fig.insert("cli_show_at_ms_p95", json!(percentile(&mut show_ms, 0.95)));
+
+    // checkout of the whole vault, at head and at a point mid-history.
+    for (name, at) in [("head", "head".to_string()), ("mid", ids[ids.len() / 2].short())] {
+        let dest = work.join(format!("checkout-{name}"));
+        let (d, _) = cli(&vellum, &home, &["checkout", "--at", &at, dest.to_str().unwrap(), "--vault", &vd]);
+        fig.insert(if name == "head" { "cli_checkout_head_s" } else { "cli_checkout_mid_s" }, json!(d.as_secs_f64()));
+        std::fs::remove_dir_all(&dest).unwrap();
+    }
+    println!("{}", serde_json::to_string_pretty(&fig).unwrap());
+}
+

@@ -1,0 +1,14 @@
+//! vellum-bridge: everything behind the `vellum` binary, as a library so
+//! tests and benchmarks drive the same code.
+
+pub mod cli;
+pub mod disk;
+pub mod error;
+pub mod history;
+pub mod home;
+pub mod ignore_rules;
+pub mod materialise;
+pub mod rewrite;
+pub mod scan;
+pub mod vault;
+pub mod verify;
