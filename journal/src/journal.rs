@@ -527,7 +527,10 @@ impl<S: Store> Journal<S> {
         if h.hlc <= max_hlc {
             return reject("hlc does not advance past its causal past".into());
         }
-        if hlc::wall_ms(h.hlc) > now_ms + HLC_FUTURE_SKEW_MAX_MS {
+        // Only an hlc the author took from its own clock can be skewed; one
+        // forced by causality (1 + the causal past's) adds no new skew, and
+        // refusing it would stall a device whose clock was set back.
+        if hlc::wall_ms(h.hlc) > now_ms + HLC_FUTURE_SKEW_MAX_MS && h.hlc != max_hlc + 1 {
             return pend("hlc is more than 10 min ahead of this clock".into(), staged);
         }
         // Keys and membership. Until membership ops exist, the genesis

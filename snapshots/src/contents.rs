@@ -134,10 +134,15 @@ impl<S: Store> Contents for Cache<'_, S> {
     fn text(&mut self, file: FileId, hash: ContentHash) -> Result<String> {
         match self.body(file, hash)? {
             Body::Text(t) => Ok(t),
-            Body::Blob(_) => Err(Error::Corrupt(format!(
-                "content {} is a blob, not text",
-                hash.short()
-            ))),
+            // The cache is keyed by content: the same bytes may have been
+            // cached as a binary file's blob. Bytes are bytes.
+            Body::Blob(b) => {
+                let mut bytes = Vec::with_capacity(b.size as usize);
+                vellum_journal::blob::read_blob(self.journal.store(), &b, &mut bytes)?;
+                String::from_utf8(bytes).map_err(|_| {
+                    Error::Corrupt(format!("content {} is not text", hash.short()))
+                })
+            }
         }
     }
 

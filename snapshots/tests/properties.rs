@@ -15,7 +15,7 @@ use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 use vellum_journal::blob::store_blob;
 use vellum_journal::entropy::{Entropy, SeededEntropy};
 use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
-use vellum_journal::limits::TEXT_BYTES_MAX;
+use vellum_journal::limits::{HLC_FUTURE_SKEW_MAX_MS, TEXT_BYTES_MAX};
 use vellum_journal::path;
 use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::point::Point;
@@ -30,9 +30,11 @@ use vellum_snapshots::contents::{body_of, write_body};
 const VAULT: VaultId = VaultId([7; 16]);
 const EPOCH_KEY: [u8; 32] = [42; 32];
 const SIGNER: [u8; 32] = [1; 32];
-/// Exploration switch: keep sticky-binary files non-UTF-8, which avoids
-/// the content-cache kind clash of
-/// `text_edit_whose_base_bytes_were_also_cached_as_a_blob`.
+/// Keeps sticky-binary files non-UTF-8 (a leading 0xFF byte), so the
+/// properties steer clear of the known content-cache kind clash pinned by
+/// `text_edit_whose_base_bytes_were_also_cached_as_a_blob`. Set it to
+/// `false` once that is fixed: the properties then cover binary files
+/// whose bytes become valid text, which finds the clash in a few cases.
 const AVOID_UTF8_BLOBS: bool = true;
 /// The fake clock's start, in Unix ms.
 const T0: u64 = 1_800_000_000_000;
@@ -182,7 +184,9 @@ enum Act {
 #[derive(Clone, Debug)]
 struct Step {
     acts: Vec<Act>,
-    advance_ms: u64,
+    /// Clock change before the step; negative values set the clock back
+    /// (clamped to the allowed skew, see [`Rig::step`]).
+    advance_ms: i64,
     durable: bool,
     /// Drop the whole content cache before this step.
     evict: bool,
@@ -240,7 +244,7 @@ fn act() -> impl Strategy<Value = Act> {
 fn step() -> impl Strategy<Value = Step> {
     (
         prop::collection::vec(act(), 0..6),
-        1..120_000u64,
+        prop_oneof![5 => 1..120_000i64, 1 => -700_000..0i64],
         any::<bool>(),
         prop::bool::weighted(0.08),
     )
@@ -394,8 +398,14 @@ struct Rig<S: Store> {
     signer: SigningKey,
     entropy: SeededEntropy,
     now_ms: u64,
+    /// The latest wall time the clock has shown.
+    high_ms: u64,
+    /// The clock was ever set back.
+    went_back: bool,
     checkpoint_interval: u64,
     model: Model,
+    /// Every admitted op, in append order (genesis first).
+    ops: Vec<OpId>,
 }
 
 /// What one step did.
@@ -421,10 +431,13 @@ impl<S: Store> Rig<S> {
         .or_fail()?;
         TimeMachine::catch_up_with(&journal, checkpoint_interval).or_fail()?;
         Ok(Rig {
+            ops: vec![journal.genesis()],
             journal,
             signer,
             entropy,
             now_ms: T0,
+            high_ms: T0,
+            went_back: false,
             checkpoint_interval,
             model: Model::new(),
         })
@@ -458,7 +471,6 @@ impl<S: Store> Rig<S> {
 
     /// A content change of `file` from `old` to `new`: an Edit when a
     /// patch reproduces the text, else a Replace (blob if sticky-binary).
-    #[allow(clippy::too_many_arguments)]
     fn change(
         &mut self,
         file: FileId,
@@ -628,7 +640,15 @@ impl<S: Store> Rig<S> {
     /// Runs one step: advance the clock, maybe evict the content cache,
     /// record, append, catch up.
     fn step(&mut self, step: &Step) -> Result<Outcome, TestCaseError> {
-        self.now_ms += step.advance_ms;
+        // A clock set back by more than HLC_FUTURE_SKEW_MAX_MS stops local
+        // appends (see `own_edit_after_the_clock_is_set_back_more_than_ten_minutes`):
+        // stay within it.
+        self.now_ms = self
+            .now_ms
+            .saturating_add_signed(step.advance_ms)
+            .max(self.high_ms - HLC_FUTURE_SKEW_MAX_MS);
+        self.high_ms = self.high_ms.max(self.now_ms);
+        self.went_back |= step.advance_ms < 0;
         if step.evict {
             evict_content(self.journal.store())?;
         }
@@ -654,6 +674,7 @@ impl<S: Store> Rig<S> {
                 )
                 .or_fail()?;
             prop_assert_eq!(ids.len(), n, "one op id per payload");
+            self.ops.extend(&ids);
             ids
         };
         let caught =
@@ -735,28 +756,63 @@ fn check_time_travel<S: Store>(
         let by_vv = Point::Vv(r.vv.clone()).resolve(&rig.journal).or_fail()?;
         prop_assert_eq!(&by_vv, &r.vv, "{}: Point::Vv", what);
         let head = r.vv.get(&author).expect("the author has ops").head;
-        let by_op = Point::Op(head.to_hex()[..12].to_string())
+        // Prefixes of every length, odd ones included (half a byte).
+        let digits = 8 + (i * 7) % 57;
+        let by_op = Point::Op(head.to_hex()[..digits].to_string())
             .resolve(&rig.journal)
             .or_fail()?;
         prop_assert_eq!(&by_op, &r.vv, "{}: Point::Op", what);
-        // Each step's ops carry its clock, strictly later than the last's.
-        let by_time = Point::Time(r.now_ms).resolve(&rig.journal).or_fail()?;
-        prop_assert_eq!(&by_time, &r.vv, "{}: Point::Time", what);
+        let by_time = Point::Time(r.now_ms).resolve(&rig.journal);
+        match expected_at_time(rig, r.now_ms)? {
+            Some(want) => {
+                let got = by_time.or_fail()?;
+                prop_assert_eq!(&got, &want, "{}: Point::Time", what);
+                // With a clock that only moves forward, that is this step's set.
+                if !rig.went_back {
+                    prop_assert_eq!(&got, &r.vv, "{}: Point::Time of a forward clock", what);
+                }
+            }
+            None => prop_assert!(
+                matches!(by_time, Err(vellum_journal::Error::BadPoint(_))),
+                "{what}: a time before the first op: {by_time:?}"
+            ),
+        }
     }
     Ok(())
+}
+
+/// The model of a time point: the ops whose hlc (read from each op's own
+/// header) is at or before the end of millisecond `ms`. With one author,
+/// hlc rises along the chain, so they form a prefix of the op log.
+fn expected_at_time<S: Store>(
+    rig: &Rig<S>,
+    ms: u64,
+) -> Result<Option<VersionVector>, TestCaseError> {
+    let ceiling = (ms << 16) | 0xFFFF;
+    let mut vv = None;
+    for (i, id) in rig.ops.iter().enumerate() {
+        let env = rig.journal.load(id).or_fail()?.expect("admitted");
+        if env.header().hlc > ceiling {
+            break;
+        }
+        let mut v = VersionVector::new();
+        v.set(device_id(&rig.signer), i as u64 + 1, *id);
+        vv = Some(v);
+    }
+    Ok(vv)
 }
 
 // ---- properties ----------------------------------------------------------
 
 /// `cases`, or `PROPTEST_CASES` from the environment for a deeper run.
-fn config(cases: u32) -> ProptestConfig {
+fn config(cases: u32, max_shrink_iters: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(cases);
     ProptestConfig {
         cases,
-        max_shrink_iters: 4096,
+        max_shrink_iters,
         // Integration tests have no lib.rs beside them: name the file.
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "proptest-regressions/properties.txt",
@@ -766,7 +822,7 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 proptest! {
-    #![proptest_config(config(32))]
+    #![proptest_config(config(32, 4096))]
 
     /// Protects the core contract: after every scan's worth of changes
     /// (creates of text and binary files, patch edits, replaces, deletes,
@@ -842,16 +898,19 @@ proptest! {
     /// last durable commit (a Durable append, or the durable chunk commit
     /// of `store_blob`, which flushes everything before it), catch-up
     /// brings the head to the model of that moment, and the vault keeps
-    /// working: later steps append and replay as usual.
+    /// working: later steps append and replay as usual, and every point
+    /// that survived the crash still replays to its model.
     #[test]
     fn crash_keeps_exactly_the_durable_prefix(run in run(30), crash_at in any::<Index>()) {
         let mut rig = Rig::create(MemStore::new(), run.seed, run.checkpoint_interval)?;
         let crash_at = crash_at.index(run.steps.len());
         // Genesis is committed durably.
         let mut durable = record_of(&rig);
+        let mut records = vec![record_of(&rig)];
         for (i, step) in run.steps.iter().enumerate() {
             let before = record_of(&rig);
             let out = rig.step(step)?;
+            records.push(record_of(&rig));
             if out.stored_blob {
                 durable = before;
             }
@@ -865,6 +924,9 @@ proptest! {
                 prop_assert_eq!(rig.journal.admitted(), &durable.vv, "admitted after the crash");
                 prop_assert_eq!(rig.journal.op_count(), durable.vv.op_count());
                 rig.model = durable.model.clone();
+                let kept = durable.vv.op_count();
+                rig.ops.truncate(kept as usize);
+                records.retain(|r| r.vv.op_count() <= kept);
                 let caught = TimeMachine::catch_up_with(&rig.journal, rig.checkpoint_interval).or_fail()?;
                 prop_assert_eq!(caught.no_effect, 0);
                 rig.check_head("right after the crash")?;
@@ -873,11 +935,12 @@ proptest! {
         }
         rig.check_head("at the end")?;
         rig.check_from_scratch("at the end")?;
+        check_time_travel(&rig, &records, "after a crash")?;
     }
 }
 
 proptest! {
-    #![proptest_config(config(16))]
+    #![proptest_config(config(16, 256))]
 
     /// Protects the on-disk store: the same model run on fjall, closed and
     /// reopened midway, keeps matching the model, and its head equals a
