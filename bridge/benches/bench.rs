@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use vellum_bridge::vault::{Vault, now_ms};
 use vellum_bridge::scan;
+use vellum_bridge::vault::{Vault, now_ms};
 use vellum_journal::ContentHash;
 use vellum_journal::FileId;
 use vellum_journal::payload::{Action, Payload};
@@ -20,7 +20,9 @@ use vellum_snapshots::TimeMachine;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -59,14 +61,25 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn cli(vellum: &str, home: &Path, args: &[&str]) -> (Duration, Vec<u8>) {
     let t = Instant::now();
-    let out = Command::new(vellum).args(args).env("VELLUM_HOME", home).output().unwrap();
+    let out = Command::new(vellum)
+        .args(args)
+        .env("VELLUM_HOME", home)
+        .output()
+        .unwrap();
     let d = t.elapsed();
-    assert!(out.status.success(), "vellum {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "vellum {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (d, out.stdout)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    walk(dir).iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum()
+    walk(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// A deterministic xorshift stream, so runs are comparable.
@@ -120,7 +133,9 @@ fn main() {
     fig.insert("rescan_unchanged_ms", json!(ms(t.elapsed())));
 
     // Save → durable op: a 10 KB note edited 200 times, one op each.
-    let mut note: String = (0..200).map(|i| format!("- line {i} of a ten kilobyte note, with words\n")).collect();
+    let mut note: String = (0..200)
+        .map(|i| format!("- line {i} of a ten kilobyte note, with words\n"))
+        .collect();
     note.truncate(10_000);
     std::fs::write(vault_dir.join("bench-10k.md"), &note).unwrap();
     scan::scan(&mut v).unwrap();
@@ -131,17 +146,32 @@ fn main() {
         let p = edit(file, &note, &new);
         let t = Instant::now();
         v.journal
-            .append(&v.keys.signing, vec![p], &mut vellum_journal::entropy::OsEntropy, now_ms(), Durability::Durable)
+            .append(
+                &v.keys.signing,
+                vec![p],
+                &mut vellum_journal::entropy::OsEntropy,
+                now_ms(),
+                Durability::Durable,
+            )
             .unwrap();
         append_ms.push(ms(t.elapsed()));
         let t = Instant::now();
-        TimeMachine::catch_up(&v.journal).unwrap();
+        v.catch_up().unwrap();
         apply_ms.push(ms(t.elapsed()));
         note = new;
     }
-    fig.insert("save_durable_op_ms_p50", json!(percentile(&mut append_ms, 0.5)));
-    fig.insert("save_durable_op_ms_p95", json!(percentile(&mut append_ms, 0.95)));
-    fig.insert("incremental_apply_ms_p50", json!(percentile(&mut apply_ms, 0.5)));
+    fig.insert(
+        "save_durable_op_ms_p50",
+        json!(percentile(&mut append_ms, 0.5)),
+    );
+    fig.insert(
+        "save_durable_op_ms_p95",
+        json!(percentile(&mut append_ms, 0.95)),
+    );
+    fig.insert(
+        "incremental_apply_ms_p50",
+        json!(percentile(&mut apply_ms, 0.5)),
+    );
 
     // Grow the journal to `ops_target` ops: edits to random notes, group
     // committed 1,000 at a time.
@@ -149,7 +179,13 @@ fn main() {
     let mut notes: Vec<(String, FileId, String)> = head
         .live_files()
         .filter(|(p, _, _)| p.ends_with(".md"))
-        .map(|(p, id, _)| (p.clone(), *id, std::fs::read_to_string(vault_dir.join(p)).unwrap_or_default()))
+        .map(|(p, id, _)| {
+            (
+                p.clone(),
+                *id,
+                std::fs::read_to_string(vault_dir.join(p)).unwrap_or_default(),
+            )
+        })
         .filter(|(_, _, t)| !t.is_empty())
         .collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -171,7 +207,10 @@ fn main() {
         v.append(batch, Batch::new()).unwrap();
     }
     let ops = v.journal.op_count();
-    fig.insert("grow_ops_per_s", json!(ops as f64 / t_grow.elapsed().as_secs_f64()));
+    fig.insert(
+        "grow_ops_per_s",
+        json!(ops as f64 / t_grow.elapsed().as_secs_f64()),
+    );
     fig.insert("ops", json!(ops));
 
     // Replay from scratch (patches re-checked, signatures not: they were
@@ -183,7 +222,10 @@ fn main() {
         replay_s.push(t.elapsed().as_secs_f64());
         assert_eq!(s.ops, ops);
     }
-    fig.insert("replay_from_scratch_s_p50", json!(percentile(&mut replay_s, 0.5)));
+    fig.insert(
+        "replay_from_scratch_s_p50",
+        json!(percentile(&mut replay_s, 0.5)),
+    );
 
     // Points to travel to: op ids spread over the history.
     let mut ids = Vec::new();
@@ -195,32 +237,66 @@ fn main() {
         .unwrap();
     let journal_bytes = v.journal_bytes().unwrap();
     fig.insert("journal_bytes", json!(journal_bytes));
-    fig.insert("vellum_dir_bytes", json!(dir_bytes(&vault_dir.join(".vellum"))));
+    fig.insert(
+        "vellum_dir_bytes",
+        json!(dir_bytes(&vault_dir.join(".vellum"))),
+    );
     let vd = vault_dir.to_str().unwrap().to_string();
     drop(v);
 
     // CLI start at 10k files: open journal, answer status.
-    let mut status_ms: Vec<f64> = (0..20).map(|_| ms(cli(&vellum, &home, &["status", "--json", "--vault", &vd]).0)).collect();
+    let mut status_ms: Vec<f64> = (0..20)
+        .map(|_| ms(cli(&vellum, &home, &["status", "--json", "--vault", &vd]).0))
+        .collect();
     fig.insert("cli_status_ms_p50", json!(percentile(&mut status_ms, 0.5)));
 
     // show --at: the 10 KB note at 30 points after its creation.
-    let first = ids.iter().position(|id| *id == file).expect("the note's create op") + 1;
+    let first = ids
+        .iter()
+        .position(|id| *id == file)
+        .expect("the note's create op")
+        + 1;
     let mut show_ms: Vec<f64> = (0..30)
         .map(|i| {
             let id = ids[first + (ids.len() - first - 1) * i / 29];
-            ms(cli(&vellum, &home, &["show", "bench-10k.md", "--at", &id.short(), "--vault", &vd]).0)
+            ms(cli(
+                &vellum,
+                &home,
+                &["show", "bench-10k.md", "--at", &id.short(), "--vault", &vd],
+            )
+            .0)
         })
         .collect();
     fig.insert("cli_show_at_ms_p50", json!(percentile(&mut show_ms, 0.5)));
     fig.insert("cli_show_at_ms_p95", json!(percentile(&mut show_ms, 0.95)));
 
     // checkout of the whole vault, at head and at a point mid-history.
-    for (name, at) in [("head", "head".to_string()), ("mid", ids[ids.len() / 2].short())] {
+    for (name, at) in [
+        ("head", "head".to_string()),
+        ("mid", ids[ids.len() / 2].short()),
+    ] {
         let dest = work.join(format!("checkout-{name}"));
-        let (d, _) = cli(&vellum, &home, &["checkout", "--at", &at, dest.to_str().unwrap(), "--vault", &vd]);
-        fig.insert(if name == "head" { "cli_checkout_head_s" } else { "cli_checkout_mid_s" }, json!(d.as_secs_f64()));
+        let (d, _) = cli(
+            &vellum,
+            &home,
+            &[
+                "checkout",
+                "--at",
+                &at,
+                dest.to_str().unwrap(),
+                "--vault",
+                &vd,
+            ],
+        );
+        fig.insert(
+            if name == "head" {
+                "cli_checkout_head_s"
+            } else {
+                "cli_checkout_mid_s"
+            },
+            json!(d.as_secs_f64()),
+        );
         std::fs::remove_dir_all(&dest).unwrap();
     }
     println!("{}", serde_json::to_string_pretty(&fig).unwrap());
 }
-

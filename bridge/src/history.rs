@@ -329,6 +329,9 @@ pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
     Ok(report)
 }
 
+/// A file on one side of a diff, if it is live there.
+type Side<'a> = Option<(FileId, &'a vellum_journal::replay::FileState)>;
+
 #[derive(Serialize, Debug, PartialEq, Eq)]
 pub struct DiffEntry {
     pub path: String,
@@ -352,14 +355,7 @@ pub fn diff(
             .is_none_or(|f| p == f || p.starts_with(&format!("{f}/")))
     };
     let ids: BTreeSet<FileId> = a.paths.values().chain(b.paths.values()).copied().collect();
-    let mut rows: BTreeMap<
-        String,
-        (
-            DiffEntry,
-            Option<(FileId, &vellum_journal::replay::FileState)>,
-            Option<(FileId, &vellum_journal::replay::FileState)>,
-        ),
-    > = BTreeMap::new();
+    let mut rows: BTreeMap<String, (DiffEntry, Side<'_>, Side<'_>)> = BTreeMap::new();
     for id in ids {
         let fa = a.files.get(&id).filter(|f| f.exists);
         let fb = b.files.get(&id).filter(|f| f.exists);

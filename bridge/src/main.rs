@@ -1,6 +1,5 @@
 //! The `vellum` binary: the CLI over one vault.
 
-
 use std::io::Write;
 use std::process::ExitCode;
 

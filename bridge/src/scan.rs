@@ -125,13 +125,27 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeM
         if !ft.is_file() {
             continue;
         }
-        let p = match path::normalize(rel_str) {
+        let mut p = match path::normalize(rel_str) {
             Ok(p) => p,
             Err(e) => {
                 warnings.push(format!("skipped {rel_str}: {e}"));
                 continue;
             }
         };
+        if out.contains_key(&p) {
+            // Two names on disk that differ only in Unicode normalisation
+            // (Linux allows it) map to one vault path. Neither may be lost:
+            // the later one in byte order gets a conflict name.
+            let mut n = 1;
+            let wanted = p.clone();
+            while out.contains_key(&p) {
+                p = path::conflict_name(&wanted, "nfd", n);
+                n += 1;
+            }
+            warnings.push(format!(
+                "{rel_str} has the same normalised name as another file; recorded as {p}"
+            ));
+        }
         let meta = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {

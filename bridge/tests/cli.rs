@@ -367,3 +367,22 @@ fn restore_of_a_path_that_never_existed_is_a_user_error() {
     let err = env.fails(&["restore", "nope.md", "--at", "head"]);
     assert!(err.contains("nothing to restore"), "{err}");
 }
+
+#[test]
+fn names_differing_only_in_normalisation_both_survive() {
+    let env = Env::init();
+    env.write("caf\u{e9}.md", "nfc version\n");
+    env.write("cafe\u{301}.md", "nfd version, longer\n");
+    let s = env.scan();
+    assert_eq!(s["created"], 2, "{s}");
+    let dest = env.tmp.path().join("out");
+    env.json(&["checkout", "--at", "head", dest.to_str().unwrap()]);
+    let mut contents: Vec<Vec<u8>> = tree(&dest).into_values().collect();
+    contents.sort();
+    assert_eq!(
+        contents,
+        vec![b"nfc version\n".to_vec(), b"nfd version, longer\n".to_vec()]
+    );
+    // A second scan sees both as known: nothing recorded.
+    assert_eq!(env.scan()["ops_recorded"], 0);
+}

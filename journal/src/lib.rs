@@ -19,6 +19,7 @@ pub mod journal;
 pub mod keys;
 pub mod limits;
 pub mod order;
+pub mod patch;
 pub mod path;
 pub mod payload;
 pub mod point;

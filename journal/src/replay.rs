@@ -124,7 +124,8 @@ pub trait Contents {
     /// The text with this hash, as `file` had it. Implementations may
     /// recompute it by replaying the file's ops if their cache misses.
     fn text(&mut self, file: FileId, hash: ContentHash) -> Result<String>;
-    fn put(&mut self, hash: ContentHash, body: &Body) -> Result<()>;
+    /// Records `file`'s new content.
+    fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()>;
 
     /// Whether Edit `op`'s patch turns its base into its result exactly.
     /// That is a property of the op alone, so an implementation that has
@@ -142,7 +143,7 @@ pub trait Contents {
         let base_text = self.text(file, base)?;
         match apply_patch_strict(&base_text, patch, &result) {
             Some(out) => {
-                self.put(result, &Body::Text(out))?;
+                self.put(file, result, &Body::Text(out))?;
                 Ok(true)
             }
             None => Ok(false),
@@ -235,7 +236,7 @@ fn apply_action(
                 return no_effect(format!("invalid path {raw:?}"));
             };
             let hash = body.hash();
-            contents.put(hash, body)?;
+            contents.put(id, hash, body)?;
             let path = state.place(id, &wanted, &author);
             state.files.insert(
                 id,
@@ -382,7 +383,7 @@ fn set_body(
     id: OpId,
 ) -> Result<Effect> {
     let hash = body.hash();
-    contents.put(hash, body)?;
+    contents.put(file, hash, body)?;
     let f = state.files.get_mut(&file).expect("checked live");
     // Once binary, a file stays binary until it is deleted.
     if f.kind == FileKind::Text {
@@ -401,15 +402,7 @@ fn set_body(
 /// Applies a Compat-mode patch with no fuzz: every hunk must apply and the
 /// outcome must hash to `result`, or there is no outcome.
 pub fn apply_patch_strict(base: &str, patch: &str, result: &ContentHash) -> Option<String> {
-    // The patch parser can panic on hostile text (bad %-escapes, zero-length
-    // headers). A signed op must never crash replay: such a patch is bad.
-    guarded(|| {
-        let dmp = DiffMatchPatch::new();
-        let patches = dmp.patch_from_text::<Compat>(patch).ok()?;
-        let (out, applied) = dmp.patch_apply(&patches, base).ok()?;
-        (applied.iter().all(|ok| *ok) && ContentHash::of(out.as_bytes()) == *result).then_some(out)
-    })
-    .flatten()
+    crate::patch::apply_strict(base, patch).filter(|out| ContentHash::of(out.as_bytes()) == *result)
 }
 
 thread_local! {

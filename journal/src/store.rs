@@ -88,6 +88,9 @@ impl Ks {
     }
 }
 
+/// A visitor over key-value pairs; breaking stops the scan.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
+
 /// A set of writes applied atomically by [`Store::commit`].
 #[derive(Default, Debug)]
 pub struct Batch {
@@ -129,7 +132,7 @@ pub trait Store {
         ks: Ks,
         range: (Bound<&[u8]>, Bound<&[u8]>),
         reverse: bool,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        f: &mut Visit<'_>,
     ) -> Result<()>;
 
     /// Applies every write in `batch` atomically.
@@ -139,12 +142,7 @@ pub trait Store {
     fn size_bytes(&self, ks: Ks) -> Result<u64>;
 
     /// Visits every key starting with `prefix`.
-    fn scan_prefix(
-        &self,
-        ks: Ks,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
-    ) -> Result<()> {
+    fn scan_prefix(&self, ks: Ks, prefix: &[u8], f: &mut Visit<'_>) -> Result<()> {
         match prefix_successor(prefix) {
             Some(end) => self.scan(
                 ks,

@@ -85,7 +85,7 @@ impl VersionVector {
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
-        if b.len() % ENTRY_BYTES != 0 {
+        if !b.len().is_multiple_of(ENTRY_BYTES) {
             return Err(Error::Corrupt("version vector has a partial entry".into()));
         }
         let mut vv = VersionVector::new();

@@ -1,7 +1,7 @@
 //! File contents by hash: an evictable cache in the store, backed by
 //! recomputation from the file's own ops when the cache misses.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
@@ -95,10 +95,13 @@ fn recompute<S: Store>(journal: &Journal<S>, file: FileId, wanted: ContentHash) 
 }
 
 /// Contents for replay: reads through to the cache and the journal, and
-/// collects what replay produces in memory until [`Cache::flush`].
+/// keeps each file's newest content in memory until [`Cache::flush`]. Only
+/// the newest matters: it is the base of the file's next edit.
 pub struct Cache<'a, S: Store> {
     journal: &'a Journal<S>,
-    fresh: HashMap<ContentHash, Body>,
+    current: HashMap<FileId, (ContentHash, Body)>,
+    /// Files whose newest content is not yet in the store's cache.
+    dirty: HashSet<FileId>,
     /// Trust recorded patch checks instead of applying patches again.
     trust_effects: bool,
     /// Edit ops whose patch this replay checked, and the verdict.
@@ -109,21 +112,27 @@ impl<'a, S: Store> Cache<'a, S> {
     pub fn new(journal: &'a Journal<S>, trust_effects: bool) -> Self {
         Cache {
             journal,
-            fresh: HashMap::new(),
+            current: HashMap::new(),
+            dirty: HashSet::new(),
             trust_effects,
             checked: HashMap::new(),
         }
     }
 
-    /// Adds everything produced to `batch` for the content cache.
+    /// Adds the newest content of every file changed since the last flush
+    /// to `batch` for the content cache.
     pub fn flush(&mut self, batch: &mut Batch) {
-        for (hash, body) in self.fresh.drain() {
-            batch.put(Ks::Content, hash.0.to_vec(), body.encode());
+        for file in self.dirty.drain() {
+            if let Some((hash, body)) = self.current.get(&file) {
+                batch.put(Ks::Content, hash.0.to_vec(), body.encode());
+            }
         }
     }
 
     pub fn body(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
-        if let Some(b) = self.fresh.get(&hash) {
+        if let Some((h, b)) = self.current.get(&file)
+            && *h == hash
+        {
             return Ok(b.clone());
         }
         body_of(self.journal, file, hash)
@@ -139,16 +148,16 @@ impl<S: Store> Contents for Cache<'_, S> {
             Body::Blob(b) => {
                 let mut bytes = Vec::with_capacity(b.size as usize);
                 vellum_journal::blob::read_blob(self.journal.store(), &b, &mut bytes)?;
-                String::from_utf8(bytes).map_err(|_| {
-                    Error::Corrupt(format!("content {} is not text", hash.short()))
-                })
+                String::from_utf8(bytes)
+                    .map_err(|_| Error::Corrupt(format!("content {} is not text", hash.short())))
             }
         }
     }
 
-    fn put(&mut self, hash: ContentHash, body: &Body) -> Result<()> {
+    fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
         if !self.trust_effects {
-            self.fresh.insert(hash, body.clone());
+            self.current.insert(file, (hash, body.clone()));
+            self.dirty.insert(file);
         }
         Ok(())
     }
@@ -171,7 +180,7 @@ impl<S: Store> Contents for Cache<'_, S> {
         let base_text = self.text(file, base)?;
         let good = match apply_patch_strict(&base_text, patch, &result) {
             Some(out) => {
-                self.fresh.insert(result, Body::Text(out));
+                self.put(file, result, &Body::Text(out))?;
                 true
             }
             None => false,

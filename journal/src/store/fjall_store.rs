@@ -6,8 +6,11 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{Batch, Durability, Ks, Store};
+use super::{Batch, Durability, Ks, Store, Visit};
 use crate::error::Result;
+
+const MEMTABLE_BYTES_MAX: u64 = 8 * 1024 * 1024;
+const JOURNALING_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 pub struct FjallStore {
     db: Database,
@@ -18,10 +21,16 @@ impl FjallStore {
     /// Opens (or creates) the database at `dir`. Reopening after a crash
     /// recovers every write that reached the OS.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = Database::builder(dir).open()?;
+        // Opening replays fjall's write-ahead journal into memtables, so
+        // both are kept small: memtables flush at 8 MiB, and once sealed
+        // journals pass 64 MiB (fjall's minimum) they are flushed and freed.
+        let db = Database::builder(dir)
+            .max_journaling_size(JOURNALING_BYTES_MAX)
+            .open()?;
         let mut keyspaces = HashMap::new();
         for ks in Ks::ALL {
-            keyspaces.insert(ks, db.keyspace(ks.name(), KeyspaceCreateOptions::default)?);
+            let options = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX);
+            keyspaces.insert(ks, db.keyspace(ks.name(), options)?);
         }
         Ok(FjallStore { db, keyspaces })
     }
@@ -47,7 +56,7 @@ impl Store for FjallStore {
         ks: Ks,
         range: (Bound<&[u8]>, Bound<&[u8]>),
         reverse: bool,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        f: &mut Visit<'_>,
     ) -> Result<()> {
         let iter = self.ks(ks).range::<&[u8], _>(range);
         let mut visit = |guard: fjall::Guard| -> Result<ControlFlow<()>> {

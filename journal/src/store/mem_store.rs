@@ -3,10 +3,10 @@
 //! since the last `Durable` commit.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::{Bound, ControlFlow};
+use std::ops::Bound;
 use std::sync::Mutex;
 
-use super::{Batch, Durability, Ks, Store};
+use super::{Batch, Durability, Ks, Store, Visit};
 use crate::error::Result;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -60,7 +60,7 @@ impl Store for MemStore {
         ks: Ks,
         range: (Bound<&[u8]>, Bound<&[u8]>),
         reverse: bool,
-        f: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+        f: &mut Visit<'_>,
     ) -> Result<()> {
         // Visit in pages, copying each out before calling `f`, so `f` may
         // call back into the store and an early break costs one page.
@@ -131,6 +131,8 @@ impl Store for MemStore {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::ControlFlow;
+
     use super::*;
 
     #[test]

@@ -1,5 +1,5 @@
 //! Drives the real `vellum` binary in temp folders.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
