@@ -155,9 +155,17 @@ mod tests {
         for (base, new, text) in [
             ("a\nb\n", "a\nB\n", "@@ -1,4 +1,4 @@\n a%0A\n-b\n+B\n %0A\n"),
             ("a\n", "a\nb\n", "@@ -1,2 +1,4 @@\n a%0A\n+b%0A\n"),
-            ("caf\u{e9}\n", "caf\u{e9}s\n", "@@ -1,5 +1,6 @@\n caf%C3%A9\n+s\n %0A\n"),
+            (
+                "caf\u{e9}\n",
+                "caf\u{e9}s\n",
+                "@@ -1,5 +1,6 @@\n caf%C3%A9\n+s\n %0A\n",
+            ),
         ] {
-            assert_eq!(crate::replay::make_patch(base, new).as_deref(), Some(text), "{base:?} -> {new:?}");
+            assert_eq!(
+                crate::replay::make_patch(base, new).as_deref(),
+                Some(text),
+                "{base:?} -> {new:?}"
+            );
             assert_eq!(apply_strict(base, text).as_deref(), Some(new));
         }
     }

@@ -849,6 +849,36 @@ proptest! {
         rig.check_head("at the end")?;
     }
 
+    /// Protects the rewind path of DESIGN §4: when replay must restart
+    /// before already-applied ops (as for a late op), catch-up rewinds to
+    /// the newest checkpoint that serves the set and replays forward; the
+    /// result equals the head before the rewind and a replay from scratch.
+    #[test]
+    fn rewind_to_a_checkpoint_replays_to_the_same_head(run in run(30), at in any::<Index>()) {
+        let mut rig = Rig::create(MemStore::new(), run.seed, run.checkpoint_interval)?;
+        for step in &run.steps {
+            rig.step(step)?;
+        }
+        let before = TimeMachine::load_head(&rig.journal).or_fail()?;
+        let mut keys = Vec::new();
+        rig.journal
+            .for_each_in_order(None, &mut |k, _| {
+                keys.push(k);
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .or_fail()?;
+        let from = keys[at.index(keys.len())];
+        let mut batch = vellum_journal::store::Batch::new();
+        rig.journal.mark_replayed(&mut batch, Some(&from));
+        rig.journal.store().commit(batch, Durability::Durable).or_fail()?;
+        let out = TimeMachine::catch_up_with(&rig.journal, rig.checkpoint_interval).or_fail()?;
+        prop_assert!(out.rewound, "catch-up did not rewind");
+        let after = TimeMachine::load_head(&rig.journal).or_fail()?;
+        assert_states_equal(&after, &before, "head after a rewind")?;
+        rig.check_from_scratch("after a rewind")?;
+        rig.check_head("after a rewind")?;
+    }
+
     /// Protects time travel (DESIGN §5): the state at every earlier
     /// admitted set, served by checkpoints plus a short replay, has the
     /// files the user had then, also after the content cache is dropped;
