@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 
 use anyhow::Result;
 use vellum_journal::FileId;
@@ -14,7 +13,7 @@ use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_snapshots::contents::{body_of, write_body};
 
 use crate::disk;
-use crate::vault::{DiskRec, Vault};
+use crate::vault::{DiskRec, Stat, Vault, now_ns};
 
 /// Writes what changed between `old` and `new` for `files`; returns the
 /// paths touched, sorted.
@@ -59,11 +58,8 @@ pub fn materialise(
         let meta = fs::symlink_metadata(v.root.join(&n.path))?;
         let rec = DiskRec {
             hash: n.hash,
-            size: meta.len(),
-            mtime_ns: meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec()),
+            stat: Stat::of(&meta),
+            recorded_ns: now_ns(),
         };
         batch.put(Ks::Disk, n.path.as_bytes().to_vec(), rec.to_bytes());
         touched.insert(n.path.clone());

@@ -3,9 +3,8 @@
 //! ops. It never compares with the replayed head.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -20,7 +19,7 @@ use vellum_journal::{ContentHash, FileId};
 use vellum_snapshots::contents::body_of;
 
 use crate::ignore_rules::Rules;
-use crate::vault::{DiskRec, Vault};
+use crate::vault::{DiskRec, Stat, Vault, now_ns};
 
 /// Content similarity at or above which a vanished file and a new one are
 /// taken as a rename, in percent.
@@ -43,8 +42,7 @@ pub struct ScanReport {
 /// A file as found on disk.
 struct Found {
     abs: PathBuf,
-    size: u64,
-    mtime_ns: i64,
+    stat: Stat,
 }
 
 /// A file's content as read for recording.
@@ -57,18 +55,13 @@ enum Read_ {
 struct Fresh {
     hash: ContentHash,
     size: u64,
-    mtime_ns: i64,
+    /// The file's stat just before it was read.
+    stat: Stat,
     content: Read_,
 }
 
 pub fn mtime_ms(mtime_ns: i64) -> i64 {
     mtime_ns.div_euclid(1_000_000)
-}
-
-fn meta_mtime_ns(m: &fs::Metadata) -> i64 {
-    m.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(m.mtime_nsec())
 }
 
 /// Walks the vault: every regular file not ignored, by NFC path.
@@ -157,8 +150,7 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeM
             p,
             Found {
                 abs: entry.path().to_path_buf(),
-                size: meta.len(),
-                mtime_ns: meta_mtime_ns(&meta),
+                stat: Stat::of(&meta),
             },
         );
     }
@@ -170,7 +162,7 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeM
 fn read_fresh(f: &Found) -> std::io::Result<Fresh> {
     let mut file = File::open(&f.abs)?;
     let meta = file.metadata()?;
-    let mtime_ns = meta_mtime_ns(&meta);
+    let stat = Stat::of(&meta);
     if meta.len() <= TEXT_BYTES_MAX as u64 {
         let mut buf = Vec::with_capacity(meta.len() as usize);
         file.by_ref()
@@ -186,7 +178,7 @@ fn read_fresh(f: &Found) -> std::io::Result<Fresh> {
             return Ok(Fresh {
                 hash,
                 size,
-                mtime_ns,
+                stat,
                 content,
             });
         }
@@ -197,7 +189,7 @@ fn read_fresh(f: &Found) -> std::io::Result<Fresh> {
     Ok(Fresh {
         hash: ContentHash(*h.finalize().as_bytes()),
         size,
-        mtime_ns,
+        stat,
         content: Read_::Binary,
     })
 }
@@ -225,6 +217,7 @@ fn similarity_pct(a: &str, b: &str) -> u64 {
 
 pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     let mut report = ScanReport::default();
+    let scan_ns = now_ns();
     let head = v.head()?;
     let recs = v.disk_records()?;
     let rules = Rules::new(&v.root, &head.ignore)?;
@@ -240,7 +233,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     let mut changed: BTreeMap<String, Fresh> = BTreeMap::new();
     for (p, f) in &found {
         let rec = recs.get(p);
-        if rec.is_some_and(|r| r.size == f.size && r.mtime_ns == f.mtime_ns) {
+        if rec.is_some_and(|r| r.unchanged(&f.stat)) {
             continue;
         }
         let fresh = match read_fresh(f) {
@@ -254,7 +247,11 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
         };
         if rec.is_some_and(|r| r.hash == fresh.hash) {
             // Touched, not changed: remember the new mtime, record nothing.
-            extra.put(Ks::Disk, p.as_bytes().to_vec(), rec_of(&fresh).to_bytes());
+            extra.put(
+                Ks::Disk,
+                p.as_bytes().to_vec(),
+                rec_of(&fresh, scan_ns).to_bytes(),
+            );
             continue;
         }
         changed.insert(p.clone(), fresh);
@@ -305,7 +302,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             let Read_::Text(new_text) = &changed[new].content else {
                 continue;
             };
-            let (a, b) = (r.size.max(1), (new_text.len() as u64).max(1));
+            let (a, b) = (r.stat.size.max(1), (new_text.len() as u64).max(1));
             if a.min(b) * 2 < a.max(b) {
                 continue;
             }
@@ -359,7 +356,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             file: id,
             from: old.clone(),
             to: new.clone(),
-            mtime_ms: mtime_ms(fresh.mtime_ns),
+            mtime_ms: mtime_ms(fresh.stat.mtime_ns),
         }));
         report.renamed += 1;
         if fresh.hash != r.hash {
@@ -376,7 +373,11 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             )?);
             report.edited += 1;
         }
-        extra.put(Ks::Disk, new.as_bytes().to_vec(), rec_of(fresh).to_bytes());
+        extra.put(
+            Ks::Disk,
+            new.as_bytes().to_vec(),
+            rec_of(fresh, scan_ns).to_bytes(),
+        );
     }
     for (p, fresh) in &changed {
         if renames.iter().any(|(_, n)| n == p) {
@@ -386,7 +387,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             let body = body_for(v, fresh, &found[p], false, &dedup_key, &mut entropy)?;
             payloads.push(Payload::new(Action::Create {
                 path: p.clone(),
-                mtime_ms: mtime_ms(fresh.mtime_ns),
+                mtime_ms: mtime_ms(fresh.stat.mtime_ns),
                 body,
             }));
             report.created += 1;
@@ -406,7 +407,11 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             )?);
             report.edited += 1;
         }
-        extra.put(Ks::Disk, p.as_bytes().to_vec(), rec_of(fresh).to_bytes());
+        extra.put(
+            Ks::Disk,
+            p.as_bytes().to_vec(),
+            rec_of(fresh, scan_ns).to_bytes(),
+        );
     }
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
@@ -417,11 +422,11 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     Ok(report)
 }
 
-fn rec_of(f: &Fresh) -> DiskRec {
+fn rec_of(f: &Fresh, recorded_ns: i64) -> DiskRec {
     DiskRec {
         hash: f.hash,
-        size: f.size,
-        mtime_ns: f.mtime_ns,
+        stat: f.stat,
+        recorded_ns,
     }
 }
 
@@ -470,7 +475,7 @@ fn content_change(
         .files
         .get(&file)
         .is_some_and(|f| f.kind == FileKind::Blob);
-    let mtime_ms = mtime_ms(fresh.mtime_ns);
+    let mtime_ms = mtime_ms(fresh.stat.mtime_ns);
     if let (false, Read_::Text(new)) = (sticky_binary, &fresh.content)
         && let Body::Text(old) = body_of(&v.journal, file, base)?
         && let Some(patch) = make_patch(&old, new)

@@ -39,26 +39,85 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// What a stat of a file says, for telling whether it may have changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+}
+
+impl Stat {
+    pub fn of(m: &std::fs::Metadata) -> Stat {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Stat {
+            size: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// A file modified this close before it was recorded may be modified
+/// again within the same timestamp tick, unseen by a stat: such records
+/// are "racy" and their files are hashed again by the next scan (as git
+/// does with its index).
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 /// What Vellum last wrote or read at a path: the scanner's baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DiskRec {
     pub hash: ContentHash,
-    pub size: u64,
-    pub mtime_ns: i64,
+    pub stat: Stat,
+    /// When the record was made.
+    pub recorded_ns: i64,
 }
 
 impl DiskRec {
+    /// Whether a file with this stat is, without reading it, the recorded
+    /// content: same size, times and inode (a rename onto the path changes
+    /// the inode and ctime), and not racy.
+    pub fn unchanged(&self, stat: &Stat) -> bool {
+        self.stat == *stat && self.stat.mtime_ns.saturating_add(RACY_WINDOW_NS) < self.recorded_ns
+    }
+
     pub fn to_bytes(self) -> Vec<u8> {
         let mut b = self.hash.0.to_vec();
-        b.extend_from_slice(&self.size.to_le_bytes());
-        b.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        for v in [
+            self.stat.size as i64,
+            self.stat.mtime_ns,
+            self.stat.ctime_ns,
+            self.stat.ino as i64,
+            self.recorded_ns,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
         b
     }
+
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        (b.len() == 48).then(|| DiskRec {
+        if b.len() != 32 + 5 * 8 {
+            return None;
+        }
+        let n = |i: usize| i64::from_le_bytes(b[32 + 8 * i..40 + 8 * i].try_into().expect("8"));
+        Some(DiskRec {
             hash: ContentHash::from_slice(&b[..32]).expect("32"),
-            size: u64::from_le_bytes(b[32..40].try_into().expect("8")),
-            mtime_ns: i64::from_le_bytes(b[40..48].try_into().expect("8")),
+            stat: Stat {
+                size: n(0) as u64,
+                mtime_ns: n(1),
+                ctime_ns: n(2),
+                ino: n(3) as u64,
+            },
+            recorded_ns: n(4),
         })
     }
 }

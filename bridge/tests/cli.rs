@@ -386,3 +386,29 @@ fn names_differing_only_in_normalisation_both_survive() {
     // A second scan sees both as known: nothing recorded.
     assert_eq!(env.scan()["ops_recorded"], 0);
 }
+
+/// Regression: two files of the same size and mtime swapped by renames
+/// looked unchanged to a size+mtime compare, so the swap went unrecorded.
+#[test]
+fn swapped_files_with_equal_size_and_mtime_are_seen() {
+    let env = Env::init();
+    env.write("a.md", "content of a\n");
+    env.write("b.md", "content of b\n");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in ["a.md", "b.md"] {
+        File::options()
+            .write(true)
+            .open(env.vault.join(f))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    env.scan();
+    std::fs::rename(env.vault.join("a.md"), env.vault.join("t.md")).unwrap();
+    std::fs::rename(env.vault.join("b.md"), env.vault.join("a.md")).unwrap();
+    std::fs::rename(env.vault.join("t.md"), env.vault.join("b.md")).unwrap();
+    let s = env.scan();
+    assert!(s["ops_recorded"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(env.ok(&["show", "a.md"]), b"content of b\n");
+    assert_eq!(env.ok(&["show", "b.md"]), b"content of a\n");
+}

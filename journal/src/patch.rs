@@ -8,25 +8,76 @@
 //! coordinates of the text with the earlier hunks already applied (that is
 //! how `patch_make` numbers them), so hunks are applied in order.
 
-/// One hunk: where it starts and what it replaces with what.
+/// One hunk: where it starts (in chars) and what it replaces with what.
 #[derive(Debug, PartialEq, Eq)]
 struct Hunk {
     start: usize,
-    old: Vec<char>,
-    new: Vec<char>,
+    old: String,
+    new: String,
 }
 
 /// Applies `patch` to `base`, or `None` if any hunk is malformed or does not
 /// match the text exactly where it says.
 pub fn apply_strict(base: &str, patch: &str) -> Option<String> {
     let hunks = parse(patch)?;
+    match apply_forward(base, &hunks) {
+        Forward::Done(out) => out,
+        // A hunk's context reached back into the previous hunk's output:
+        // apply on a char array instead, where that is simple.
+        Forward::Overlap => apply_on_chars(base, hunks),
+    }
+}
+
+enum Forward {
+    Done(Option<String>),
+    Overlap,
+}
+
+/// The common case, in one pass over `base` with no char array: each hunk
+/// starts at or after the end of the previous one.
+fn apply_forward(base: &str, hunks: &[Hunk]) -> Forward {
+    let mut out = String::with_capacity(base.len() + 64);
+    // `at` is a byte offset into `base`, `out_chars` the chars written. A
+    // hunk's start counts chars of the output, since the earlier hunks are
+    // already applied there.
+    let mut at = 0;
+    let mut out_chars = 0;
+    for h in hunks {
+        if h.start < out_chars {
+            return Forward::Overlap;
+        }
+        let skip = h.start - out_chars;
+        let rest = &base[at..];
+        let skip_bytes = if skip == 0 {
+            0
+        } else {
+            match rest.char_indices().nth(skip - 1) {
+                Some((i, c)) => i + c.len_utf8(),
+                None => return Forward::Done(None),
+            }
+        };
+        out.push_str(&rest[..skip_bytes]);
+        at += skip_bytes;
+        if !base[at..].starts_with(h.old.as_str()) {
+            return Forward::Done(None);
+        }
+        at += h.old.len();
+        out.push_str(&h.new);
+        out_chars = h.start + h.new.chars().count();
+    }
+    out.push_str(&base[at..]);
+    Forward::Done(Some(out))
+}
+
+fn apply_on_chars(base: &str, hunks: Vec<Hunk>) -> Option<String> {
     let mut text: Vec<char> = base.chars().collect();
     for h in hunks {
-        let end = h.start.checked_add(h.old.len())?;
-        if end > text.len() || text[h.start..end] != h.old[..] {
+        let old: Vec<char> = h.old.chars().collect();
+        let end = h.start.checked_add(old.len())?;
+        if end > text.len() || text[h.start..end] != old[..] {
             return None;
         }
-        text.splice(h.start..end, h.new);
+        text.splice(h.start..end, h.new.chars());
     }
     Some(text.into_iter().collect())
 }
@@ -39,7 +90,7 @@ fn parse(patch: &str) -> Option<Vec<Hunk>> {
             continue;
         }
         let (start, len1, len2) = header(line)?;
-        let (mut old, mut new) = (Vec::new(), Vec::new());
+        let (mut old, mut new) = (String::new(), String::new());
         while let Some(body) = lines.peek() {
             if body.starts_with('@') {
                 break;
@@ -48,18 +99,18 @@ fn parse(patch: &str) -> Option<Vec<Hunk>> {
             let Some(sign) = body.chars().next() else {
                 continue;
             };
-            let text: Vec<char> = decode(&body[1..])?.chars().collect();
+            let text = decode(&body[1..])?;
             match sign {
                 ' ' => {
-                    old.extend_from_slice(&text);
-                    new.extend(text);
+                    old.push_str(&text);
+                    new.push_str(&text);
                 }
-                '-' => old.extend(text),
-                '+' => new.extend(text),
+                '-' => old.push_str(&text),
+                '+' => new.push_str(&text),
                 _ => return None,
             }
         }
-        if old.len() != len1 || new.len() != len2 {
+        if old.chars().count() != len1 || new.chars().count() != len2 {
             return None;
         }
         hunks.push(Hunk { start, old, new });

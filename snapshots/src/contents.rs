@@ -102,6 +102,8 @@ pub struct Cache<'a, S: Store> {
     current: HashMap<FileId, (ContentHash, Body)>,
     /// Files whose newest content is not yet in the store's cache.
     dirty: HashSet<FileId>,
+    /// For dirty files: the cached version they had before.
+    replaced: HashMap<FileId, ContentHash>,
     /// Trust recorded patch checks instead of applying patches again.
     trust_effects: bool,
     /// Edit ops whose patch this replay checked, and the verdict.
@@ -114,19 +116,32 @@ impl<'a, S: Store> Cache<'a, S> {
             journal,
             current: HashMap::new(),
             dirty: HashSet::new(),
+            replaced: HashMap::new(),
             trust_effects,
             checked: HashMap::new(),
         }
     }
 
     /// Adds the newest content of every file changed since the last flush
-    /// to `batch` for the content cache.
+    /// to `batch` for the content cache, and drops the version each one
+    /// replaced: old versions are rebuilt from the file's ops when asked
+    /// for (a file sharing the dropped bytes rebuilds its own the same way).
     pub fn flush(&mut self, batch: &mut Batch) {
         for file in self.dirty.drain() {
             if let Some((hash, body)) = self.current.get(&file) {
+                if let Some(old) = self.replaced.remove(&file)
+                    && old != *hash
+                {
+                    batch.delete(Ks::Content, old.0.to_vec());
+                }
                 batch.put(Ks::Content, hash.0.to_vec(), body.encode());
             }
         }
+    }
+
+    /// Notes the version `file` had before this replay changed it.
+    pub fn replacing(&mut self, file: FileId, old: ContentHash) {
+        self.replaced.entry(file).or_insert(old);
     }
 
     pub fn body(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
@@ -177,10 +192,18 @@ impl<S: Store> Contents for Cache<'_, S> {
         {
             return Ok(rec[1] == PATCH_GOOD);
         }
-        let base_text = self.text(file, base)?;
-        let good = match apply_patch_strict(&base_text, patch, &result) {
+        // Patch the in-memory newest version in place when it is the base;
+        // that is the common case and saves a copy of the text.
+        let out = match self.current.get(&file) {
+            Some((h, Body::Text(t))) if *h == base => apply_patch_strict(t, patch, &result),
+            _ => apply_patch_strict(&self.text(file, base)?, patch, &result),
+        };
+        let good = match out {
             Some(out) => {
-                self.put(file, result, &Body::Text(out))?;
+                if !self.trust_effects {
+                    self.current.insert(file, (result, Body::Text(out)));
+                    self.dirty.insert(file);
+                }
                 true
             }
             None => false,

@@ -102,10 +102,16 @@ impl TimeMachine {
             let b = rkyv::to_bytes::<rancor::Error>(f).expect("in-memory serialisation");
             batch.put(Ks::State, id.0.to_vec(), b.into_vec());
         }
+        // Everything but the per-file maps, which live in `Ks::State`.
         let header = VaultState {
             files: BTreeMap::new(),
             paths: BTreeMap::new(),
-            ..state.clone()
+            applied: state.applied.clone(),
+            last: state.last,
+            ops: state.ops,
+            merge_version: state.merge_version,
+            ignore: state.ignore.clone(),
+            device_names: state.device_names.clone(),
         };
         let b = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
         batch.put(Ks::Meta, HEAD, b.into_vec());
@@ -184,6 +190,9 @@ impl TimeMachine {
                 hlc: env.header().hlc,
                 payload,
             };
+            if let Some(f) = named_file.and_then(|id| state.files.get(&id).map(|f| (id, f.hash))) {
+                cache.replacing(f.0, f.1);
+            }
             let effect = replay::apply(&mut state, &op, &mut cache)?;
             if let Some(file) = named_file {
                 batch.put(Ks::FileOps, file_ops_key(&file, key), Vec::new());
