@@ -22,7 +22,7 @@ pub enum Ks {
     Ops,
     /// author ‖ seq (BE) → OpId ‖ lamport (LE) ‖ hlc (LE).
     Chain,
-    /// lamport (BE) ‖ author ‖ OpId → (empty): the total replay order.
+    /// lamport (BE) ‖ author ‖ OpId → seq (LE): the total replay order.
     Order,
     /// author ‖ seq (BE) → version vector of the op's causal past, other
     /// authors only; written for ops that have deps, so any op's causal
@@ -44,7 +44,7 @@ pub enum Ks {
     Effects,
     /// ContentHash → bytes: the content cache (evictable).
     Content,
-    /// checkpoint number (BE) → checkpoint record.
+    /// op count (BE) ‖ last order key ‖ part → checkpoint header or state.
     Checkpoints,
     /// path → what Vellum last wrote or read there (the materialised state).
     Disk,
