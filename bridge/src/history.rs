@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -84,6 +83,9 @@ pub struct LogEntry {
     pub summary: String,
 }
 
+/// Ops read from the journal per page while listing the log.
+const LOG_PAGE_OPS: usize = 256;
+
 pub fn log(
     v: &mut Vault,
     path_filter: Option<&str>,
@@ -93,32 +95,28 @@ pub fn log(
     let head = v.head()?;
     let path_filter = path_filter.map(|p| vault_path(v, p)).transpose()?;
     let author = author.map(str::to_ascii_lowercase);
-    let mut keys = Vec::new();
-    v.journal.store().scan(
-        Ks::Order,
-        (Bound::Unbounded, Bound::Unbounded),
-        true,
-        &mut |k, val| {
-            if let (Some(key), Ok(seq)) = (OrderKey::from_bytes(k), <[u8; 8]>::try_from(val)) {
-                keys.push((key, u64::from_le_bytes(seq)));
-            }
-            ControlFlow::Continue(())
-        },
-    )?;
     let mut out = Vec::new();
-    for (key, seq) in keys {
+    let mut page: Vec<(OrderKey, u64)> = Vec::new();
+    let mut before: Option<OrderKey> = None;
+    loop {
         if out.len() >= limit {
             break;
         }
+        let Some((key, seq)) = page.pop() else {
+            page = v.journal.page_rev(before.as_ref(), LOG_PAGE_OPS)?;
+            if page.is_empty() {
+                break;
+            }
+            before = page.last().map(|(k, _)| *k);
+            page.reverse();
+            continue;
+        };
         if let Some(a) = &author
             && !key.author.to_hex().starts_with(a.as_str())
         {
             continue;
         }
-        let env = v
-            .journal
-            .load(&key.id)?
-            .with_context(|| format!("op {} is indexed but missing", key.id.short()))?;
+        let env = v.journal.load_at(&key)?;
         let payload = v.journal.load_payload(&env)?;
         let file = match &payload.action {
             Action::Create { .. } => Some(key.id),

@@ -62,13 +62,28 @@ pub fn verify(v: &Vault) -> Result<VerifyReport> {
             return Ok(report);
         };
         let id = key.id;
-        let bytes = match store.get(Ks::Ops, &id.0)? {
-            Some(b) => b,
-            None => {
-                fail(&mut report, id.short(), "op is indexed but missing".into());
+        let (seq, bytes) = match store.get(Ks::Order, raw)? {
+            Some(r) if r.len() > 8 => (
+                u64::from_le_bytes(r[..8].try_into().expect("8 bytes")),
+                r[8..].to_vec(),
+            ),
+            _ => {
+                fail(
+                    &mut report,
+                    id.short(),
+                    "stored op is missing or truncated".into(),
+                );
                 return Ok(report);
             }
         };
+        if store.get(Ks::Ops, &id.0)?.as_deref() != Some(&raw[..]) {
+            fail(
+                &mut report,
+                id.short(),
+                "the op's id index entry is missing or wrong".into(),
+            );
+            return Ok(report);
+        }
         if OpId(*blake3::hash(&bytes).as_bytes()) != id {
             fail(
                 &mut report,
@@ -93,7 +108,15 @@ pub fn verify(v: &Vault) -> Result<VerifyReport> {
             }
         }
         // Every blob an op names must be whole.
-        let env = v.journal.load(&id)?.expect("just read");
+        let env = v.journal.load_at(key)?;
+        if env.header().seq != seq {
+            fail(
+                &mut report,
+                id.short(),
+                "the order record's seq disagrees with the op".into(),
+            );
+            return Ok(report);
+        }
         let payload = v.journal.load_payload(&env)?;
         if let Action::Create {
             body: Body::Blob(b),

@@ -10,12 +10,13 @@ use common::Env;
 use vellum_journal::VersionVector;
 use vellum_journal::store::{Batch, Durability, FjallStore, Ks, Store};
 
+/// The stored ops: (order key, seq ‖ envelope).
 fn stored_ops(env: &Env) -> Vec<(Vec<u8>, Vec<u8>)> {
     let store = FjallStore::open(&env.vault.join(".vellum/journal")).unwrap();
     let mut ops = Vec::new();
     store
         .scan(
-            Ks::Ops,
+            Ks::Order,
             (Bound::Unbounded, Bound::Unbounded),
             false,
             &mut |k, v| {
@@ -40,11 +41,13 @@ fn verify_names_a_tampered_op() {
     let ops = stored_ops(&env);
     // Every op, and positions spread over the header, ciphertext and signature.
     for (key, value) in &ops {
+        // The record is seq (8 bytes) ‖ envelope: flip the seq too.
         for pos in [
             0,
-            1,
-            20,
-            60,
+            8,
+            9,
+            28,
+            68,
             value.len() / 2,
             value.len() - 70,
             value.len() - 1,
@@ -54,19 +57,19 @@ fn verify_names_a_tampered_op() {
             {
                 let store = FjallStore::open(&env.vault.join(".vellum/journal")).unwrap();
                 let mut b = Batch::new();
-                b.put(Ks::Ops, key.clone(), bad);
+                b.put(Ks::Order, key.clone(), bad);
                 store.commit(b, Durability::Durable).unwrap();
             }
             let out = env.run(&["verify", "--json"]);
             assert_eq!(out.status.code(), Some(1), "flip at {pos} went unnoticed");
             let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            let short = &vellum_journal::id::hex(key)[..12];
+            let short = &vellum_journal::id::hex(&key[40..])[..12];
             assert_eq!(report["first_bad"], short, "flip at {pos}: {report}");
             assert!(String::from_utf8_lossy(&out.stderr).contains(short));
             // Put the good bytes back for the next round.
             let store = FjallStore::open(&env.vault.join(".vellum/journal")).unwrap();
             let mut b = Batch::new();
-            b.put(Ks::Ops, key.clone(), value.clone());
+            b.put(Ks::Order, key.clone(), value.clone());
             store.commit(b, Durability::Durable).unwrap();
         }
     }

@@ -582,15 +582,17 @@ impl<S: Store> Journal<S> {
                 .put(Ks::Causal, chain_key(&m.author, m.seq), past.to_bytes());
             staged.causal.insert((m.author, m.seq), past);
         }
-        staged.batch.put(Ks::Ops, id.0.to_vec(), env.into_bytes());
+        staged
+            .batch
+            .put(Ks::Ops, id.0.to_vec(), key.to_bytes().to_vec());
         staged
             .batch
             .put(Ks::Chain, chain_key(&m.author, m.seq), chain_value(&m));
-        staged.batch.put(
-            Ks::Order,
-            key.to_bytes().to_vec(),
-            m.seq.to_le_bytes().to_vec(),
-        );
+        // Ops are stored in replay order, so replay reads them sequentially.
+        let mut record = Vec::with_capacity(8 + env.bytes().len());
+        record.extend_from_slice(&m.seq.to_le_bytes());
+        record.extend_from_slice(&env.into_bytes());
+        staged.batch.put(Ks::Order, key.to_bytes().to_vec(), record);
         staged.replay_from = Some(staged.replay_from.map_or(key, |k| k.min(key)));
         staged.metas.insert(id, m);
         staged.chain.insert((m.author, m.seq), id);
@@ -633,8 +635,8 @@ impl<S: Store> Journal<S> {
                 .batch
                 .writes
                 .iter()
-                .filter(|(ks, _, v)| *ks == Ks::Ops && v.is_some())
-                .map(|(_, _, v)| v.as_ref().map_or(0, |v| v.len() as u64))
+                .filter(|(ks, _, v)| *ks == Ks::Order && v.is_some())
+                .map(|(_, _, v)| v.as_ref().map_or(0, |v| v.len().saturating_sub(8) as u64))
                 .sum();
             let bytes = self.op_bytes()? + added;
             staged
@@ -694,18 +696,41 @@ impl<S: Store> Journal<S> {
 
     /// Loads an admitted op and re-checks that its bytes hash to its id.
     pub fn load(&self, id: &OpId) -> Result<Option<Envelope>> {
-        let Some(bytes) = self.store.get(Ks::Ops, &id.0)? else {
+        let Some(key) = self.store.get(Ks::Ops, &id.0)? else {
             return Ok(None);
         };
-        let env = Envelope::parse(bytes)
+        let key = OrderKey::from_bytes(&key)
+            .filter(|k| k.id == *id)
+            .ok_or_else(|| {
+                Error::Corrupt(format!("op index entry of {} is damaged", id.short()))
+            })?;
+        self.load_at(&key).map(Some)
+    }
+
+    /// Loads the admitted op at `key` in the total order, re-checking that
+    /// its bytes hash to its id. Cheaper than [`Journal::load`] when the
+    /// order key is known, and sequential when keys ascend.
+    pub fn load_at(&self, key: &OrderKey) -> Result<Envelope> {
+        let id = key.id;
+        let record = self
+            .store
+            .get(Ks::Order, &key.to_bytes())?
+            .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
+        if record.len() < 8 {
+            return Err(Error::Corrupt(format!(
+                "stored op {} is truncated",
+                id.short()
+            )));
+        }
+        let env = Envelope::parse(record[8..].to_vec())
             .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", id.short())))?;
-        if env.id() != *id {
+        if env.id() != id {
             return Err(Error::Corrupt(format!(
                 "stored op {} does not hash to its id",
                 id.short()
             )));
         }
-        Ok(Some(env))
+        Ok(env)
     }
 
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
@@ -755,7 +780,8 @@ impl<S: Store> Journal<S> {
         let mut err = None;
         self.store
             .scan(Ks::Order, (lo, Bound::Unbounded), false, &mut |k, v| {
-                let (Some(key), Ok(seq)) = (OrderKey::from_bytes(k), <[u8; 8]>::try_from(v)) else {
+                let seq = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+                let (Some(key), Some(seq)) = (OrderKey::from_bytes(k), seq) else {
                     err = Some(Error::Corrupt("bad order index record".into()));
                     return ControlFlow::Break(());
                 };
@@ -768,6 +794,30 @@ impl<S: Store> Journal<S> {
                 }
             })?;
         err.map_or(Ok(()), Err)
+    }
+
+    /// Up to `max` admitted ops (order key and seq), newest first, that sort
+    /// before `before` (or from the newest): for paging backwards.
+    pub fn page_rev(&self, before: Option<&OrderKey>, max: usize) -> Result<Vec<(OrderKey, u64)>> {
+        let hi_bytes = before.map(|k| k.to_bytes());
+        let hi = match &hi_bytes {
+            Some(b) => Bound::Excluded(&b[..]),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        self.store
+            .scan(Ks::Order, (Bound::Unbounded, hi), true, &mut |k, v| {
+                let seq = v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok());
+                if let (Some(key), Some(seq)) = (OrderKey::from_bytes(k), seq) {
+                    out.push((key, u64::from_le_bytes(seq)));
+                }
+                if out.len() >= max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+        Ok(out)
     }
 
     /// Admitted op ids starting with `prefix` (hex), at most `limit`.

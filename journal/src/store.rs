@@ -18,11 +18,12 @@ use crate::error::Result;
 /// The keyspaces. Each is an ordered map of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Ks {
-    /// OpId → envelope bytes, exactly as signed.
+    /// OpId → its order key: the index of ops by id.
     Ops,
     /// author ‖ seq (BE) → OpId ‖ lamport (LE) ‖ hlc (LE).
     Chain,
-    /// lamport (BE) ‖ author ‖ OpId → seq (LE): the total replay order.
+    /// lamport (BE) ‖ author ‖ OpId → seq (LE) ‖ envelope bytes, exactly as
+    /// signed: the ops themselves, in total replay order.
     Order,
     /// author ‖ seq (BE) → version vector of the op's causal past, other
     /// authors only; written for ops that have deps, so any op's causal

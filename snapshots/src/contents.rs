@@ -47,20 +47,18 @@ pub fn write_body<S: Store>(
 }
 
 fn recompute<S: Store>(journal: &Journal<S>, file: FileId, wanted: ContentHash) -> Result<Body> {
-    let mut ids = Vec::new();
+    let mut keys = Vec::new();
     journal
         .store()
         .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
-            if let Some(id) = OpId::from_slice(&k[k.len() - 32..]) {
-                ids.push(id);
+            if let Some(key) = OrderKey::from_bytes(&k[32..]) {
+                keys.push(key);
             }
             ControlFlow::Continue(())
         })?;
     let mut cur: Option<(ContentHash, Body)> = None;
-    for id in ids {
-        let Some(env) = journal.load(&id)? else {
-            continue;
-        };
+    for key in keys {
+        let env = journal.load_at(&key)?;
         let payload = journal.load_payload(&env)?;
         let next = match payload.action {
             Action::Create { body, .. }

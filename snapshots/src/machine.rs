@@ -176,9 +176,7 @@ impl TimeMachine {
         let mut changed_since_commit = BTreeSet::new();
         let mut cache = Cache::new(journal, false);
         for (i, (key, seq)) in keys.iter().enumerate() {
-            let env = journal.load(&key.id)?.ok_or_else(|| {
-                Error::Corrupt(format!("op {} is indexed but missing", key.id.short()))
-            })?;
+            let env = journal.load_at(key)?;
             let payload = journal.load_payload(&env)?;
             let named_file = match &payload.action {
                 Action::Create { .. } => Some(key.id),
@@ -320,9 +318,7 @@ fn replay_into<S: Store>(
         if seq > target.seq(&key.author) {
             return Ok(ControlFlow::Continue(()));
         }
-        let env = journal.load(&key.id)?.ok_or_else(|| {
-            Error::Corrupt(format!("op {} is indexed but missing", key.id.short()))
-        })?;
+        let env = journal.load_at(&key)?;
         let op = ReplayOp {
             key,
             seq,
