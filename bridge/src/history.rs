@@ -1,6 +1,6 @@
 //! Reading history: log, show, checkout, diff, and resolving points.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -273,6 +273,10 @@ pub struct CheckoutReport {
     pub bytes: u64,
 }
 
+/// Above this many uncached versions, a checkout replays forward once
+/// instead of rebuilding file by file.
+const CHECKOUT_REBUILD_FILES_MAX: usize = 200;
+
 pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
     let vv = resolve(v, point)?;
     if dest.exists() {
@@ -305,7 +309,23 @@ pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
             dest.display()
         )));
     }
-    let state = state_at(v, &vv)?;
+    let mut state = state_at(v, &vv)?;
+    // Versions not in the content cache are rebuilt from their files' ops;
+    // when many are missing (an old point), one forward replay of the
+    // whole journal to the point is faster than rebuilding each file.
+    let uncached = state
+        .live_files()
+        .filter(|(_, _, f)| {
+            v.journal
+                .store()
+                .get(Ks::Content, &f.hash.0)
+                .map_or(true, |c| c.is_none())
+        })
+        .count();
+    let mut bodies = HashMap::new();
+    if uncached > CHECKOUT_REBUILD_FILES_MAX {
+        (state, bodies) = TimeMachine::contents_at(&v.journal, &vv)?;
+    }
     let rules = Rules::new(&v.root, &state.ignore)?;
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut report = CheckoutReport {
@@ -317,7 +337,10 @@ pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
         if rules.ignored(p, false) {
             continue;
         }
-        let body = body_of(&v.journal, *id, f.hash)?;
+        let body = match bodies.remove(id) {
+            Some(b) => b,
+            None => body_of(&v.journal, *id, f.hash)?,
+        };
         disk::write_new(dest, p, f.mtime_ms, &mut |file| {
             Ok(write_body(&v.journal, &body, file)?)
         })?;

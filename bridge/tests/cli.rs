@@ -412,3 +412,27 @@ fn swapped_files_with_equal_size_and_mtime_are_seen() {
     assert_eq!(env.ok(&["show", "a.md"]), b"content of b\n");
     assert_eq!(env.ok(&["show", "b.md"]), b"content of a\n");
 }
+
+/// A checkout of a point whose versions are mostly not cached takes the
+/// one-pass forward replay; it must give the same bytes as the per-file path.
+#[test]
+fn checkout_of_an_old_point_with_many_uncached_versions() {
+    let env = Env::init();
+    for i in 0..260 {
+        env.write(&format!("n/{i}.md"), format!("note {i}\nfirst version\n"));
+    }
+    let old = env.scan()["head"].as_str().unwrap().to_string();
+    for i in 0..260 {
+        env.write(&format!("n/{i}.md"), format!("note {i}\nsecond version, longer\n"));
+    }
+    env.write("late.md", "after the point\n");
+    env.scan();
+    let dest = env.tmp.path().join("old");
+    let r = env.json(&["checkout", "--at", &old, dest.to_str().unwrap()]);
+    assert_eq!(r["files"], 260);
+    let t = tree(&dest);
+    assert_eq!(t.len(), 260);
+    for i in 0..260 {
+        assert_eq!(t[&format!("n/{i}.md")], format!("note {i}\nfirst version\n").into_bytes());
+    }
+}

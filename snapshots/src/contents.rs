@@ -142,6 +142,15 @@ impl<'a, S: Store> Cache<'a, S> {
         self.replaced.entry(file).or_insert(old);
     }
 
+    /// Takes `file`'s content with `hash` out of the replay's memory, or
+    /// reads it like [`Cache::body`].
+    pub fn take(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
+        match self.current.remove(&file) {
+            Some((h, b)) if h == hash => Ok(b),
+            _ => body_of(self.journal, file, hash),
+        }
+    }
+
     pub fn body(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
         if let Some((h, b)) = self.current.get(&file)
             && *h == hash

@@ -4,13 +4,13 @@
 //! Head state lives in `Ks::State` (one record per file) plus a small head
 //! record in `Ks::Meta`, so opening a vault never replays the journal.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
-use vellum_journal::payload::Action;
+use vellum_journal::payload::{Action, Body};
 use vellum_journal::replay::{self, Change, Effect, FileState, ReplayOp, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
@@ -298,6 +298,23 @@ impl TimeMachine {
         replay_into(journal, &mut state, journal.admitted(), false)?;
         Ok(state)
     }
+
+    /// The state at `target` and every live file's content, from one
+    /// forward replay: for a checkout of a point whose versions are mostly
+    /// not cached, one sequential pass beats rebuilding file by file.
+    pub fn contents_at<S: Store>(
+        journal: &Journal<S>,
+        target: &VersionVector,
+    ) -> Result<(VaultState, HashMap<FileId, Body>)> {
+        let mut state = VaultState::default();
+        let mut cache = Cache::new(journal, false);
+        replay_with(journal, &mut state, target, &mut cache)?;
+        let mut bodies = HashMap::new();
+        for (_, id, f) in state.live_files() {
+            bodies.insert(*id, cache.take(*id, f.hash)?);
+        }
+        Ok((state, bodies))
+    }
 }
 
 /// Replays the ops of `target` that sort after `state.last`.
@@ -307,11 +324,19 @@ fn replay_into<S: Store>(
     target: &VersionVector,
     trust_effects: bool,
 ) -> Result<()> {
+    replay_with(journal, state, target, &mut Cache::new(journal, trust_effects))
+}
+
+fn replay_with<S: Store>(
+    journal: &Journal<S>,
+    state: &mut VaultState,
+    target: &VersionVector,
+    cache: &mut Cache<'_, S>,
+) -> Result<()> {
     let want = target.op_count();
     if state.ops >= want {
         return Ok(());
     }
-    let mut cache = Cache::new(journal, trust_effects);
     let mut result = Ok(());
     let start = state.last;
     journal.for_each_in_order(start.as_ref(), &mut |key, seq| {
@@ -325,7 +350,7 @@ fn replay_into<S: Store>(
             hlc: env.header().hlc,
             payload: journal.load_payload(&env)?,
         };
-        if let Err(e) = replay::apply(state, &op, &mut cache) {
+        if let Err(e) = replay::apply(state, &op, cache) {
             result = Err(e);
             return Ok(ControlFlow::Break(()));
         }
