@@ -423,7 +423,10 @@ fn checkout_of_an_old_point_with_many_uncached_versions() {
     }
     let old = env.scan()["head"].as_str().unwrap().to_string();
     for i in 0..260 {
-        env.write(&format!("n/{i}.md"), format!("note {i}\nsecond version, longer\n"));
+        env.write(
+            &format!("n/{i}.md"),
+            format!("note {i}\nsecond version, longer\n"),
+        );
     }
     env.write("late.md", "after the point\n");
     env.scan();
@@ -433,6 +436,9 @@ fn checkout_of_an_old_point_with_many_uncached_versions() {
     let t = tree(&dest);
     assert_eq!(t.len(), 260);
     for i in 0..260 {
-        assert_eq!(t[&format!("n/{i}.md")], format!("note {i}\nfirst version\n").into_bytes());
+        assert_eq!(
+            t[&format!("n/{i}.md")],
+            format!("note {i}\nfirst version\n").into_bytes()
+        );
     }
 }

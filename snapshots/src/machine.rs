@@ -324,7 +324,12 @@ fn replay_into<S: Store>(
     target: &VersionVector,
     trust_effects: bool,
 ) -> Result<()> {
-    replay_with(journal, state, target, &mut Cache::new(journal, trust_effects))
+    replay_with(
+        journal,
+        state,
+        target,
+        &mut Cache::new(journal, trust_effects),
+    )
 }
 
 fn replay_with<S: Store>(
