@@ -47,6 +47,16 @@ fn system_time(mtime_ms: i64) -> std::time::SystemTime {
     }
 }
 
+/// The checked target path of `rel`, with its folders created.
+fn prepare(root: &Path, rel: &str) -> Result<PathBuf> {
+    safe_target(root, rel)?;
+    let target = root.join(rel);
+    let dir = target.parent().expect("a file under root has a parent");
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Re-check after creating folders: one of them may have raced into a link.
+    safe_target(root, rel)
+}
+
 /// Writes `rel` under `root` atomically with the given mtime. `fill`
 /// writes the content into the temp file.
 pub fn write_atomic(
@@ -55,11 +65,8 @@ pub fn write_atomic(
     mtime_ms: i64,
     fill: &mut dyn FnMut(&mut File) -> Result<()>,
 ) -> Result<()> {
-    let target = safe_target(root, rel)?;
+    let target = prepare(root, rel)?;
     let dir = target.parent().expect("a file under root has a parent");
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Re-check after creating folders: one of them may have raced into a link.
-    safe_target(root, rel)?;
     let name = target.file_name().expect("a file name").to_string_lossy();
     let tmp = dir.join(format!(".{name}.vellum-tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
@@ -93,9 +100,7 @@ pub fn write_new(
     mtime_ms: i64,
     fill: &mut dyn FnMut(&mut File) -> Result<()>,
 ) -> Result<()> {
-    let target = safe_target(root, rel)?;
-    let dir = target.parent().expect("a file under root has a parent");
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let target = prepare(root, rel)?;
     let mut f = File::options()
         .write(true)
         .create_new(true)

@@ -128,25 +128,8 @@ pub struct Vault {
     pub keys: DeviceKeys,
     /// The head state, loaded once and kept current by `append`.
     head: Option<VaultState>,
-    /// Whether this process wrote to the journal (then it settles on close).
-    wrote: bool,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
-}
-
-/// A vault closed with more than this in fjall's write-ahead journal has
-/// its memtables flushed, so the next command opens without replaying it.
-const SETTLE_JOURNAL_BYTES: u64 = 1024 * 1024;
-
-impl Drop for Vault {
-    fn drop(&mut self) {
-        if !self.wrote {
-            return;
-        }
-        if let Err(e) = self.journal.store().settle(SETTLE_JOURNAL_BYTES) {
-            tracing::warn!(error = %e, "could not flush the journal's memtables");
-        }
-    }
 }
 
 fn lock(dot: &Path) -> Result<File> {
@@ -244,7 +227,6 @@ impl Vault {
             journal,
             keys,
             head: None,
-            wrote: false,
             _lock: lock,
         };
         v.append(
@@ -286,7 +268,6 @@ impl Vault {
             journal,
             keys,
             head: None,
-            wrote: false,
             _lock: lock,
         };
         v.catch_up()?;
@@ -317,7 +298,6 @@ impl Vault {
     /// Appends local ops and `extra` writes in one durable commit, then
     /// brings the head state up to date.
     pub fn append(&mut self, payloads: Vec<Payload>, extra: Batch) -> Result<Vec<OpId>> {
-        self.wrote = true;
         let ids = if payloads.is_empty() {
             self.journal.store().commit(extra, Durability::Durable)?;
             Vec::new()

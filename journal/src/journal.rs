@@ -276,17 +276,7 @@ impl<S: Store> Journal<S> {
     }
 
     pub fn pending_count(&self) -> Result<u64> {
-        let mut n = 0;
-        self.store.scan(
-            Ks::Pending,
-            (Bound::Unbounded, Bound::Unbounded),
-            false,
-            &mut |_, _| {
-                n += 1;
-                ControlFlow::Continue(())
-            },
-        )?;
-        Ok(n)
+        self.store.count(Ks::Pending)
     }
 
     /// Appends local ops, all in one batch with one commit.

@@ -155,6 +155,22 @@ pub trait Store {
         }
     }
 
+    /// How many keys the keyspace holds (a full scan: for small keyspaces
+    /// and checks, not hot paths).
+    fn count(&self, ks: Ks) -> Result<u64> {
+        let mut n = 0;
+        self.scan(
+            ks,
+            (Bound::Unbounded, Bound::Unbounded),
+            false,
+            &mut |_, _| {
+                n += 1;
+                ControlFlow::Continue(())
+            },
+        )?;
+        Ok(n)
+    }
+
     /// The last key-value pair in `range`, if any.
     fn last_in(
         &self,

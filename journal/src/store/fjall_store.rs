@@ -39,19 +39,6 @@ impl FjallStore {
         &self.keyspaces[&ks]
     }
 
-    /// Flushes every keyspace's memtable to disk segments, so the next open
-    /// skips the write-ahead journal instead of rebuilding memtables from
-    /// it. Worth it once the journal holds more than `journal_bytes_min`.
-    pub fn settle(&self, journal_bytes_min: u64) -> Result<()> {
-        if self.db.journal_disk_space()? < journal_bytes_min {
-            return Ok(());
-        }
-        for ks in self.keyspaces.values() {
-            ks.rotate_memtable_and_wait()?;
-        }
-        Ok(())
-    }
-
     /// Forces every buffered write to disk.
     pub fn persist(&self) -> Result<()> {
         self.db.persist(PersistMode::SyncAll)?;
