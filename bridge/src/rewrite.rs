@@ -306,6 +306,7 @@ fn plan(
             pending.push((id, tmp, to));
         }
     }
+    preview.sort_by(|a, b| a.path.cmp(&b.path));
     let mut payloads = deletes;
     payloads.extend(ordered);
     payloads.extend(edits);
