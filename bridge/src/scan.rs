@@ -39,6 +39,14 @@ pub struct ScanReport {
     pub warnings: Vec<String>,
 }
 
+/// What a walk of the vault found.
+struct Walk {
+    files: BTreeMap<String, Found>,
+    /// Some folder or entry could not be read: files Vellum knew may still
+    /// be there, unseen.
+    incomplete: bool,
+}
+
 /// A file as found on disk.
 struct Found {
     abs: PathBuf,
@@ -65,8 +73,9 @@ pub fn mtime_ms(mtime_ns: i64) -> i64 {
 }
 
 /// Walks the vault: every regular file not ignored, by NFC path.
-fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeMap<String, Found>> {
+fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<Walk> {
     let mut out = BTreeMap::new();
+    let mut incomplete = false;
     let root_owned = root.to_path_buf();
     let walker = ignore::WalkBuilder::new(root)
         .standard_filters(false)
@@ -90,6 +99,7 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeM
             Ok(e) => e,
             Err(e) => {
                 warnings.push(format!("skipped an unreadable entry: {e}"));
+                incomplete = true;
                 continue;
             }
         };
@@ -154,7 +164,10 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<BTreeM
             },
         );
     }
-    Ok(out)
+    Ok(Walk {
+        files: out,
+        incomplete,
+    })
 }
 
 /// Reads a file for recording: text up to 1 MiB in memory, anything else
@@ -221,7 +234,8 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     let head = v.head()?;
     let recs = v.disk_records()?;
     let rules = Rules::new(&v.root, &head.ignore)?;
-    let found = walk(&v.root, &rules, &mut report.warnings)?;
+    let walked = walk(&v.root, &rules, &mut report.warnings)?;
+    let found = walked.files;
     let dedup_key = v
         .journal
         .keys()
@@ -257,10 +271,17 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
         changed.insert(p.clone(), fresh);
     }
     // Paths Vellum knew that are gone. Unreadable files were still found,
-    // so they never count as gone.
+    // so they never count as gone; and when a folder could not be read, no
+    // file counts as gone at all: a permission glitch must not become a
+    // batch of deletes.
     let mut gone: BTreeMap<String, (FileId, DiskRec)> = BTreeMap::new();
+    if walked.incomplete {
+        report.warnings.push(
+            "part of the vault could not be read: no deletions are recorded until it can".into(),
+        );
+    }
     for (p, r) in &recs {
-        if found.contains_key(p) {
+        if found.contains_key(p) || walked.incomplete {
             continue;
         }
         extra.delete(Ks::Disk, p.as_bytes().to_vec());

@@ -442,3 +442,42 @@ fn checkout_of_an_old_point_with_many_uncached_versions() {
         );
     }
 }
+
+/// A folder that cannot be read must not turn into deletes: here a folder
+/// nested past PATH_MAX, which even root cannot list by its full path.
+#[test]
+fn an_unreadable_folder_records_no_deletions() {
+    let env = Env::init();
+    env.write("a.md", "keep me\n");
+    env.scan();
+    let level = "d".repeat(250);
+    let script = format!(
+        "cd '{}' && for i in $(seq 20); do mkdir {level} && cd {level}; done",
+        env.vault.display()
+    );
+    assert!(
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::remove_file(env.vault.join("a.md")).unwrap();
+    let out = env.run(&["scan", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["deleted"], 0, "{s}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no deletions are recorded"));
+    // Once the whole vault can be read again, the deletion is recorded.
+    std::process::Command::new("rm")
+        .arg("-rf")
+        .arg(env.vault.join(&level))
+        .status()
+        .unwrap();
+    assert_eq!(env.scan()["deleted"], 1);
+}
