@@ -70,14 +70,7 @@ pub fn write_atomic(
     let name = target.file_name().expect("a file name").to_string_lossy();
     let tmp = dir.join(format!(".{name}.vellum-tmp-{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        fill(&mut f)?;
-        f.flush()?;
-        f.set_times(FileTimes::new().set_modified(system_time(mtime_ms)))?;
+        let f = create_filled(&tmp, mtime_ms, fill)?;
         f.sync_all()
             .with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &target).with_context(|| format!("replacing {}", target.display()))?;
@@ -100,16 +93,27 @@ pub fn write_new(
     mtime_ms: i64,
     fill: &mut dyn FnMut(&mut File) -> Result<()>,
 ) -> Result<()> {
-    let target = prepare(root, rel)?;
+    create_filled(&prepare(root, rel)?, mtime_ms, fill)?;
+    Ok(())
+}
+
+/// Creates `path` (which must not exist), lets `fill` write its content and
+/// sets its mtime. Writers hand over whole texts or 64 KiB blob chunks, so
+/// no buffering is needed.
+fn create_filled(
+    path: &Path,
+    mtime_ms: i64,
+    fill: &mut dyn FnMut(&mut File) -> Result<()>,
+) -> Result<File> {
     let mut f = File::options()
         .write(true)
         .create_new(true)
-        .open(&target)
-        .with_context(|| format!("creating {}", target.display()))?;
-    // Writers hand over whole texts or 64 KiB blob chunks: no buffering needed.
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     fill(&mut f)?;
+    f.flush()?;
     f.set_times(FileTimes::new().set_modified(system_time(mtime_ms)))?;
-    Ok(())
+    Ok(f)
 }
 
 /// Removes `rel` and then every folder it leaves empty, up to `root`.
