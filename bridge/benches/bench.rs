@@ -2,6 +2,7 @@
 //! Prints one JSON document of figures; timings are wall-clock medians.
 //!
 //! Usage: bench --vellum PATH --src VAULT_DIR --ops N --work DIR
+//!        bench --replay VAULT   (replay from scratch only, for profiling)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,7 +105,25 @@ fn edit(file: FileId, old: &str, new: &str) -> Payload {
     })
 }
 
+/// `--replay VAULT`: only replays an existing vault's journal from scratch,
+/// three times, for profiling (`perf record bench --replay VAULT`).
+fn replay_only(vault: &Path) {
+    let v = Vault::open(Some(vault)).unwrap();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s = TimeMachine::replay_from_scratch(&v.journal).unwrap();
+        println!(
+            "replayed {} ops in {:.3} s",
+            s.ops,
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn main() {
+    if let Some(vault) = arg("--replay") {
+        return replay_only(Path::new(&vault));
+    }
     let vellum = arg("--vellum").expect("--vellum PATH");
     let src = PathBuf::from(arg("--src").expect("--src VAULT"));
     let ops_target: u64 = arg("--ops").map_or(100_000, |s| s.parse().unwrap());

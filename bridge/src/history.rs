@@ -183,7 +183,7 @@ pub fn log(
                 Cause::Rollback { .. } => summary.push_str(" [rollback]"),
             }
         }
-        if let Some(rec) = v.journal.store().get(Ks::Effects, &key.id.0)?
+        if let Some(rec) = v.journal.store().get(Ks::Effects, &key.to_bytes())?
             && rec.first() == Some(&EFFECT_NO_EFFECT)
         {
             summary.push_str(&format!(

@@ -129,6 +129,18 @@ impl Envelope {
     /// Parses the layout and checks sizes and the format. It does not check
     /// the signature: see [`Envelope::verify_signature`].
     pub fn parse(bytes: Vec<u8>) -> Result<Envelope> {
+        Envelope::parse_as(bytes, None)
+    }
+
+    /// Parses an op read back from this device's store under its id,
+    /// without hashing it again. For replay: whatever replay reads (header
+    /// and ciphertext) is authenticated by the AEAD tag, so a damaged
+    /// stored op fails [`Envelope::open`]; `verify` re-hashes every op.
+    pub fn parse_stored(bytes: Vec<u8>, id: OpId) -> Result<Envelope> {
+        Envelope::parse_as(bytes, Some(id))
+    }
+
+    fn parse_as(bytes: Vec<u8>, id: Option<OpId>) -> Result<Envelope> {
         if bytes.len() > OP_BYTES_MAX {
             return Err(Error::Malformed(format!(
                 "op is {} bytes, over the {OP_BYTES_MAX}-byte limit",
@@ -185,7 +197,7 @@ impl Envelope {
                 "trailing bytes after the signature".into(),
             ));
         }
-        let id = OpId(*blake3::hash(&bytes).as_bytes());
+        let id = id.unwrap_or_else(|| OpId(*blake3::hash(&bytes).as_bytes()));
         Ok(Envelope {
             id,
             kind,

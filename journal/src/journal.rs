@@ -88,6 +88,9 @@ struct Staged {
     causal: BTreeMap<(DeviceId, u64), VersionVector>,
 }
 
+/// A visitor of stored ops in order: order key, seq, envelope bytes.
+type OrderVisit<'a> = dyn FnMut(OrderKey, u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
+
 fn chain_key(author: &DeviceId, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(40);
     k.extend_from_slice(&author.0);
@@ -724,14 +727,7 @@ impl<S: Store> Journal<S> {
     }
 
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
-        let key = self.keys.get(&env.header().key_epoch).ok_or_else(|| {
-            Error::Keys(format!(
-                "no key for epoch {} of op {}",
-                env.header().key_epoch.short(),
-                env.id().short()
-            ))
-        })?;
-        Payload::decode(&env.open(key)?)
+        self.keys.open_payload(env)
     }
 
     pub fn op_meta(&self, id: &OpId) -> Result<Option<OpMeta>> {
@@ -762,6 +758,25 @@ impl<S: Store> Journal<S> {
         after: Option<&OrderKey>,
         f: &mut dyn FnMut(OrderKey, u64) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
+        self.scan_order(after, &mut |key, seq, _| f(key, seq))
+    }
+
+    /// Like [`Journal::for_each_in_order`], with each op's envelope read in
+    /// the same sequential pass (see [`Envelope::parse_stored`]).
+    pub fn for_each_op_in_order(
+        &self,
+        after: Option<&OrderKey>,
+        f: &mut dyn FnMut(OrderKey, u64, Envelope) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        self.scan_order(after, &mut |key, seq, bytes| {
+            let env = Envelope::parse_stored(bytes.to_vec(), key.id)
+                .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", key.id.short())))?;
+            f(key, seq, env)
+        })
+    }
+
+    /// The Order keyspace in order: key, seq and the stored envelope bytes.
+    fn scan_order(&self, after: Option<&OrderKey>, f: &mut OrderVisit<'_>) -> Result<()> {
         let from = after.map(|k| k.to_bytes());
         let lo = match &from {
             Some(b) => Bound::Excluded(&b[..]),
@@ -775,7 +790,7 @@ impl<S: Store> Journal<S> {
                     err = Some(Error::Corrupt("bad order index record".into()));
                     return ControlFlow::Break(());
                 };
-                match f(key, u64::from_le_bytes(seq)) {
+                match f(key, u64::from_le_bytes(seq), &v[8..]) {
                     Ok(flow) => flow,
                     Err(e) => {
                         err = Some(e);

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 pub use ed25519_dalek::SigningKey;
 
+use crate::envelope::Envelope;
 pub use crate::envelope::EpochKey;
+use crate::error::{Error, Result};
 use crate::id::{DeviceId, OpId};
+use crate::payload::Payload;
 
 /// A device's signing identity.
 pub fn device_id(key: &SigningKey) -> DeviceId {
@@ -41,6 +44,18 @@ impl Keyring {
 
     pub fn get(&self, epoch: &OpId) -> Option<&EpochKey> {
         self.epochs.get(epoch)
+    }
+
+    /// Decrypts and decodes an op's payload with the key of its epoch.
+    pub fn open_payload(&self, env: &Envelope) -> Result<Payload> {
+        let key = self.get(&env.header().key_epoch).ok_or_else(|| {
+            Error::Keys(format!(
+                "no key for epoch {} of op {}",
+                env.header().key_epoch.short(),
+                env.id().short()
+            ))
+        })?;
+        Payload::decode(&env.open(key)?)
     }
 
     /// The key new ops are sealed with, and its epoch id.

@@ -46,15 +46,9 @@ fn apply_forward(base: &str, hunks: &[Hunk]) -> Forward {
         if h.start < out_chars {
             return Forward::Overlap;
         }
-        let skip = h.start - out_chars;
         let rest = &base[at..];
-        let skip_bytes = if skip == 0 {
-            0
-        } else {
-            match rest.char_indices().nth(skip - 1) {
-                Some((i, c)) => i + c.len_utf8(),
-                None => return Forward::Done(None),
-            }
+        let Some(skip_bytes) = byte_offset(rest, h.start - out_chars) else {
+            return Forward::Done(None);
         };
         out.push_str(&rest[..skip_bytes]);
         at += skip_bytes;
@@ -67,6 +61,29 @@ fn apply_forward(base: &str, hunks: &[Hunk]) -> Forward {
     }
     out.push_str(&base[at..]);
     Forward::Done(Some(out))
+}
+
+/// The byte offset of char `n` of `s` (`s.len()` when `s` has exactly `n`
+/// chars), or `None` past the end. An ASCII prefix is counted without
+/// decoding, which is most of a typical note.
+fn byte_offset(s: &str, n: usize) -> Option<usize> {
+    let head = &s.as_bytes()[..n.min(s.len())];
+    let ascii = if head.is_ascii() {
+        head.len()
+    } else {
+        head.iter()
+            .position(|c| !c.is_ascii())
+            .unwrap_or(head.len())
+    };
+    if ascii == n {
+        return Some(n);
+    }
+    // Every byte before `ascii` is a whole char, so it is a char boundary,
+    // and `n - ascii` ≥ 1 chars remain to skip.
+    s[ascii..]
+        .char_indices()
+        .nth(n - ascii - 1)
+        .map(|(i, c)| ascii + i + c.len_utf8())
 }
 
 fn apply_on_chars(base: &str, hunks: Vec<Hunk>) -> Option<String> {
@@ -168,6 +185,19 @@ mod tests {
         assert_eq!(header("@@ -7,0 +8,2 @@"), Some((7, 0, 2)));
         assert_eq!(header("@@ -0 +1 @@"), None);
         assert_eq!(header("@@ -x,1 +1 @@"), None);
+    }
+
+    #[test]
+    fn byte_offsets() {
+        let s = "ab\u{e9}c\u{1f389}";
+        let want = [0, 1, 2, 4, 5, 9];
+        for (n, w) in want.iter().enumerate() {
+            assert_eq!(byte_offset(s, n), Some(*w), "char {n}");
+        }
+        assert_eq!(byte_offset(s, 6), None);
+        assert_eq!(byte_offset("abc", 3), Some(3));
+        assert_eq!(byte_offset("abc", 4), None);
+        assert_eq!(byte_offset("", 0), Some(0));
     }
 
     #[test]

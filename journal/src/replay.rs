@@ -133,7 +133,7 @@ pub trait Contents {
     /// without applying the patch again.
     fn edit(
         &mut self,
-        op: OpId,
+        op: &OrderKey,
         file: FileId,
         base: ContentHash,
         patch: &str,
@@ -269,7 +269,7 @@ fn apply_action(
             if f.hash != *base {
                 return no_effect("bad base: the file changed under this edit");
             }
-            if !contents.edit(id, *file, *base, patch, *result)? {
+            if !contents.edit(&op.key, *file, *base, patch, *result)? {
                 return no_effect("patch does not turn its base into its result");
             }
             let f = state.files.get_mut(file).expect("live");

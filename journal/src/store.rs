@@ -41,18 +41,22 @@ pub enum Ks {
     State,
     /// FileId ‖ order key → OpId: each file's ops in replay order.
     FileOps,
-    /// OpId → the recorded effect of replaying it.
+    /// order key → the recorded effect of replaying the op: keyed in
+    /// replay order, so a replay's lookups are sequential.
     Effects,
     /// ContentHash → bytes: the content cache (evictable).
     Content,
-    /// op count (BE) ‖ last order key ‖ part → checkpoint header or state.
+    /// op count (BE) ‖ last order key → checkpoint header: small, so the
+    /// search for a serving checkpoint never reads a state.
+    CheckpointHeaders,
+    /// op count (BE) ‖ last order key → checkpoint state.
     Checkpoints,
     /// path → what Vellum last wrote or read there (the materialised state).
     Disk,
 }
 
 impl Ks {
-    pub const ALL: [Ks; 14] = [
+    pub const ALL: [Ks; 15] = [
         Ks::Ops,
         Ks::Chain,
         Ks::Order,
@@ -65,6 +69,7 @@ impl Ks {
         Ks::FileOps,
         Ks::Effects,
         Ks::Content,
+        Ks::CheckpointHeaders,
         Ks::Checkpoints,
         Ks::Disk,
     ];
@@ -83,6 +88,7 @@ impl Ks {
             Ks::FileOps => "file_ops",
             Ks::Effects => "effects",
             Ks::Content => "content",
+            Ks::CheckpointHeaders => "checkpoint_headers",
             Ks::Checkpoints => "checkpoints",
             Ks::Disk => "disk",
         }
@@ -124,7 +130,7 @@ pub enum Durability {
     Durable,
 }
 
-pub trait Store {
+pub trait Store: Send + Sync {
     fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Visits keys in `range` in order (or reverse order) until `f` breaks.

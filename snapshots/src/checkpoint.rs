@@ -13,9 +13,6 @@ use vellum_journal::replay::VaultState;
 use vellum_journal::store::{Batch, Ks, Store};
 use vellum_journal::{Error, Journal, OrderKey, Result, VersionVector};
 
-const HEADER: u8 = b'h';
-const STATE: u8 = b's';
-
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Header {
     applied: Vec<u8>,
@@ -23,10 +20,10 @@ struct Header {
     ops: u64,
 }
 
-fn key(ops: u64, last: &OrderKey, part: u8) -> Vec<u8> {
+/// The key of a checkpoint's header and of its state, in their keyspaces.
+fn key(ops: u64, last: &OrderKey) -> Vec<u8> {
     let mut k = ops.to_be_bytes().to_vec();
     k.extend_from_slice(&last.to_bytes());
-    k.push(part);
     k
 }
 
@@ -53,8 +50,8 @@ pub fn write(state: &VaultState, batch: &mut Batch) {
     };
     let h = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
     let s = rkyv::to_bytes::<rancor::Error>(state).expect("in-memory serialisation");
-    batch.put(Ks::Checkpoints, key(state.ops, &last, HEADER), h.into_vec());
-    batch.put(Ks::Checkpoints, key(state.ops, &last, STATE), s.into_vec());
+    batch.put(Ks::CheckpointHeaders, key(state.ops, &last), h.into_vec());
+    batch.put(Ks::Checkpoints, key(state.ops, &last), s.into_vec());
 }
 
 /// The newest checkpoint that serves `target`, also requiring its last op
@@ -67,25 +64,18 @@ pub fn newest_serving<S: Store>(
     let mut found: Option<Vec<u8>> = None;
     let mut err = None;
     journal.store().scan(
-        Ks::Checkpoints,
+        Ks::CheckpointHeaders,
         (Bound::Unbounded, Bound::Unbounded),
         true,
-        &mut |k, v| {
-            if k.last() != Some(&HEADER) {
-                return ControlFlow::Continue(());
+        &mut |k, v| match serves(journal, v, target, before) {
+            Ok(true) => {
+                found = Some(k.to_vec());
+                ControlFlow::Break(())
             }
-            match serves(journal, v, target, before) {
-                Ok(true) => {
-                    let mut state_key = k.to_vec();
-                    *state_key.last_mut().expect("non-empty") = STATE;
-                    found = Some(state_key);
-                    ControlFlow::Break(())
-                }
-                Ok(false) => ControlFlow::Continue(()),
-                Err(e) => {
-                    err = Some(e);
-                    ControlFlow::Break(())
-                }
+            Ok(false) => ControlFlow::Continue(()),
+            Err(e) => {
+                err = Some(e);
+                ControlFlow::Break(())
             }
         },
     )?;

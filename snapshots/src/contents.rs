@@ -104,8 +104,10 @@ pub struct Cache<'a, S: Store> {
     replaced: HashMap<FileId, ContentHash>,
     /// Trust recorded patch checks instead of applying patches again.
     trust_effects: bool,
-    /// Edit ops whose patch this replay checked, and the verdict.
+    /// Edit ops whose patch this replay checked, and the verdict, when
+    /// asked for by [`Cache::recording_checks`].
     pub checked: HashMap<OpId, bool>,
+    record_checks: bool,
 }
 
 impl<'a, S: Store> Cache<'a, S> {
@@ -117,7 +119,15 @@ impl<'a, S: Store> Cache<'a, S> {
             replaced: HashMap::new(),
             trust_effects,
             checked: HashMap::new(),
+            record_checks: false,
         }
+    }
+
+    /// Records each checked patch's verdict in [`Cache::checked`], for the
+    /// caller to store as the op's effect.
+    pub fn recording_checks(mut self) -> Self {
+        self.record_checks = true;
+        self
     }
 
     /// Adds the newest content of every file changed since the last flush
@@ -186,14 +196,14 @@ impl<S: Store> Contents for Cache<'_, S> {
 
     fn edit(
         &mut self,
-        op: OpId,
+        op: &OrderKey,
         file: FileId,
         base: ContentHash,
         patch: &str,
         result: ContentHash,
     ) -> Result<bool> {
         if self.trust_effects
-            && let Some(rec) = self.journal.store().get(Ks::Effects, &op.0)?
+            && let Some(rec) = self.journal.store().get(Ks::Effects, &op.to_bytes())?
             && rec.len() >= 2
             && rec[1] != PATCH_UNCHECKED
         {
@@ -215,7 +225,9 @@ impl<S: Store> Contents for Cache<'_, S> {
             }
             None => false,
         };
-        self.checked.insert(op, good);
+        if self.record_checks {
+            self.checked.insert(op.id, good);
+        }
         Ok(good)
     }
 }

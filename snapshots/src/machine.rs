@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
+use std::sync::mpsc;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
@@ -174,7 +175,7 @@ impl TimeMachine {
         })?;
         let mut batch = Batch::new();
         let mut changed_since_commit = BTreeSet::new();
-        let mut cache = Cache::new(journal, false);
+        let mut cache = Cache::new(journal, false).recording_checks();
         for (i, (key, seq)) in keys.iter().enumerate() {
             let env = journal.load_at(key)?;
             let payload = journal.load_payload(&env)?;
@@ -224,7 +225,7 @@ impl TimeMachine {
                     r
                 }
             };
-            batch.put(Ks::Effects, key.id.0.to_vec(), record);
+            batch.put(Ks::Effects, key.to_bytes().to_vec(), record);
             out.applied += 1;
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &mut batch);
@@ -342,30 +343,11 @@ fn replay_with<S: Store>(
     if state.ops >= want {
         return Ok(());
     }
-    let mut result = Ok(());
-    let start = state.last;
-    journal.for_each_in_order(start.as_ref(), &mut |key, seq| {
-        if seq > target.seq(&key.author) {
-            return Ok(ControlFlow::Continue(()));
-        }
-        let env = journal.load_at(&key)?;
-        let op = ReplayOp {
-            key,
-            seq,
-            hlc: env.header().hlc,
-            payload: journal.load_payload(&env)?,
-        };
-        if let Err(e) = replay::apply(state, &op, cache) {
-            result = Err(e);
-            return Ok(ControlFlow::Break(()));
-        }
-        Ok(if state.ops >= want {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        })
-    })?;
-    result?;
+    if want - state.ops >= PIPELINE_OPS_MIN {
+        replay_pipelined(journal, state, target, cache)?;
+    } else {
+        replay_serial(journal, state, target, cache)?;
+    }
     if state.ops != want {
         return Err(Error::Corrupt(format!(
             "replay reached {} of {} ops of the point",
@@ -373,4 +355,98 @@ fn replay_with<S: Store>(
         )));
     }
     Ok(())
+}
+
+/// A replay at least this long reads and opens (decrypts and decodes) ops
+/// on a helper thread while this one applies them, [`PIPELINE_CHUNK_OPS`]
+/// at a time: reading and opening are about 40% of the work of a replay.
+const PIPELINE_OPS_MIN: u64 = 4096;
+const PIPELINE_CHUNK_OPS: usize = 1024;
+
+fn replay_serial<S: Store>(
+    journal: &Journal<S>,
+    state: &mut VaultState,
+    target: &VersionVector,
+    cache: &mut Cache<'_, S>,
+) -> Result<()> {
+    let want = target.op_count();
+    let start = state.last;
+    journal.for_each_op_in_order(start.as_ref(), &mut |key, seq, env| {
+        if seq > target.seq(&key.author) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let op = ReplayOp {
+            key,
+            seq,
+            hlc: env.header().hlc,
+            payload: journal.load_payload(&env)?,
+        };
+        replay::apply(state, &op, cache)?;
+        Ok(if state.ops >= want {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })
+}
+
+/// [`replay_serial`] in two stages: a helper thread reads the ops in
+/// order and opens them; this thread applies them. Chunks come back in the
+/// order read, and an error travels in its op's place, so the first error
+/// in order is the one returned. Once the point is reached, dropping the
+/// receiver stops the helper.
+fn replay_pipelined<S: Store>(
+    journal: &Journal<S>,
+    state: &mut VaultState,
+    target: &VersionVector,
+    cache: &mut Cache<'_, S>,
+) -> Result<()> {
+    let want = target.op_count();
+    let start = state.last;
+    // Every op of the target after `start` is applied: the helper reads
+    // exactly that many, and no further.
+    let mut unread = want - state.ops;
+    std::thread::scope(|scope| {
+        let (to_main, opened) = mpsc::sync_channel::<Vec<Result<ReplayOp>>>(4);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(PIPELINE_CHUNK_OPS);
+            let read = journal.for_each_op_in_order(start.as_ref(), &mut |key, seq, env| {
+                if seq > target.seq(&key.author) {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                unread -= 1;
+                chunk.push(journal.load_payload(&env).map(|payload| ReplayOp {
+                    key,
+                    seq,
+                    hlc: env.header().hlc,
+                    payload,
+                }));
+                if unread == 0 {
+                    return Ok(ControlFlow::Break(()));
+                }
+                if chunk.len() == PIPELINE_CHUNK_OPS {
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(PIPELINE_CHUNK_OPS));
+                    if to_main.send(full).is_err() {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                }
+                Ok(ControlFlow::Continue(()))
+            });
+            if let Err(e) = read {
+                chunk.push(Err(e));
+            }
+            // The receiver is gone if the point was reached: nothing to say.
+            let _ = to_main.send(chunk);
+        });
+        for ops in opened {
+            for op in ops {
+                replay::apply(state, &op?, cache)?;
+                if state.ops >= want {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })
 }

@@ -1118,3 +1118,94 @@ fn own_edit_after_the_clock_is_set_back_more_than_ten_minutes() {
         "recording after a clock correction: {r:?}"
     );
 }
+
+/// Replays of 4,096 ops or more read and open ops on a helper thread. Such
+/// a replay from scratch gives the head; one that stops at a point gives
+/// that point's contents; and a damaged op is reported as itself, not as
+/// anything the helper read after it.
+#[test]
+fn long_replays_on_a_helper_thread_match_the_serial_results() {
+    let mut e = SeededEntropy::new(3);
+    let mut j = Journal::create(
+        MemStore::new(),
+        VAULT,
+        &signer(),
+        keyring(),
+        &mut e,
+        T0,
+        MERGE_VERSION,
+    )
+    .unwrap();
+    TimeMachine::catch_up_with(&j, 1024).unwrap();
+    let creates = (0..20)
+        .map(|i| Action::Create {
+            path: format!("n{i}.md"),
+            mtime_ms: 0,
+            body: Body::Text(format!("# note {i}\n")),
+        })
+        .collect();
+    let files = append_and_catch_up(&mut j, &mut e, T0 + 1, creates).unwrap();
+    let mut texts: Vec<String> = (0..20).map(|i| format!("# note {i}\n")).collect();
+    // 5,200 edits in batches of 20 (one per file), a point recorded after each.
+    let mut points = Vec::new();
+    for round in 0..260u64 {
+        let edits = (0..20)
+            .map(|i| {
+                let new = format!("{}- line {round}, ünïcødé 日記 {i}\n", texts[i]);
+                let action = Action::Edit {
+                    file: files[i],
+                    base: ContentHash::of(texts[i].as_bytes()),
+                    patch: make_patch(&texts[i], &new).unwrap(),
+                    result: ContentHash::of(new.as_bytes()),
+                    result_size: new.len() as u64,
+                    mtime_ms: 0,
+                };
+                texts[i] = new;
+                action
+            })
+            .collect();
+        append_and_catch_up(&mut j, &mut e, T0 + 2 + round, edits).unwrap();
+        points.push((j.admitted().clone(), texts.clone()));
+    }
+    assert!(j.op_count() > 5_000);
+
+    let head = TimeMachine::load_head(&j).unwrap();
+    let scratch = TimeMachine::replay_from_scratch(&j).unwrap();
+    assert_states_equal(&head, &scratch, "pipelined replay from scratch").unwrap();
+
+    // A point 4,500 edits in: the replay stops there, with the helper ahead.
+    let (vv, want) = &points[224];
+    let (state, mut bodies) = TimeMachine::contents_at(&j, vv).unwrap();
+    assert_eq!(state.ops, vv.op_count());
+    for (i, text) in want.iter().enumerate() {
+        let body = bodies.remove(&files[i]).expect("live file");
+        assert_eq!(body, Body::Text(text.clone()), "n{i}.md at the point");
+    }
+
+    // Damage the ciphertext of an op in the middle: from-scratch replay
+    // names that op.
+    let mut target = None;
+    j.for_each_op_in_order(None, &mut |key, seq, env| {
+        if seq == 3_000 {
+            target = Some((key, seq, env.bytes().to_vec()));
+            return Ok(std::ops::ControlFlow::Break(()));
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap();
+    let (key, seq, mut bytes) = target.unwrap();
+    let at = bytes.len() - 64 - 20;
+    bytes[at] ^= 0x40;
+    let mut record = seq.to_le_bytes().to_vec();
+    record.extend_from_slice(&bytes);
+    let mut batch = Batch::new();
+    batch.put(Ks::Order, key.to_bytes().to_vec(), record);
+    j.store().commit(batch, Durability::Durable).unwrap();
+    let err = TimeMachine::replay_from_scratch(&j)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&key.id.short()) && err.contains("does not decrypt"),
+        "{err}"
+    );
+}
