@@ -3,6 +3,7 @@
 //!
 //! Usage: bench --vellum PATH --src VAULT_DIR --ops N --work DIR
 //!        bench --replay VAULT   (replay from scratch only, for profiling)
+//!        bench --merge          (the three-way merge figure only)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,18 +125,24 @@ fn main() {
     if let Some(vault) = arg("--replay") {
         return replay_only(Path::new(&vault));
     }
+    if std::env::args().any(|a| a == "--merge") {
+        let mut fig = BTreeMap::new();
+        merge_bench(&mut fig);
+        return println!("{}", serde_json::to_string_pretty(&fig).unwrap());
+    }
     let vellum = arg("--vellum").expect("--vellum PATH");
     let src = PathBuf::from(arg("--src").expect("--src VAULT"));
     let ops_target: u64 = arg("--ops").map_or(100_000, |s| s.parse().unwrap());
     let work = PathBuf::from(arg("--work").expect("--work DIR"));
     // Keys go where VELLUM_HOME says; scripts/bench points it into --work.
     let home = PathBuf::from(std::env::var_os("VELLUM_HOME").expect("set VELLUM_HOME"));
+    let mut fig = BTreeMap::new();
+    merge_bench(&mut fig);
     let vault_dir = work.join("vault");
     std::fs::create_dir_all(&vault_dir).unwrap();
     copy_tree(&src, &vault_dir);
     let vault_bytes = dir_bytes(&vault_dir);
     let files = walk(&vault_dir).len();
-    let mut fig = BTreeMap::new();
 
     // Initial recording of the whole vault: one scan.
     let t = Instant::now();
@@ -317,5 +324,84 @@ fn main() {
         );
         std::fs::remove_dir_all(&dest).unwrap();
     }
+
+    // CLI start again with fjall's active write-ahead journal near full:
+    // opening replays it, and fjall rotates it only at 64 MB, so this is
+    // close to the worst case. Grow by more edits until it holds 48 MiB.
+    let mut v = Vault::open(Some(&vault_dir)).unwrap();
+    let mut extra = 0;
+    while active_journal_bytes(&vault_dir) < 48 << 20 && extra < 200_000 {
+        let mut batch = Vec::new();
+        let mut touched = std::collections::HashSet::new();
+        while batch.len() < 500 {
+            let i = (rng.next() % notes.len() as u64) as usize;
+            if touched.insert(i) {
+                let (_, id, text) = &notes[i];
+                let new = format!("{text}- added {}\n", rng.next() % 100_000);
+                batch.push(edit(*id, text, &new));
+                notes[i].2 = new;
+            }
+        }
+        v.append(batch, Batch::new()).unwrap();
+        extra += 500;
+    }
+    drop(v);
+    fig.insert(
+        "full_journal_active_bytes",
+        json!(active_journal_bytes(&vault_dir)),
+    );
+    let mut status_ms: Vec<f64> = (0..10)
+        .map(|_| ms(cli(&vellum, &home, &["status", "--json", "--vault", &vd]).0))
+        .collect();
+    fig.insert(
+        "full_journal_cli_status_ms_p50",
+        json!(percentile(&mut status_ms, 0.5)),
+    );
     println!("{}", serde_json::to_string_pretty(&fig).unwrap());
+}
+
+/// Three-way merge of a 100 KB note with 50 scattered edits on each side
+/// (DESIGN §4): word changes on lines of their own, none overlapping.
+fn merge_bench(fig: &mut BTreeMap<&str, serde_json::Value>) {
+    let mut rng = Rng(0x5eed);
+    let base: Vec<String> = (0..2000)
+        .map(|i| format!("- line {i:04} of a long note, with a few more words\n"))
+        .collect();
+    let text = base.concat();
+    assert!(text.len() >= 100_000);
+    let mut lines: Vec<usize> = (0..2000).collect();
+    let mut side = |tag: &str| {
+        let mut v = base.clone();
+        for _ in 0..50 {
+            let i = lines.swap_remove((rng.next() % lines.len() as u64) as usize);
+            v[i] = v[i].replace("few more", &format!("{tag} edited"));
+        }
+        v.concat()
+    };
+    let (current, theirs) = (side("current"), side("theirs"));
+    let mut times: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let m = vellum_journal::merge::merge(&text, &current, &theirs);
+            let d = ms(t.elapsed());
+            assert!(m.is_clean());
+            d
+        })
+        .collect();
+    fig.insert("merge_100kb_50_edits_ms_p50", json!(percentile(&mut times, 0.5)));
+}
+
+/// The size of fjall's active write-ahead journal (its newest `.jnl`).
+fn active_journal_bytes(vault: &Path) -> u64 {
+    let dir = vault.join(".vellum/journal");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n: u64 = name.strip_suffix(".jnl")?.parse().ok()?;
+            Some((n, e.metadata().ok()?.len()))
+        })
+        .max()
+        .map_or(0, |(_, len)| len)
 }

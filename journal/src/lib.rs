@@ -18,6 +18,7 @@ pub mod id;
 pub mod journal;
 pub mod keys;
 pub mod limits;
+pub mod merge;
 pub mod order;
 pub mod patch;
 pub mod path;
