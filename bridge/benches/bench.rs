@@ -388,7 +388,10 @@ fn merge_bench(fig: &mut BTreeMap<&str, serde_json::Value>) {
             d
         })
         .collect();
-    fig.insert("merge_100kb_50_edits_ms_p50", json!(percentile(&mut times, 0.5)));
+    fig.insert(
+        "merge_100kb_50_edits_ms_p50",
+        json!(percentile(&mut times, 0.5)),
+    );
 }
 
 /// The size of fjall's active write-ahead journal (its newest `.jnl`).

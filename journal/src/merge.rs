@@ -499,6 +499,60 @@ mod tests {
         }
     }
 
+    /// The golden vectors in docs/PROTOCOL.md §8.5 are the table above,
+    /// and each gives its documented result.
+    #[test]
+    fn protocol_md_vectors_hold() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let rows: Vec<Vec<String>> = doc
+            .lines()
+            .filter(|l| l.starts_with("| M"))
+            .map(|l| {
+                l.split(" | ")
+                    .map(|c| c.trim_matches(['|', ' ', '`']).to_string())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows.len(), TABLE.len(), "one documented row per case");
+        for (row, (case, ..)) in rows.iter().zip(TABLE) {
+            let [_, name, base, current, theirs, merged, outcome] = &row[..] else {
+                panic!("malformed row {row:?}");
+            };
+            assert_eq!(name, case);
+            let got = merge(&literal(base), &literal(current), &literal(theirs));
+            assert_eq!(got.text, literal(merged), "{case}");
+            assert_eq!(got.is_clean(), outcome == "clean", "{case}");
+        }
+    }
+
+    /// A Rust string literal as the docs write them: `\n`, `\r`, `\"`,
+    /// `\\` and `\u{…}` escapes.
+    fn literal(s: &str) -> String {
+        let s = s
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .expect("quoted");
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().skip(1).take_while(|c| *c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                Some(other) => out.push(other),
+                None => panic!("dangling escape in {s:?}"),
+            }
+        }
+        out
+    }
+
     #[test]
     fn a_real_overlap_reports_its_three_texts() {
         let got = merge("meet at noon\n", "meet at one\n", "meet at two\n");
