@@ -10,11 +10,12 @@ use std::sync::mpsc;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
+use vellum_journal::envelope::Envelope;
 use vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
 use vellum_journal::payload::{Action, Body};
 use vellum_journal::replay::{self, Change, Effect, FileState, ReplayOp, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
-use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
+use vellum_journal::{Error, FileId, Journal, OrderKey, Result, VersionVector};
 
 use crate::checkpoint;
 use crate::contents::{
@@ -375,18 +376,27 @@ fn replay_serial<S: Store>(
         if seq > target.seq(&key.author) {
             return Ok(ControlFlow::Continue(()));
         }
-        let op = ReplayOp {
-            key,
-            seq,
-            hlc: env.header().hlc,
-            payload: journal.load_payload(&env)?,
-        };
-        replay::apply(state, &op, cache)?;
+        replay::apply(state, &open_op(journal, key, seq, &env)?, cache)?;
         Ok(if state.ops >= want {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         })
+    })
+}
+
+/// Decrypts and decodes a stored op for replay.
+fn open_op<S: Store>(
+    journal: &Journal<S>,
+    key: OrderKey,
+    seq: u64,
+    env: &Envelope,
+) -> Result<ReplayOp> {
+    Ok(ReplayOp {
+        key,
+        seq,
+        hlc: env.header().hlc,
+        payload: journal.load_payload(env)?,
     })
 }
 
@@ -415,12 +425,7 @@ fn replay_pipelined<S: Store>(
                     return Ok(ControlFlow::Continue(()));
                 }
                 unread -= 1;
-                chunk.push(journal.load_payload(&env).map(|payload| ReplayOp {
-                    key,
-                    seq,
-                    hlc: env.header().hlc,
-                    payload,
-                }));
+                chunk.push(open_op(journal, key, seq, &env));
                 if unread == 0 {
                     return Ok(ControlFlow::Break(()));
                 }

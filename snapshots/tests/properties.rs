@@ -998,6 +998,23 @@ proptest! {
 // ---- regressions ---------------------------------------------------------
 
 /// Appends `actions` as one durable batch and catches up.
+/// A new in-memory journal, caught up, and its entropy source.
+fn mem_journal(seed: u64) -> (Journal<MemStore>, SeededEntropy) {
+    let mut e = SeededEntropy::new(seed);
+    let j = Journal::create(
+        MemStore::new(),
+        VAULT,
+        &signer(),
+        keyring(),
+        &mut e,
+        T0,
+        MERGE_VERSION,
+    )
+    .unwrap();
+    TimeMachine::catch_up_with(&j, 1024).unwrap();
+    (j, e)
+}
+
 fn append_and_catch_up(
     journal: &mut Journal<MemStore>,
     entropy: &mut SeededEntropy,
@@ -1016,18 +1033,7 @@ fn append_and_catch_up(
 /// blob as its base and catch-up fails ("content … is a blob, not text").
 #[test]
 fn text_edit_whose_base_bytes_were_also_cached_as_a_blob() {
-    let mut e = SeededEntropy::new(1);
-    let mut j = Journal::create(
-        MemStore::new(),
-        VAULT,
-        &signer(),
-        keyring(),
-        &mut e,
-        T0,
-        MERGE_VERSION,
-    )
-    .unwrap();
-    TimeMachine::catch_up_with(&j, 1024).unwrap();
+    let (mut j, mut e) = mem_journal(1);
     let dedup = j.keys().dedup_key(&j.genesis()).unwrap();
     // An empty note, and a one-byte binary file.
     let one = store_blob(j.store(), &[0xFF][..], &dedup, &mut e).unwrap();
@@ -1093,17 +1099,7 @@ fn text_edit_whose_base_bytes_were_also_cached_as_a_blob() {
 /// that calls the journal corrupt, until the wall clock catches up.
 #[test]
 fn own_edit_after_the_clock_is_set_back_more_than_ten_minutes() {
-    let mut e = SeededEntropy::new(1);
-    let mut j = Journal::create(
-        MemStore::new(),
-        VAULT,
-        &signer(),
-        keyring(),
-        &mut e,
-        T0,
-        MERGE_VERSION,
-    )
-    .unwrap();
+    let (mut j, mut e) = mem_journal(1);
     let note = |path: &str| Action::Create {
         path: path.into(),
         mtime_ms: 0,
@@ -1125,18 +1121,7 @@ fn own_edit_after_the_clock_is_set_back_more_than_ten_minutes() {
 /// anything the helper read after it.
 #[test]
 fn long_replays_on_a_helper_thread_match_the_serial_results() {
-    let mut e = SeededEntropy::new(3);
-    let mut j = Journal::create(
-        MemStore::new(),
-        VAULT,
-        &signer(),
-        keyring(),
-        &mut e,
-        T0,
-        MERGE_VERSION,
-    )
-    .unwrap();
-    TimeMachine::catch_up_with(&j, 1024).unwrap();
+    let (mut j, mut e) = mem_journal(3);
     let creates = (0..20)
         .map(|i| Action::Create {
             path: format!("n{i}.md"),
