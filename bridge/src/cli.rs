@@ -35,6 +35,16 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Make a new device of a vault in a new or empty folder (offline)
+    Clone {
+        /// The vault to clone
+        src: PathBuf,
+        /// The new device's folder
+        dest: PathBuf,
+        /// The new device's name, shown to other devices
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Record every change on disk since the last scan
     Scan,
     /// Show the head, counts and journal size

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use vellum_journal::control::Control;
 use vellum_journal::payload::{Action, Body};
 use vellum_journal::point::Point;
 use vellum_journal::replay::{FileKind, VaultState};
@@ -131,6 +132,13 @@ pub fn log(
                 format!("vault created (merge version {merge_version})"),
             ),
             Action::DeviceInfo { name } => (None, format!("device named {name:?}")),
+            Action::Member { name } => match Control::parse(env.control()) {
+                Ok(Control::Member(m)) => (
+                    None,
+                    format!("added device {} ({name:?}) as a member", m.device.short()),
+                ),
+                Err(_) => (None, format!("member op for {name:?}")),
+            },
             Action::VaultConfig { ignore, .. } => (
                 None,
                 format!("vault config ({} ignore rules)", ignore.len()),

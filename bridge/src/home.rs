@@ -43,8 +43,20 @@ fn key_dir(instance: &str) -> Result<PathBuf> {
     Ok(vellum_home()?.join(instance))
 }
 
-/// Creates fresh keys for a new instance.
+/// Creates fresh keys for a new instance of a new vault.
 pub fn create(instance: &str, entropy: &mut dyn Entropy) -> Result<DeviceKeys> {
+    let mut epoch = [0u8; 32];
+    entropy.fill(&mut epoch);
+    create_with(instance, &EpochKey(epoch), entropy)
+}
+
+/// Creates keys for a new device of an existing vault: a fresh device key,
+/// and a copy of the vault key.
+pub fn create_with(
+    instance: &str,
+    vault_key: &EpochKey,
+    entropy: &mut dyn Entropy,
+) -> Result<DeviceKeys> {
     let dir = key_dir(instance)?;
     let home = dir.parent().expect("instance dir has a parent");
     fs::DirBuilder::new()
@@ -57,14 +69,12 @@ pub fn create(instance: &str, entropy: &mut dyn Entropy) -> Result<DeviceKeys> {
         .create(&dir)
         .with_context(|| format!("creating key directory {}", dir.display()))?;
     let mut seed = [0u8; 32];
-    let mut epoch = [0u8; 32];
     entropy.fill(&mut seed);
-    entropy.fill(&mut epoch);
     write_secret(&dir.join(DEVICE_KEY), &seed)?;
-    write_secret(&dir.join(VAULT_KEY), &epoch)?;
+    write_secret(&dir.join(VAULT_KEY), &vault_key.0)?;
     Ok(DeviceKeys {
         signing: SigningKey::from_bytes(&seed),
-        keyring: Keyring::new(EpochKey(epoch)),
+        keyring: Keyring::new(vault_key.clone()),
     })
 }
 

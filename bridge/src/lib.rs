@@ -2,6 +2,7 @@
 //! tests and benchmarks drive the same code.
 
 pub mod cli;
+pub mod clone;
 pub mod disk;
 pub mod error;
 pub mod history;

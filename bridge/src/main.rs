@@ -12,7 +12,7 @@ use vellum_snapshots::TimeMachine;
 use vellum_bridge::cli::{Cli, Command};
 use vellum_bridge::error::{self, user};
 use vellum_bridge::vault::Vault;
-use vellum_bridge::{history, rewrite, scan, verify};
+use vellum_bridge::{clone, history, rewrite, scan, verify};
 
 /// Writes to stdout, treating a closed pipe (`vellum log | head`) as done.
 fn out(bytes: &[u8]) -> Result<()> {
@@ -161,6 +161,23 @@ fn run(cli: Cli) -> Result<()> {
                 let mut buf = Vec::new();
                 history::show(&v, &path, &at, &mut buf)?;
                 out(&buf)?;
+            }
+        }
+        Command::Clone { src, dest, name } => {
+            let mut source = Vault::open(Some(&src))?;
+            let name = name.unwrap_or_else(|| format!("{} (clone)", default_device_name()));
+            let (_clone, r) = clone::clone(&mut source, &dest, &name)?;
+            if json {
+                emit_json(&r)?;
+            } else {
+                say(format!(
+                    "cloned {} into {}: {} files, {} ops; this device is {}",
+                    src.display(),
+                    dest.display(),
+                    r.files,
+                    r.ops,
+                    &r.device[..16]
+                ))?;
             }
         }
         Command::Checkout { at, dest } => {

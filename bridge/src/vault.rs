@@ -132,7 +132,7 @@ pub struct Vault {
     _lock: File,
 }
 
-fn lock(dot: &Path) -> Result<File> {
+pub(crate) fn lock(dot: &Path) -> Result<File> {
     let f = File::options()
         .create(true)
         .truncate(false)
@@ -147,6 +147,43 @@ fn lock(dot: &Path) -> Result<File> {
         ))),
         Err(TryLockError::Error(e)) => Err(e).context("locking the vault"),
     }
+}
+
+/// Refuses to make `root` a vault if it is a file, already a vault, or
+/// inside one (vaults cannot nest).
+pub fn check_new_root(root: &Path) -> Result<()> {
+    if root.exists() && !root.is_dir() {
+        return Err(user(format!("{} is not a directory", root.display())));
+    }
+    if root.join(VELLUM_DIR).exists() {
+        return Err(user(format!(
+            "{} is already a vault (it has .vellum/)",
+            root.display()
+        )));
+    }
+    let abs = if root.is_absolute() {
+        root.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(root)
+    };
+    // The nearest existing ancestor, resolved, so a folder not yet created
+    // is checked too.
+    if let Some(outer) = abs
+        .ancestors()
+        .find_map(|a| a.canonicalize().ok())
+        .and_then(|c| {
+            c.ancestors()
+                .find(|d| d.join(VELLUM_DIR).is_dir())
+                .map(Path::to_path_buf)
+        })
+    {
+        return Err(user(format!(
+            "{} is inside the vault {}; vaults cannot nest",
+            root.display(),
+            outer.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Finds the vault root: `--vault DIR` exactly, else the nearest ancestor
@@ -181,27 +218,7 @@ pub fn find_root(vault: Option<&Path>) -> Result<PathBuf> {
 impl Vault {
     /// Makes `root` a new vault: keys, genesis, device info and ignore rules.
     pub fn init(root: &Path, device_name: &str) -> Result<Vault> {
-        if root.exists() && !root.is_dir() {
-            return Err(user(format!("{} is not a directory", root.display())));
-        }
-        if root.join(VELLUM_DIR).exists() {
-            return Err(user(format!(
-                "{} is already a vault (it has .vellum/)",
-                root.display()
-            )));
-        }
-        if let Some(outer) = root.canonicalize().ok().and_then(|c| {
-            c.ancestors()
-                .skip(1)
-                .find(|d| d.join(VELLUM_DIR).is_dir())
-                .map(Path::to_path_buf)
-        }) {
-            return Err(user(format!(
-                "{} is inside the vault {}; vaults cannot nest",
-                root.display(),
-                outer.display()
-            )));
-        }
+        check_new_root(root)?;
         let dot = root.join(VELLUM_DIR);
         fs::create_dir_all(&dot).with_context(|| format!("creating {}", dot.display()))?;
         let lock = lock(&dot)?;
@@ -272,6 +289,23 @@ impl Vault {
         };
         v.catch_up()?;
         Ok(v)
+    }
+
+    /// A vault over an already created journal (a clone's), holding its
+    /// lock.
+    pub(crate) fn assemble(
+        root: &Path,
+        journal: Journal<FjallStore>,
+        keys: DeviceKeys,
+        lock: File,
+    ) -> Vault {
+        Vault {
+            root: root.to_path_buf(),
+            journal,
+            keys,
+            head: None,
+            _lock: lock,
+        }
     }
 
     pub fn device(&self) -> DeviceId {

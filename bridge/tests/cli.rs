@@ -481,3 +481,74 @@ fn an_unreadable_folder_records_no_deletions() {
         .unwrap();
     assert_eq!(env.scan()["deleted"], 1);
 }
+
+#[test]
+fn clone_makes_a_second_device_with_the_same_files_and_history() {
+    let env = Env::init();
+    env.write("notes/one.md", "# one\n");
+    env.write("日記/2026-11-25.md", "今日は\n");
+    env.write("img/photo.png", [0xFFu8, 0, 1, 2].repeat(50_000));
+    env.scan();
+    let before = env.json(&["status"]);
+    let phone = env.sibling("phone");
+    let r = env.json(&[
+        "clone",
+        env.vault.to_str().unwrap(),
+        phone.vault.to_str().unwrap(),
+        "--name",
+        "phone",
+    ]);
+    assert_eq!(r["files"], 3);
+    assert_eq!(tree(&phone.vault), tree(&env.vault));
+    for rel in ["notes/one.md", "日記/2026-11-25.md", "img/photo.png"] {
+        let mtime = |root: &std::path::Path| std::fs::metadata(root.join(rel)).unwrap().mtime();
+        assert_eq!(mtime(&phone.vault), mtime(&env.vault), "{rel}");
+    }
+
+    // One vault, two devices: the source recorded the add, and the clone
+    // holds every op including it.
+    let (src, dst) = (env.json(&["status"]), phone.json(&["status"]));
+    assert_eq!(src["vault"], before["vault"]);
+    assert_eq!(dst["vault"], src["vault"]);
+    assert_ne!(dst["device"], src["device"]);
+    assert_eq!(dst["device"], r["device"]);
+    assert_eq!(src["ops"], before["ops"].as_u64().unwrap() + 1);
+    assert_eq!(dst["head"], src["head"]);
+    // (log prints short ids)
+    let short = |v: &serde_json::Value| v.as_str().unwrap()[..12].to_string();
+    let log = env.json(&["log", "--limit", "1"]);
+    assert_eq!(log[0]["kind"], "member");
+    assert_eq!(short(&log[0]["id"]), short(&r["member_op"]));
+
+    // The clone writes as itself, and both journals verify.
+    phone.write("notes/one.md", "# one\nfrom the phone\n");
+    assert_eq!(phone.scan()["edited"], 1);
+    let log = phone.json(&["log", "--limit", "1"]);
+    assert_eq!(short(&log[0]["author"]), short(&r["device"]));
+    assert_eq!(phone.scan()["ops_recorded"], 0);
+    phone.ok(&["verify"]);
+    env.ok(&["verify"]);
+}
+
+#[test]
+fn bad_input_clone_into_a_non_empty_or_nested_folder() {
+    let env = Env::init();
+    env.write("a.md", "a");
+    env.scan();
+    let ops = env.json(&["status"])["ops"].clone();
+    let dest = env.tmp.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    std::fs::write(dest.join("mine.txt"), "keep me").unwrap();
+    let src = env.vault.to_str().unwrap();
+    let err = env.fails(&["clone", src, dest.to_str().unwrap()]);
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(tree(&dest).len(), 1);
+    let inside = env.vault.join("sub");
+    let err = env.fails(&["clone", src, inside.to_str().unwrap()]);
+    assert!(err.contains("inside the vault"), "{err}");
+    assert!(!inside.exists());
+    let err = env.fails(&["clone", dest.to_str().unwrap(), "elsewhere"]);
+    assert!(err.contains("not a vault"), "{err}");
+    // Nothing was written to the source: no member op.
+    assert_eq!(env.json(&["status"])["ops"], ops);
+}

@@ -6,6 +6,7 @@
 //! with; new chunks are sealed with the blob's own random key.
 
 use std::io::{Read, Write};
+use std::ops::{Bound, ControlFlow};
 
 use chacha20poly1305::aead::{Aead, Payload as AeadPayload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
@@ -113,6 +114,46 @@ pub fn store_blob<S: Store + ?Sized>(
 }
 
 const CHUNK_BYTES_META: &[u8] = b"chunk_bytes";
+
+/// Copies every stored chunk (and this vault's dedup index) into a new store
+/// durably, in groups: a clone's chunks must be durable before
+/// the ops that name them are admitted. Returns the chunk bytes stored.
+pub fn copy_chunks<A: Store, B: Store>(from: &A, to: &B) -> Result<u64> {
+    let mut total = stored_chunk_bytes(to)?;
+    for ks in [Ks::Chunks, Ks::Dedup] {
+        let mut batch = Batch::new();
+        let mut bytes = 0;
+        let mut failed = None;
+        from.scan(
+            ks,
+            (Bound::Unbounded, Bound::Unbounded),
+            false,
+            &mut |k, v| {
+                bytes += v.len();
+                if ks == Ks::Chunks {
+                    total += v.len() as u64;
+                }
+                batch.put(ks, k.to_vec(), v.to_vec());
+                if bytes >= CHUNK_GROUP_BYTES {
+                    bytes = 0;
+                    if let Err(e) = to.commit(std::mem::take(&mut batch), Durability::Buffered) {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        to.commit(batch, Durability::Buffered)?;
+    }
+    let mut batch = Batch::new();
+    batch.put(Ks::Meta, CHUNK_BYTES_META, total.to_le_bytes().to_vec());
+    to.commit(batch, Durability::Durable)?;
+    Ok(total)
+}
 
 /// Total bytes of stored chunks (nonce, ciphertext and tag).
 pub fn stored_chunk_bytes<S: Store + ?Sized>(store: &S) -> Result<u64> {

@@ -10,6 +10,7 @@ use std::ops::{Bound, ControlFlow};
 
 use ed25519_dalek::SigningKey;
 
+use crate::control::{Control, MemberAction, Role};
 use crate::entropy::Entropy;
 use crate::envelope::{Envelope, Header, NONCE_BYTES, OpKind};
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::keys::{Keyring, device_id};
 use crate::limits::{HLC_FUTURE_SKEW_MAX_MS, PENDING_OPS_MAX};
 use crate::order::OrderKey;
 use crate::payload::{Action, Payload};
+use crate::replay::ReplayOp;
 use crate::store::{Batch, Durability, Ks, Store};
 use crate::vv::VersionVector;
 
@@ -86,10 +88,20 @@ struct Staged {
     replay_from: Option<OrderKey>,
     /// Causal records of staged ops with deps, by (author, seq).
     causal: BTreeMap<(DeviceId, u64), VersionVector>,
+    /// Member adds staged: (device, adding author, seq).
+    members: Vec<(DeviceId, DeviceId, u64)>,
 }
 
 /// A visitor of stored ops in order: order key, seq, envelope bytes.
 type OrderVisit<'a> = dyn FnMut(OrderKey, u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
+
+fn member_key(device: &DeviceId, adder: &DeviceId, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(72);
+    k.extend_from_slice(&device.0);
+    k.extend_from_slice(&adder.0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
 
 fn chain_key(author: &DeviceId, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(40);
@@ -305,6 +317,39 @@ impl<S: Store> Journal<S> {
         durability: Durability,
         extra: Batch,
     ) -> Result<Vec<OpId>> {
+        let ops = payloads.into_iter().map(|p| (None, p)).collect();
+        self.append_ops(signer, ops, entropy, now_ms, durability, extra)
+    }
+
+    /// Appends one control op (durably) with its payload.
+    pub fn append_control(
+        &mut self,
+        signer: &SigningKey,
+        control: Control,
+        payload: Payload,
+        entropy: &mut dyn Entropy,
+        now_ms: u64,
+    ) -> Result<OpId> {
+        let ids = self.append_ops(
+            signer,
+            vec![(Some(control), payload)],
+            entropy,
+            now_ms,
+            Durability::Durable,
+            Batch::new(),
+        )?;
+        Ok(ids[0])
+    }
+
+    fn append_ops(
+        &mut self,
+        signer: &SigningKey,
+        ops: Vec<(Option<Control>, Payload)>,
+        entropy: &mut dyn Entropy,
+        now_ms: u64,
+        durability: Durability,
+        extra: Batch,
+    ) -> Result<Vec<OpId>> {
         let author = device_id(signer);
         let (epoch, key) = self
             .keys
@@ -317,8 +362,8 @@ impl<S: Store> Journal<S> {
         };
         let mut local_hlc = u64_value(self.store.get(Ks::Meta, meta::HLC)?)?;
         let mut staged = self.staged(extra);
-        let mut ids = Vec::with_capacity(payloads.len());
-        for payload in payloads {
+        let mut ids = Vec::with_capacity(ops.len());
+        for (control, payload) in ops {
             let prev = staged.admitted.get(&author);
             let deps: Vec<OpId> = staged
                 .admitted
@@ -348,10 +393,14 @@ impl<S: Store> Journal<S> {
                 key_epoch: epoch,
             };
             local_hlc = header.hlc;
+            let (kind, fields) = match &control {
+                Some(c) => (OpKind::Control, c.encode()),
+                None => (OpKind::Content, Vec::new()),
+            };
             let env = Envelope::seal(
-                OpKind::Content,
+                kind,
                 &header,
-                &[],
+                &fields,
                 &payload.encode(),
                 &key,
                 nonce(entropy),
@@ -390,6 +439,33 @@ impl<S: Store> Journal<S> {
             self.retry_pending(now_ms)?;
         }
         Ok(verdict)
+    }
+
+    /// Admits ops from outside in one durable commit: for bulk transfers
+    /// (clone, import), where ops come in an order that admits them.
+    /// Rejected ops are returned with their error; then pending ops are
+    /// retried.
+    pub fn admit_batch(
+        &mut self,
+        ops: Vec<Vec<u8>>,
+        now_ms: u64,
+    ) -> Result<Vec<Result<Admission>>> {
+        let mut staged = self.staged(Batch::new());
+        let mut out = Vec::with_capacity(ops.len());
+        for bytes in ops {
+            // A rejected op stages nothing: every check precedes the writes.
+            let verdict = Envelope::parse(bytes)
+                .and_then(|env| self.check_and_stage(env, now_ms, &mut staged));
+            if let Err(e @ (Error::Store(_) | Error::Io(_))) = verdict {
+                return Err(e);
+            }
+            out.push(verdict);
+        }
+        self.commit_staged(staged, Durability::Durable)?;
+        if out.iter().any(|v| matches!(v, Ok(Admission::Admitted(_)))) {
+            self.retry_pending(now_ms)?;
+        }
+        Ok(out)
     }
 
     /// Retries every pending op until no more can be admitted.
@@ -466,11 +542,20 @@ impl<S: Store> Journal<S> {
             return Ok(Admission::Duplicate(id));
         }
         env.verify_signature()?;
-        if env.kind() == OpKind::Control {
-            return Err(Error::UpgradeRequired(
-                "membership ops need a newer vellum".into(),
-            ));
-        }
+        let member = match env.kind() {
+            OpKind::Content => None,
+            OpKind::Control => match Control::parse(env.control())? {
+                Control::Member(m) if m.action == MemberAction::Add && m.role == Role::Full => {
+                    Some(m)
+                }
+                Control::Member(m) => {
+                    return Err(Error::UpgradeRequired(format!(
+                        "member {:?} of a {:?} device needs a newer vellum",
+                        m.action, m.role
+                    )));
+                }
+            },
+        };
         if h.seq == 0 {
             return reject("seq 0".into());
         }
@@ -526,8 +611,19 @@ impl<S: Store> Journal<S> {
         if hlc::wall_ms(h.hlc) > now_ms + HLC_FUTURE_SKEW_MAX_MS && h.hlc != max_hlc + 1 {
             return pend("hlc is more than 10 min ahead of this clock".into(), staged);
         }
-        // Keys and membership. Until membership ops exist, the genesis
-        // author is the only member and the genesis epoch the only epoch.
+        // The op's causal past, other authors only: its author's past
+        // before it, and each dep with the dep's own past.
+        let mut past = self.others_past_with(&h.author, h.seq - 1, staged)?;
+        for dep in &h.deps {
+            let d = self.meta_with(dep, staged)?.expect("checked above");
+            let dep_past = self.others_past_with(&d.author, d.seq, staged)?;
+            for (a, e) in dep_past.iter() {
+                past.observe(*a, e.seq, e.head);
+            }
+            past.observe(d.author, d.seq, d.id);
+        }
+        // Keys and membership. The genesis epoch is the only epoch until
+        // key rotation exists.
         let is_genesis = h.key_epoch.is_zero();
         if is_genesis {
             if id != self.genesis || h.seq != 1 || !h.deps.is_empty() {
@@ -536,8 +632,13 @@ impl<S: Store> Journal<S> {
         } else if h.key_epoch != self.genesis {
             return reject("key epoch is not in the op's causal past".into());
         }
-        if h.author != self.genesis_author {
-            return reject("author is not a member of this vault".into());
+        if h.author != self.genesis_author && !self.added_in(&h.author, &past, staged)? {
+            return reject("author is not a member of this vault in the op's causal past".into());
+        }
+        if let Some(m) = &member
+            && m.device == h.author
+        {
+            return reject("a device cannot add itself".into());
         }
         // Same (author, seq), different bytes: a fork.
         if let Some(existing) = self.chain_get_with(&h.author, h.seq, staged)?
@@ -561,19 +662,20 @@ impl<S: Store> Journal<S> {
         };
         let key = m.order_key();
         if !h.deps.is_empty() {
-            let mut past = self.others_past_with(&m.author, m.seq - 1, staged)?;
-            for dep in &h.deps {
-                let d = self.meta_with(dep, staged)?.expect("checked above");
-                let dep_past = self.others_past_with(&d.author, d.seq, staged)?;
-                for (a, e) in dep_past.iter() {
-                    past.observe(*a, e.seq, e.head);
-                }
-                past.observe(d.author, d.seq, d.id);
-            }
             staged
                 .batch
                 .put(Ks::Causal, chain_key(&m.author, m.seq), past.to_bytes());
             staged.causal.insert((m.author, m.seq), past);
+        }
+        if let Some(added) = &member {
+            let mut value = id.0.to_vec();
+            value.push(added.role as u8);
+            staged.batch.put(
+                Ks::Members,
+                member_key(&added.device, &m.author, m.seq),
+                value,
+            );
+            staged.members.push((added.device, m.author, m.seq));
         }
         staged
             .batch
@@ -608,6 +710,31 @@ impl<S: Store> Journal<S> {
             return Ok(v.clone());
         }
         self.others_past(author, seq)
+    }
+
+    /// Whether an admitted (or staged) Member add of `device` is in `past`.
+    fn added_in(&self, device: &DeviceId, past: &VersionVector, staged: &Staged) -> Result<bool> {
+        if staged
+            .members
+            .iter()
+            .any(|(d, adder, seq)| d == device && past.seq(adder) >= *seq)
+        {
+            return Ok(true);
+        }
+        let mut found = false;
+        self.store
+            .scan_prefix(Ks::Members, &device.0, &mut |k, _| {
+                let adder = DeviceId::from_slice(&k[32..64]);
+                let seq = k[64..72].try_into().map(u64::from_be_bytes);
+                if let (Some(adder), Ok(seq)) = (adder, seq)
+                    && past.seq(&adder) >= seq
+                {
+                    found = true;
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })?;
+        Ok(found)
     }
 
     fn chain_get_with(&self, author: &DeviceId, seq: u64, staged: &Staged) -> Result<Option<OpId>> {
@@ -728,6 +855,22 @@ impl<S: Store> Journal<S> {
 
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
         self.keys.open_payload(env)
+    }
+
+    /// An admitted op ready for replay: payload decrypted and decoded,
+    /// control fields parsed.
+    pub fn replay_op(&self, key: OrderKey, seq: u64, env: &Envelope) -> Result<ReplayOp> {
+        let control = match env.kind() {
+            OpKind::Content => None,
+            OpKind::Control => Some(Control::parse(env.control())?),
+        };
+        Ok(ReplayOp {
+            key,
+            seq,
+            hlc: env.header().hlc,
+            payload: self.load_payload(env)?,
+            control,
+        })
     }
 
     pub fn op_meta(&self, id: &OpId) -> Result<Option<OpMeta>> {
@@ -859,6 +1002,9 @@ impl<S: Store> Journal<S> {
     /// Other authors' part of the causal past of `author`'s op at `seq`:
     /// the record of its newest op at or before `seq` that had deps.
     fn others_past(&self, author: &DeviceId, seq: u64) -> Result<VersionVector> {
+        if seq == 0 {
+            return Ok(VersionVector::new());
+        }
         let lo = chain_key(author, 1);
         let hi = chain_key(author, seq);
         match self

@@ -16,6 +16,17 @@ pub fn device_id(key: &SigningKey) -> DeviceId {
     DeviceId(key.verifying_key().to_bytes())
 }
 
+/// The device's X25519 public key, for sealing vault keys to it (DESIGN
+/// §7). Its secret is derived from the signing seed with blake3's KDF, so
+/// a device keeps one secret.
+pub fn x25519_public(key: &SigningKey) -> [u8; 32] {
+    let secret = x25519_dalek::StaticSecret::from(blake3::derive_key(
+        "vellum device x25519 v1",
+        &key.to_bytes(),
+    ));
+    x25519_dalek::PublicKey::from(&secret).to_bytes()
+}
+
 /// The vault's epoch keys, by epoch id. The genesis epoch's id is the
 /// genesis OpId; the genesis op itself names it as zero.
 #[derive(Clone, Default)]

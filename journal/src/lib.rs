@@ -10,6 +10,7 @@
 //! are arguments ([`entropy::Entropy`], `now_ms`).
 
 pub mod blob;
+pub mod control;
 pub mod entropy;
 pub mod envelope;
 pub mod error;

@@ -68,6 +68,11 @@ pub enum Action {
         ignore: Vec<String>,
         merge_version: u32,
     },
+    /// The payload of a Member control op (the membership itself is in the
+    /// op's cleartext control fields): the new device's name.
+    Member {
+        name: String,
+    },
 }
 
 /// The content of a Create, Replace or Resolve.
@@ -151,6 +156,7 @@ impl Payload {
             Action::Rename { .. } => "rename",
             Action::Resolve { .. } => "resolve",
             Action::DeviceInfo { .. } => "device_info",
+            Action::Member { .. } => "member",
             Action::VaultConfig { .. } => "vault_config",
         }
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use diff_match_patch_rs::{Compat, DiffMatchPatch};
 
+use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::id::{ContentHash, DeviceId, FileId, OpId};
 use crate::order::OrderKey;
@@ -117,6 +118,8 @@ pub struct ReplayOp {
     pub seq: u64,
     pub hlc: u64,
     pub payload: Payload,
+    /// A control op's cleartext fields; `None` for a content op.
+    pub control: Option<Control>,
 }
 
 /// Where replay gets and puts file contents, by hash.
@@ -208,6 +211,10 @@ fn apply_action(
 ) -> Result<Effect> {
     let id = op.key.id;
     let author = op.key.author;
+    // A control op carries a Member payload, and only a control op does.
+    if op.control.is_some() != matches!(op.payload.action, Action::Member { .. }) {
+        return no_effect("payload does not match the op's kind");
+    }
     match &op.payload.action {
         Action::Genesis { merge_version } => {
             check_merge_version(*merge_version)?;
@@ -225,6 +232,13 @@ fn apply_action(
         }
         Action::DeviceInfo { name } => {
             state.device_names.insert(author, name.clone());
+            Ok(Effect::Applied(vec![]))
+        }
+        Action::Member { name } => {
+            let Some(Control::Member(m)) = &op.control else {
+                return no_effect("member payload without member fields");
+            };
+            state.device_names.insert(m.device, name.clone());
             Ok(Effect::Applied(vec![]))
         }
         Action::Create {

@@ -31,6 +31,9 @@ pub enum Ks {
     Causal,
     /// Ops waiting for a missing prev/dep or for their hlc: OpId → bytes.
     Pending,
+    /// Admitted Member adds: device ‖ adding author ‖ seq (BE) → OpId ‖
+    /// role, so admission finds a device's adds with one prefix scan.
+    Members,
     /// chunk id → nonce ‖ ciphertext.
     Chunks,
     /// dedup id → chunk id ‖ chunk key, for this device's dedup.
@@ -56,12 +59,13 @@ pub enum Ks {
 }
 
 impl Ks {
-    pub const ALL: [Ks; 15] = [
+    pub const ALL: [Ks; 16] = [
         Ks::Ops,
         Ks::Chain,
         Ks::Order,
         Ks::Causal,
         Ks::Pending,
+        Ks::Members,
         Ks::Chunks,
         Ks::Dedup,
         Ks::Meta,
@@ -81,6 +85,7 @@ impl Ks {
             Ks::Order => "order",
             Ks::Causal => "causal",
             Ks::Pending => "pending",
+            Ks::Members => "members",
             Ks::Chunks => "chunks",
             Ks::Dedup => "dedup",
             Ks::Meta => "meta",

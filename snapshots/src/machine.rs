@@ -10,12 +10,11 @@ use std::sync::mpsc;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
-use vellum_journal::envelope::Envelope;
 use vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
 use vellum_journal::payload::{Action, Body};
 use vellum_journal::replay::{self, Change, Effect, FileState, ReplayOp, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
-use vellum_journal::{Error, FileId, Journal, OrderKey, Result, VersionVector};
+use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
 
 use crate::checkpoint;
 use crate::contents::{
@@ -178,17 +177,10 @@ impl TimeMachine {
         let mut changed_since_commit = BTreeSet::new();
         let mut cache = Cache::new(journal, false).recording_checks();
         for (i, (key, seq)) in keys.iter().enumerate() {
-            let env = journal.load_at(key)?;
-            let payload = journal.load_payload(&env)?;
-            let named_file = match &payload.action {
+            let op = journal.replay_op(*key, *seq, &journal.load_at(key)?)?;
+            let named_file = match &op.payload.action {
                 Action::Create { .. } => Some(key.id),
-                _ => payload.file(),
-            };
-            let op = ReplayOp {
-                key: *key,
-                seq: *seq,
-                hlc: env.header().hlc,
-                payload,
+                _ => op.payload.file(),
             };
             if let Some(f) = named_file.and_then(|id| state.files.get(&id).map(|f| (id, f.hash))) {
                 cache.replacing(f.0, f.1);
@@ -376,27 +368,12 @@ fn replay_serial<S: Store>(
         if seq > target.seq(&key.author) {
             return Ok(ControlFlow::Continue(()));
         }
-        replay::apply(state, &open_op(journal, key, seq, &env)?, cache)?;
+        replay::apply(state, &journal.replay_op(key, seq, &env)?, cache)?;
         Ok(if state.ops >= want {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         })
-    })
-}
-
-/// Decrypts and decodes a stored op for replay.
-fn open_op<S: Store>(
-    journal: &Journal<S>,
-    key: OrderKey,
-    seq: u64,
-    env: &Envelope,
-) -> Result<ReplayOp> {
-    Ok(ReplayOp {
-        key,
-        seq,
-        hlc: env.header().hlc,
-        payload: journal.load_payload(env)?,
     })
 }
 
@@ -425,7 +402,7 @@ fn replay_pipelined<S: Store>(
                     return Ok(ControlFlow::Continue(()));
                 }
                 unread -= 1;
-                chunk.push(open_op(journal, key, seq, &env));
+                chunk.push(journal.replay_op(key, seq, &env));
                 if unread == 0 {
                     return Ok(ControlFlow::Break(()));
                 }

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub struct Env {
-    pub tmp: tempfile::TempDir,
+    pub tmp: std::rc::Rc<tempfile::TempDir>,
     pub vault: PathBuf,
     pub home: PathBuf,
 }
@@ -19,7 +19,21 @@ impl Env {
         let vault = tmp.path().join("vault");
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&vault).unwrap();
-        Env { tmp, vault, home }
+        Env {
+            tmp: std::rc::Rc::new(tmp),
+            vault,
+            home,
+        }
+    }
+
+    /// Another vault folder in the same temp dir, with the same VELLUM_HOME
+    /// (a second device on this machine).
+    pub fn sibling(&self, name: &str) -> Env {
+        Env {
+            tmp: self.tmp.clone(),
+            vault: self.tmp.path().join(name),
+            home: self.home.clone(),
+        }
     }
 
     /// A fresh, initialised, empty vault.
