@@ -45,6 +45,15 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Write ops (all, or those after a point) and their chunks to a file
+    Export {
+        /// Only ops after this point
+        #[arg(long)]
+        since: Option<String>,
+        file: PathBuf,
+    },
+    /// Admit the ops of an export file and update the files on disk
+    Import { file: PathBuf },
     /// Record every change on disk since the last scan
     Scan,
     /// Show the head, counts and journal size

@@ -11,5 +11,6 @@ pub mod ignore_rules;
 pub mod materialise;
 pub mod rewrite;
 pub mod scan;
+pub mod transfer;
 pub mod vault;
 pub mod verify;

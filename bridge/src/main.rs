@@ -12,7 +12,7 @@ use vellum_snapshots::TimeMachine;
 use vellum_bridge::cli::{Cli, Command};
 use vellum_bridge::error::{self, user};
 use vellum_bridge::vault::Vault;
-use vellum_bridge::{clone, history, rewrite, scan, verify};
+use vellum_bridge::{clone, history, rewrite, scan, transfer, verify};
 
 /// Writes to stdout, treating a closed pipe (`vellum log | head`) as done.
 fn out(bytes: &[u8]) -> Result<()> {
@@ -178,6 +178,40 @@ fn run(cli: Cli) -> Result<()> {
                     r.ops,
                     &r.device[..16]
                 ))?;
+            }
+        }
+        Command::Export { since, file } => {
+            let v = Vault::open(g.vault.as_deref())?;
+            let r = transfer::export(&v, since.as_deref(), &file)?;
+            if json {
+                emit_json(&r)?;
+            } else {
+                say(format!(
+                    "exported {} ops and {} chunks ({} bytes) to {}",
+                    r.ops, r.chunks, r.bytes, r.file
+                ))?;
+            }
+        }
+        Command::Import { file } => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let r = transfer::import(&mut v, &file)?;
+            for rej in &r.rejected {
+                eprintln!("warning: op {} rejected: {}", &rej.op[..12], rej.reason);
+            }
+            if json {
+                emit_json(&r)?;
+            } else {
+                say(format!(
+                    "{} ops admitted, {} already here, {} waiting for missing ops, {} rejected; {} files changed",
+                    r.admitted,
+                    r.duplicates,
+                    r.pending,
+                    r.rejected.len(),
+                    r.changed.len()
+                ))?;
+                for p in &r.changed {
+                    say(format!("  {p}"))?;
+                }
             }
         }
         Command::Checkout { at, dest } => {

@@ -552,3 +552,167 @@ fn bad_input_clone_into_a_non_empty_or_nested_folder() {
     // Nothing was written to the source: no member op.
     assert_eq!(env.json(&["status"])["ops"], ops);
 }
+
+/// A vault and a clone of it, each with a file of its own.
+fn two_devices() -> (Env, Env) {
+    let a = Env::init();
+    a.write("shared.md", "# shared\n");
+    a.scan();
+    let b = a.sibling("b");
+    a.ok(&[
+        "clone",
+        a.vault.to_str().unwrap(),
+        b.vault.to_str().unwrap(),
+    ]);
+    (a, b)
+}
+
+fn export(from: &Env, since: Option<&str>, name: &str) -> String {
+    let file = from.tmp.path().join(name);
+    let mut args = vec!["export", file.to_str().unwrap()];
+    if let Some(p) = since {
+        args.extend(["--since", p]);
+    }
+    from.json(&args);
+    file.to_str().unwrap().to_string()
+}
+
+#[test]
+fn export_and_import_carry_changes_both_ways_and_twice_is_a_no_op() {
+    let (a, b) = two_devices();
+    a.write("from-a.md", "written on a\n");
+    a.write("shared.md", "# shared\nline from a\n");
+    a.scan();
+    b.write("notes/from-b.md", "written on b\n");
+    b.write("pic.bin", [7u8, 0, 255].repeat(40_000));
+    b.scan();
+
+    let fa = export(&a, None, "a.vx");
+    let fb = export(&b, None, "b.vx");
+    let ra = a.json(&["import", &fb]);
+    let rb = b.json(&["import", &fa]);
+    assert_eq!(ra["admitted"], 2);
+    assert_eq!(rb["admitted"], 2);
+    assert_eq!(ra["rejected"].as_array().unwrap().len(), 0);
+    assert_eq!(tree(&a.vault), tree(&b.vault));
+    assert_eq!(a.head(), b.head());
+    assert_eq!(a.read("shared.md"), b"# shared\nline from a\n");
+
+    // The same file again: nothing changes.
+    let again = a.json(&["import", &fb]);
+    assert_eq!(again["admitted"], 0);
+    assert_eq!(again["changed"].as_array().unwrap().len(), 0);
+    // A later export with --since carries only what is new.
+    a.write("from-a.md", "written on a\nand more\n");
+    a.scan();
+    let head_b = b.head();
+    let f = export(&a, Some(&head_b), "a2.vx");
+    let r = b.json(&["import", &f]);
+    assert_eq!(r["admitted"], 1);
+    assert_eq!(r["duplicates"], 0);
+    assert_eq!(r["changed"], serde_json::json!(["from-a.md"]));
+    assert_eq!(tree(&a.vault), tree(&b.vault));
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}
+
+#[test]
+fn an_import_missing_earlier_ops_waits_for_them_across_runs() {
+    let (a, b) = two_devices();
+    let start = a.head();
+    a.write("shared.md", "# shared\none\n");
+    a.scan();
+    let mid = a.head();
+    a.write("shared.md", "# shared\none\ntwo\n");
+    a.scan();
+    let first = export(&a, Some(&start), "first.vx");
+    let second = export(&a, Some(&mid), "second.vx");
+    // The later ops first: they wait, persisted, and the disk is unchanged.
+    let r = b.json(&["import", &second]);
+    assert_eq!(
+        (r["admitted"].as_u64(), r["pending"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(b.read("shared.md"), b"# shared\n");
+    assert_eq!(b.json(&["status"])["pending"], 1);
+    let r = b.json(&["import", &first]);
+    assert_eq!(r["pending"], 0);
+    assert_eq!(b.read("shared.md"), b"# shared\none\ntwo\n");
+    assert_eq!(a.head(), b.head());
+}
+
+/// Until the three-way merge is wired into replay (issue 4), concurrent
+/// edits of one file keep the first in total order on disk; the other has
+/// no effect ("bad base") and stays in history. Both devices converge.
+#[test]
+fn concurrent_edits_of_one_file_converge_and_both_stay_in_history() {
+    let (a, b) = two_devices();
+    a.write("shared.md", "# shared\nfrom a\n");
+    a.scan();
+    b.write("shared.md", "# shared\nfrom b\n");
+    b.scan();
+    let (fa, fb) = (export(&a, None, "a.vx"), export(&b, None, "b.vx"));
+    let ra = a.json(&["import", &fb]);
+    let rb = b.json(&["import", &fa]);
+    // Whichever device held the later op replays it with no effect.
+    assert!(ra["no_effect"].as_u64().unwrap() + rb["no_effect"].as_u64().unwrap() >= 1);
+    assert_eq!(tree(&a.vault), tree(&b.vault));
+    let log = a.json(&["log", "--path", "shared.md"]);
+    let edits: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] != "create")
+        .collect();
+    assert_eq!(edits.len(), 2);
+    let mut sides: Vec<Vec<u8>> = edits
+        .iter()
+        .map(|e| a.ok(&["show", "shared.md", "--at", e["id"].as_str().unwrap()]))
+        .collect();
+    sides.sort();
+    // At each edit's own point (the op and its causal past, without the
+    // concurrent one) the file has that edit's text: nothing is lost.
+    assert_eq!(
+        sides,
+        vec![
+            b"# shared\nfrom a\n".to_vec(),
+            b"# shared\nfrom b\n".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn bad_input_foreign_truncated_or_tampered_exports_change_nothing() {
+    let (a, b) = two_devices();
+    b.write("new.md", "new\n");
+    b.scan();
+    let good = export(&b, None, "b.vx");
+    let other = Env::init();
+    other.write("x.md", "x\n");
+    other.scan();
+    let foreign = export(&other, None, "other.vx");
+    let before = (a.json(&["status"])["ops"].clone(), tree(&a.vault));
+
+    let err = a.fails(&["import", &foreign]);
+    assert!(err.contains("another vault"), "{err}");
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = a.tmp.path().join("cut.vx");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let err = a.fails(&["import", cut.to_str().unwrap()]);
+    assert!(err.contains("truncated or damaged"), "{err}");
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    let bad = a.tmp.path().join("flipped.vx");
+    std::fs::write(&bad, &flipped).unwrap();
+    let err = a.fails(&["import", bad.to_str().unwrap()]);
+    assert!(err.contains("truncated or damaged"), "{err}");
+    let junk = a.tmp.path().join("junk.vx");
+    std::fs::write(&junk, "hello").unwrap();
+    let err = a.fails(&["import", junk.to_str().unwrap()]);
+    assert!(err.contains("not a vellum export"), "{err}");
+    assert_eq!((a.json(&["status"])["ops"].clone(), tree(&a.vault)), before);
+    // export never overwrites a file
+    let err = b.fails(&["export", &good]);
+    assert!(err.contains("already exists"), "{err}");
+}

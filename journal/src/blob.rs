@@ -115,6 +115,32 @@ pub fn store_blob<S: Store + ?Sized>(
 
 const CHUNK_BYTES_META: &[u8] = b"chunk_bytes";
 
+/// Stores chunks received from elsewhere (an import), each checked against
+/// its id (blake3 of the stored bytes), durably: they must be durable
+/// before the ops naming them are admitted. Chunks already held are
+/// skipped. Returns how many were new.
+pub fn store_chunks<S: Store>(store: &S, chunks: Vec<([u8; 32], Vec<u8>)>) -> Result<u64> {
+    let mut batch = Batch::new();
+    let (mut added, mut bytes) = (0u64, 0u64);
+    for (id, stored) in chunks {
+        if stored.len() > CHUNK_BYTES_MAX || *blake3::hash(&stored).as_bytes() != id {
+            return Err(Error::Malformed(format!(
+                "chunk {} does not match its id",
+                crate::id::hex(&id[..6])
+            )));
+        }
+        if store.get(Ks::Chunks, &id)?.is_none() {
+            added += 1;
+            bytes += stored.len() as u64;
+            batch.put(Ks::Chunks, id.to_vec(), stored);
+        }
+    }
+    let total = stored_chunk_bytes(store)? + bytes;
+    batch.put(Ks::Meta, CHUNK_BYTES_META, total.to_le_bytes().to_vec());
+    store.commit(batch, Durability::Durable)?;
+    Ok(added)
+}
+
 /// Copies every stored chunk (and this vault's dedup index) into a new store
 /// durably, in groups: a clone's chunks must be durable before
 /// the ops that name them are admitted. Returns the chunk bytes stored.
