@@ -239,7 +239,7 @@ pub fn show(v: &Vault, path_arg: &str, point: &str, out: &mut dyn Write) -> Resu
     let vv = resolve(v, point)?;
     let state = state_at(v, &vv)?;
     let (id, f) = file_in(&state, &p, point)?;
-    let body = body_of(&v.journal, id, f.hash)?;
+    let body = body_of(&v.journal, id, f.hash, &vv)?;
     let text = match &body {
         Body::Text(t) => Some(t.clone()),
         Body::Blob(_) => None,
@@ -347,7 +347,7 @@ pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
         }
         let body = match bodies.remove(id) {
             Some(b) => b,
-            None => body_of(&v.journal, *id, f.hash)?,
+            None => body_of(&v.journal, *id, f.hash, &vv)?,
         };
         disk::write_new(dest, p, f.mtime_ms, &mut |file| {
             Ok(write_body(&v.journal, &body, file)?)
@@ -375,8 +375,9 @@ pub fn diff(
     path_arg: Option<&str>,
     out: Option<&mut dyn Write>,
 ) -> Result<Vec<DiffEntry>> {
-    let a = state_at(v, &resolve(v, from)?)?;
-    let b = state_at(v, &resolve(v, to)?)?;
+    let (vv_a, vv_b) = (resolve(v, from)?, resolve(v, to)?);
+    let a = state_at(v, &vv_a)?;
+    let b = state_at(v, &vv_b)?;
     let filter = path_arg.map(|p| vault_path(v, p)).transpose()?;
     let under = |p: &str| {
         filter
@@ -427,10 +428,10 @@ pub fn diff(
     if let Some(out) = out {
         for (entry, fa, fb) in rows.values() {
             let old = fa
-                .map(|(id, f)| body_of(&v.journal, id, f.hash))
+                .map(|(id, f)| body_of(&v.journal, id, f.hash, &vv_a))
                 .transpose()?;
             let new = fb
-                .map(|(id, f)| body_of(&v.journal, id, f.hash))
+                .map(|(id, f)| body_of(&v.journal, id, f.hash, &vv_b))
                 .transpose()?;
             let old_name = format!("a/{}", entry.old_path.as_deref().unwrap_or(&entry.path));
             let new_name = format!("b/{}", entry.path);

@@ -115,7 +115,7 @@ fn run(cli: Cli) -> Result<()> {
                 head: v.journal.admitted().to_point_string(),
                 ops: v.journal.op_count(),
                 files: TimeMachine::head_live_files(&v.journal)?,
-                conflicts: 0,
+                conflicts: TimeMachine::head_open_conflicts(&v.journal)?,
                 pending: v.journal.pending_count()?,
                 quarantined: 0,
                 journal_bytes: v.journal_bytes()?,

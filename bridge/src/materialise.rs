@@ -51,7 +51,7 @@ pub fn materialise(
         if unchanged {
             continue;
         }
-        let body = body_of(&v.journal, *id, n.hash)?;
+        let body = body_of(&v.journal, *id, n.hash, v.journal.admitted())?;
         disk::write_atomic(&v.root, &n.path, n.mtime_ms, &mut |f| {
             Ok(write_body(&v.journal, &body, f)?)
         })?;

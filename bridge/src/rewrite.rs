@@ -10,7 +10,7 @@ use serde::Serialize;
 use vellum_journal::payload::{Action, Body, Cause, Payload};
 use vellum_journal::replay::{FileKind, FileState, VaultState, make_patch};
 use vellum_journal::store::Batch;
-use vellum_journal::{ContentHash, FileId};
+use vellum_journal::{ContentHash, FileId, VersionVector};
 use vellum_snapshots::contents::body_of;
 
 use crate::error::user;
@@ -66,20 +66,22 @@ fn content_op(
     cause: &Cause,
 ) -> Result<Payload> {
     let action = match (cur.kind, want_body) {
-        (FileKind::Text, Body::Text(new)) => match body_of(&v.journal, file, cur.hash)? {
-            Body::Text(old) => match make_patch(&old, new).filter(|p| p.len() < new.len()) {
-                Some(patch) => Action::Edit {
-                    file,
-                    base: cur.hash,
-                    patch,
-                    result: want.hash,
-                    result_size: want.size,
-                    mtime_ms: want.mtime_ms,
+        (FileKind::Text, Body::Text(new)) => {
+            match body_of(&v.journal, file, cur.hash, v.journal.admitted())? {
+                Body::Text(old) => match make_patch(&old, new).filter(|p| p.len() < new.len()) {
+                    Some(patch) => Action::Edit {
+                        file,
+                        base: cur.hash,
+                        patch,
+                        result: want.hash,
+                        result_size: want.size,
+                        mtime_ms: want.mtime_ms,
+                    },
+                    None => replace(file, cur.hash, want_body, want.mtime_ms),
                 },
-                None => replace(file, cur.hash, want_body, want.mtime_ms),
-            },
-            Body::Blob(_) => replace(file, cur.hash, want_body, want.mtime_ms),
-        },
+                Body::Blob(_) => replace(file, cur.hash, want_body, want.mtime_ms),
+            }
+        }
         _ => replace(file, cur.hash, want_body, want.mtime_ms),
     };
     Ok(Payload {
@@ -148,7 +150,7 @@ pub fn restore(v: &mut Vault, path_arg: &str, point: &str) -> Result<WriteReport
             &cause,
         )],
         (Some((tid, t)), None) => {
-            let body = body_of(&v.journal, tid, t.hash)?;
+            let body = body_of(&v.journal, tid, t.hash, &vv)?;
             vec![with_cause(
                 Action::Create {
                     path: p.clone(),
@@ -162,7 +164,7 @@ pub fn restore(v: &mut Vault, path_arg: &str, point: &str) -> Result<WriteReport
             if t.hash == h.hash {
                 vec![]
             } else {
-                let body = body_of(&v.journal, tid, t.hash)?;
+                let body = body_of(&v.journal, tid, t.hash, &vv)?;
                 vec![content_op(v, hid, h, &body, t, &cause)?]
             }
         }
@@ -177,6 +179,7 @@ fn plan(
     v: &Vault,
     head: &VaultState,
     target: &VaultState,
+    target_vv: &VersionVector,
     in_scope: &dyn Fn(&str) -> bool,
     cause: &Cause,
 ) -> Result<(Vec<Payload>, Vec<PreviewEntry>, usize)> {
@@ -217,7 +220,7 @@ fn plan(
                 destructive += 1;
             }
             (None, Some(t)) => {
-                let body = body_of(&v.journal, id, t.hash)?;
+                let body = body_of(&v.journal, id, t.hash, target_vv)?;
                 creates.push(with_cause(
                     Action::Create {
                         path: t.path.clone(),
@@ -242,7 +245,7 @@ fn plan(
                     });
                 }
                 if h.hash != t.hash {
-                    let body = body_of(&v.journal, id, t.hash)?;
+                    let body = body_of(&v.journal, id, t.hash, target_vv)?;
                     edits.push(content_op(v, id, h, &body, t, cause)?);
                     if t.size == 0 && h.size > 0 {
                         destructive += 1;
@@ -341,7 +344,7 @@ pub fn rollback(
             .as_deref()
             .is_none_or(|pre| p == pre || p.starts_with(&format!("{pre}/")))
     };
-    let (payloads, changes, destructive) = plan(v, &head, &target, &in_scope, &cause)?;
+    let (payloads, changes, destructive) = plan(v, &head, &target, &vv, &in_scope, &cause)?;
     let needs_yes = over_quarantine_threshold(destructive, head.paths.len());
     let preview = Preview {
         to: vv.to_point_string(),

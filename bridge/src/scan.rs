@@ -332,7 +332,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
                 break 'outer;
             }
             if old_text.is_none() {
-                old_text = match body_of(&v.journal, *id, r.hash)? {
+                old_text = match body_of(&v.journal, *id, r.hash, v.journal.admitted())? {
                     Body::Text(t) => Some(t),
                     Body::Blob(_) => None,
                 };
@@ -498,7 +498,7 @@ fn content_change(
         .is_some_and(|f| f.kind == FileKind::Blob);
     let mtime_ms = mtime_ms(fresh.stat.mtime_ns);
     if let (false, Read_::Text(new)) = (sticky_binary, &fresh.content)
-        && let Body::Text(old) = body_of(&v.journal, file, base)?
+        && let Body::Text(old) = body_of(&v.journal, file, base, v.journal.admitted())?
         && let Some(patch) = make_patch(&old, new)
         && patch.len() < new.len()
     {

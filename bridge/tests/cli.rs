@@ -641,37 +641,48 @@ fn an_import_missing_earlier_ops_waits_for_them_across_runs() {
     assert_eq!(a.head(), b.head());
 }
 
-/// Until the three-way merge is wired into replay (issue 4), concurrent
-/// edits of one file keep the first in total order on disk; the other has
-/// no effect ("bad base") and stays in history. Both devices converge.
+/// Both devices edit one note, then exchange exports both ways.
+fn exchange(a: &Env, b: &Env, name: &str) {
+    let fa = export(a, None, &format!("{name}-a.vx"));
+    let fb = export(b, None, &format!("{name}-b.vx"));
+    a.json(&["import", &fb]);
+    b.json(&["import", &fa]);
+    assert_eq!(tree(&a.vault), tree(&b.vault), "{name}: same bytes on both");
+    assert_eq!(a.head(), b.head(), "{name}: same head");
+}
+
 #[test]
-fn concurrent_edits_of_one_file_converge_and_both_stay_in_history() {
+fn concurrent_edits_of_one_note_merge_on_both_devices() {
     let (a, b) = two_devices();
+    a.write("shared.md", "# shared\n");
+    // Both append to the note, and edit different lines of another.
+    a.write("list.md", "one\ntwo\nthree\nfour\n");
+    a.scan();
+    a.ok(&["export", a.tmp.path().join("setup.vx").to_str().unwrap()]);
+    b.json(&["import", a.tmp.path().join("setup.vx").to_str().unwrap()]);
     a.write("shared.md", "# shared\nfrom a\n");
+    a.write("list.md", "ONE\ntwo\nthree\nfour\n");
     a.scan();
     b.write("shared.md", "# shared\nfrom b\n");
+    b.write("list.md", "one\ntwo\nthree\nFOUR\n");
     b.scan();
-    let (fa, fb) = (export(&a, None, "a.vx"), export(&b, None, "b.vx"));
-    let ra = a.json(&["import", &fb]);
-    let rb = b.json(&["import", &fa]);
-    // Whichever device held the later op replays it with no effect.
-    assert!(ra["no_effect"].as_u64().unwrap() + rb["no_effect"].as_u64().unwrap() >= 1);
-    assert_eq!(tree(&a.vault), tree(&b.vault));
-    let log = a.json(&["log", "--path", "shared.md"]);
-    let edits: Vec<_> = log
+    exchange(&a, &b, "merge");
+    assert_eq!(a.read("list.md"), b"ONE\ntwo\nthree\nFOUR\n");
+    let shared = String::from_utf8(a.read("shared.md")).unwrap();
+    assert!(
+        shared == "# shared\nfrom a\nfrom b\n" || shared == "# shared\nfrom b\nfrom a\n",
+        "{shared:?}"
+    );
+    assert_eq!(a.json(&["status"])["conflicts"], 0);
+    // Each edit's own point still shows its own text: nothing was lost.
+    let log = a.json(&["log", "--path", "shared.md", "--limit", "2"]);
+    let mut sides: Vec<Vec<u8>> = log
         .as_array()
         .unwrap()
-        .iter()
-        .filter(|e| e["kind"] != "create")
-        .collect();
-    assert_eq!(edits.len(), 2);
-    let mut sides: Vec<Vec<u8>> = edits
         .iter()
         .map(|e| a.ok(&["show", "shared.md", "--at", e["id"].as_str().unwrap()]))
         .collect();
     sides.sort();
-    // At each edit's own point (the op and its causal past, without the
-    // concurrent one) the file has that edit's text: nothing is lost.
     assert_eq!(
         sides,
         vec![
@@ -679,6 +690,32 @@ fn concurrent_edits_of_one_file_converge_and_both_stay_in_history() {
             b"# shared\nfrom b\n".to_vec()
         ]
     );
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}
+
+#[test]
+fn overlapping_edits_keep_one_text_and_open_a_conflict_on_both() {
+    let (a, b) = two_devices();
+    a.write("plan.md", "meet at noon\n");
+    a.scan();
+    let f = export(&a, None, "setup.vx");
+    b.json(&["import", &f]);
+    a.write("plan.md", "meet at one\n");
+    a.scan();
+    b.write("plan.md", "meet at two\n");
+    b.scan();
+    exchange(&a, &b, "overlap");
+    let text = a.read("plan.md");
+    assert!(
+        text == b"meet at one\n" || text == b"meet at two\n",
+        "{:?}",
+        String::from_utf8_lossy(&text)
+    );
+    assert_eq!(a.json(&["status"])["conflicts"], 1);
+    assert_eq!(b.json(&["status"])["conflicts"], 1);
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
 }
 
 #[test]

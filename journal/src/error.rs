@@ -11,6 +11,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("corrupt journal: {0}")]
     Corrupt(String),
+    /// A content hash that is no version of the file it was asked of.
+    #[error("{0}")]
+    UnknownContent(String),
     #[error("op {} rejected: {reason}", .op.short())]
     Rejected { op: OpId, reason: String },
     #[error("malformed op: {0}")]

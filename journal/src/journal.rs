@@ -853,6 +853,38 @@ impl<S: Store> Journal<S> {
         Ok(env)
     }
 
+    /// The causal past of `author`'s op at `seq`, the op itself excluded:
+    /// the ops its replay base is computed from (DESIGN §4).
+    pub fn causal_past(&self, author: &DeviceId, seq: u64) -> Result<VersionVector> {
+        let mut vv = self.others_past(author, seq)?;
+        if seq > 1 {
+            let prev = self.chain_get(author, seq - 1)?.ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "chain of {} has a gap at {}",
+                    author.short(),
+                    seq - 1
+                ))
+            })?;
+            vv.set(*author, seq - 1, prev.id);
+        }
+        Ok(vv)
+    }
+
+    /// [`Journal::load_at`], with the op's seq from its order record.
+    pub fn load_at_seq(&self, key: &OrderKey) -> Result<(u64, Envelope)> {
+        let record = self.store.get(Ks::Order, &key.to_bytes())?.ok_or_else(|| {
+            Error::Corrupt(format!("op {} is indexed but missing", key.id.short()))
+        })?;
+        let seq = record
+            .get(..8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| Error::Corrupt(format!("stored op {} is truncated", key.id.short())))?;
+        let env = Envelope::parse_stored(record[8..].to_vec(), key.id)
+            .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", key.id.short())))?;
+        Ok((seq, env))
+    }
+
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
         self.keys.open_payload(env)
     }

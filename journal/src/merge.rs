@@ -9,13 +9,15 @@
 //!   cleanly, even when adjacent: only a shared base token, or an insertion
 //!   strictly inside the other side's range, makes them overlap.
 //! - Overlapping hunks that produce the same text collapse to one.
-//! - Insertions at the same point keep both: lines common to both once,
-//!   the others current's first, then theirs' (theirs sorts later).
-//! - Other overlaps are merged again word by word (UAX #29 word segments,
-//!   each CJK character a word of its own) under the same rules, except
-//!   that same-point insertions of different words are concatenated.
-//! - What still overlaps keeps current's text and is reported as a
-//!   conflict; no conflict markers are ever written.
+//! - Line insertions at the same point keep both: lines common to both
+//!   once, the others current's first, then theirs' (theirs sorts later).
+//! - Where both sides changed the same lines, each in as many lines, the
+//!   lines are merged again word by word (UAX #29 word segments, each CJK
+//!   character a word of its own) under the same rules; there, different
+//!   insertions at one point are an overlap.
+//! - Anything else that overlaps keeps current's text for the whole group
+//!   of lines and is reported as a conflict; no conflict markers are ever
+//!   written.
 //!
 //! A missing final newline is treated as a flag merged on its own, so
 //! lines appended to a file without one still merge as lines. Line endings
@@ -282,35 +284,42 @@ fn merge_tokens(base: &[&str], current: &[&str], theirs: &[&str], level: Level, 
             their.iter().for_each(|t| out.text.push_str(t));
             continue;
         }
-        if g.range.is_empty() {
-            // Both inserted at one point: keep both.
-            match level {
-                Level::Lines => out.text.push_str(&union_tokens(&cur, &their)),
-                Level::Words => {
-                    cur.iter().chain(&their).for_each(|t| out.text.push_str(t));
-                }
-            }
+        if g.range.is_empty() && level == Level::Lines {
+            // Both inserted lines at one point: keep both.
+            out.text.push_str(&union_tokens(&cur, &their));
             continue;
         }
-        let region_base = base[g.range.clone()].concat();
-        let (cur, their) = (cur.concat(), their.concat());
-        match level {
-            Level::Lines => merge_tokens(
-                &words(&region_base),
-                &words(&cur),
-                &words(&their),
-                Level::Words,
-                out,
-            ),
-            Level::Words => {
-                out.text.push_str(&cur);
-                out.conflicts.push(Overlap {
-                    base: region_base,
-                    current: cur,
-                    theirs: their,
-                });
+        let region = &base[g.range.clone()];
+        // Lines changed on both sides in parallel (as many lines in each)
+        // are merged word by word, line by line; the group is taken only
+        // if every line merges cleanly.
+        if level == Level::Lines && region.len() == cur.len() && region.len() == their.len() {
+            let mut words_merged = Merged {
+                text: String::new(),
+                conflicts: Vec::new(),
+            };
+            for ((b, c), t) in region.iter().zip(&cur).zip(&their) {
+                merge_tokens(
+                    &words(b),
+                    &words(c),
+                    &words(t),
+                    Level::Words,
+                    &mut words_merged,
+                );
+            }
+            if words_merged.is_clean() {
+                out.text.push_str(&words_merged.text);
+                continue;
             }
         }
+        // A real overlap: the region keeps current's text.
+        let current = cur.concat();
+        out.text.push_str(&current);
+        out.conflicts.push(Overlap {
+            base: region.concat(),
+            current,
+            theirs: their.concat(),
+        });
     }
     for t in &base[at..] {
         out.text.push_str(t);
@@ -452,12 +461,12 @@ mod tests {
             true,
         ),
         (
-            "same-point word insertions keep both",
+            "different words inserted at one point overlap",
             "Tasks:\n",
             "Tasks: milk\n",
             "Tasks: eggs\n",
-            "Tasks: milk eggs\n",
-            true,
+            "Tasks: milk\n",
+            false,
         ),
         (
             "insertion inside a changed range refines to words",
@@ -482,6 +491,22 @@ mod tests {
             "# {{date}}\n## Tasks\n\n## Notes\nrainy day\n",
             "# {{date}}\n## Tasks\n- call mum\n\n## Notes\nrainy day\n",
             true,
+        ),
+        (
+            "both rewrite one line sharing a word",
+            "# note\nbase line\n",
+            "# note\nline 1 by a\n",
+            "# note\nline 7 by b\n",
+            "# note\nline 1 by a\n",
+            false,
+        ),
+        (
+            "one line rewritten into two against one rewritten",
+            "# note\nline 7 by b\nline 8\n",
+            "# note\nline 1 by a\nline 2 by a\nline 8\n",
+            "# note\nline 11 by b\nline 8\n",
+            "# note\nline 1 by a\nline 2 by a\nline 8\n",
+            false,
         ),
     ];
 
@@ -559,9 +584,9 @@ mod tests {
         assert_eq!(
             got.conflicts,
             vec![Overlap {
-                base: "noon".into(),
-                current: "one".into(),
-                theirs: "two".into(),
+                base: "meet at noon\n".into(),
+                current: "meet at one\n".into(),
+                theirs: "meet at two\n".into(),
             }]
         );
     }

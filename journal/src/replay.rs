@@ -9,6 +9,7 @@ use diff_match_patch_rs::{Compat, DiffMatchPatch};
 use crate::control::Control;
 use crate::error::{Error, Result};
 use crate::id::{ContentHash, DeviceId, FileId, OpId};
+use crate::merge;
 use crate::order::OrderKey;
 use crate::path;
 use crate::payload::{Action, Body, MERGE_VERSION, Payload};
@@ -58,6 +59,21 @@ pub struct FileState {
     pub exists: bool,
     /// The last op that changed this file.
     pub last_op: OpId,
+    /// Open conflicts, oldest first, until a Resolve names their op.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A merge whose sides overlapped (DESIGN §4): the file kept current's text
+/// there. The three versions stay readable by hash.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Conflict {
+    /// The op merged in (theirs).
+    pub op: OpId,
+    pub base: ContentHash,
+    /// The file's text just before the op.
+    pub current: ContentHash,
+    /// What the op alone would have made of the base.
+    pub theirs: ContentHash,
 }
 
 /// The replayed state of a vault at some set of ops.
@@ -77,6 +93,8 @@ pub struct VaultState {
     pub merge_version: u32,
     pub ignore: Vec<String>,
     pub device_names: BTreeMap<DeviceId, String>,
+    /// Open conflicts over all live files.
+    pub open_conflicts: u64,
 }
 
 impl VaultState {
@@ -124,34 +142,151 @@ pub struct ReplayOp {
 
 /// Where replay gets and puts file contents, by hash.
 pub trait Contents {
-    /// The text with this hash, as `file` had it. Implementations may
-    /// recompute it by replaying the file's ops if their cache misses.
-    fn text(&mut self, file: FileId, hash: ContentHash) -> Result<String>;
+    /// `file`'s text with `hash`, as the replay has it just before op `at`
+    /// (or at the end, for `None`). Implementations may rebuild it from the
+    /// file's own ops if their cache misses.
+    fn text(&mut self, at: Option<&OrderKey>, file: FileId, hash: ContentHash) -> Result<String>;
     /// Records `file`'s new content.
     fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()>;
 
-    /// Whether Edit `op`'s patch turns its base into its result exactly.
-    /// That is a property of the op alone, so an implementation that has
-    /// already checked it (time travel) may answer from that record
-    /// without applying the patch again.
-    fn edit(
+    /// The text of `base`, the version `op` was made against: what the
+    /// replay of the op's causal past makes of `file` (DESIGN §4), or
+    /// `None` if that does not hash to `base`. Any bytes with that hash
+    /// will do, so a cache may answer by hash.
+    fn base_text(
         &mut self,
-        op: &OrderKey,
+        op: &ReplayOp,
         file: FileId,
         base: ContentHash,
-        patch: &str,
-        result: ContentHash,
-    ) -> Result<bool> {
-        let _ = op;
-        let base_text = self.text(file, base)?;
-        match apply_patch_strict(&base_text, patch, &result) {
-            Some(out) => {
-                self.put(file, result, &Body::Text(out))?;
-                Ok(true)
+    ) -> Result<Option<String>>;
+
+    /// What Edit (or text Replace) `op` does to `file`, whose text is now
+    /// `current`: see [`change_text`]. An implementation that recorded the
+    /// outcome when the op was first replayed (time travel) may answer from
+    /// that record.
+    fn edit(
+        &mut self,
+        op: &ReplayOp,
+        file: FileId,
+        base: ContentHash,
+        current: ContentHash,
+        change: &TextChange<'_>,
+    ) -> Result<EditOutcome> {
+        change_text(self, op, file, base, current, change)
+    }
+}
+
+/// The new text an op proposes for a file, against its base.
+#[derive(Clone, Copy, Debug)]
+pub enum TextChange<'a> {
+    /// An Edit: a patch that must turn the base into `result` exactly.
+    Patch { patch: &'a str, result: ContentHash },
+    /// A text Replace: the whole new text.
+    Text(&'a str),
+}
+
+/// What an Edit or text Replace did to its file's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// The base was the current text: the file now has the op's result.
+    Applied,
+    /// The file had changed since the base: the op's change was merged into
+    /// it (DESIGN §4); `clean` is false when the sides overlapped.
+    Merged {
+        hash: ContentHash,
+        size: u64,
+        clean: bool,
+    },
+    /// The patch does not turn its base into its result.
+    BadPatch,
+    /// The base is no version this file ever had.
+    UnknownBase,
+}
+
+impl EditOutcome {
+    const APPLIED: u8 = 1;
+    const BAD_PATCH: u8 = 2;
+    const MERGED: u8 = 3;
+    const UNKNOWN_BASE: u8 = 4;
+
+    /// The bytes stored after the effect byte of an op's effect record
+    /// (docs/PROTOCOL.md §6): one tag byte, and for a merge the resulting
+    /// hash, a clean flag and the size.
+    pub fn to_record(self) -> Vec<u8> {
+        match self {
+            EditOutcome::Applied => vec![Self::APPLIED],
+            EditOutcome::BadPatch => vec![Self::BAD_PATCH],
+            EditOutcome::UnknownBase => vec![Self::UNKNOWN_BASE],
+            EditOutcome::Merged { hash, size, clean } => {
+                let mut b = vec![Self::MERGED];
+                b.extend_from_slice(&hash.0);
+                b.push(u8::from(clean));
+                b.extend_from_slice(&size.to_le_bytes());
+                b
             }
-            None => Ok(false),
         }
     }
+
+    /// Reads [`EditOutcome::to_record`] bytes; `None` for none recorded.
+    pub fn from_record(b: &[u8]) -> Option<EditOutcome> {
+        match *b.first()? {
+            Self::APPLIED => Some(EditOutcome::Applied),
+            Self::BAD_PATCH => Some(EditOutcome::BadPatch),
+            Self::UNKNOWN_BASE => Some(EditOutcome::UnknownBase),
+            Self::MERGED if b.len() >= 42 => Some(EditOutcome::Merged {
+                hash: ContentHash(b[1..33].try_into().ok()?),
+                clean: b[33] != 0,
+                size: u64::from_le_bytes(b[34..42].try_into().ok()?),
+            }),
+            _ => None,
+        }
+    }
+
+    /// How many bytes of a record [`EditOutcome::to_record`] wrote.
+    pub fn record_len(b: &[u8]) -> usize {
+        match b.first() {
+            Some(&Self::MERGED) => 42,
+            _ => 1,
+        }
+    }
+}
+
+/// The text rules of DESIGN §4 for an Edit or text Replace of `file`, whose
+/// text is `current`: on an unchanged base the change applies as it is;
+/// otherwise it is merged into the current text, with the base looked up
+/// by hash among the file's versions.
+pub fn change_text(
+    contents: &mut (impl Contents + ?Sized),
+    op: &ReplayOp,
+    file: FileId,
+    base: ContentHash,
+    current: ContentHash,
+    change: &TextChange<'_>,
+) -> Result<EditOutcome> {
+    let Some(base_text) = contents.base_text(op, file, base)? else {
+        return Ok(EditOutcome::UnknownBase);
+    };
+    let theirs = match change {
+        TextChange::Patch { patch, result } => {
+            match apply_patch_strict(&base_text, patch, result) {
+                Some(t) => t,
+                None => return Ok(EditOutcome::BadPatch),
+            }
+        }
+        TextChange::Text(t) => (*t).to_string(),
+    };
+    if base == current {
+        let hash = ContentHash::of(theirs.as_bytes());
+        contents.put(file, hash, &Body::Text(theirs))?;
+        return Ok(EditOutcome::Applied);
+    }
+    let current_text = contents.text(Some(&op.key), file, current)?;
+    let merged = merge::merge(&base_text, &current_text, &theirs);
+    let clean = merged.is_clean();
+    let hash = ContentHash::of(merged.text.as_bytes());
+    let size = merged.text.len() as u64;
+    contents.put(file, hash, &Body::Text(merged.text))?;
+    Ok(EditOutcome::Merged { hash, size, clean })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -262,6 +397,7 @@ fn apply_action(
                     mtime_ms: *mtime_ms,
                     exists: true,
                     last_op: id,
+                    conflicts: Vec::new(),
                 },
             );
             Ok(Effect::Applied(vec![Change::Created { file: id, path }]))
@@ -280,21 +416,27 @@ fn apply_action(
             if f.kind == FileKind::Blob {
                 return no_effect("text edit of a binary file");
             }
-            if f.hash != *base {
-                return no_effect("bad base: the file changed under this edit");
-            }
-            if !contents.edit(&op.key, *file, *base, patch, *result)? {
-                return no_effect("patch does not turn its base into its result");
-            }
-            let f = state.files.get_mut(file).expect("live");
-            f.hash = *result;
-            f.size = *result_size;
-            f.mtime_ms = *mtime_ms;
-            f.last_op = id;
-            Ok(Effect::Applied(vec![Change::Modified {
-                file: *file,
-                path: f.path.clone(),
-            }]))
+            let change = TextChange::Patch {
+                patch,
+                result: *result,
+            };
+            let current = f.hash;
+            let (hash, size) = match contents.edit(op, *file, *base, current, &change)? {
+                EditOutcome::Applied => (*result, *result_size),
+                EditOutcome::Merged { hash, size, clean } => {
+                    if !clean {
+                        open_conflict(state, *file, id, *base, current, *result);
+                    }
+                    (hash, size)
+                }
+                EditOutcome::BadPatch => {
+                    return no_effect("patch does not turn its base into its result");
+                }
+                EditOutcome::UnknownBase => {
+                    return no_effect("bad base: not a version of this file");
+                }
+            };
+            set_text(state, *file, hash, size, *mtime_ms, id)
         }
         Action::Replace {
             file,
@@ -305,20 +447,51 @@ fn apply_action(
             let Some(f) = live(state, file) else {
                 return no_effect("replace of a file that does not exist");
             };
-            if f.hash != *base {
-                return no_effect("bad base: the file changed under this replace");
+            let current = f.hash;
+            match (f.kind, body) {
+                (FileKind::Text, Body::Text(text)) if current != *base => {
+                    // A text rewrite merges like an edit whose side is its text.
+                    let theirs = ContentHash::of(text.as_bytes());
+                    let change = TextChange::Text(text);
+                    match contents.edit(op, *file, *base, current, &change)? {
+                        EditOutcome::Merged { hash, size, clean } => {
+                            if !clean {
+                                open_conflict(state, *file, id, *base, current, theirs);
+                            }
+                            set_text(state, *file, hash, size, *mtime_ms, id)
+                        }
+                        EditOutcome::Applied => {
+                            set_text(state, *file, theirs, body.size(), *mtime_ms, id)
+                        }
+                        EditOutcome::UnknownBase | EditOutcome::BadPatch => {
+                            no_effect("bad base: not a version of this file")
+                        }
+                    }
+                }
+                _ => {
+                    // Binary races: the later op wins on disk, and the file
+                    // records the conflict; both stay in history.
+                    if current != *base {
+                        open_conflict(state, *file, id, *base, current, body.hash());
+                    }
+                    set_body(state, contents, *file, body, *mtime_ms, id)
+                }
             }
-            set_body(state, contents, *file, body, *mtime_ms, id)
         }
         Action::Resolve {
             file,
+            sides,
             body,
             mtime_ms,
-            ..
         } => {
             if live(state, file).is_none() {
                 return no_effect("resolve of a file that does not exist");
             }
+            // A Resolve closes only the conflicts whose ops it names.
+            let f = state.files.get_mut(file).expect("live");
+            let open = f.conflicts.len();
+            f.conflicts.retain(|c| !sides.contains(&c.op));
+            state.open_conflicts -= (open - f.conflicts.len()) as u64;
             set_body(state, contents, *file, body, *mtime_ms, id)
         }
         Action::Delete {
@@ -333,6 +506,10 @@ fn apply_action(
                 return no_effect("bad base: the file changed under this delete");
             }
             let f = state.files.get_mut(file).expect("live");
+            // A deleted file's conflicts close with it; its versions stay in
+            // history.
+            state.open_conflicts -= f.conflicts.len() as u64;
+            f.conflicts.clear();
             f.exists = false;
             f.mtime_ms = *mtime_ms;
             f.last_op = id;
@@ -386,6 +563,43 @@ fn kind_of(body: &Body) -> FileKind {
         Body::Text(_) => FileKind::Text,
         Body::Blob(_) => FileKind::Blob,
     }
+}
+
+fn open_conflict(
+    state: &mut VaultState,
+    file: FileId,
+    op: OpId,
+    base: ContentHash,
+    current: ContentHash,
+    theirs: ContentHash,
+) {
+    state.open_conflicts += 1;
+    let f = state.files.get_mut(&file).expect("checked live");
+    f.conflicts.push(Conflict {
+        op,
+        base,
+        current,
+        theirs,
+    });
+}
+
+fn set_text(
+    state: &mut VaultState,
+    file: FileId,
+    hash: ContentHash,
+    size: u64,
+    mtime_ms: i64,
+    id: OpId,
+) -> Result<Effect> {
+    let f = state.files.get_mut(&file).expect("checked live");
+    f.hash = hash;
+    f.size = size;
+    f.mtime_ms = mtime_ms;
+    f.last_op = id;
+    Ok(Effect::Applied(vec![Change::Modified {
+        file,
+        path: f.path.clone(),
+    }]))
 }
 
 fn set_body(

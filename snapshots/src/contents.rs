@@ -1,22 +1,31 @@
 //! File contents by hash: an evictable cache in the store, backed by
-//! recomputation from the file's own ops when the cache misses.
+//! rebuilding a version from the file's own ops when the cache misses.
+//!
+//! A version is defined by an op set: `file`'s text in the replay of the
+//! ops of a version vector (DESIGN §4). Only the file's own ops decide its
+//! text, so a rebuild replays just those ([`content_in`]), merges included:
+//! an edit made against an older version is merged again with the base
+//! that the replay of its causal past gives.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
-use vellum_journal::payload::{Action, Body};
-use vellum_journal::replay::{Contents, apply_patch_strict};
+use vellum_journal::payload::Body;
+use vellum_journal::replay::{
+    self, Contents, EditOutcome, ReplayOp, TextChange, VaultState, apply_patch_strict, change_text,
+};
 use vellum_journal::store::{Batch, Ks, Store};
-use vellum_journal::{ContentHash, Error, FileId, Journal, OpId, OrderKey, Result};
+use vellum_journal::{ContentHash, Error, FileId, Journal, OpId, OrderKey, Result, VersionVector};
 
-/// Effect records: the first byte says whether an Edit's patch was checked
-/// good against its base.
+/// Effect records (`Ks::Effects`): the first byte says whether the op had
+/// an effect; then, for an Edit or text Replace, what it did to the text
+/// ([`EditOutcome::to_record`], or [`OUTCOME_NONE`]); for no effect, the
+/// reason in UTF-8.
 pub const EFFECT_APPLIED: u8 = 0;
 pub const EFFECT_NO_EFFECT: u8 = 1;
-pub const PATCH_UNCHECKED: u8 = 0;
-pub const PATCH_GOOD: u8 = 1;
-pub const PATCH_BAD: u8 = 2;
+/// No text outcome recorded (not an Edit or text Replace).
+pub const OUTCOME_NONE: u8 = 0;
 
 /// FileOps key: file ‖ order key.
 pub fn file_ops_key(file: &FileId, key: &OrderKey) -> Vec<u8> {
@@ -25,13 +34,25 @@ pub fn file_ops_key(file: &FileId, key: &OrderKey) -> Vec<u8> {
     k
 }
 
-/// The body with `hash` that `file` had, from the cache or by replaying
-/// the file's own ops from its creation.
-pub fn body_of<S: Store>(journal: &Journal<S>, file: FileId, hash: ContentHash) -> Result<Body> {
+/// The body with `hash` that `file` has in the replay of the ops in `at`:
+/// from the cache, or by replaying the file's own ops in `at`.
+pub fn body_of<S: Store>(
+    journal: &Journal<S>,
+    file: FileId,
+    hash: ContentHash,
+    at: &VersionVector,
+) -> Result<Body> {
     if let Some(b) = journal.store().get(Ks::Content, &hash.0)? {
         return Body::decode(&b);
     }
-    recompute(journal, file, hash)
+    match content_in(journal, file, at, None)? {
+        Some(body) if body.hash() == hash => Ok(body),
+        _ => Err(Error::Corrupt(format!(
+            "content {} of file {} cannot be rebuilt from its ops",
+            hash.short(),
+            file.short()
+        ))),
+    }
 }
 
 /// Writes the bytes of `body` to `out`, streaming blobs chunk by chunk.
@@ -46,50 +67,119 @@ pub fn write_body<S: Store>(
     }
 }
 
-fn recompute<S: Store>(journal: &Journal<S>, file: FileId, wanted: ContentHash) -> Result<Body> {
+/// `file`'s body in the replay of the ops in `set` that sort before
+/// `before` (all of them for `None`), or `None` if the file does not exist
+/// there. Replays only the file's own ops, with the same rules as the whole
+/// replay ([`replay::apply`]).
+pub fn content_in<S: Store>(
+    journal: &Journal<S>,
+    file: FileId,
+    set: &VersionVector,
+    before: Option<&OrderKey>,
+) -> Result<Option<Body>> {
     let mut keys = Vec::new();
     journal
         .store()
         .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
-            if let Some(key) = OrderKey::from_bytes(&k[32..]) {
-                keys.push(key);
+            match OrderKey::from_bytes(&k[32..]) {
+                Some(key) if before.is_none_or(|b| key < *b) => keys.push(key),
+                Some(_) => return ControlFlow::Break(()),
+                None => {}
             }
             ControlFlow::Continue(())
         })?;
-    let mut cur: Option<(ContentHash, Body)> = None;
+    let mut state = VaultState::default();
+    let mut own = FileReplay {
+        journal,
+        newest: None,
+    };
     for key in keys {
-        let env = journal.load_at(&key)?;
-        let payload = journal.load_payload(&env)?;
-        let next = match payload.action {
-            Action::Create { body, .. }
-            | Action::Replace { body, .. }
-            | Action::Resolve { body, .. } => Some(body),
-            Action::Edit {
-                base,
-                patch,
-                result,
-                ..
-            } => match &cur {
-                Some((h, Body::Text(t))) if *h == base => {
-                    apply_patch_strict(t, &patch, &result).map(Body::Text)
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(body) = next {
-            let h = body.hash();
-            if h == wanted {
-                return Ok(body);
-            }
-            cur = Some((h, body));
+        let (seq, env) = journal.load_at_seq(&key)?;
+        if seq > set.seq(&key.author) {
+            continue;
+        }
+        let op = journal.replay_op(key, seq, &env)?;
+        replay::apply(&mut state, &op, &mut own)?;
+    }
+    match (state.files.get(&file), own.newest) {
+        (Some(f), Some((h, body))) if f.exists && h == f.hash => Ok(Some(body)),
+        (Some(f), _) if f.exists => Err(Error::Corrupt(format!(
+            "replaying file {} did not produce its content",
+            file.short()
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// [`Contents`] for [`content_in`]: the file's newest text in memory,
+/// other versions by hash from the cache or rebuilt.
+struct FileReplay<'a, S: Store> {
+    journal: &'a Journal<S>,
+    newest: Option<(ContentHash, Body)>,
+}
+
+impl<S: Store> Contents for FileReplay<'_, S> {
+    fn text(&mut self, _at: Option<&OrderKey>, _file: FileId, hash: ContentHash) -> Result<String> {
+        match &self.newest {
+            Some((h, body)) if *h == hash => as_text(self.journal, body, hash),
+            // Replay asks only for the text it has just made.
+            _ => Err(Error::Corrupt(format!(
+                "content {} is not the file's current text",
+                hash.short()
+            ))),
         }
     }
-    Err(Error::Corrupt(format!(
-        "content {} of file {} cannot be rebuilt from its ops",
-        wanted.short(),
-        file.short()
-    )))
+
+    fn put(&mut self, _file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
+        self.newest = Some((hash, body.clone()));
+        Ok(())
+    }
+
+    fn base_text(
+        &mut self,
+        op: &ReplayOp,
+        file: FileId,
+        base: ContentHash,
+    ) -> Result<Option<String>> {
+        if let Some((h, body)) = &self.newest
+            && *h == base
+        {
+            return as_text(self.journal, body, base).map(Some);
+        }
+        base_by_past(self.journal, op, file, base)
+    }
+}
+
+/// The base text of `op`: by hash from the cache, else by replaying the
+/// file's ops in the op's causal past.
+fn base_by_past<S: Store>(
+    journal: &Journal<S>,
+    op: &ReplayOp,
+    file: FileId,
+    base: ContentHash,
+) -> Result<Option<String>> {
+    if let Some(b) = journal.store().get(Ks::Content, &base.0)? {
+        return as_text(journal, &Body::decode(&b)?, base).map(Some);
+    }
+    let past = journal.causal_past(&op.key.author, op.seq)?;
+    match content_in(journal, file, &past, Some(&op.key))? {
+        Some(body) if body.hash() == base => as_text(journal, &body, base).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// A body as text. The cache is keyed by content, so the same bytes may
+/// have been cached as a binary file's blob: bytes are bytes.
+fn as_text<S: Store>(journal: &Journal<S>, body: &Body, hash: ContentHash) -> Result<String> {
+    match body {
+        Body::Text(t) => Ok(t.clone()),
+        Body::Blob(b) => {
+            let mut bytes = Vec::with_capacity(b.size as usize);
+            blob::read_blob(journal.store(), b, &mut bytes)?;
+            String::from_utf8(bytes)
+                .map_err(|_| Error::Corrupt(format!("content {} is not text", hash.short())))
+        }
+    }
 }
 
 /// Contents for replay: reads through to the cache and the journal, and
@@ -97,23 +187,27 @@ fn recompute<S: Store>(journal: &Journal<S>, file: FileId, wanted: ContentHash) 
 /// the newest matters: it is the base of the file's next edit.
 pub struct Cache<'a, S: Store> {
     journal: &'a Journal<S>,
+    /// The op set being replayed: a version missing from memory and cache
+    /// is rebuilt from the file's ops in it.
+    target: VersionVector,
     current: HashMap<FileId, (ContentHash, Body)>,
     /// Files whose newest content is not yet in the store's cache.
     dirty: HashSet<FileId>,
     /// For dirty files: the cached version they had before.
     replaced: HashMap<FileId, ContentHash>,
-    /// Trust recorded patch checks instead of applying patches again.
+    /// Trust recorded text outcomes instead of applying patches again.
     trust_effects: bool,
-    /// Edit ops whose patch this replay checked, and the verdict, when
-    /// asked for by [`Cache::recording_checks`].
-    pub checked: HashMap<OpId, bool>,
+    /// What each Edit or text Replace this replay computed did, when asked
+    /// for by [`Cache::recording_checks`].
+    pub checked: HashMap<OpId, EditOutcome>,
     record_checks: bool,
 }
 
 impl<'a, S: Store> Cache<'a, S> {
-    pub fn new(journal: &'a Journal<S>, trust_effects: bool) -> Self {
+    pub fn new(journal: &'a Journal<S>, target: &VersionVector, trust_effects: bool) -> Self {
         Cache {
             journal,
+            target: target.clone(),
             current: HashMap::new(),
             dirty: HashSet::new(),
             replaced: HashMap::new(),
@@ -123,8 +217,8 @@ impl<'a, S: Store> Cache<'a, S> {
         }
     }
 
-    /// Records each checked patch's verdict in [`Cache::checked`], for the
-    /// caller to store as the op's effect.
+    /// Records each text outcome in [`Cache::checked`], for the caller to
+    /// store as the op's effect.
     pub fn recording_checks(mut self) -> Self {
         self.record_checks = true;
         self
@@ -152,38 +246,41 @@ impl<'a, S: Store> Cache<'a, S> {
         self.replaced.entry(file).or_insert(old);
     }
 
-    /// Takes `file`'s content with `hash` out of the replay's memory, or
-    /// reads it like [`Cache::body`].
+    /// Takes `file`'s content with `hash` at the end of the replay out of
+    /// its memory, or reads it like [`Cache::body`].
     pub fn take(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
         match self.current.remove(&file) {
             Some((h, b)) if h == hash => Ok(b),
-            _ => body_of(self.journal, file, hash),
+            _ => self.body(None, file, hash),
         }
     }
 
-    pub fn body(&mut self, file: FileId, hash: ContentHash) -> Result<Body> {
+    /// `file`'s body with `hash` just before op `at` (at the end for
+    /// `None`): from memory, the cache, or the file's ops in the target.
+    pub fn body(&mut self, at: Option<&OrderKey>, file: FileId, hash: ContentHash) -> Result<Body> {
         if let Some((h, b)) = self.current.get(&file)
             && *h == hash
         {
             return Ok(b.clone());
         }
-        body_of(self.journal, file, hash)
+        if let Some(b) = self.journal.store().get(Ks::Content, &hash.0)? {
+            return Body::decode(&b);
+        }
+        match content_in(self.journal, file, &self.target, at)? {
+            Some(body) if body.hash() == hash => Ok(body),
+            _ => Err(Error::Corrupt(format!(
+                "content {} of file {} cannot be rebuilt from its ops",
+                hash.short(),
+                file.short()
+            ))),
+        }
     }
 }
 
 impl<S: Store> Contents for Cache<'_, S> {
-    fn text(&mut self, file: FileId, hash: ContentHash) -> Result<String> {
-        match self.body(file, hash)? {
-            Body::Text(t) => Ok(t),
-            // The cache is keyed by content: the same bytes may have been
-            // cached as a binary file's blob. Bytes are bytes.
-            Body::Blob(b) => {
-                let mut bytes = Vec::with_capacity(b.size as usize);
-                vellum_journal::blob::read_blob(self.journal.store(), &b, &mut bytes)?;
-                String::from_utf8(bytes)
-                    .map_err(|_| Error::Corrupt(format!("content {} is not text", hash.short())))
-            }
-        }
+    fn text(&mut self, at: Option<&OrderKey>, file: FileId, hash: ContentHash) -> Result<String> {
+        let body = self.body(at, file, hash)?;
+        as_text(self.journal, &body, hash)
     }
 
     fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
@@ -194,40 +291,58 @@ impl<S: Store> Contents for Cache<'_, S> {
         Ok(())
     }
 
-    fn edit(
+    fn base_text(
         &mut self,
-        op: &OrderKey,
+        op: &ReplayOp,
         file: FileId,
         base: ContentHash,
-        patch: &str,
-        result: ContentHash,
-    ) -> Result<bool> {
-        if self.trust_effects
-            && let Some(rec) = self.journal.store().get(Ks::Effects, &op.to_bytes())?
-            && rec.len() >= 2
-            && rec[1] != PATCH_UNCHECKED
+    ) -> Result<Option<String>> {
+        if let Some((h, b)) = self.current.get(&file)
+            && *h == base
         {
-            return Ok(rec[1] == PATCH_GOOD);
+            return as_text(self.journal, b, base).map(Some);
         }
-        // Patch the in-memory newest version in place when it is the base;
-        // that is the common case and saves a copy of the text.
-        let out = match self.current.get(&file) {
-            Some((h, Body::Text(t))) if *h == base => apply_patch_strict(t, patch, &result),
-            _ => apply_patch_strict(&self.text(file, base)?, patch, &result),
-        };
-        let good = match out {
-            Some(out) => {
-                if !self.trust_effects {
-                    self.current.insert(file, (result, Body::Text(out)));
-                    self.dirty.insert(file);
+        base_by_past(self.journal, op, file, base)
+    }
+
+    fn edit(
+        &mut self,
+        op: &ReplayOp,
+        file: FileId,
+        base: ContentHash,
+        current: ContentHash,
+        change: &TextChange<'_>,
+    ) -> Result<EditOutcome> {
+        if self.trust_effects
+            && let Some(rec) = self.journal.store().get(Ks::Effects, &op.key.to_bytes())?
+            && let Some(outcome) = rec.get(1..).and_then(EditOutcome::from_record)
+        {
+            return Ok(outcome);
+        }
+        let outcome = match change {
+            // The common case: the newest version in memory is the base;
+            // patch it without another copy of the text.
+            TextChange::Patch { patch, result } if base == current => {
+                let out = match self.current.get(&file) {
+                    Some((h, Body::Text(t))) if *h == base => apply_patch_strict(t, patch, result),
+                    _ => apply_patch_strict(&self.text(Some(&op.key), file, base)?, patch, result),
+                };
+                match out {
+                    Some(out) => {
+                        if !self.trust_effects {
+                            self.current.insert(file, (*result, Body::Text(out)));
+                            self.dirty.insert(file);
+                        }
+                        EditOutcome::Applied
+                    }
+                    None => EditOutcome::BadPatch,
                 }
-                true
             }
-            None => false,
+            _ => change_text(self, op, file, base, current, change)?,
         };
         if self.record_checks {
-            self.checked.insert(op.id, good);
+            self.checked.insert(op.key.id, outcome);
         }
-        Ok(good)
+        Ok(outcome)
     }
 }

@@ -11,18 +11,17 @@ use std::sync::mpsc;
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
-use vellum_journal::payload::{Action, Body};
+use vellum_journal::payload::{Action, Body, Payload};
 use vellum_journal::replay::{self, Change, Effect, FileState, ReplayOp, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
 
 use crate::checkpoint;
-use crate::contents::{
-    Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, PATCH_BAD, PATCH_GOOD, PATCH_UNCHECKED, file_ops_key,
-};
+use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, OUTCOME_NONE, file_ops_key};
 
 const HEAD: &[u8] = b"head_state";
 const HEAD_LIVE_FILES: &[u8] = b"head_live_files";
+const HEAD_OPEN_CONFLICTS: &[u8] = b"head_open_conflicts";
 const NEXT_CHECKPOINT: &[u8] = b"next_checkpoint_ops";
 /// A long catch-up commits its progress every this many ops.
 const CATCH_UP_COMMIT_OPS: u64 = 8192;
@@ -38,6 +37,14 @@ pub struct CatchUp {
 }
 
 pub struct TimeMachine;
+
+/// The file an op is about: a Create's own id, else its payload's file.
+fn named_file(key: &vellum_journal::OrderKey, payload: &Payload) -> Option<FileId> {
+    match &payload.action {
+        Action::Create { .. } => Some(key.id),
+        _ => payload.file(),
+    }
+}
 
 fn aligned(bytes: &[u8]) -> AlignedVec<16> {
     let mut a = AlignedVec::<16>::with_capacity(bytes.len());
@@ -57,6 +64,11 @@ impl TimeMachine {
     /// Live files at head, without loading the state.
     pub fn head_live_files<S: Store>(journal: &Journal<S>) -> Result<u64> {
         u64_meta(journal.store(), HEAD_LIVE_FILES)
+    }
+
+    /// Open conflicts in the head state, without loading it.
+    pub fn head_open_conflicts<S: Store>(journal: &Journal<S>) -> Result<u64> {
+        u64_meta(journal.store(), HEAD_OPEN_CONFLICTS)
     }
 
     /// The head state as last persisted (call [`TimeMachine::catch_up`]
@@ -113,6 +125,7 @@ impl TimeMachine {
             merge_version: state.merge_version,
             ignore: state.ignore.clone(),
             device_names: state.device_names.clone(),
+            open_conflicts: state.open_conflicts,
         };
         let b = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
         batch.put(Ks::Meta, HEAD, b.into_vec());
@@ -120,6 +133,11 @@ impl TimeMachine {
             Ks::Meta,
             HEAD_LIVE_FILES,
             (state.paths.len() as u64).to_le_bytes().to_vec(),
+        );
+        batch.put(
+            Ks::Meta,
+            HEAD_OPEN_CONFLICTS,
+            state.open_conflicts.to_le_bytes().to_vec(),
         );
     }
 
@@ -173,26 +191,30 @@ impl TimeMachine {
             keys.push((k, seq));
             Ok(ControlFlow::Continue(()))
         })?;
+        // Index the new ops by file first: rebuilding a merge's base reads
+        // a file's ops from the store, including ones this catch-up has not
+        // reached yet.
+        let mut index = Batch::new();
+        for (key, _) in keys.iter().filter(|(k, _)| *k >= from) {
+            let payload = journal.load_payload(&journal.load_at(key)?)?;
+            if let Some(file) = named_file(key, &payload) {
+                index.put(Ks::FileOps, file_ops_key(&file, key), Vec::new());
+            }
+        }
+        journal.store().commit(index, Durability::Buffered)?;
         let mut batch = Batch::new();
         let mut changed_since_commit = BTreeSet::new();
-        let mut cache = Cache::new(journal, false).recording_checks();
+        let mut cache = Cache::new(journal, journal.admitted(), false).recording_checks();
         for (i, (key, seq)) in keys.iter().enumerate() {
             let op = journal.replay_op(*key, *seq, &journal.load_at(key)?)?;
-            let named_file = match &op.payload.action {
-                Action::Create { .. } => Some(key.id),
-                _ => op.payload.file(),
-            };
+            let named_file = named_file(key, &op.payload);
             if let Some(f) = named_file.and_then(|id| state.files.get(&id).map(|f| (id, f.hash))) {
                 cache.replacing(f.0, f.1);
             }
             let effect = replay::apply(&mut state, &op, &mut cache)?;
-            if let Some(file) = named_file {
-                batch.put(Ks::FileOps, file_ops_key(&file, key), Vec::new());
-            }
-            let patch = match cache.checked.remove(&key.id) {
-                Some(true) => PATCH_GOOD,
-                Some(false) => PATCH_BAD,
-                None => PATCH_UNCHECKED,
+            let outcome = match cache.checked.remove(&key.id) {
+                Some(o) => o.to_record(),
+                None => vec![OUTCOME_NONE],
             };
             let record = match &effect {
                 Effect::Applied(changes) => {
@@ -208,12 +230,15 @@ impl TimeMachine {
                             Change::Config => {}
                         }
                     }
-                    vec![EFFECT_APPLIED, patch]
+                    let mut r = vec![EFFECT_APPLIED];
+                    r.extend_from_slice(&outcome);
+                    r
                 }
                 Effect::NoEffect(why) => {
                     out.no_effect += 1;
                     tracing::debug!(op = %key.id.short(), why, "op has no effect");
-                    let mut r = vec![EFFECT_NO_EFFECT, patch];
+                    let mut r = vec![EFFECT_NO_EFFECT];
+                    r.extend_from_slice(&outcome);
                     r.extend_from_slice(why.as_bytes());
                     r
                 }
@@ -301,7 +326,7 @@ impl TimeMachine {
         target: &VersionVector,
     ) -> Result<(VaultState, HashMap<FileId, Body>)> {
         let mut state = VaultState::default();
-        let mut cache = Cache::new(journal, false);
+        let mut cache = Cache::new(journal, target, false);
         replay_with(journal, &mut state, target, &mut cache)?;
         let mut bodies = HashMap::new();
         for (_, id, f) in state.live_files() {
@@ -322,7 +347,7 @@ fn replay_into<S: Store>(
         journal,
         state,
         target,
-        &mut Cache::new(journal, trust_effects),
+        &mut Cache::new(journal, target, trust_effects),
     )
 }
 

@@ -330,10 +330,11 @@ fn live_files<S: Store>(journal: &Journal<S>, state: &VaultState) -> Result<Mode
     let existing = state.files.values().filter(|f| f.exists).count();
     prop_assert_eq!(existing, state.paths.len(), "live records vs path index");
     let mut out = Model::new();
+    let at = state.applied_vv();
     for (p, id, f) in state.live_files() {
         prop_assert!(f.exists, "{p} is indexed but deleted");
         prop_assert_eq!(&f.path, p, "record path vs index path");
-        let body = body_of(journal, *id, f.hash).or_fail()?;
+        let body = body_of(journal, *id, f.hash, &at).or_fail()?;
         // The cache is keyed by content, so the same bytes may come back
         // as the other body variant; only the bytes must agree.
         let mut bytes = Vec::new();
@@ -1087,7 +1088,7 @@ fn text_edit_whose_base_bytes_were_also_cached_as_a_blob() {
     let head = TimeMachine::load_head(&j).unwrap();
     let (id, f) = head.file_at("note.md").unwrap();
     assert_eq!(
-        body_of(&j, id, f.hash).unwrap(),
+        body_of(&j, id, f.hash, j.admitted()).unwrap(),
         Body::Text("hello\n".into())
     );
 }
