@@ -76,6 +76,24 @@ pub enum Command {
         /// head, an op id, a time (2026-11-25, 15m, RFC 3339) or a vv: string
         #[arg(long, default_value = "head")]
         at: String,
+        /// One side of the file's open conflict instead: base, current or incoming
+        #[arg(long, conflicts_with = "at")]
+        side: Option<String>,
+        /// With --side: the conflict of this op (id prefix); default the newest
+        #[arg(long, requires = "side")]
+        op: Option<String>,
+    },
+    /// List open conflicts
+    Conflicts,
+    /// Close a file's conflicts with a chosen content (recorded as a Resolve op)
+    Resolve {
+        path: String,
+        /// current, incoming, or a point (op id, time) whose version to keep
+        #[arg(long, required_unless_present = "with", conflicts_with = "with")]
+        take: Option<String>,
+        /// Keep the bytes of this file (e.g. merged by hand)
+        #[arg(long)]
+        with: Option<PathBuf>,
     },
     /// Write the whole vault as of a point into a new or empty folder
     Checkout {

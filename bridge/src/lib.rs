@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod clone;
+pub mod conflicts;
 pub mod disk;
 pub mod error;
 pub mod history;

@@ -12,7 +12,7 @@ use vellum_snapshots::TimeMachine;
 use vellum_bridge::cli::{Cli, Command};
 use vellum_bridge::error::{self, user};
 use vellum_bridge::vault::Vault;
-use vellum_bridge::{clone, history, rewrite, scan, transfer, verify};
+use vellum_bridge::{clone, conflicts, history, rewrite, scan, transfer, verify};
 
 /// Writes to stdout, treating a closed pipe (`vellum log | head`) as done.
 fn out(bytes: &[u8]) -> Result<()> {
@@ -152,7 +152,59 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Show { path, at } => {
+        Command::Show {
+            path,
+            side: Some(side),
+            op,
+            ..
+        } => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let side = conflicts::Side::parse(&side)?;
+            let mut buf = Vec::new();
+            conflicts::show_side(&mut v, &path, side, op.as_deref(), &mut buf)?;
+            out(&buf)?;
+        }
+        Command::Conflicts => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let list = conflicts::list(&mut v)?;
+            if json {
+                emit_json(&list)?;
+            } else if list.is_empty() {
+                say("no open conflicts")?;
+            } else {
+                for c in &list {
+                    say(format!(
+                        "{}  {} conflict from op {}  (base {}, current {}, incoming {})",
+                        c.path,
+                        c.kind,
+                        conflicts::short(&c.op),
+                        conflicts::short(&c.base),
+                        conflicts::short(&c.current),
+                        conflicts::short(&c.incoming)
+                    ))?;
+                }
+            }
+        }
+        Command::Resolve { path, take, with } => {
+            let mut v = Vault::open(g.vault.as_deref())?;
+            let take = match (&take, &with) {
+                (_, Some(f)) => conflicts::Take::File(f),
+                (Some(t), None) if t == "current" => conflicts::Take::Current,
+                (Some(t), None) if t == "incoming" => conflicts::Take::Incoming,
+                (Some(t), None) => conflicts::Take::At(t),
+                (None, None) => return Err(user("resolve needs --take or --with")),
+            };
+            let r = conflicts::resolve_path(&mut v, &path, take)?;
+            if json {
+                emit_json(&r)?;
+            } else {
+                say(format!(
+                    "resolved {path}; {} file(s) written",
+                    r.changed.len()
+                ))?;
+            }
+        }
+        Command::Show { path, at, .. } => {
             let v = Vault::open(g.vault.as_deref())?;
             if json {
                 let info = history::show(&v, &path, &at, &mut std::io::sink())?;

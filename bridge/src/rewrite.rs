@@ -106,7 +106,7 @@ fn with_cause(action: Action, cause: &Cause) -> Payload {
     }
 }
 
-fn write(v: &mut Vault, payloads: Vec<Payload>) -> Result<WriteReport> {
+pub(crate) fn write(v: &mut Vault, payloads: Vec<Payload>) -> Result<WriteReport> {
     let old = v.head()?;
     let n = payloads.len() as u64;
     let ids = v.append(payloads, Batch::new())?;

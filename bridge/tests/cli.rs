@@ -716,6 +716,60 @@ fn overlapping_edits_keep_one_text_and_open_a_conflict_on_both() {
     assert_eq!(b.json(&["status"])["conflicts"], 1);
     a.ok(&["verify"]);
     b.ok(&["verify"]);
+
+    // The conflict is listed, and each side can be read.
+    let list = a.json(&["conflicts"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["path"], "plan.md");
+    assert_eq!(list[0]["kind"], "overlap");
+    assert_eq!(
+        a.ok(&["show", "plan.md", "--side", "base"]),
+        b"meet at noon\n"
+    );
+    assert_eq!(a.ok(&["show", "plan.md", "--side", "current"]), text);
+    let incoming = a.ok(&["show", "plan.md", "--side", "incoming"]);
+    assert_ne!(incoming, text);
+    assert!(incoming == b"meet at one\n" || incoming == b"meet at two\n");
+
+    // A manual edit does not close it; a Resolve does, on every device.
+    a.write("plan.md", "meet at three\n");
+    a.scan();
+    assert_eq!(a.json(&["status"])["conflicts"], 1);
+    a.json(&["resolve", "plan.md", "--take", "incoming"]);
+    assert_eq!(a.read("plan.md"), incoming);
+    assert_eq!(a.json(&["status"])["conflicts"], 0);
+    assert_eq!(a.json(&["conflicts"]).as_array().unwrap().len(), 0);
+    let f = export(&a, None, "resolved.vx");
+    b.json(&["import", &f]);
+    assert_eq!(b.json(&["status"])["conflicts"], 0);
+    assert_eq!(tree(&a.vault), tree(&b.vault));
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}
+
+#[test]
+fn resolve_with_a_file_and_bad_input() {
+    let (a, b) = two_devices();
+    a.write("plan.md", "meet at noon\n");
+    a.scan();
+    let f = export(&a, None, "setup.vx");
+    b.json(&["import", &f]);
+    let err = a.fails(&["resolve", "plan.md", "--take", "current"]);
+    assert!(err.contains("no open conflict"), "{err}");
+    let err = a.fails(&["resolve", "nowhere.md", "--take", "current"]);
+    assert!(err.contains("nowhere.md"), "{err}");
+    a.write("plan.md", "meet at one\n");
+    a.scan();
+    b.write("plan.md", "meet at two\n");
+    b.scan();
+    exchange(&a, &b, "resolve-with");
+    let merged = a.tmp.path().join("merged.md");
+    std::fs::write(&merged, "meet at one, then two\n").unwrap();
+    b.json(&["resolve", "plan.md", "--with", merged.to_str().unwrap()]);
+    assert_eq!(b.read("plan.md"), b"meet at one, then two\n");
+    assert_eq!(b.json(&["status"])["conflicts"], 0);
+    exchange(&a, &b, "after-resolve");
+    assert_eq!(a.json(&["status"])["conflicts"], 0);
 }
 
 #[test]

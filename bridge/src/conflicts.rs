@@ -1,0 +1,234 @@
+//! Open conflicts: `vellum conflicts`, `vellum show PATH --side …` and
+//! `vellum resolve PATH --take …`.
+//!
+//! A conflict names the op merged in and three versions of the file by
+//! hash: the op's base, the file's text just before it (current), and what
+//! the op alone made (incoming). Each is read from the content cache or
+//! rebuilt from the file's ops in the op set that defines it.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use vellum_journal::blob;
+use vellum_journal::entropy::OsEntropy;
+use vellum_journal::limits::TEXT_BYTES_MAX;
+use vellum_journal::payload::{Action, Body, Payload};
+use vellum_journal::replay::{Conflict, FileKind, FileState};
+use vellum_journal::store::{Ks, Store};
+use vellum_journal::{Error, FileId, OpId, VersionVector};
+use vellum_snapshots::contents::{content_in, write_body};
+
+use crate::error::user;
+use crate::history::{file_in, resolve, state_at, vault_path};
+use crate::rewrite::{WriteReport, write};
+use crate::scan;
+use crate::vault::{Vault, now_ms};
+
+#[derive(Serialize, Debug)]
+pub struct ConflictEntry {
+    pub path: String,
+    pub file: String,
+    /// "overlap" (text edited on both sides) or "binary" (both replaced).
+    pub kind: &'static str,
+    /// The op that was merged in.
+    pub op: String,
+    pub base: String,
+    pub current: String,
+    pub incoming: String,
+}
+
+/// Every open conflict at head, by path, oldest first per file.
+pub fn list(v: &mut Vault) -> Result<Vec<ConflictEntry>> {
+    let head = v.head()?;
+    let mut out = Vec::new();
+    for (path, id, f) in head.live_files() {
+        for c in &f.conflicts {
+            out.push(ConflictEntry {
+                path: path.clone(),
+                file: id.to_hex(),
+                kind: match f.kind {
+                    FileKind::Text => "overlap",
+                    FileKind::Blob => "binary",
+                },
+                op: c.op.to_hex(),
+                base: c.base.to_hex(),
+                current: c.current.to_hex(),
+                incoming: c.theirs.to_hex(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Which version of a conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Base,
+    Current,
+    Incoming,
+}
+
+impl Side {
+    pub fn parse(s: &str) -> Result<Side> {
+        match s {
+            "base" => Ok(Side::Base),
+            "current" => Ok(Side::Current),
+            "incoming" | "theirs" => Ok(Side::Incoming),
+            _ => Err(user(format!(
+                "unknown side {s:?}: use base, current or incoming"
+            ))),
+        }
+    }
+}
+
+/// The conflict of `path` at head: the one whose op id starts with `op`,
+/// or the newest.
+fn conflict_of(
+    v: &mut Vault,
+    path_arg: &str,
+    op: Option<&str>,
+) -> Result<(String, FileId, FileState, Conflict)> {
+    let p = vault_path(v, path_arg)?;
+    let head = v.head()?;
+    let (id, f) = file_in(&head, &p, "head")?;
+    let c = match op {
+        Some(prefix) => f
+            .conflicts
+            .iter()
+            .find(|c| c.op.to_hex().starts_with(&prefix.to_ascii_lowercase())),
+        None => f.conflicts.last(),
+    };
+    let Some(c) = c.cloned() else {
+        return Err(user(format!(
+            "{p} has no open conflict{}",
+            match op {
+                Some(o) => format!(" with op {o}"),
+                None => String::new(),
+            }
+        )));
+    };
+    Ok((p, id, f.clone(), c))
+}
+
+/// The body of one side of a conflict.
+fn side_body(v: &Vault, file: FileId, c: &Conflict, side: Side) -> Result<Body> {
+    let hash = match side {
+        Side::Base => c.base,
+        Side::Current => c.current,
+        Side::Incoming => c.theirs,
+    };
+    if let Some(b) = v.journal.store().get(Ks::Content, &hash.0)? {
+        return Ok(Body::decode(&b)?);
+    }
+    let meta = v
+        .journal
+        .op_meta(&c.op)?
+        .ok_or_else(|| Error::Corrupt(format!("conflict op {} is missing", c.op.short())))?;
+    let key = meta.order_key();
+    let past = v.journal.causal_past(&meta.author, meta.seq)?;
+    let body = match side {
+        Side::Base => content_in(&v.journal, file, &past, Some(&key))?,
+        Side::Current => content_in(&v.journal, file, v.journal.admitted(), Some(&key))?,
+        Side::Incoming => {
+            let mut with_op: VersionVector = past;
+            with_op.set(meta.author, meta.seq, meta.id);
+            content_in(&v.journal, file, &with_op, None)?
+        }
+    };
+    match body {
+        Some(b) if b.hash() == hash => Ok(b),
+        _ => Err(Error::Corrupt(format!(
+            "version {} of the conflict cannot be rebuilt",
+            hash.short()
+        ))
+        .into()),
+    }
+}
+
+/// Writes one side of `path`'s conflict to `out`.
+pub fn show_side(
+    v: &mut Vault,
+    path_arg: &str,
+    side: Side,
+    op: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (_, file, _, c) = conflict_of(v, path_arg, op)?;
+    let body = side_body(v, file, &c, side)?;
+    write_body(&v.journal, &body, out)?;
+    Ok(())
+}
+
+/// What `resolve --take` keeps.
+pub enum Take<'a> {
+    Current,
+    Incoming,
+    /// The file as it was at this point (an op id or any point).
+    At(&'a str),
+    /// These bytes.
+    File(&'a Path),
+}
+
+/// Writes a Resolve closing every open conflict of `path` (or the one of
+/// `op`), with the chosen content, and updates the disk.
+pub fn resolve_path(v: &mut Vault, path_arg: &str, take: Take<'_>) -> Result<WriteReport> {
+    scan::scan(v)?;
+    let (p, file, f, newest) = conflict_of(v, path_arg, None)?;
+    let body = match take {
+        Take::Current => {
+            let head = v.head()?;
+            vellum_snapshots::contents::body_of(
+                &v.journal,
+                file,
+                head.files[&file].hash,
+                v.journal.admitted(),
+            )?
+        }
+        Take::Incoming => side_body(v, file, &newest, Side::Incoming)?,
+        Take::At(point) => {
+            let vv = resolve(v, point)?;
+            let state = state_at(v, &vv)?;
+            let Some(then) = state.files.get(&file).filter(|f| f.exists) else {
+                return Err(user(format!("{p} did not exist at {point}")));
+            };
+            vellum_snapshots::contents::body_of(&v.journal, file, then.hash, &vv)?
+        }
+        Take::File(src) => body_from_file(v, src, f.kind)?,
+    };
+    let sides: Vec<OpId> = f.conflicts.iter().map(|c| c.op).collect();
+    let resolve = Payload::new(Action::Resolve {
+        file,
+        sides,
+        body,
+        mtime_ms: now_ms() as i64,
+    });
+    write(v, vec![resolve])
+}
+
+/// A file's bytes as the body of a file of `kind`: text when it is text
+/// and stays text, else a blob (streamed into the chunk store).
+fn body_from_file(v: &Vault, src: &Path, kind: FileKind) -> Result<Body> {
+    let meta =
+        std::fs::metadata(src).map_err(|e| user(format!("cannot read {}: {e}", src.display())))?;
+    if kind == FileKind::Text && meta.len() <= TEXT_BYTES_MAX as u64 {
+        let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+        if let Ok(t) = String::from_utf8(bytes) {
+            return Ok(Body::Text(t));
+        }
+    }
+    let dedup = v
+        .journal
+        .keys()
+        .dedup_key(&v.journal.genesis())
+        .ok_or_else(|| anyhow::anyhow!("no dedup key for the vault's epoch"))?;
+    let reader = std::fs::File::open(src).with_context(|| format!("reading {}", src.display()))?;
+    let b = blob::store_blob(v.journal.store(), reader, &dedup, &mut OsEntropy)?;
+    Ok(Body::Blob(b))
+}
+
+/// For printing: a short hash.
+pub fn short(h: &str) -> &str {
+    &h[..12.min(h.len())]
+}
