@@ -264,6 +264,13 @@ fn run(cli: Cli) -> Result<()> {
                 for p in &r.changed {
                     say(format!("  {p}"))?;
                 }
+                for c in &r.new_conflicts {
+                    say(format!(
+                        "conflict in {} (op {}): see 'vellum conflicts'",
+                        c.path,
+                        &c.op[..12]
+                    ))?;
+                }
             }
         }
         Command::Checkout { at, dest } => {

@@ -274,6 +274,14 @@ pub struct ImportReport {
     pub no_effect: u64,
     /// Paths written or removed on disk, sorted.
     pub changed: Vec<String>,
+    /// Conflicts this import opened: path and the op merged in.
+    pub new_conflicts: Vec<NewConflict>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct NewConflict {
+    pub path: String,
+    pub op: String,
 }
 
 #[derive(Serialize, Debug)]
@@ -337,6 +345,15 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
         .copied()
         .collect();
     report.changed = materialise(v, &old, &new, &files)?;
+    for (path, id, f) in new.live_files() {
+        let before = old.files.get(id).map_or(&[][..], |o| &o.conflicts[..]);
+        for c in f.conflicts.iter().filter(|c| !before.contains(c)) {
+            report.new_conflicts.push(NewConflict {
+                path: path.clone(),
+                op: c.op.to_hex(),
+            });
+        }
+    }
     Ok(report)
 }
 

@@ -705,7 +705,15 @@ fn overlapping_edits_keep_one_text_and_open_a_conflict_on_both() {
     a.scan();
     b.write("plan.md", "meet at two\n");
     b.scan();
-    exchange(&a, &b, "overlap");
+    let fa = export(&a, None, "overlap-a.vx");
+    let fb = export(&b, None, "overlap-b.vx");
+    let ra = a.json(&["import", &fb]);
+    let rb = b.json(&["import", &fa]);
+    // Whichever device replays the later op reports the new conflict.
+    let opened = ra["new_conflicts"].as_array().unwrap().len()
+        + rb["new_conflicts"].as_array().unwrap().len();
+    assert!(opened >= 1, "{ra} {rb}");
+    assert_eq!(tree(&a.vault), tree(&b.vault));
     let text = a.read("plan.md");
     assert!(
         text == b"meet at one\n" || text == b"meet at two\n",
@@ -806,4 +814,64 @@ fn bad_input_foreign_truncated_or_tampered_exports_change_nothing() {
     // export never overwrites a file
     let err = b.fails(&["export", &good]);
     assert!(err.contains("already exists"), "{err}");
+}
+
+/// Three devices exchanging export files in different orders (B's file
+/// reaches C through A, and C's reaches B directly) end with the same
+/// bytes, head and conflicts.
+#[test]
+fn three_devices_exchanging_in_different_orders_converge() {
+    let a = Env::init();
+    a.write("daily.md", "# Today\n- [ ] milk\n");
+    a.write("list.md", "one\ntwo\nthree\n");
+    a.scan();
+    let b = a.sibling("b");
+    let c = a.sibling("c");
+    for d in [&b, &c] {
+        a.ok(&[
+            "clone",
+            a.vault.to_str().unwrap(),
+            d.vault.to_str().unwrap(),
+        ]);
+    }
+    // Clones carry each other's member ops only through exchange: send A's
+    // full history (both adds) to both first.
+    let setup = export(&a, None, "setup.vx");
+    b.json(&["import", &setup]);
+    c.json(&["import", &setup]);
+
+    a.write("daily.md", "# Today\n- [ ] milk\n- [ ] eggs\n");
+    a.scan();
+    b.write("daily.md", "# Today\n- [ ] milk\n- [ ] bread\n");
+    b.write("list.md", "ONE\ntwo\nthree\n");
+    b.scan();
+    c.write("list.md", "one\ntwo\nTHREE\n");
+    c.write("c-only.md", "from c\n");
+    c.scan();
+
+    let (fa, fb, fc) = (
+        export(&a, None, "a.vx"),
+        export(&b, None, "b.vx"),
+        export(&c, None, "c.vx"),
+    );
+    a.json(&["import", &fb]);
+    let fab = export(&a, None, "ab.vx");
+    c.json(&["import", &fab]);
+    b.json(&["import", &fc]);
+    b.json(&["import", &fa]);
+    a.json(&["import", &fc]);
+    for d in [&a, &b, &c] {
+        assert_eq!(tree(&d.vault), tree(&a.vault));
+        assert_eq!(d.head(), a.head());
+        assert_eq!(d.json(&["status"])["conflicts"], 0);
+        d.ok(&["verify"]);
+    }
+    assert_eq!(a.read("list.md"), b"ONE\ntwo\nTHREE\n");
+    let daily = String::from_utf8(a.read("daily.md")).unwrap();
+    assert!(
+        daily.contains("- [ ] eggs\n") && daily.contains("- [ ] bread\n"),
+        "{daily}"
+    );
+    assert_eq!(daily.matches("milk").count(), 1, "{daily}");
+    assert_eq!(a.read("c-only.md"), b"from c\n");
 }
