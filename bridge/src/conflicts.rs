@@ -15,9 +15,9 @@ use vellum_journal::blob;
 use vellum_journal::entropy::OsEntropy;
 use vellum_journal::limits::TEXT_BYTES_MAX;
 use vellum_journal::payload::{Action, Body, Payload};
-use vellum_journal::replay::{Conflict, FileKind, FileState};
+use vellum_journal::replay::{Conflict, ConflictKind, FileKind, FileState};
 use vellum_journal::store::{Ks, Store};
-use vellum_journal::{Error, FileId, OpId, VersionVector};
+use vellum_journal::{ContentHash, Error, FileId, OpId, OrderKey, VersionVector};
 use vellum_snapshots::contents::{content_in, write_body};
 
 use crate::error::user;
@@ -30,7 +30,9 @@ use crate::vault::{Vault, now_ms};
 pub struct ConflictEntry {
     pub path: String,
     pub file: String,
-    /// "overlap" (text edited on both sides) or "binary" (both replaced).
+    /// "overlap" (text edited on both sides), "binary" (both replaced), or
+    /// "edited_after_delete" (a delete that had not seen an edit: the
+    /// file stayed).
     pub kind: &'static str,
     /// The op that was merged in.
     pub op: String,
@@ -48,9 +50,10 @@ pub fn list(v: &mut Vault) -> Result<Vec<ConflictEntry>> {
             out.push(ConflictEntry {
                 path: path.clone(),
                 file: id.to_hex(),
-                kind: match f.kind {
-                    FileKind::Text => "overlap",
-                    FileKind::Blob => "binary",
+                kind: match c.kind {
+                    ConflictKind::Overlap => "overlap",
+                    ConflictKind::Binary => "binary",
+                    ConflictKind::EditedAfterDelete => "edited_after_delete",
                 },
                 op: c.op.to_hex(),
                 base: c.base.to_hex(),
@@ -139,12 +142,35 @@ fn side_body(v: &Vault, file: FileId, c: &Conflict, side: Side) -> Result<Body> 
     };
     match body {
         Some(b) if b.hash() == hash => Ok(b),
-        _ => Err(Error::Corrupt(format!(
-            "version {} of the conflict cannot be rebuilt",
-            hash.short()
-        ))
-        .into()),
+        _ => find_version(v, file, hash),
     }
+}
+
+/// Any version of `file` with `hash`: the file as each of its ops left it
+/// in that op's own view (its causal past and itself).
+fn find_version(v: &Vault, file: FileId, hash: ContentHash) -> Result<Body> {
+    let mut keys = Vec::new();
+    v.journal
+        .store()
+        .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
+            keys.extend(OrderKey::from_bytes(&k[32..]));
+            std::ops::ControlFlow::Continue(())
+        })?;
+    for key in keys {
+        let (seq, _) = v.journal.load_at_seq(&key)?;
+        let mut view = v.journal.causal_past(&key.author, seq)?;
+        view.set(key.author, seq, key.id);
+        if let Some(b) = content_in(&v.journal, file, &view, None)?
+            && b.hash() == hash
+        {
+            return Ok(b);
+        }
+    }
+    Err(Error::Corrupt(format!(
+        "version {} of the file cannot be rebuilt",
+        hash.short()
+    ))
+    .into())
 }
 
 /// Writes one side of `path`'s conflict to `out`.

@@ -875,3 +875,33 @@ fn three_devices_exchanging_in_different_orders_converge() {
     assert_eq!(daily.matches("milk").count(), 1, "{daily}");
     assert_eq!(a.read("c-only.md"), b"from c\n");
 }
+
+/// A delete that had not seen a concurrent edit does not remove the file:
+/// both devices keep the edit, with an "edited after delete" conflict.
+#[test]
+fn a_delete_does_not_remove_an_edit_it_had_not_seen() {
+    let (a, b) = two_devices();
+    a.write("plan.md", "meet at noon\n");
+    a.scan();
+    let f = export(&a, None, "setup.vx");
+    b.json(&["import", &f]);
+    std::fs::remove_file(a.vault.join("plan.md")).unwrap();
+    assert_eq!(a.scan()["deleted"], 1);
+    b.write("plan.md", "meet at noon\nbring cake\n");
+    b.scan();
+    exchange(&a, &b, "delete-vs-edit");
+    assert_eq!(a.read("plan.md"), b"meet at noon\nbring cake\n");
+    let list = a.json(&["conflicts"]);
+    assert_eq!(list[0]["kind"], "edited_after_delete", "{list}");
+    assert_eq!(b.json(&["status"])["conflicts"], 1);
+    // Deleting again, having seen the edit, removes it everywhere.
+    a.json(&["resolve", "plan.md", "--take", "current"]);
+    std::fs::remove_file(a.vault.join("plan.md")).unwrap();
+    a.scan();
+    let f = export(&a, None, "after.vx");
+    b.json(&["import", &f]);
+    assert!(!b.vault.join("plan.md").exists());
+    assert_eq!(tree(&a.vault), tree(&b.vault));
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}

@@ -63,11 +63,24 @@ pub struct FileState {
     pub conflicts: Vec<Conflict>,
 }
 
-/// A merge whose sides overlapped (DESIGN §4): the file kept current's text
-/// there. The three versions stay readable by hash.
+/// What a conflict is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum ConflictKind {
+    /// A text merge whose sides overlapped: the file kept current's text.
+    Overlap,
+    /// Concurrent replaces of a binary file: the later op's bytes won.
+    Binary,
+    /// A delete that had not seen every change to the file: the file
+    /// stays (DESIGN §4). `op` is the delete.
+    EditedAfterDelete,
+}
+
+/// A conflict recorded by replay (DESIGN §4). The versions stay readable
+/// by hash.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Conflict {
-    /// The op merged in (theirs).
+    pub kind: ConflictKind,
+    /// The op merged in (theirs), or the delete.
     pub op: OpId,
     pub base: ContentHash,
     /// The file's text just before the op.
@@ -159,6 +172,13 @@ pub trait Contents {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>>;
+
+    /// Whether op `other` is in the causal past of `op`.
+    fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool>;
+
+    /// Whether every content op on `file` that sorts before `op` is in
+    /// `op`'s causal past: a delete takes effect only then.
+    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool>;
 
     /// What Edit (or text Replace) `op` does to `file`, whose text is now
     /// `current`: see [`change_text`]. An implementation that recorded the
@@ -410,22 +430,30 @@ fn apply_action(
             result_size,
             mtime_ms,
         } => {
-            let Some(f) = live(state, file) else {
+            let Some((current, kind, deleted_by)) = live_or_revivable(state, contents, op, file)?
+            else {
                 return no_effect("edit of a file that does not exist");
             };
-            if f.kind == FileKind::Blob {
+            if kind == FileKind::Blob {
                 return no_effect("text edit of a binary file");
             }
             let change = TextChange::Patch {
                 patch,
                 result: *result,
             };
-            let current = f.hash;
             let (hash, size) = match contents.edit(op, *file, *base, current, &change)? {
                 EditOutcome::Applied => (*result, *result_size),
                 EditOutcome::Merged { hash, size, clean } => {
                     if !clean {
-                        open_conflict(state, *file, id, *base, current, *result);
+                        open_conflict(
+                            state,
+                            *file,
+                            ConflictKind::Overlap,
+                            id,
+                            *base,
+                            current,
+                            *result,
+                        );
                     }
                     (hash, size)
                 }
@@ -436,6 +464,20 @@ fn apply_action(
                     return no_effect("bad base: not a version of this file");
                 }
             };
+            if let Some(delete) = deleted_by {
+                // Edited after a delete that did not see this edit's base:
+                // the file comes back, and the delete is a conflict.
+                revive(state, *file, &author);
+                open_conflict(
+                    state,
+                    *file,
+                    ConflictKind::EditedAfterDelete,
+                    delete,
+                    *base,
+                    current,
+                    *result,
+                );
+            }
             set_text(state, *file, hash, size, *mtime_ms, id)
         }
         Action::Replace {
@@ -444,11 +486,27 @@ fn apply_action(
             body,
             mtime_ms,
         } => {
-            let Some(f) = live(state, file) else {
+            let Some((current, kind, deleted_by)) = live_or_revivable(state, contents, op, file)?
+            else {
                 return no_effect("replace of a file that does not exist");
             };
-            let current = f.hash;
-            match (f.kind, body) {
+            if let Some(delete) = deleted_by {
+                // Replaced after a delete it had not seen: the file comes
+                // back with this content, and the delete is a conflict.
+                revive(state, *file, &author);
+                let theirs = body.hash();
+                open_conflict(
+                    state,
+                    *file,
+                    ConflictKind::EditedAfterDelete,
+                    delete,
+                    *base,
+                    current,
+                    theirs,
+                );
+                return set_body(state, contents, *file, body, *mtime_ms, id);
+            }
+            match (kind, body) {
                 (FileKind::Text, Body::Text(text)) if current != *base => {
                     // A text rewrite merges like an edit whose side is its text.
                     let theirs = ContentHash::of(text.as_bytes());
@@ -456,7 +514,15 @@ fn apply_action(
                     match contents.edit(op, *file, *base, current, &change)? {
                         EditOutcome::Merged { hash, size, clean } => {
                             if !clean {
-                                open_conflict(state, *file, id, *base, current, theirs);
+                                open_conflict(
+                                    state,
+                                    *file,
+                                    ConflictKind::Overlap,
+                                    id,
+                                    *base,
+                                    current,
+                                    theirs,
+                                );
                             }
                             set_text(state, *file, hash, size, *mtime_ms, id)
                         }
@@ -472,7 +538,15 @@ fn apply_action(
                     // Binary races: the later op wins on disk, and the file
                     // records the conflict; both stay in history.
                     if current != *base {
-                        open_conflict(state, *file, id, *base, current, body.hash());
+                        open_conflict(
+                            state,
+                            *file,
+                            ConflictKind::Binary,
+                            id,
+                            *base,
+                            current,
+                            body.hash(),
+                        );
                     }
                     set_body(state, contents, *file, body, *mtime_ms, id)
                 }
@@ -502,7 +576,25 @@ fn apply_action(
             let Some(f) = live(state, file) else {
                 return no_effect("delete of a file that does not exist");
             };
-            if f.hash != *base {
+            let current = f.hash;
+            if !contents.saw_every_change(op, *file)? {
+                // The file changed in ways this delete did not see: it stays.
+                open_conflict(
+                    state,
+                    *file,
+                    ConflictKind::EditedAfterDelete,
+                    id,
+                    *base,
+                    current,
+                    current,
+                );
+                let path = state.files[file].path.clone();
+                return Ok(Effect::Applied(vec![Change::Modified {
+                    file: *file,
+                    path,
+                }]));
+            }
+            if current != *base {
                 return no_effect("bad base: the file changed under this delete");
             }
             let f = state.files.get_mut(file).expect("live");
@@ -558,6 +650,30 @@ fn live<'a>(state: &'a VaultState, file: &FileId) -> Option<&'a FileState> {
     state.files.get(file).filter(|f| f.exists)
 }
 
+/// A live file, or a deleted one whose delete is not in `op`'s causal past
+/// (with that delete's id): an edit made without seeing the delete.
+fn live_or_revivable(
+    state: &VaultState,
+    contents: &mut dyn Contents,
+    op: &ReplayOp,
+    file: &FileId,
+) -> Result<Option<(ContentHash, FileKind, Option<OpId>)>> {
+    match state.files.get(file) {
+        Some(f) if f.exists => Ok(Some((f.hash, f.kind, None))),
+        Some(f) if !contents.in_past(op, f.last_op)? => Ok(Some((f.hash, f.kind, Some(f.last_op)))),
+        _ => Ok(None),
+    }
+}
+
+/// Brings a deleted file back at its path (or a conflict name if taken).
+fn revive(state: &mut VaultState, file: FileId, author: &DeviceId) {
+    let wanted = state.files[&file].path.clone();
+    let path = state.place(file, &wanted, author);
+    let f = state.files.get_mut(&file).expect("known file");
+    f.exists = true;
+    f.path = path;
+}
+
 fn kind_of(body: &Body) -> FileKind {
     match body {
         Body::Text(_) => FileKind::Text,
@@ -568,6 +684,7 @@ fn kind_of(body: &Body) -> FileKind {
 fn open_conflict(
     state: &mut VaultState,
     file: FileId,
+    kind: ConflictKind,
     op: OpId,
     base: ContentHash,
     current: ContentHash,
@@ -576,6 +693,7 @@ fn open_conflict(
     state.open_conflicts += 1;
     let f = state.files.get_mut(&file).expect("checked live");
     f.conflicts.push(Conflict {
+        kind,
         op,
         base,
         current,

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
-use vellum_journal::payload::Body;
+use vellum_journal::payload::{Action, Body};
 use vellum_journal::replay::{
     self, Contents, EditOutcome, ReplayOp, TextChange, VaultState, apply_patch_strict, change_text,
 };
@@ -148,6 +148,14 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         }
         base_by_past(self.journal, op, file, base)
     }
+
+    fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool> {
+        in_past(self.journal, op, other)
+    }
+
+    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool> {
+        saw_every_change(self.journal, op, file)
+    }
 }
 
 /// The base text of `op`: by hash from the cache, else by replaying the
@@ -166,6 +174,54 @@ fn base_by_past<S: Store>(
         Some(body) if body.hash() == base => as_text(journal, &body, base).map(Some),
         _ => Ok(None),
     }
+}
+
+/// Whether op `other` is in `op`'s causal past.
+fn in_past<S: Store>(journal: &Journal<S>, op: &ReplayOp, other: OpId) -> Result<bool> {
+    let Some(m) = journal.op_meta(&other)? else {
+        return Ok(false);
+    };
+    if m.author == op.key.author {
+        return Ok(m.seq < op.seq);
+    }
+    Ok(journal.causal_past(&op.key.author, op.seq)?.seq(&m.author) >= m.seq)
+}
+
+/// Whether every content op (Create, Edit, Replace, Resolve) on `file` that
+/// sorts before `op` is in `op`'s causal past.
+fn saw_every_change<S: Store>(journal: &Journal<S>, op: &ReplayOp, file: FileId) -> Result<bool> {
+    let past = journal.causal_past(&op.key.author, op.seq)?;
+    let mut keys = Vec::new();
+    journal
+        .store()
+        .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
+            match OrderKey::from_bytes(&k[32..]) {
+                Some(key) if key < op.key => keys.push(key),
+                Some(_) => return ControlFlow::Break(()),
+                None => {}
+            }
+            ControlFlow::Continue(())
+        })?;
+    for key in keys {
+        if key.author == op.key.author {
+            continue;
+        }
+        let (seq, env) = journal.load_at_seq(&key)?;
+        if seq <= past.seq(&key.author) {
+            continue;
+        }
+        let payload = journal.load_payload(&env)?;
+        if matches!(
+            payload.action,
+            Action::Create { .. }
+                | Action::Edit { .. }
+                | Action::Replace { .. }
+                | Action::Resolve { .. }
+        ) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A body as text. The cache is keyed by content, so the same bytes may
@@ -303,6 +359,14 @@ impl<S: Store> Contents for Cache<'_, S> {
             return as_text(self.journal, b, base).map(Some);
         }
         base_by_past(self.journal, op, file, base)
+    }
+
+    fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool> {
+        in_past(self.journal, op, other)
+    }
+
+    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool> {
+        saw_every_change(self.journal, op, file)
     }
 
     fn edit(

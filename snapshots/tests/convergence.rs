@@ -42,6 +42,8 @@ enum Step {
         note: usize,
         line: usize,
     },
+    /// Device deletes a note.
+    Delete { device: usize, note: usize },
     /// `to` admits every op `from` has.
     Sync { from: usize, to: usize },
 }
@@ -55,6 +57,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(device, note, line)| Step::Rewrite { device, note, line }),
         1 => (d.clone(), n.clone(), 0usize..8)
             .prop_map(|(device, note, line)| Step::DropLine { device, note, line }),
+        1 => (d.clone(), n.clone()).prop_map(|(device, note)| Step::Delete { device, note }),
         3 => (d.clone(), d).prop_map(|(from, to)| Step::Sync { from, to }),
     ]
 }
@@ -187,6 +190,27 @@ impl World {
                     l.remove(1 + line % (n - 1));
                 }
             }),
+            Step::Delete { device, note } => {
+                let Some(old) = self.text(device, note) else {
+                    return;
+                };
+                self.clock += 1;
+                let payload = Payload::new(Action::Delete {
+                    file: self.notes[note],
+                    base: ContentHash::of(old.as_bytes()),
+                    mtime_ms: 0,
+                });
+                let j = &mut self.devices[device];
+                j.append(
+                    &signer(device),
+                    vec![payload],
+                    &mut self.entropy,
+                    self.clock,
+                    Durability::Durable,
+                )
+                .unwrap();
+                TimeMachine::catch_up(j).unwrap();
+            }
             Step::Sync { from, to } if from != to => {
                 let (src, dst) = pair(&mut self.devices, from, to);
                 sync_into(src, dst);
