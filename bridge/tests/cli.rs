@@ -905,3 +905,26 @@ fn a_delete_does_not_remove_an_edit_it_had_not_seen() {
     a.ok(&["verify"]);
     b.ok(&["verify"]);
 }
+
+/// A rename on one device and an edit on the other: the file has both,
+/// since ops name files by id, not by path.
+#[test]
+fn a_rename_and_a_concurrent_edit_both_apply() {
+    let (a, b) = two_devices();
+    a.write("draft.md", "first line\nsecond line\n");
+    a.scan();
+    let f = export(&a, None, "setup.vx");
+    b.json(&["import", &f]);
+    std::fs::create_dir_all(a.vault.join("final")).unwrap();
+    std::fs::rename(a.vault.join("draft.md"), a.vault.join("final/essay.md")).unwrap();
+    assert_eq!(a.scan()["renamed"], 1);
+    b.write("draft.md", "first line\nsecond line, edited\n");
+    b.scan();
+    exchange(&a, &b, "rename-edit");
+    assert!(!a.vault.join("draft.md").exists());
+    assert_eq!(
+        a.read("final/essay.md"),
+        b"first line\nsecond line, edited\n"
+    );
+    assert_eq!(a.json(&["status"])["conflicts"], 0);
+}
