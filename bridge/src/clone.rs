@@ -22,7 +22,6 @@ use vellum_journal::{Admission, OpId};
 
 use vellum_journal::path::VELLUM_DIR;
 
-use crate::error::user;
 use crate::home;
 use crate::materialise::materialise;
 use crate::scan;
@@ -44,20 +43,7 @@ pub struct CloneReport {
 /// Clones the vault at `src` into `dest`, a new or empty folder outside
 /// any vault, as a new device called `name`.
 pub fn clone(src: &mut Vault, dest: &Path, name: &str) -> Result<(Vault, CloneReport)> {
-    if dest.exists() {
-        if !dest.is_dir() {
-            return Err(user(format!(
-                "{} exists and is not a folder",
-                dest.display()
-            )));
-        }
-        if dest.read_dir()?.next().is_some() {
-            return Err(user(format!(
-                "{} is not empty; clone writes only into a new or empty folder",
-                dest.display()
-            )));
-        }
-    }
+    crate::disk::require_new_or_empty(dest, "clone")?;
     vault::check_new_root(dest)?;
     let report = scan::scan(src)?;
     for w in &report.warnings {

@@ -9,6 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use crate::error::user;
+
 /// `root/rel`, refusing any path whose folders are symlinks or not folders:
 /// a write must never land outside `root`.
 pub fn safe_target(root: &Path, rel: &str) -> Result<PathBuf> {
@@ -138,6 +140,26 @@ pub fn remove_file(root: &Path, rel: &str) -> Result<()> {
         && let Ok(f) = File::open(parent.ancestors().find(|a| a.exists()).unwrap_or(root))
     {
         let _ = f.sync_all();
+    }
+    Ok(())
+}
+
+/// Refuses `dest` unless it is missing or an empty folder: `what` (checkout,
+/// clone) writes only into a new or empty folder.
+pub fn require_new_or_empty(dest: &Path, what: &str) -> Result<()> {
+    if dest.exists() {
+        if !dest.is_dir() {
+            return Err(user(format!(
+                "{} exists and is not a folder",
+                dest.display()
+            )));
+        }
+        if dest.read_dir()?.next().is_some() {
+            return Err(user(format!(
+                "{} is not empty; {what} writes only into a new or empty folder",
+                dest.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -287,20 +287,7 @@ const CHECKOUT_REBUILD_FILES_MAX: usize = 200;
 
 pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
     let vv = resolve(v, point)?;
-    if dest.exists() {
-        if !dest.is_dir() {
-            return Err(user(format!(
-                "{} exists and is not a folder",
-                dest.display()
-            )));
-        }
-        if dest.read_dir()?.next().is_some() {
-            return Err(user(format!(
-                "{} is not empty; checkout writes only into a new or empty folder",
-                dest.display()
-            )));
-        }
-    }
+    disk::require_new_or_empty(dest, "checkout")?;
     let root = v.root.canonicalize()?;
     let abs_dest = if dest.is_absolute() {
         dest.to_path_buf()

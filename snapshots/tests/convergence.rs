@@ -154,19 +154,24 @@ impl World {
         if new == old {
             return;
         }
-        self.clock += 1;
-        let payload = Payload::new(Action::Edit {
+        let action = Action::Edit {
             file: self.notes[note],
             base: ContentHash::of(old.as_bytes()),
             patch: make_patch(&old, &new).unwrap(),
             result: ContentHash::of(new.as_bytes()),
             result_size: new.len() as u64,
             mtime_ms: 0,
-        });
+        };
+        self.write(device, action);
+    }
+
+    /// `device` records one op and replays it.
+    fn write(&mut self, device: usize, action: Action) {
+        self.clock += 1;
         let j = &mut self.devices[device];
         j.append(
             &signer(device),
-            vec![payload],
+            vec![Payload::new(action)],
             &mut self.entropy,
             self.clock,
             Durability::Durable,
@@ -194,22 +199,12 @@ impl World {
                 let Some(old) = self.text(device, note) else {
                     return;
                 };
-                self.clock += 1;
-                let payload = Payload::new(Action::Delete {
+                let action = Action::Delete {
                     file: self.notes[note],
                     base: ContentHash::of(old.as_bytes()),
                     mtime_ms: 0,
-                });
-                let j = &mut self.devices[device];
-                j.append(
-                    &signer(device),
-                    vec![payload],
-                    &mut self.entropy,
-                    self.clock,
-                    Durability::Durable,
-                )
-                .unwrap();
-                TimeMachine::catch_up(j).unwrap();
+                };
+                self.write(device, action);
             }
             Step::Sync { from, to } if from != to => {
                 let (src, dst) = pair(&mut self.devices, from, to);
