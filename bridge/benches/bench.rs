@@ -204,7 +204,9 @@ fn main() {
     let head = v.head().unwrap();
     let mut notes: Vec<(String, FileId, String)> = head
         .live_files()
-        .filter(|(p, _, _)| p.ends_with(".md"))
+        // bench-10k.md was edited above through the journal only, so its
+        // bytes on disk are stale: edits made from them would be merges.
+        .filter(|(p, _, _)| p.ends_with(".md") && p.as_str() != "bench-10k.md")
         .map(|(p, id, _)| {
             (
                 p.clone(),

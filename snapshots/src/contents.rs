@@ -7,7 +7,8 @@
 //! an edit made against an older version is merged again with the base
 //! that the replay of its causal past gives.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
@@ -92,6 +93,8 @@ pub fn content_in<S: Store>(
     let mut own = FileReplay {
         journal,
         newest: None,
+        seen: HashMap::new(),
+        order: VecDeque::new(),
     };
     for key in keys {
         let (seq, env) = journal.load_at_seq(&key)?;
@@ -111,11 +114,17 @@ pub fn content_in<S: Store>(
     }
 }
 
-/// [`Contents`] for [`content_in`]: the file's newest text in memory,
-/// other versions by hash from the cache or rebuilt.
+/// Versions [`content_in`] keeps while it replays a file: a stale op's
+/// base is usually one of them, so it needs no replay of its own.
+const FILE_REPLAY_VERSIONS_MAX: usize = 256;
+
+/// [`Contents`] for [`content_in`]: the file's newest text and its recent
+/// versions in memory, other versions by hash from the cache or rebuilt.
 struct FileReplay<'a, S: Store> {
     journal: &'a Journal<S>,
     newest: Option<(ContentHash, Body)>,
+    seen: HashMap<ContentHash, Body>,
+    order: VecDeque<ContentHash>,
 }
 
 impl<S: Store> Contents for FileReplay<'_, S> {
@@ -131,6 +140,14 @@ impl<S: Store> Contents for FileReplay<'_, S> {
     }
 
     fn put(&mut self, _file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
+        if self.seen.insert(hash, body.clone()).is_none() {
+            self.order.push_back(hash);
+            if self.order.len() > FILE_REPLAY_VERSIONS_MAX
+                && let Some(old) = self.order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
         self.newest = Some((hash, body.clone()));
         Ok(())
     }
@@ -141,9 +158,8 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>> {
-        if let Some((h, body)) = &self.newest
-            && *h == base
-        {
+        // Any bytes with the base's hash are the base.
+        if let Some(body) = self.seen.get(&base) {
             return as_text(self.journal, body, base).map(Some);
         }
         base_by_past(self.journal, op, file, base)
@@ -158,6 +174,20 @@ impl<S: Store> Contents for FileReplay<'_, S> {
     }
 }
 
+/// Bytes of rebuilt bases kept by [`base_by_past`] before it starts over.
+const BASE_MEMO_BYTES_MAX: usize = 64 << 20;
+
+/// Rebuilt base texts by (op, file), and their bytes.
+type BaseMemo = (HashMap<(OpId, FileId), Option<String>>, usize);
+
+thread_local! {
+    /// Rebuilt bases by (op, file). An op's causal past never changes, so
+    /// its base is a function of the op alone and holds in any journal that
+    /// has it. Without this, rebuilding a history with many stale-base ops
+    /// rebuilds each nested base again and again.
+    static BASES: RefCell<BaseMemo> = RefCell::new((HashMap::new(), 0));
+}
+
 /// The base text of `op`: by hash from the cache, else by replaying the
 /// file's ops in the op's causal past.
 fn base_by_past<S: Store>(
@@ -169,11 +199,26 @@ fn base_by_past<S: Store>(
     if let Some(b) = journal.store().get(Ks::Content, &base.0)? {
         return as_text(journal, &Body::decode(&b)?, base).map(Some);
     }
-    let past = journal.causal_past(&op.key.author, op.seq)?;
-    match content_in(journal, file, &past, Some(&op.key))? {
-        Some(body) if body.hash() == base => as_text(journal, &body, base).map(Some),
-        _ => Ok(None),
+    let memo_key = (op.key.id, file);
+    if let Some(known) = BASES.with(|m| m.borrow().0.get(&memo_key).cloned()) {
+        return Ok(known);
     }
+    let past = journal.causal_past(&op.key.author, op.seq)?;
+    let text = match content_in(journal, file, &past, Some(&op.key))? {
+        Some(body) if body.hash() == base => Some(as_text(journal, &body, base)?),
+        _ => None,
+    };
+    BASES.with(|m| {
+        let (map, bytes) = &mut *m.borrow_mut();
+        let size = text.as_ref().map_or(0, String::len) + 64;
+        if *bytes + size > BASE_MEMO_BYTES_MAX {
+            map.clear();
+            *bytes = 0;
+        }
+        *bytes += size;
+        map.insert(memo_key, text.clone());
+    });
+    Ok(text)
 }
 
 /// Whether op `other` is in `op`'s causal past.
