@@ -441,44 +441,32 @@ fn apply_action(
                 patch,
                 result: *result,
             };
-            let (hash, size) = match contents.edit(op, *file, *base, current, &change)? {
-                EditOutcome::Applied => (*result, *result_size),
-                EditOutcome::Merged { hash, size, clean } => {
-                    if !clean {
-                        open_conflict(
-                            state,
-                            *file,
-                            ConflictKind::Overlap,
-                            id,
-                            *base,
-                            current,
-                            *result,
-                        );
-                    }
-                    (hash, size)
-                }
-                EditOutcome::BadPatch => {
-                    return no_effect("patch does not turn its base into its result");
-                }
-                EditOutcome::UnknownBase => {
-                    return no_effect("bad base: not a version of this file");
-                }
+            let edit = TextEdit {
+                file: *file,
+                base: *base,
+                current,
+                theirs: (*result, *result_size),
+                mtime_ms: *mtime_ms,
             };
             if let Some(delete) = deleted_by {
                 // Edited after a delete that did not see this edit's base:
                 // the file comes back, and the delete is a conflict.
-                revive(state, *file, &author);
-                open_conflict(
-                    state,
-                    *file,
-                    ConflictKind::EditedAfterDelete,
-                    delete,
-                    *base,
-                    current,
-                    *result,
-                );
+                let effect = change_file(state, contents, op, &edit, &change)?;
+                if matches!(effect, Effect::Applied(_)) {
+                    revive(state, *file, &author);
+                    open_conflict(
+                        state,
+                        *file,
+                        ConflictKind::EditedAfterDelete,
+                        delete,
+                        *base,
+                        current,
+                        *result,
+                    );
+                }
+                return Ok(effect);
             }
-            set_text(state, *file, hash, size, *mtime_ms, id)
+            change_file(state, contents, op, &edit, &change)
         }
         Action::Replace {
             file,
@@ -509,30 +497,14 @@ fn apply_action(
             match (kind, body) {
                 (FileKind::Text, Body::Text(text)) if current != *base => {
                     // A text rewrite merges like an edit whose side is its text.
-                    let theirs = ContentHash::of(text.as_bytes());
-                    let change = TextChange::Text(text);
-                    match contents.edit(op, *file, *base, current, &change)? {
-                        EditOutcome::Merged { hash, size, clean } => {
-                            if !clean {
-                                open_conflict(
-                                    state,
-                                    *file,
-                                    ConflictKind::Overlap,
-                                    id,
-                                    *base,
-                                    current,
-                                    theirs,
-                                );
-                            }
-                            set_text(state, *file, hash, size, *mtime_ms, id)
-                        }
-                        EditOutcome::Applied => {
-                            set_text(state, *file, theirs, body.size(), *mtime_ms, id)
-                        }
-                        EditOutcome::UnknownBase | EditOutcome::BadPatch => {
-                            no_effect("bad base: not a version of this file")
-                        }
-                    }
+                    let edit = TextEdit {
+                        file: *file,
+                        base: *base,
+                        current,
+                        theirs: (ContentHash::of(text.as_bytes()), body.size()),
+                        mtime_ms: *mtime_ms,
+                    };
+                    change_file(state, contents, op, &edit, &TextChange::Text(text))
                 }
                 _ => {
                     // Binary races: the later op wins on disk, and the file
@@ -679,6 +651,49 @@ fn kind_of(body: &Body) -> FileKind {
         Body::Text(_) => FileKind::Text,
         Body::Blob(_) => FileKind::Blob,
     }
+}
+
+/// An Edit or text Replace of a text file, as [`change_file`] needs it.
+struct TextEdit {
+    file: FileId,
+    base: ContentHash,
+    /// The file's text hash before the op.
+    current: ContentHash,
+    /// The text the op alone makes of its base, and its size.
+    theirs: (ContentHash, u64),
+    mtime_ms: i64,
+}
+
+/// Applies an Edit or text Replace ([`Contents::edit`]): the op's text on
+/// an unchanged base, a merge (with a conflict if it overlapped) on a
+/// changed one, or no effect.
+fn change_file(
+    state: &mut VaultState,
+    contents: &mut dyn Contents,
+    op: &ReplayOp,
+    e: &TextEdit,
+    change: &TextChange<'_>,
+) -> Result<Effect> {
+    let (hash, size) = match contents.edit(op, e.file, e.base, e.current, change)? {
+        EditOutcome::Applied => e.theirs,
+        EditOutcome::Merged { hash, size, clean } => {
+            if !clean {
+                open_conflict(
+                    state,
+                    e.file,
+                    ConflictKind::Overlap,
+                    op.key.id,
+                    e.base,
+                    e.current,
+                    e.theirs.0,
+                );
+            }
+            (hash, size)
+        }
+        EditOutcome::BadPatch => return no_effect("patch does not turn its base into its result"),
+        EditOutcome::UnknownBase => return no_effect("bad base: not a version of this file"),
+    };
+    set_text(state, e.file, hash, size, e.mtime_ms, op.key.id)
 }
 
 fn open_conflict(

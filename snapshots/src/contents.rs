@@ -16,7 +16,7 @@ use vellum_journal::payload::{Action, Body};
 use vellum_journal::replay::{
     self, Contents, EditOutcome, ReplayOp, TextChange, VaultState, apply_patch_strict, change_text,
 };
-use vellum_journal::store::{Batch, Ks, Store};
+use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{ContentHash, Error, FileId, Journal, OpId, OrderKey, Result, VersionVector};
 
 /// Effect records (`Ks::Effects`): the first byte says whether the op had
@@ -302,6 +302,10 @@ pub struct Cache<'a, S: Store> {
     /// for by [`Cache::recording_checks`].
     pub checked: HashMap<OpId, EditOutcome>,
     record_checks: bool,
+    /// `Ks::FileOps` rows of ops this replay applied and has not stored
+    /// yet: stored before anything reads a file's ops from the store, and
+    /// at [`Cache::flush`].
+    unindexed: Vec<Vec<u8>>,
 }
 
 impl<'a, S: Store> Cache<'a, S> {
@@ -315,7 +319,26 @@ impl<'a, S: Store> Cache<'a, S> {
             trust_effects,
             checked: HashMap::new(),
             record_checks: false,
+            unindexed: Vec::new(),
         }
+    }
+
+    /// Notes that op `key` is about `file`, for `Ks::FileOps`.
+    pub fn index(&mut self, file: FileId, key: &OrderKey) {
+        self.unindexed.push(file_ops_key(&file, key));
+    }
+
+    /// Stores the pending `Ks::FileOps` rows, so a rebuild from the file's
+    /// ops sees every op this replay has applied.
+    fn store_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for k in self.unindexed.drain(..) {
+            batch.put(Ks::FileOps, k, Vec::new());
+        }
+        self.journal.store().commit(batch, Durability::Buffered)
     }
 
     /// Records each text outcome in [`Cache::checked`], for the caller to
@@ -330,6 +353,9 @@ impl<'a, S: Store> Cache<'a, S> {
     /// replaced: old versions are rebuilt from the file's ops when asked
     /// for (a file sharing the dropped bytes rebuilds its own the same way).
     pub fn flush(&mut self, batch: &mut Batch) {
+        for k in self.unindexed.drain(..) {
+            batch.put(Ks::FileOps, k, Vec::new());
+        }
         for file in self.dirty.drain() {
             if let Some((hash, body)) = self.current.get(&file) {
                 if let Some(old) = self.replaced.remove(&file)
@@ -367,6 +393,7 @@ impl<'a, S: Store> Cache<'a, S> {
         if let Some(b) = self.journal.store().get(Ks::Content, &hash.0)? {
             return Body::decode(&b);
         }
+        self.store_index()?;
         match content_in(self.journal, file, &self.target, at)? {
             Some(body) if body.hash() == hash => Ok(body),
             _ => Err(Error::Corrupt(format!(
@@ -403,6 +430,7 @@ impl<S: Store> Contents for Cache<'_, S> {
         {
             return as_text(self.journal, b, base).map(Some);
         }
+        self.store_index()?;
         base_by_past(self.journal, op, file, base)
     }
 
@@ -411,6 +439,7 @@ impl<S: Store> Contents for Cache<'_, S> {
     }
 
     fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool> {
+        self.store_index()?;
         saw_every_change(self.journal, op, file)
     }
 

@@ -17,7 +17,7 @@ use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
 
 use crate::checkpoint;
-use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, OUTCOME_NONE, file_ops_key};
+use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, OUTCOME_NONE};
 
 const HEAD: &[u8] = b"head_state";
 const HEAD_LIVE_FILES: &[u8] = b"head_live_files";
@@ -191,23 +191,15 @@ impl TimeMachine {
             keys.push((k, seq));
             Ok(ControlFlow::Continue(()))
         })?;
-        // Index the new ops by file first: rebuilding a merge's base reads
-        // a file's ops from the store, including ones this catch-up has not
-        // reached yet.
-        let mut index = Batch::new();
-        for (key, _) in keys.iter().filter(|(k, _)| *k >= from) {
-            let payload = journal.load_payload(&journal.load_at(key)?)?;
-            if let Some(file) = named_file(key, &payload) {
-                index.put(Ks::FileOps, file_ops_key(&file, key), Vec::new());
-            }
-        }
-        journal.store().commit(index, Durability::Buffered)?;
         let mut batch = Batch::new();
         let mut changed_since_commit = BTreeSet::new();
         let mut cache = Cache::new(journal, journal.admitted(), false).recording_checks();
         for (i, (key, seq)) in keys.iter().enumerate() {
             let op = journal.replay_op(*key, *seq, &journal.load_at(key)?)?;
             let named_file = named_file(key, &op.payload);
+            if let Some(file) = named_file {
+                cache.index(file, key);
+            }
             if let Some(f) = named_file.and_then(|id| state.files.get(&id).map(|f| (id, f.hash))) {
                 cache.replacing(f.0, f.1);
             }
