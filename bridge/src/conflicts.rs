@@ -30,11 +30,21 @@ use crate::vault::{Vault, now_ms};
 pub struct ConflictEntry {
     pub path: String,
     pub file: String,
-    /// "overlap" (text edited on both sides), "binary" (both replaced), or
-    /// "edited_after_delete" (a delete that had not seen an edit: the
-    /// file stayed).
+    /// What happened ([`ConflictKind::name`]):
+    /// - "overlap": text edited on both sides, the file kept current's;
+    /// - "binary": replaced on both sides, the later op's bytes won;
+    /// - "edited_after_delete": a delete that had not seen an edit, and
+    ///   the file stayed;
+    /// - "created_twice": created at one path on two devices; the file
+    ///   holds the lines of both (base is empty);
+    /// - "concurrent_resolves": two resolves chose differently, and the
+    ///   file kept the first (current);
+    /// - "concurrent_renames": renamed on two devices, and the later
+    ///   rename named it; `op` is the other rename;
+    /// - "bad_base": an op whose base is not a version of this file, which
+    ///   had no effect.
     pub kind: &'static str,
-    /// The op that was merged in.
+    /// The op the conflict is about.
     pub op: String,
     pub base: String,
     pub current: String,
@@ -50,11 +60,7 @@ pub fn list(v: &mut Vault) -> Result<Vec<ConflictEntry>> {
             out.push(ConflictEntry {
                 path: path.clone(),
                 file: id.to_hex(),
-                kind: match c.kind {
-                    ConflictKind::Overlap => "overlap",
-                    ConflictKind::Binary => "binary",
-                    ConflictKind::EditedAfterDelete => "edited_after_delete",
-                },
+                kind: c.kind.name(),
                 op: c.op.to_hex(),
                 base: c.base.to_hex(),
                 current: c.current.to_hex(),
@@ -125,6 +131,9 @@ fn side_body(v: &Vault, file: FileId, c: &Conflict, side: Side) -> Result<Body> 
     if let Some(b) = v.journal.store().get(Ks::Content, &hash.0)? {
         return Ok(Body::decode(&b)?);
     }
+    if hash == ContentHash::of(b"") {
+        return Ok(Body::Text(String::new()));
+    }
     let meta = v
         .journal
         .op_meta(&c.op)?
@@ -137,7 +146,12 @@ fn side_body(v: &Vault, file: FileId, c: &Conflict, side: Side) -> Result<Body> 
         Side::Incoming => {
             let mut with_op: VersionVector = past;
             with_op.set(meta.author, meta.seq, meta.id);
-            content_in(&v.journal, file, &with_op, None)?
+            // A concurrent Create's text is its own file's, in its own view.
+            let own = match c.kind {
+                ConflictKind::CreatedTwice => c.op,
+                _ => file,
+            };
+            content_in(&v.journal, own, &with_op, None)?
         }
     };
     match body {
@@ -227,6 +241,7 @@ pub fn resolve_path(v: &mut Vault, path_arg: &str, take: Take<'_>) -> Result<Wri
     let resolve = Payload::new(Action::Resolve {
         file,
         sides,
+        base: f.hash,
         body,
         mtime_ms: now_ms() as i64,
     });

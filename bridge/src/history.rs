@@ -124,7 +124,7 @@ pub fn log(
             _ => payload.file(),
         };
         let current = file
-            .and_then(|f| head.files.get(&f))
+            .and_then(|f| head.files.get(&head.route(f)))
             .map(|f| f.path.clone());
         let (op_path, mut summary) = match &payload.action {
             Action::Genesis { merge_version } => (

@@ -55,9 +55,13 @@ pub enum Action {
         to: String,
         mtime_ms: i64,
     },
+    /// Closes the conflicts of `file` whose ops are in `sides`, with
+    /// `body`. `base` is the file's content the resolver saw: a Resolve
+    /// merges like a Replace of that version.
     Resolve {
         file: FileId,
         sides: Vec<OpId>,
+        base: ContentHash,
         body: Body,
         mtime_ms: i64,
     },

@@ -61,6 +61,9 @@ pub struct FileState {
     pub last_op: OpId,
     /// Open conflicts, oldest first, until a Resolve names their op.
     pub conflicts: Vec<Conflict>,
+    /// The last Rename that took effect on this file, so a concurrent one
+    /// is recognised as a race.
+    pub renamed_by: Option<OpId>,
 }
 
 /// What a conflict is about.
@@ -73,6 +76,34 @@ pub enum ConflictKind {
     /// A delete that had not seen every change to the file: the file
     /// stays (DESIGN §4). `op` is the delete.
     EditedAfterDelete,
+    /// A concurrent Create at this file's path: `op` is that Create, whose
+    /// file became an alias of this one, and the text is the union of both
+    /// (base is the empty text).
+    CreatedTwice,
+    /// Two concurrent Resolves chose different content: the file kept the
+    /// one earlier in total order (current); `op` is the other.
+    Resolves,
+    /// Concurrent renames: the later in total order named the file; `op`
+    /// is the earlier one, whose path lost.
+    Renames,
+    /// An op whose base is not what its causal past gives this file: it
+    /// had no effect (DESIGN §4).
+    BadBase,
+}
+
+impl ConflictKind {
+    /// The name used by the CLI and the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictKind::Overlap => "overlap",
+            ConflictKind::Binary => "binary",
+            ConflictKind::EditedAfterDelete => "edited_after_delete",
+            ConflictKind::CreatedTwice => "created_twice",
+            ConflictKind::Resolves => "concurrent_resolves",
+            ConflictKind::Renames => "concurrent_renames",
+            ConflictKind::BadBase => "bad_base",
+        }
+    }
 }
 
 /// A conflict recorded by replay (DESIGN §4). The versions stay readable
@@ -108,6 +139,9 @@ pub struct VaultState {
     pub device_names: BTreeMap<DeviceId, String>,
     /// Open conflicts over all live files.
     pub open_conflicts: u64,
+    /// Files created concurrently at a path another file held: alias →
+    /// the file that kept the path. Ops on an alias apply to that file.
+    pub aliases: BTreeMap<FileId, FileId>,
 }
 
 impl VaultState {
@@ -121,6 +155,12 @@ impl VaultState {
 
     pub fn live_files(&self) -> impl Iterator<Item = (&String, &FileId, &FileState)> {
         self.paths.iter().map(|(p, id)| (p, id, &self.files[id]))
+    }
+
+    /// The file ops naming `file` apply to: `file` itself, or the file it
+    /// became an alias of.
+    pub fn route(&self, file: FileId) -> FileId {
+        self.aliases.get(&file).copied().unwrap_or(file)
     }
 
     pub fn file_at(&self, path: &str) -> Option<(FileId, &FileState)> {
@@ -172,6 +212,13 @@ pub trait Contents {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>>;
+
+    /// Notes that op `key`, which names another file, applies to `file`
+    /// (a Create that became an alias of it, or an op on such an alias), so
+    /// a rebuild of `file` from its own ops includes it.
+    fn routed(&mut self, _key: &OrderKey, _file: FileId) -> Result<()> {
+        Ok(())
+    }
 
     /// Whether op `other` is in the causal past of `op`.
     fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool>;
@@ -283,7 +330,10 @@ pub fn change_text(
     current: ContentHash,
     change: &TextChange<'_>,
 ) -> Result<EditOutcome> {
-    let Some(base_text) = contents.base_text(op, file, base)? else {
+    // The base is a version of the file the op names, which may be an
+    // alias of `file`.
+    let named = op.payload.file().unwrap_or(file);
+    let Some(base_text) = contents.base_text(op, named, base)? else {
         return Ok(EditOutcome::UnknownBase);
     };
     let theirs = match change {
@@ -370,6 +420,11 @@ fn apply_action(
     if op.control.is_some() != matches!(op.payload.action, Action::Member { .. }) {
         return no_effect("payload does not match the op's kind");
     }
+    if let Some(named) = op.payload.file()
+        && state.route(named) != named
+    {
+        contents.routed(&op.key, state.route(named))?;
+    }
     match &op.payload.action {
         Action::Genesis { merge_version } => {
             check_merge_version(*merge_version)?;
@@ -406,6 +461,14 @@ fn apply_action(
             };
             let hash = body.hash();
             contents.put(id, hash, body)?;
+            // A text file created at the path of a text file this op had not
+            // seen: the same note made on two devices (DESIGN §4).
+            if let (Some(&other), Body::Text(text)) = (state.paths.get(&wanted), body)
+                && state.files[&other].kind == FileKind::Text
+                && !contents.in_past(op, other)?
+            {
+                return create_alias(state, contents, op, other, text, *mtime_ms);
+            }
             let path = state.place(id, &wanted, &author);
             state.files.insert(
                 id,
@@ -418,6 +481,7 @@ fn apply_action(
                     exists: true,
                     last_op: id,
                     conflicts: Vec::new(),
+                    renamed_by: None,
                 },
             );
             Ok(Effect::Applied(vec![Change::Created { file: id, path }]))
@@ -430,6 +494,7 @@ fn apply_action(
             result_size,
             mtime_ms,
         } => {
+            let file = &state.route(*file);
             let Some((current, kind, deleted_by)) = live_or_revivable(state, contents, op, file)?
             else {
                 return no_effect("edit of a file that does not exist");
@@ -474,77 +539,53 @@ fn apply_action(
             body,
             mtime_ms,
         } => {
-            let Some((current, kind, deleted_by)) = live_or_revivable(state, contents, op, file)?
-            else {
+            let file = state.route(*file);
+            let Some(found) = live_or_revivable(state, contents, op, &file)? else {
                 return no_effect("replace of a file that does not exist");
             };
-            if let Some(delete) = deleted_by {
-                // Replaced after a delete it had not seen: the file comes
-                // back with this content, and the delete is a conflict.
-                revive(state, *file, &author);
-                let theirs = body.hash();
-                open_conflict(
-                    state,
-                    *file,
-                    ConflictKind::EditedAfterDelete,
-                    delete,
-                    *base,
-                    current,
-                    theirs,
-                );
-                return set_body(state, contents, *file, body, *mtime_ms, id);
-            }
-            match (kind, body) {
-                (FileKind::Text, Body::Text(text)) if current != *base => {
-                    // A text rewrite merges like an edit whose side is its text.
-                    let edit = TextEdit {
-                        file: *file,
-                        base: *base,
-                        current,
-                        theirs: (ContentHash::of(text.as_bytes()), body.size()),
-                        mtime_ms: *mtime_ms,
-                    };
-                    change_file(state, contents, op, &edit, &TextChange::Text(text))
-                }
-                _ => {
-                    // Binary races: the later op wins on disk, and the file
-                    // records the conflict; both stay in history.
-                    if current != *base {
-                        open_conflict(
-                            state,
-                            *file,
-                            ConflictKind::Binary,
-                            id,
-                            *base,
-                            current,
-                            body.hash(),
-                        );
-                    }
-                    set_body(state, contents, *file, body, *mtime_ms, id)
-                }
-            }
+            replace(state, contents, op, file, found, *base, body, *mtime_ms)
         }
         Action::Resolve {
             file,
             sides,
+            base,
             body,
             mtime_ms,
         } => {
-            if live(state, file).is_none() {
+            let file = state.route(*file);
+            let Some(found) = live_or_revivable(state, contents, op, &file)? else {
                 return no_effect("resolve of a file that does not exist");
-            }
+            };
             // A Resolve closes only the conflicts whose ops it names.
-            let f = state.files.get_mut(file).expect("live");
+            let f = state.files.get_mut(&file).expect("known file");
             let open = f.conflicts.len();
             f.conflicts.retain(|c| !sides.contains(&c.op));
-            state.open_conflicts -= (open - f.conflicts.len()) as u64;
-            set_body(state, contents, *file, body, *mtime_ms, id)
+            let closed = open - f.conflicts.len();
+            state.open_conflicts -= closed as u64;
+            let current = found.0;
+            // A side it names that is no longer open was closed by a Resolve
+            // it had not seen. If they chose differently, the file keeps the
+            // first choice and the conflict is open again, between the two.
+            if closed < sides.len() && current != *base && body.hash() != current {
+                open_conflict(
+                    state,
+                    file,
+                    ConflictKind::Resolves,
+                    id,
+                    *base,
+                    current,
+                    body.hash(),
+                );
+                return Ok(modified(state, file));
+            }
+            replace(state, contents, op, file, found, *base, body, *mtime_ms)
         }
         Action::Delete {
             file,
             base,
             mtime_ms,
         } => {
+            let file = &state.route(*file);
             let Some(f) = live(state, file) else {
                 return no_effect("delete of a file that does not exist");
             };
@@ -560,14 +601,11 @@ fn apply_action(
                     current,
                     current,
                 );
-                let path = state.files[file].path.clone();
-                return Ok(Effect::Applied(vec![Change::Modified {
-                    file: *file,
-                    path,
-                }]));
+                return Ok(modified(state, *file));
             }
             if current != *base {
-                return no_effect("bad base: the file changed under this delete");
+                open_conflict(state, *file, ConflictKind::BadBase, id, *base, current, current);
+                return no_effect("bad base: not the file's content in the delete's causal past");
             }
             let f = state.files.get_mut(file).expect("live");
             // A deleted file's conflicts close with it; its versions stay in
@@ -584,6 +622,7 @@ fn apply_action(
         Action::Rename {
             file, to, mtime_ms, ..
         } => {
+            let file = &state.route(*file);
             let Some(f) = live(state, file) else {
                 return no_effect("rename of a file that does not exist");
             };
@@ -594,9 +633,18 @@ fn apply_action(
             if from == wanted {
                 return no_effect("rename to the same path");
             }
+            // A rename this op had not seen: the later in total order (this
+            // one) names the file, and the other is recorded.
+            if let Some(other) = f.renamed_by
+                && !contents.in_past(op, other)?
+            {
+                let h = f.hash;
+                open_conflict(state, *file, ConflictKind::Renames, other, h, h, h);
+            }
             state.paths.remove(&from);
             let to = state.place(*file, &wanted, &author);
             let f = state.files.get_mut(file).expect("live");
+            f.renamed_by = Some(id);
             f.path = to.clone();
             f.mtime_ms = *mtime_ms;
             f.last_op = id;
@@ -646,6 +694,110 @@ fn revive(state: &mut VaultState, file: FileId, author: &DeviceId) {
     f.path = path;
 }
 
+/// A Create at `survivor`'s path that had not seen it: the new file becomes
+/// an alias of `survivor`, whose text becomes the union of both, earlier
+/// lines first; a conflict is recorded when the union added lines.
+fn create_alias(
+    state: &mut VaultState,
+    contents: &mut dyn Contents,
+    op: &ReplayOp,
+    survivor: FileId,
+    text: &str,
+    mtime_ms: i64,
+) -> Result<Effect> {
+    let id = op.key.id;
+    state.aliases.insert(id, survivor);
+    contents.routed(&op.key, survivor)?;
+    let current = state.files[&survivor].hash;
+    let current_text = contents.text(Some(&op.key), survivor, current)?;
+    let union = merge::union(&current_text, text);
+    if union == current_text {
+        // The same lines created twice: nothing to review.
+        return Ok(Effect::Applied(vec![]));
+    }
+    open_conflict(
+        state,
+        survivor,
+        ConflictKind::CreatedTwice,
+        id,
+        ContentHash::of(b""),
+        current,
+        ContentHash::of(text.as_bytes()),
+    );
+    let hash = ContentHash::of(union.as_bytes());
+    let size = union.len() as u64;
+    contents.put(survivor, hash, &Body::Text(union))?;
+    set_text(state, survivor, hash, size, mtime_ms, id)
+}
+
+/// A Replace or Resolve of `file` (found as `(current, kind, deleted_by)`
+/// by [`live_or_revivable`]) with `body`, made against `base`.
+#[allow(clippy::too_many_arguments)]
+fn replace(
+    state: &mut VaultState,
+    contents: &mut dyn Contents,
+    op: &ReplayOp,
+    file: FileId,
+    (current, kind, deleted_by): (ContentHash, FileKind, Option<OpId>),
+    base: ContentHash,
+    body: &Body,
+    mtime_ms: i64,
+) -> Result<Effect> {
+    let id = op.key.id;
+    if let Some(delete) = deleted_by {
+        // Replaced after a delete it had not seen: the file comes back with
+        // this content, and the delete is a conflict.
+        revive(state, file, &op.key.author);
+        open_conflict(
+            state,
+            file,
+            ConflictKind::EditedAfterDelete,
+            delete,
+            base,
+            current,
+            body.hash(),
+        );
+        return set_body(state, contents, file, body, mtime_ms, id);
+    }
+    match (kind, body) {
+        (FileKind::Text, Body::Text(text)) if current != base => {
+            // A text rewrite merges like an edit whose side is its text.
+            let edit = TextEdit {
+                file,
+                base,
+                current,
+                theirs: (ContentHash::of(text.as_bytes()), body.size()),
+                mtime_ms,
+            };
+            change_file(state, contents, op, &edit, &TextChange::Text(text))
+        }
+        _ => {
+            // Binary races: the later op wins on disk, and the file records
+            // the conflict; both stay in history.
+            if current != base {
+                open_conflict(
+                    state,
+                    file,
+                    ConflictKind::Binary,
+                    id,
+                    base,
+                    current,
+                    body.hash(),
+                );
+            }
+            set_body(state, contents, file, body, mtime_ms, id)
+        }
+    }
+}
+
+/// The effect of an op that changed `file`'s record but not its content.
+fn modified(state: &VaultState, file: FileId) -> Effect {
+    Effect::Applied(vec![Change::Modified {
+        file,
+        path: state.files[&file].path.clone(),
+    }])
+}
+
 fn kind_of(body: &Body) -> FileKind {
     match body {
         Body::Text(_) => FileKind::Text,
@@ -691,7 +843,18 @@ fn change_file(
             (hash, size)
         }
         EditOutcome::BadPatch => return no_effect("patch does not turn its base into its result"),
-        EditOutcome::UnknownBase => return no_effect("bad base: not a version of this file"),
+        EditOutcome::UnknownBase => {
+            open_conflict(
+                state,
+                e.file,
+                ConflictKind::BadBase,
+                op.key.id,
+                e.base,
+                e.current,
+                e.theirs.0,
+            );
+            return no_effect("bad base: not the file's content in the op's causal past");
+        }
     };
     set_text(state, e.file, hash, size, e.mtime_ms, op.key.id)
 }

@@ -92,7 +92,7 @@ pub fn content_in<S: Store>(
     let mut state = VaultState::default();
     let mut own = FileReplay {
         journal,
-        newest: None,
+        newest: HashMap::new(),
         seen: HashMap::new(),
         order: VecDeque::new(),
     };
@@ -104,7 +104,7 @@ pub fn content_in<S: Store>(
         let op = journal.replay_op(key, seq, &env)?;
         replay::apply(&mut state, &op, &mut own)?;
     }
-    match (state.files.get(&file), own.newest) {
+    match (state.files.get(&file), own.newest.remove(&file)) {
         (Some(f), Some((h, body))) if f.exists && h == f.hash => Ok(Some(body)),
         (Some(f), _) if f.exists => Err(Error::Corrupt(format!(
             "replaying file {} did not produce its content",
@@ -120,16 +120,18 @@ const FILE_REPLAY_VERSIONS_MAX: usize = 256;
 
 /// [`Contents`] for [`content_in`]: the file's newest text and its recent
 /// versions in memory, other versions by hash from the cache or rebuilt.
+/// A file created concurrently at its path (an alias) has its own newest
+/// text until it joins the file.
 struct FileReplay<'a, S: Store> {
     journal: &'a Journal<S>,
-    newest: Option<(ContentHash, Body)>,
+    newest: HashMap<FileId, (ContentHash, Body)>,
     seen: HashMap<ContentHash, Body>,
     order: VecDeque<ContentHash>,
 }
 
 impl<S: Store> Contents for FileReplay<'_, S> {
-    fn text(&mut self, _at: Option<&OrderKey>, _file: FileId, hash: ContentHash) -> Result<String> {
-        match &self.newest {
+    fn text(&mut self, _at: Option<&OrderKey>, file: FileId, hash: ContentHash) -> Result<String> {
+        match self.newest.get(&file) {
             Some((h, body)) if *h == hash => as_text(self.journal, body, hash),
             // Replay asks only for the text it has just made.
             _ => Err(Error::Corrupt(format!(
@@ -139,7 +141,7 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         }
     }
 
-    fn put(&mut self, _file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
+    fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
         if self.seen.insert(hash, body.clone()).is_none() {
             self.order.push_back(hash);
             if self.order.len() > FILE_REPLAY_VERSIONS_MAX
@@ -148,7 +150,7 @@ impl<S: Store> Contents for FileReplay<'_, S> {
                 self.seen.remove(&old);
             }
         }
-        self.newest = Some((hash, body.clone()));
+        self.newest.insert(file, (hash, body.clone()));
         Ok(())
     }
 
@@ -432,6 +434,11 @@ impl<S: Store> Contents for Cache<'_, S> {
         }
         self.store_index()?;
         base_by_past(self.journal, op, file, base)
+    }
+
+    fn routed(&mut self, key: &OrderKey, file: FileId) -> Result<()> {
+        self.index(file, key);
+        Ok(())
     }
 
     fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool> {

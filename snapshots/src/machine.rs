@@ -111,9 +111,14 @@ impl TimeMachine {
 
     fn put_head(state: &VaultState, changed: &BTreeSet<FileId>, batch: &mut Batch) {
         for id in changed {
-            let f = &state.files[id];
-            let b = rkyv::to_bytes::<rancor::Error>(f).expect("in-memory serialisation");
-            batch.put(Ks::State, id.0.to_vec(), b.into_vec());
+            match state.files.get(id) {
+                Some(f) => {
+                    let b = rkyv::to_bytes::<rancor::Error>(f).expect("in-memory serialisation");
+                    batch.put(Ks::State, id.0.to_vec(), b.into_vec());
+                }
+                // A rewind may find that a file was an alias all along.
+                None => batch.delete(Ks::State, id.0.to_vec()),
+            }
         }
         // Everything but the per-file maps, which live in `Ks::State`.
         let header = VaultState {
@@ -126,6 +131,7 @@ impl TimeMachine {
             ignore: state.ignore.clone(),
             device_names: state.device_names.clone(),
             open_conflicts: state.open_conflicts,
+            aliases: state.aliases.clone(),
         };
         let b = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
         batch.put(Ks::Meta, HEAD, b.into_vec());
@@ -200,10 +206,18 @@ impl TimeMachine {
             if let Some(file) = named_file {
                 cache.index(file, key);
             }
-            if let Some(f) = named_file.and_then(|id| state.files.get(&id).map(|f| (id, f.hash))) {
+            let routed = named_file.map(|id| state.route(id));
+            if let Some(f) = routed.and_then(|id| state.files.get(&id).map(|f| (id, f.hash))) {
                 cache.replacing(f.0, f.1);
             }
             let effect = replay::apply(&mut state, &op, &mut cache)?;
+            // The file's record is rewritten even for an op without effect,
+            // which may still have recorded a conflict.
+            if let Some(file) = named_file.map(|id| state.route(id))
+                && state.files.contains_key(&file)
+            {
+                changed_since_commit.insert(file);
+            }
             let outcome = match cache.checked.remove(&key.id) {
                 Some(o) => o.to_record(),
                 None => vec![OUTCOME_NONE],
@@ -253,6 +267,9 @@ impl TimeMachine {
                             .iter()
                             .filter(|(id, f)| old.files.get(id) != Some(f))
                             .map(|(id, _)| *id),
+                    );
+                    changed_since_commit.extend(
+                        old.files.keys().filter(|id| !state.files.contains_key(id)),
                     );
                 }
                 Self::put_head(&state, &changed_since_commit, &mut batch);
