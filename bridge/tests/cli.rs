@@ -928,3 +928,85 @@ fn a_rename_and_a_concurrent_edit_both_apply() {
     );
     assert_eq!(a.json(&["status"])["conflicts"], 0);
 }
+
+#[test]
+fn daily_notes_created_on_two_devices_become_one_note_with_both_lines() {
+    let (a, b) = two_devices();
+    let note = "daily/2026-11-26.md";
+    a.write(note, "# Thursday\n## Tasks\n- [ ] water the plants\n");
+    a.scan();
+    b.write(note, "# Thursday\n## Tasks\n- [ ] call the bank\n");
+    b.scan();
+    exchange(&a, &b, "daily");
+    let text = String::from_utf8(a.read(note)).unwrap();
+    assert!(
+        text == "# Thursday\n## Tasks\n- [ ] water the plants\n- [ ] call the bank\n"
+            || text == "# Thursday\n## Tasks\n- [ ] call the bank\n- [ ] water the plants\n",
+        "{text:?}"
+    );
+    // One note, not a conflict copy, and the union is listed for review.
+    assert_eq!(tree(&a.vault).len(), 2, "shared.md and the note, no copy");
+    let list = a.json(&["conflicts"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["kind"], "created_twice");
+    assert_eq!(a.ok(&["show", note, "--side", "base"]), b"");
+    let incoming = String::from_utf8(a.ok(&["show", note, "--side", "incoming"])).unwrap();
+    let current = String::from_utf8(a.ok(&["show", note, "--side", "current"])).unwrap();
+    let mut sides = [incoming, current];
+    sides.sort();
+    assert_eq!(
+        sides,
+        [
+            "# Thursday\n## Tasks\n- [ ] call the bank\n",
+            "# Thursday\n## Tasks\n- [ ] water the plants\n"
+        ]
+    );
+    // Editing the note on the device whose file became the alias goes to
+    // the one note.
+    b.write(note, format!("{text}- [ ] buy bread\n"));
+    b.scan();
+    b.json(&["resolve", note, "--take", "current"]);
+    exchange(&a, &b, "daily-after");
+    assert_eq!(a.read(note), format!("{text}- [ ] buy bread\n").as_bytes());
+    assert_eq!(a.json(&["status"])["conflicts"], 0);
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}
+
+#[test]
+fn concurrent_resolves_that_differ_reopen_the_conflict_on_both() {
+    let (a, b) = two_devices();
+    a.write("plan.md", "meet at noon\n");
+    a.scan();
+    exchange(&a, &b, "setup");
+    a.write("plan.md", "meet at one\n");
+    a.scan();
+    b.write("plan.md", "meet at two\n");
+    b.scan();
+    exchange(&a, &b, "overlap");
+    assert_eq!(a.json(&["status"])["conflicts"], 1);
+    let kept = a.read("plan.md");
+    // Each device resolves it its own way before hearing from the other.
+    let mine = b.tmp.path().join("mine.md");
+    std::fs::write(&mine, "meet at half past one\n").unwrap();
+    a.json(&["resolve", "plan.md", "--take", "current"]);
+    b.json(&["resolve", "plan.md", "--with", mine.to_str().unwrap()]);
+    exchange(&a, &b, "resolves");
+    let list = a.json(&["conflicts"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["kind"], "concurrent_resolves");
+    let current = a.ok(&["show", "plan.md", "--side", "current"]);
+    let incoming = a.ok(&["show", "plan.md", "--side", "incoming"]);
+    assert_eq!(a.read("plan.md"), current);
+    let mut sides = [current, incoming];
+    sides.sort();
+    let mut want = [kept, b"meet at half past one\n".to_vec()];
+    want.sort();
+    assert_eq!(sides, want);
+    // A resolve made after both settles it everywhere.
+    a.json(&["resolve", "plan.md", "--take", "incoming"]);
+    exchange(&a, &b, "settled");
+    assert_eq!(b.json(&["status"])["conflicts"], 0);
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+}

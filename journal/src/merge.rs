@@ -524,7 +524,41 @@ mod tests {
         }
     }
 
-    /// The golden vectors in docs/PROTOCOL.md §8.5 are the table above,
+    /// The union table (concurrent creates at one path): (case, first in
+    /// total order, second, union).
+    const UNION_TABLE: &[(&str, &str, &str, &str)] = &[
+        (
+            "two daily notes from one template",
+            "# Thursday\n## Tasks\n- [ ] water the plants\n## Notes\n",
+            "# Thursday\n## Tasks\n- [ ] call the bank\n## Notes\nrainy\n",
+            "# Thursday\n## Tasks\n- [ ] water the plants\n- [ ] call the bank\n## Notes\nrainy\n",
+        ),
+        ("identical texts", "- milk\n", "- milk\n", "- milk\n"),
+        ("one empty", "", "x\n", "x\n"),
+        (
+            "no final newline on one side",
+            "a\nb",
+            "a\nc\n",
+            "a\nb\nc\n",
+        ),
+        ("neither has a final newline", "a", "b", "a\nb"),
+        ("CRLF kept", "a\r\nb\r\n", "a\r\nc\r\n", "a\r\nb\r\nc\r\n"),
+        (
+            "unicode lines",
+            "# 日記\n🎉 party\n",
+            "# 日記\n☔ rain\n",
+            "# 日記\n🎉 party\n☔ rain\n",
+        ),
+    ];
+
+    #[test]
+    fn union_table() {
+        for (case, first, second, want) in UNION_TABLE {
+            assert_eq!(union(first, second), *want, "{case}");
+        }
+    }
+
+    /// The golden vectors in docs/PROTOCOL.md §8.5 are the tables above,
     /// and each gives its documented result.
     #[test]
     fn protocol_md_vectors_hold() {
@@ -547,6 +581,27 @@ mod tests {
             let got = merge(&literal(base), &literal(current), &literal(theirs));
             assert_eq!(got.text, literal(merged), "{case}");
             assert_eq!(got.is_clean(), outcome == "clean", "{case}");
+        }
+        let rows: Vec<Vec<String>> = doc
+            .lines()
+            .filter(|l| l.starts_with("| U"))
+            .map(|l| {
+                l.split(" | ")
+                    .map(|c| c.trim_matches(['|', ' ', '`']).to_string())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows.len(), UNION_TABLE.len(), "one documented row per case");
+        for (row, (case, ..)) in rows.iter().zip(UNION_TABLE) {
+            let [_, name, first, second, want] = &row[..] else {
+                panic!("malformed row {row:?}");
+            };
+            assert_eq!(name, case);
+            assert_eq!(
+                union(&literal(first), &literal(second)),
+                literal(want),
+                "{case}"
+            );
         }
     }
 

@@ -566,7 +566,7 @@ fn apply_action(
             // A side it names that is no longer open was closed by a Resolve
             // it had not seen. If they chose differently, the file keeps the
             // first choice and the conflict is open again, between the two.
-            if closed < sides.len() && current != *base && body.hash() != current {
+            if closed < sides.len() && body.hash() != current {
                 open_conflict(
                     state,
                     file,
@@ -604,7 +604,15 @@ fn apply_action(
                 return Ok(modified(state, *file));
             }
             if current != *base {
-                open_conflict(state, *file, ConflictKind::BadBase, id, *base, current, current);
+                open_conflict(
+                    state,
+                    *file,
+                    ConflictKind::BadBase,
+                    id,
+                    *base,
+                    current,
+                    current,
+                );
                 return no_effect("bad base: not the file's content in the delete's causal past");
             }
             let f = state.files.get_mut(file).expect("live");

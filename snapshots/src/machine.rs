@@ -268,9 +268,8 @@ impl TimeMachine {
                             .filter(|(id, f)| old.files.get(id) != Some(f))
                             .map(|(id, _)| *id),
                     );
-                    changed_since_commit.extend(
-                        old.files.keys().filter(|id| !state.files.contains_key(id)),
-                    );
+                    changed_since_commit
+                        .extend(old.files.keys().filter(|id| !state.files.contains_key(id)));
                 }
                 Self::put_head(&state, &changed_since_commit, &mut batch);
                 changed_since_commit.clear();

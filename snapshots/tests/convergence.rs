@@ -43,7 +43,11 @@ enum Step {
     /// own, or adds a line to it if it has one.
     Daily { device: usize },
     /// Device renames a note to `renamed<to>.md`.
-    Rename { device: usize, note: usize, to: usize },
+    Rename {
+        device: usize,
+        note: usize,
+        to: usize,
+    },
     /// Device resolves a note's conflicts: its current text plus a line.
     Resolve { device: usize, note: usize },
 }
@@ -77,7 +81,13 @@ impl World {
     fn new() -> World {
         let mut devices = Devices::new(DEVICES, 9);
         let notes = (0..NOTES)
-            .map(|i| devices.create(0, &format!("note{i}.md"), &format!("# note {i}\nbase line\n")))
+            .map(|i| {
+                devices.create(
+                    0,
+                    &format!("note{i}.md"),
+                    &format!("# note {i}\nbase line\n"),
+                )
+            })
             .collect();
         devices.sync_all();
         World {
@@ -116,14 +126,12 @@ impl World {
                     }
                 })
             }
-            Step::DropLine { device, note, line } => {
-                self.edit(device, self.notes[note], |l, _| {
-                    let n = l.len();
-                    if n > 1 {
-                        l.remove(1 + line % (n - 1));
-                    }
-                })
-            }
+            Step::DropLine { device, note, line } => self.edit(device, self.notes[note], |l, _| {
+                let n = l.len();
+                if n > 1 {
+                    l.remove(1 + line % (n - 1));
+                }
+            }),
             Step::Delete { device, note } => {
                 let file = self.notes[note];
                 let Some(old) = self.devices.text(device, file) else {
@@ -154,14 +162,24 @@ impl World {
                 let to = format!("renamed{to}.md");
                 if f.path != to {
                     let from = f.path.clone();
-                    self.devices
-                        .write(device, Action::Rename { file, from, to, mtime_ms: 0 });
+                    self.devices.write(
+                        device,
+                        Action::Rename {
+                            file,
+                            from,
+                            to,
+                            mtime_ms: 0,
+                        },
+                    );
                 }
             }
             Step::Resolve { device, note } => {
                 let file = self.notes[note];
                 let head = self.devices.head(device);
-                let Some(f) = head.files.get(&file).filter(|f| f.exists && !f.conflicts.is_empty())
+                let Some(f) = head
+                    .files
+                    .get(&file)
+                    .filter(|f| f.exists && !f.conflicts.is_empty())
                 else {
                     return;
                 };
@@ -204,10 +222,7 @@ impl World {
                 prop_assert_eq!(t, &texts[0], "{} bytes differ", path);
             }
             if let Some(t) = &texts[0] {
-                let mut lines: Vec<&str> = t
-                    .lines()
-                    .filter(|l| l.contains("line "))
-                    .collect();
+                let mut lines: Vec<&str> = t.lines().filter(|l| l.contains("line ")).collect();
                 let n = lines.len();
                 lines.sort();
                 lines.dedup();
@@ -243,14 +258,30 @@ proptest! {
 fn nested_stale_bases_converge() {
     use Step::*;
     let steps = [
-        Rewrite { device: 0, note: 0, line: 0 },
+        Rewrite {
+            device: 0,
+            note: 0,
+            line: 0,
+        },
         Append { device: 0, note: 0 },
-        Rewrite { device: 1, note: 1, line: 0 },
+        Rewrite {
+            device: 1,
+            note: 1,
+            line: 0,
+        },
         Append { device: 1, note: 1 },
         Append { device: 0, note: 0 },
-        Rewrite { device: 2, note: 0, line: 0 },
+        Rewrite {
+            device: 2,
+            note: 0,
+            line: 0,
+        },
         Sync { from: 2, to: 1 },
-        Rewrite { device: 1, note: 0, line: 0 },
+        Rewrite {
+            device: 1,
+            note: 0,
+            line: 0,
+        },
     ];
     let mut w = World::new();
     for s in &steps {

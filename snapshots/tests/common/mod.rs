@@ -12,7 +12,7 @@ use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id, x25519_publ
 use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::replay::{FileState, VaultState, make_patch};
 use vellum_journal::store::{Durability, MemStore};
-use vellum_journal::{Admission, ContentHash, FileId, Journal, OpId, VaultId};
+use vellum_journal::{Admission, ContentHash, DeviceId, FileId, Journal, OpId, VaultId};
 use vellum_snapshots::TimeMachine;
 use vellum_snapshots::contents::body_of;
 
@@ -20,6 +20,10 @@ pub const T0: u64 = 1_800_000_000_000;
 
 pub fn signer(d: usize) -> SigningKey {
     SigningKey::from_bytes(&[d as u8 + 1; 32])
+}
+
+pub fn device(d: usize) -> DeviceId {
+    device_id(&signer(d))
 }
 
 pub struct Devices {
