@@ -66,16 +66,12 @@ pub fn clone(src: &mut Vault, dest: &Path, name: &str) -> Result<(Vault, CloneRe
 
     // The source admits the new device before anything is copied, so the
     // copy carries the add.
-    let member_op = src.journal.append_control(
-        &src.keys.signing,
+    let member_op = src.append_control(
         Control::add_full_member(device, x25519_public(&keys.signing)),
         Payload::new(Action::Member {
             name: name.to_string(),
         }),
-        &mut entropy,
-        now_ms(),
     )?;
-    src.catch_up()?;
 
     let store = FjallStore::open(&dot.join("journal"))
         .with_context(|| format!("creating the journal in {}", dot.display()))?;
@@ -109,7 +105,7 @@ pub fn clone(src: &mut Vault, dest: &Path, name: &str) -> Result<(Vault, CloneRe
     }
     copy(ops)?;
 
-    let mut v = Vault::assemble(dest, journal, keys, lock);
+    let mut v = Vault::assemble(dest, journal, keys, &instance, lock);
     v.catch_up()?;
     let head = v.head()?;
     let files = head.live_files().map(|(_, id, _)| *id).collect();

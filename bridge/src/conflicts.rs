@@ -17,8 +17,8 @@ use vellum_journal::limits::TEXT_BYTES_MAX;
 use vellum_journal::payload::{Action, Body, Payload};
 use vellum_journal::replay::{Conflict, ConflictKind, FileKind, FileState};
 use vellum_journal::store::{Ks, Store};
-use vellum_journal::{ContentHash, Error, FileId, OpId, OrderKey, VersionVector};
-use vellum_snapshots::contents::{content_in, write_body};
+use vellum_journal::{ContentHash, Error, FileId, OpId, VersionVector};
+use vellum_snapshots::contents::{content_in, find_version, write_body};
 
 use crate::error::user;
 use crate::history::{file_in, resolve, state_at, vault_path};
@@ -156,35 +156,8 @@ fn side_body(v: &Vault, file: FileId, c: &Conflict, side: Side) -> Result<Body> 
     };
     match body {
         Some(b) if b.hash() == hash => Ok(b),
-        _ => find_version(v, file, hash),
+        _ => Ok(find_version(&v.journal, file, hash)?),
     }
-}
-
-/// Any version of `file` with `hash`: the file as each of its ops left it
-/// in that op's own view (its causal past and itself).
-fn find_version(v: &Vault, file: FileId, hash: ContentHash) -> Result<Body> {
-    let mut keys = Vec::new();
-    v.journal
-        .store()
-        .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
-            keys.extend(OrderKey::from_bytes(&k[32..]));
-            std::ops::ControlFlow::Continue(())
-        })?;
-    for key in keys {
-        let (seq, _) = v.journal.load_at_seq(&key)?;
-        let mut view = v.journal.causal_past(&key.author, seq)?;
-        view.set(key.author, seq, key.id);
-        if let Some(b) = content_in(&v.journal, file, &view, None)?
-            && b.hash() == hash
-        {
-            return Ok(b);
-        }
-    }
-    Err(Error::Corrupt(format!(
-        "version {} of the file cannot be rebuilt",
-        hash.short()
-    ))
-    .into())
 }
 
 /// Writes one side of `path`'s conflict to `out`.

@@ -2,19 +2,24 @@
 //! directories 0700 and key files 0600. Two devices of one vault on the
 //! same machine therefore never share keys.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use vellum_journal::entropy::Entropy;
-use vellum_journal::keys::{EpochKey, Keyring, SigningKey};
+use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
+use vellum_journal::{DeviceId, OpId};
 
 use crate::error::UserError;
 
 const DEVICE_KEY: &str = "device.key";
 const VAULT_KEY: &str = "vault.key";
+/// A successor's key, written before it is announced (see [`renew`]).
+const NEXT_DEVICE_KEY: &str = "device.next.key";
+/// The device's own chain as far as this machine has written it.
+const CHAIN_MARK: &str = "chain";
 
 /// `$VELLUM_HOME`, else `$XDG_DATA_HOME/vellum`, else `~/.local/share/vellum`.
 pub fn vellum_home() -> Result<PathBuf> {
@@ -95,6 +100,12 @@ pub fn load(instance: &str) -> Result<DeviceKeys> {
             dir.display()
         );
     }
+    // A renewal interrupted between retiring the old key and installing
+    // the new one: finish it.
+    if !dir.join(DEVICE_KEY).exists() && dir.join(NEXT_DEVICE_KEY).exists() {
+        fs::rename(dir.join(NEXT_DEVICE_KEY), dir.join(DEVICE_KEY))
+            .with_context(|| format!("installing the new key in {}", dir.display()))?;
+    }
     let seed = read_secret(&dir.join(DEVICE_KEY))?;
     let epoch = read_secret(&dir.join(VAULT_KEY))?;
     Ok(DeviceKeys {
@@ -119,4 +130,105 @@ fn read_secret(path: &Path) -> Result<[u8; 32]> {
     let b = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     b.try_into()
         .map_err(|_| anyhow::anyhow!("{} is damaged (expected 32 bytes)", path.display()))
+}
+
+/// How far this machine has written a device's chain: kept outside the
+/// vault, so a `.vellum/` restored from an older copy is noticed before the
+/// device writes a second op at a seq it already used (a fork of its own
+/// chain, DESIGN §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainMark {
+    pub device: DeviceId,
+    pub seq: u64,
+    pub head: OpId,
+    /// The identity must be retired (its own ops were found elsewhere)
+    /// before this device writes again.
+    pub retire: bool,
+}
+
+const MARK_BYTES: usize = 32 + 8 + 32 + 1;
+
+impl ChainMark {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(MARK_BYTES);
+        b.extend_from_slice(&self.device.0);
+        b.extend_from_slice(&self.seq.to_le_bytes());
+        b.extend_from_slice(&self.head.0);
+        b.push(u8::from(self.retire));
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<ChainMark> {
+        if b.len() != MARK_BYTES {
+            return None;
+        }
+        Some(ChainMark {
+            device: DeviceId::from_slice(&b[..32])?,
+            seq: u64::from_le_bytes(b[32..40].try_into().ok()?),
+            head: OpId::from_slice(&b[40..72])?,
+            retire: b[72] != 0,
+        })
+    }
+}
+
+/// The chain mark of an instance, if one was written. A damaged mark is
+/// reported and treated as absent: it only guards against forks.
+pub fn read_mark(instance: &str) -> Result<Option<ChainMark>> {
+    let path = key_dir(instance)?.join(CHAIN_MARK);
+    match fs::read(&path) {
+        Ok(b) => {
+            let mark = ChainMark::from_bytes(&b);
+            if mark.is_none() {
+                tracing::warn!(path = %path.display(), "ignoring a damaged chain mark");
+            }
+            Ok(mark)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Replaces the chain mark atomically (temp file, fsync, rename).
+pub fn write_mark(instance: &str, mark: &ChainMark) -> Result<()> {
+    let dir = key_dir(instance)?;
+    let tmp = dir.join(format!("{CHAIN_MARK}.tmp"));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(&mark.to_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(CHAIN_MARK)).with_context(|| format!("writing {}", tmp.display()))?;
+    Ok(())
+}
+
+/// The key the device will use after it retires its identity: created on
+/// first call and durable before anything names it, so an interrupted
+/// renewal resumes with the same key.
+pub fn next_device_key(instance: &str, entropy: &mut dyn Entropy) -> Result<SigningKey> {
+    let path = key_dir(instance)?.join(NEXT_DEVICE_KEY);
+    if path.exists() {
+        return Ok(SigningKey::from_bytes(&read_secret(&path)?));
+    }
+    let mut seed = [0u8; 32];
+    entropy.fill(&mut seed);
+    write_secret(&path, &seed)?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Makes the next key (from [`next_device_key`]) the device key. The old
+/// key is kept as `device.retired-<id>.key`: it signed history, and keys
+/// are never deleted.
+pub fn switch_to_next_key(instance: &str, old: &SigningKey) -> Result<()> {
+    let dir = key_dir(instance)?;
+    let retired = dir.join(format!("device.retired-{}.key", device_id(old).short()));
+    fs::rename(dir.join(DEVICE_KEY), &retired)
+        .with_context(|| format!("retiring {}", dir.join(DEVICE_KEY).display()))?;
+    fs::rename(dir.join(NEXT_DEVICE_KEY), dir.join(DEVICE_KEY))
+        .with_context(|| format!("installing the new key in {}", dir.display()))?;
+    File::open(&dir)?.sync_all()?;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use vellum_snapshots::TimeMachine;
 
 use vellum_bridge::cli::{Cli, Command};
 use vellum_bridge::error::{self, user};
-use vellum_bridge::vault::Vault;
+use vellum_bridge::vault::{self, Vault};
 use vellum_bridge::{clone, conflicts, history, rewrite, scan, transfer, verify};
 
 /// Writes to stdout, treating a closed pipe (`vellum log | head`) as done.
@@ -44,6 +44,9 @@ struct Status {
     journal_bytes: u64,
     device: String,
     vault: String,
+    /// Set when the journal lacks some of this device's own ops (restored
+    /// from an older copy): nothing can be written until they arrive.
+    stale: Option<vault::Stale>,
 }
 
 fn default_device_name() -> String {
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
                 journal_bytes: v.journal_bytes()?,
                 device: v.device().to_hex(),
                 vault: v.vault_id().to_hex(),
+                stale: v.stale,
             };
             if json {
                 emit_json(&s)?;
@@ -135,6 +139,12 @@ fn run(cli: Cli) -> Result<()> {
                     s.pending,
                     s.journal_bytes
                 ))?;
+                if let Some(st) = s.stale {
+                    say(format!(
+                        "stale: the journal holds this device's ops up to {} of {}; import an export from another device to recover",
+                        st.held, st.wrote
+                    ))?;
+                }
             }
         }
         Command::Log {
@@ -263,6 +273,19 @@ fn run(cli: Cli) -> Result<()> {
                 ))?;
                 for p in &r.changed {
                     say(format!("  {p}"))?;
+                }
+                if let Some(id) = &r.new_identity {
+                    say(format!(
+                        "this device's own ops came back from another copy: it now signs as {} (the old identity is retired)",
+                        &id[..12]
+                    ))?;
+                }
+                if let Some(st) = r.stale {
+                    say(format!(
+                        "the journal still lacks this device's ops {}..{}: the disk was not changed",
+                        st.held + 1,
+                        st.wrote
+                    ))?;
                 }
                 for c in &r.new_conflicts {
                     say(format!(

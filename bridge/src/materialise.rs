@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use anyhow::Result;
-use vellum_journal::FileId;
-use vellum_journal::replay::VaultState;
+use vellum_journal::replay::{FileState, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
+use vellum_journal::{ContentHash, FileId};
 use vellum_snapshots::contents::{body_of, write_body};
 
 use crate::disk;
@@ -51,18 +51,55 @@ pub fn materialise(
         if unchanged {
             continue;
         }
-        let body = body_of(&v.journal, *id, n.hash, v.journal.admitted())?;
-        disk::write_atomic(&v.root, &n.path, n.mtime_ms, &mut |f| {
-            Ok(write_body(&v.journal, &body, f)?)
-        })?;
-        let meta = fs::symlink_metadata(v.root.join(&n.path))?;
-        let rec = DiskRec {
-            hash: n.hash,
-            stat: Stat::of(&meta),
-            recorded_ns: now_ns(),
-        };
-        batch.put(Ks::Disk, n.path.as_bytes().to_vec(), rec.to_bytes());
+        write_file(v, *id, n, &mut batch)?;
         touched.insert(n.path.clone());
+    }
+    v.journal.store().commit(batch, Durability::Durable)?;
+    Ok(touched.into_iter().collect())
+}
+
+/// Writes live file `id` (state `f`) to its path, and its record to `batch`.
+fn write_file(v: &Vault, id: FileId, f: &FileState, batch: &mut Batch) -> Result<()> {
+    let body = body_of(&v.journal, id, f.hash, v.journal.admitted())?;
+    disk::write_atomic(&v.root, &f.path, f.mtime_ms, &mut |out| {
+        Ok(write_body(&v.journal, &body, out)?)
+    })?;
+    let meta = fs::symlink_metadata(v.root.join(&f.path))?;
+    let rec = DiskRec {
+        hash: f.hash,
+        stat: Stat::of(&meta),
+        recorded_ns: now_ns(),
+    };
+    batch.put(Ks::Disk, f.path.as_bytes().to_vec(), rec.to_bytes());
+    Ok(())
+}
+
+/// Brings the disk in line with `new` from the materialised records rather
+/// than from a previous state: for a journal whose records and head drifted
+/// apart (one restored from an older copy). Call it right after a scan, so
+/// the records describe the disk. A recorded path that `new` lacks is
+/// removed only if its bytes are still the recorded ones.
+pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
+    let recs = v.disk_records()?;
+    let mut touched = BTreeSet::new();
+    let mut batch = Batch::new();
+    for (p, r) in &recs {
+        if new.paths.contains_key(p) {
+            continue;
+        }
+        let on_disk = fs::read(v.root.join(p)).ok().map(|b| ContentHash::of(&b));
+        if on_disk.is_none_or(|h| h == r.hash) {
+            disk::remove_file(&v.root, p)?;
+            batch.delete(Ks::Disk, p.as_bytes().to_vec());
+            touched.insert(p.clone());
+        }
+    }
+    for (p, id, f) in new.live_files() {
+        if recs.get(p).is_some_and(|r| r.hash == f.hash) {
+            continue;
+        }
+        write_file(v, *id, f, &mut batch)?;
+        touched.insert(p.clone());
     }
     v.journal.store().commit(batch, Durability::Durable)?;
     Ok(touched.into_iter().collect())

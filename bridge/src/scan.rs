@@ -11,11 +11,11 @@ use anyhow::{Context, Result};
 use vellum_journal::blob;
 use vellum_journal::entropy::OsEntropy;
 use vellum_journal::limits::TEXT_BYTES_MAX;
-use vellum_journal::path;
 use vellum_journal::payload::{Action, Body, Payload};
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Batch, Ks};
 use vellum_journal::{ContentHash, FileId};
+use vellum_journal::{merge, path};
 use vellum_snapshots::contents::body_of;
 
 use crate::ignore_rules::Rules;
@@ -62,7 +62,6 @@ enum Read_ {
 
 struct Fresh {
     hash: ContentHash,
-    size: u64,
     /// The file's stat just before it was read.
     stat: Stat,
     content: Read_,
@@ -183,14 +182,12 @@ fn read_fresh(f: &Found) -> std::io::Result<Fresh> {
             .read_to_end(&mut buf)?;
         if buf.len() <= TEXT_BYTES_MAX {
             let hash = ContentHash::of(&buf);
-            let size = buf.len() as u64;
             let content = match String::from_utf8(buf) {
                 Ok(t) => Read_::Text(t),
                 Err(_) => Read_::Binary,
             };
             return Ok(Fresh {
                 hash,
-                size,
                 stat,
                 content,
             });
@@ -198,10 +195,9 @@ fn read_fresh(f: &Found) -> std::io::Result<Fresh> {
     }
     let mut file = File::open(&f.abs)?;
     let mut h = blake3::Hasher::new();
-    let size = std::io::copy(&mut file, &mut h)?;
+    std::io::copy(&mut file, &mut h)?;
     Ok(Fresh {
         hash: ContentHash(*h.finalize().as_bytes()),
-        size,
         stat,
         content: Read_::Binary,
     })
@@ -259,8 +255,15 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
                 continue;
             }
         };
-        if rec.is_some_and(|r| r.hash == fresh.hash) {
-            // Touched, not changed: remember the new mtime, record nothing.
+        // Without a record, the head's file at this path is what the disk
+        // is compared with (a journal restored from an older copy lacks
+        // records of files its missing ops wrote).
+        let known = rec
+            .map(|r| r.hash)
+            .or_else(|| head.file_at(p).map(|(_, f)| f.hash));
+        if known == Some(fresh.hash) {
+            // Touched, not changed (or just not recorded yet): remember the
+            // stat, record nothing.
             extra.put(
                 Ks::Disk,
                 p.as_bytes().to_vec(),
@@ -294,7 +297,7 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     }
     let mut new_paths: BTreeSet<String> = changed
         .keys()
-        .filter(|p| head.file_at(p).is_none() || !recs.contains_key(*p))
+        .filter(|p| head.file_at(p).is_none())
         .cloned()
         .collect();
 
@@ -380,8 +383,8 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             mtime_ms: mtime_ms(fresh.stat.mtime_ns),
         }));
         report.renamed += 1;
-        if fresh.hash != r.hash {
-            payloads.push(content_change(
+        if fresh.hash != r.hash
+            && let Some(op) = content_change(
                 v,
                 &head,
                 id,
@@ -391,7 +394,9 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
                 &found[new],
                 &dedup_key,
                 &mut entropy,
-            )?);
+            )?
+        {
+            payloads.push(op);
             report.edited += 1;
         }
         extra.put(
@@ -413,9 +418,9 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
             }));
             report.created += 1;
         } else {
-            let (id, _) = head.file_at(p).expect("not new, so known");
-            let base = recs[p].hash;
-            payloads.push(content_change(
+            let (id, f) = head.file_at(p).expect("not new, so known");
+            let base = recs.get(p).map_or(f.hash, |r| r.hash);
+            if let Some(op) = content_change(
                 v,
                 &head,
                 id,
@@ -425,8 +430,10 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
                 &found[p],
                 &dedup_key,
                 &mut entropy,
-            )?);
-            report.edited += 1;
+            )? {
+                payloads.push(op);
+                report.edited += 1;
+            }
         }
         extra.put(
             Ks::Disk,
@@ -478,8 +485,19 @@ fn body_for(
     }
 }
 
-/// An Edit when a patch reproduces the new text and is smaller than it,
-/// else a Replace.
+/// The op recording `fresh` (the disk's bytes at `path`) as a change of
+/// `file` from `base`, what Vellum last wrote or read there.
+///
+/// The op is made against the head's content, its causal past (DESIGN §4).
+/// When the head moved on without the disk (a journal restored from an
+/// older copy, then caught up), the change from `base` to the disk is
+/// merged into the head's text, the disk's side kept where both changed
+/// the same words: the disk holds what the user last saw and typed, and
+/// the head's version stays in history. A binary file takes the disk's
+/// bytes.
+///
+/// The op is an Edit when a patch reproduces the new text and is smaller
+/// than it, else a Replace.
 #[allow(clippy::too_many_arguments)]
 fn content_change(
     v: &Vault,
@@ -491,31 +509,60 @@ fn content_change(
     found: &Found,
     dedup_key: &[u8; 32],
     entropy: &mut OsEntropy,
-) -> Result<Payload> {
-    let sticky_binary = head
-        .files
-        .get(&file)
-        .is_some_and(|f| f.kind == FileKind::Blob);
+) -> Result<Option<Payload>> {
+    let f = head.files.get(&file);
+    let sticky_binary = f.is_some_and(|f| f.kind == FileKind::Blob);
+    let head_hash = f.map_or(base, |f| f.hash);
     let mtime_ms = mtime_ms(fresh.stat.mtime_ns);
-    if let (false, Read_::Text(new)) = (sticky_binary, &fresh.content)
-        && let Body::Text(old) = body_of(&v.journal, file, base, v.journal.admitted())?
-        && let Some(patch) = make_patch(&old, new)
-        && patch.len() < new.len()
+    let text = |hash| -> Result<Option<String>> {
+        Ok(
+            match body_of(&v.journal, file, hash, v.journal.admitted())? {
+                Body::Text(t) => Some(t),
+                Body::Blob(_) => None,
+            },
+        )
+    };
+    if let (false, Read_::Text(disk)) = (sticky_binary, &fresh.content)
+        && let Some(old) = text(head_hash)?
     {
-        return Ok(Payload::new(Action::Edit {
-            file,
-            base,
-            patch,
-            result: fresh.hash,
-            result_size: fresh.size,
-            mtime_ms,
-        }));
+        let new = if base == head_hash {
+            disk.clone()
+        } else {
+            match text(base)? {
+                Some(recorded) => merge::merge(&recorded, disk, &old).text,
+                None => disk.clone(),
+            }
+        };
+        if new == old {
+            return Ok(None);
+        }
+        let result = ContentHash::of(new.as_bytes());
+        if let Some(patch) = make_patch(&old, &new)
+            && patch.len() < new.len()
+        {
+            return Ok(Some(Payload::new(Action::Edit {
+                file,
+                base: head_hash,
+                patch,
+                result,
+                result_size: new.len() as u64,
+                mtime_ms,
+            })));
+        }
+        if result != fresh.hash {
+            return Ok(Some(Payload::new(Action::Replace {
+                file,
+                base: head_hash,
+                body: Body::Text(new),
+                mtime_ms,
+            })));
+        }
     }
     let _ = path;
-    Ok(Payload::new(Action::Replace {
+    Ok(Some(Payload::new(Action::Replace {
         file,
-        base,
+        base: head_hash,
         body: body_for(v, fresh, found, sticky_binary, dedup_key, entropy)?,
         mtime_ms,
-    }))
+    })))
 }

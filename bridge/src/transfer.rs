@@ -16,6 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use vellum_journal::blob;
+use vellum_journal::envelope::Envelope;
 use vellum_journal::limits::{CHUNK_BYTES_MAX, OP_BYTES_MAX};
 use vellum_journal::payload::{Action, Body};
 use vellum_journal::store::{Ks, Store};
@@ -23,9 +24,9 @@ use vellum_journal::{Admission, Error as JournalError, OpId, VaultId, VersionVec
 
 use crate::error::user;
 use crate::history::resolve;
-use crate::materialise::materialise;
+use crate::materialise::{materialise, sync_disk};
 use crate::scan;
-use crate::vault::{Vault, now_ms};
+use crate::vault::{Stale, Vault, now_ms};
 
 /// The first bytes of an export file.
 const MAGIC: &[u8; 14] = b"vellum-export\n";
@@ -276,6 +277,12 @@ pub struct ImportReport {
     pub changed: Vec<String>,
     /// Conflicts this import opened: path and the op merged in.
     pub new_conflicts: Vec<NewConflict>,
+    /// Set when the journal still lacks some of this device's own ops
+    /// (it was restored from an older copy): nothing was written to disk.
+    pub stale: Option<Stale>,
+    /// This device's new id, when the import brought ops of its own chain
+    /// that the journal lacked and the device took a new identity.
+    pub new_identity: Option<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -293,6 +300,14 @@ pub struct Rejected {
 /// Imports an export file: checks it whole first, then scans (so changes
 /// on disk are recorded before the disk is touched), stores chunks, admits
 /// ops, replays and updates the disk.
+///
+/// An export holding ops of this device's own chain that this journal
+/// lacks means the journal was restored from an older copy (DESIGN §3, own
+/// forks). Then nothing is scanned before the ops are admitted, since a
+/// scan would write ops at seqs the device already used. Once the whole
+/// chain is here, the device retires its identity for a new one, and the
+/// scan records under the new identity whatever on disk the journal does
+/// not have, before the disk is brought in line.
 pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
     let (vault, genesis) = (v.journal.vault(), v.journal.genesis());
     let open = || -> Result<Reader<BufReader<File>>> {
@@ -300,11 +315,27 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
             File::open(file).map_err(|e| user(format!("cannot read {}: {e}", file.display())))?;
         Reader::open(BufReader::new(f), vault, genesis)
     };
-    // Pass 1: the whole file is intact.
+    // Pass 1: the whole file is intact; and does it hold own ops?
     let mut r = open()?;
-    while r.next()?.is_some() {}
-
-    scan::scan(v)?;
+    let device = v.device();
+    let mut own_missing: Option<(u64, OpId)> = None;
+    while let Some(rec) = r.next()? {
+        if let Record::Op(bytes) = rec
+            && let Ok(env) = Envelope::parse(bytes)
+            && env.header().author == device
+            && v.journal.op_meta(&env.id())?.is_none()
+            && own_missing.is_none_or(|(seq, _)| env.header().seq > seq)
+        {
+            own_missing = Some((env.header().seq, env.id()));
+        }
+    }
+    if let Some(highest) = own_missing {
+        v.own_ops_arrived(highest)?;
+    }
+    let recovering = v.stale.is_some() || v.retiring()?;
+    if !recovering {
+        scan::scan(v)?;
+    }
     let old = v.head()?;
     let mut report = ImportReport::default();
     let mut r = open()?;
@@ -336,15 +367,30 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
     report.pending = v.journal.pending_count()?;
     let caught = v.catch_up()?;
     report.no_effect = caught.no_effect;
+    if recovering {
+        v.check_own_chain()?;
+        if let Some(stale) = v.stale {
+            // Still short of the device's own chain: the disk is left as it
+            // is until the rest arrives.
+            report.stale = Some(stale);
+            return Ok(report);
+        }
+        report.new_identity = Some(v.renew_identity()?.to_hex());
+        scan::scan(v)?;
+        let new = v.head()?;
+        report.changed = sync_disk(v, &new)?;
+    } else {
+        let new = v.head()?;
+        let files: BTreeSet<_> = old
+            .files
+            .keys()
+            .chain(new.files.keys())
+            .filter(|id| old.files.get(*id) != new.files.get(*id))
+            .copied()
+            .collect();
+        report.changed = materialise(v, &old, &new, &files)?;
+    }
     let new = v.head()?;
-    let files: BTreeSet<_> = old
-        .files
-        .keys()
-        .chain(new.files.keys())
-        .filter(|id| old.files.get(*id) != new.files.get(*id))
-        .copied()
-        .collect();
-    report.changed = materialise(v, &old, &new, &files)?;
     for (path, id, f) in new.live_files() {
         let before = old.files.get(id).map_or(&[][..], |o| &o.conflicts[..]);
         for c in f.conflicts.iter().filter(|c| !before.contains(c)) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use vellum_journal::control::Control;
 use vellum_journal::entropy::{Entropy, OsEntropy};
 use vellum_journal::path::VELLUM_DIR;
 use vellum_journal::payload::{Action, MERGE_VERSION, Payload};
@@ -126,10 +127,24 @@ pub struct Vault {
     pub root: PathBuf,
     pub journal: Journal<FjallStore>,
     pub keys: DeviceKeys,
+    /// Where this instance's keys live under `$VELLUM_HOME`.
+    instance: String,
+    /// Set when the journal holds less of this device's own chain than
+    /// this machine wrote: no op may be written until it is caught up.
+    pub stale: Option<Stale>,
     /// The head state, loaded once and kept current by `append`.
     head: Option<VaultState>,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
+}
+
+/// A journal behind this device's own chain (see [`Vault::stale`]).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Stale {
+    /// This device's ops the journal holds.
+    pub held: u64,
+    /// This device's ops this machine has written.
+    pub wrote: u64,
 }
 
 pub(crate) fn lock(dot: &Path) -> Result<File> {
@@ -243,6 +258,8 @@ impl Vault {
             root: root.to_path_buf(),
             journal,
             keys,
+            instance: instance.clone(),
+            stale: None,
             head: None,
             _lock: lock,
         };
@@ -284,10 +301,13 @@ impl Vault {
             root,
             journal,
             keys,
+            instance,
+            stale: None,
             head: None,
             _lock: lock,
         };
         v.catch_up()?;
+        v.check_own_chain()?;
         Ok(v)
     }
 
@@ -297,12 +317,15 @@ impl Vault {
         root: &Path,
         journal: Journal<FjallStore>,
         keys: DeviceKeys,
+        instance: &str,
         lock: File,
     ) -> Vault {
         Vault {
             root: root.to_path_buf(),
             journal,
             keys,
+            instance: instance.to_string(),
+            stale: None,
             head: None,
             _lock: lock,
         }
@@ -336,17 +359,165 @@ impl Vault {
             self.journal.store().commit(extra, Durability::Durable)?;
             Vec::new()
         } else {
-            self.journal.append_with(
+            self.writable()?;
+            let ids = self.journal.append_with(
                 &self.keys.signing,
                 payloads,
                 &mut OsEntropy,
                 now_ms(),
                 Durability::Durable,
                 extra,
-            )?
+            )?;
+            self.mark_own_chain(false)?;
+            ids
         };
         self.catch_up()?;
         Ok(ids)
+    }
+
+    /// Appends one control op (a Member add) signed by this device.
+    pub fn append_control(&mut self, control: Control, payload: Payload) -> Result<OpId> {
+        self.writable()?;
+        let id = self.journal.append_control(
+            &self.keys.signing,
+            control,
+            payload,
+            &mut OsEntropy,
+            now_ms(),
+        )?;
+        self.mark_own_chain(false)?;
+        self.catch_up()?;
+        Ok(id)
+    }
+
+    // ---- own chain and identity (DESIGN §3, own forks) ----------------
+
+    /// Compares the journal's copy of this device's chain with the chain
+    /// mark under `$VELLUM_HOME`. A journal behind the mark was restored
+    /// from an older copy: writing now would fork the chain, so the vault
+    /// is stale and its identity is marked for retirement.
+    pub(crate) fn check_own_chain(&mut self) -> Result<()> {
+        let device = self.device();
+        let held = self.journal.admitted().get(&device);
+        let held_seq = held.map_or(0, |e| e.seq);
+        let Some(mut mark) = home::read_mark(&self.instance)?.filter(|m| m.device == device) else {
+            return Ok(());
+        };
+        let behind = mark.seq > held_seq
+            || (mark.seq == held_seq && held.is_some_and(|e| e.head != mark.head));
+        if behind {
+            self.stale = Some(Stale {
+                held: held_seq,
+                wrote: mark.seq,
+            });
+            if !mark.retire {
+                mark.retire = true;
+                home::write_mark(&self.instance, &mark)?;
+            }
+        } else {
+            self.stale = None;
+        }
+        Ok(())
+    }
+
+    /// Records ops of this device's own chain that arrived from elsewhere
+    /// (import, later sync) but were not in this journal: DESIGN §3 says
+    /// the identity retires at once. The mark rises to the highest of them,
+    /// so the vault stays stale until the whole chain is here.
+    pub fn own_ops_arrived(&mut self, highest: (u64, OpId)) -> Result<()> {
+        let device = self.device();
+        let mut mark = home::read_mark(&self.instance)?
+            .filter(|m| m.device == device)
+            .unwrap_or(home::ChainMark {
+                device,
+                seq: 0,
+                head: OpId::ZERO,
+                retire: false,
+            });
+        if highest.0 > mark.seq {
+            (mark.seq, mark.head) = highest;
+        }
+        mark.retire = true;
+        home::write_mark(&self.instance, &mark)?;
+        self.check_own_chain()
+    }
+
+    /// Whether this device's identity is to be retired before it writes.
+    pub fn retiring(&self) -> Result<bool> {
+        let device = self.device();
+        Ok(home::read_mark(&self.instance)?.is_some_and(|m| m.device == device && m.retire))
+    }
+
+    /// Notes this device's chain head in the mark.
+    fn mark_own_chain(&mut self, retire: bool) -> Result<()> {
+        let device = self.device();
+        if let Some(e) = self.journal.admitted().get(&device) {
+            home::write_mark(
+                &self.instance,
+                &home::ChainMark {
+                    device,
+                    seq: e.seq,
+                    head: e.head,
+                    retire,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Refuses to write while stale; retires the identity first when that
+    /// is due (see [`Vault::renew_identity`]).
+    fn writable(&mut self) -> Result<()> {
+        if let Some(s) = &self.stale {
+            return Err(user(format!(
+                "this vault's journal is older than this device: it holds this device's ops up to {} but the device wrote {} (was .vellum/ restored from an old copy?); import an export from another device ('vellum import FILE') to recover; nothing was written",
+                s.held, s.wrote
+            )));
+        }
+        if self.retiring()? {
+            self.renew_identity()?;
+        }
+        Ok(())
+    }
+
+    /// Retires this device's identity (DESIGN §3, own forks): its last op
+    /// adds a new key as a full member, and from then on the device signs
+    /// with the new key. What is on disk and not yet in the journal is then
+    /// recorded under the new identity by the next scan, so nothing is
+    /// lost. Each step can be repeated after a crash.
+    pub fn renew_identity(&mut self) -> Result<DeviceId> {
+        if self.stale.is_some() {
+            return Err(anyhow::anyhow!(
+                "cannot renew the identity while the journal lacks this device's own ops"
+            ));
+        }
+        let old = self.keys.signing.clone();
+        let next = home::next_device_key(&self.instance, &mut OsEntropy)?;
+        let next_id = vellum_journal::keys::device_id(&next);
+        let head = self.head()?;
+        let name = head
+            .device_names
+            .get(&self.device())
+            .cloned()
+            .unwrap_or_else(|| "this device".to_string());
+        if !self.journal.is_member(&next_id)? {
+            self.journal.append_control(
+                &old,
+                Control::add_full_member(next_id, vellum_journal::keys::x25519_public(&next)),
+                Payload::new(Action::Member { name }),
+                &mut OsEntropy,
+                now_ms(),
+            )?;
+            self.catch_up()?;
+        }
+        home::switch_to_next_key(&self.instance, &old)?;
+        self.keys.signing = next;
+        tracing::info!(
+            retired = %vellum_journal::keys::device_id(&old).short(),
+            new = %next_id.short(),
+            "this device has a new identity"
+        );
+        Ok(next_id)
     }
 
     pub fn disk_records(&self) -> Result<BTreeMap<String, DiskRec>> {

@@ -1010,3 +1010,96 @@ fn concurrent_resolves_that_differ_reopen_the_conflict_on_both() {
     a.ok(&["verify"]);
     b.ok(&["verify"]);
 }
+
+/// `cp -a`: a folder copied with its metadata (a backup, restored later).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a {} {}", from.display(), to.display());
+}
+
+#[test]
+fn a_vellum_folder_restored_from_an_old_copy_takes_a_new_identity_and_loses_nothing() {
+    let (a, b) = two_devices();
+    a.write("notes/keep.md", "# keep\n");
+    a.scan();
+    exchange(&a, &b, "setup");
+    let backup = a.tmp.path().join("backup-dot-vellum");
+    copy_dir(&a.vault.join(".vellum"), &backup);
+    let old_device = a.json(&["status"])["device"].clone();
+
+    // Work after the backup, which reaches device b.
+    a.write("notes/keep.md", "# keep\nwritten after the backup\n");
+    a.write("notes/new.md", "a note made after the backup\n");
+    a.scan();
+    let f = export(&a, None, "after-backup.vx");
+    b.json(&["import", &f]);
+
+    // The backup comes back over .vellum/; the notes on disk stay newer,
+    // and one more edit is made before vellum runs again.
+    std::fs::remove_dir_all(a.vault.join(".vellum")).unwrap();
+    copy_dir(&backup, &a.vault.join(".vellum"));
+    a.write(
+        "notes/new.md",
+        "a note made after the backup\nand after the restore\n",
+    );
+
+    // Writing now would reuse seqs of its own chain: it refuses, says why,
+    // and changes nothing.
+    let err = a.fails(&["scan"]);
+    assert!(err.contains("restored from an old copy"), "{err}");
+    let status = a.json(&["status"]);
+    assert!(status["stale"].is_object(), "{status}");
+    assert_eq!(status["device"], old_device);
+
+    // Its own ops come back from b: it takes a new identity, records what
+    // only the disk had, and writes nothing over it.
+    let fb = export(&b, None, "from-b.vx");
+    let r = a.json(&["import", &fb]);
+    assert!(r["new_identity"].is_string(), "{r}");
+    assert_ne!(a.json(&["status"])["device"], old_device);
+    assert!(a.json(&["status"])["stale"].is_null());
+    assert_eq!(
+        a.read("notes/keep.md"),
+        b"# keep\nwritten after the backup\n"
+    );
+    assert_eq!(
+        a.read("notes/new.md"),
+        b"a note made after the backup\nand after the restore\n"
+    );
+    assert_eq!(tree(&a.vault).len(), 3, "no conflict copies");
+
+    // The new identity's ops are admitted on b: the retired one added it.
+    exchange(&a, &b, "after-recovery");
+    assert_eq!(
+        b.read("notes/new.md"),
+        b"a note made after the backup\nand after the restore\n"
+    );
+    a.write(
+        "notes/keep.md",
+        "# keep\nwritten after the backup\nby the new identity\n",
+    );
+    a.scan();
+    exchange(&a, &b, "new-identity-edits");
+    assert_eq!(a.json(&["conflicts"]), serde_json::json!([]));
+    a.ok(&["verify"]);
+    b.ok(&["verify"]);
+    // The retired key is kept, never deleted.
+    let kept = std::fs::read_dir(&a.home)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("device.retired-")
+        })
+        .count();
+    assert_eq!(kept, 1);
+}

@@ -32,7 +32,8 @@ mod meta {
     pub const OPS: &[u8] = b"admitted_ops";
     pub const OP_BYTES: &[u8] = b"admitted_op_bytes";
     pub const HLC: &[u8] = b"local_hlc";
-    /// The admitted set as of this device's last own op, to compute deps.
+    /// The author of this device's last own op, and the admitted set as of
+    /// that op, to compute deps.
     pub const SEEN_AT_OWN: &[u8] = b"seen_at_own_op";
     /// Lowest order key admitted since the time machine last caught up.
     pub const REPLAY_FROM: &[u8] = b"replay_from";
@@ -356,9 +357,11 @@ impl<S: Store> Journal<S> {
             .current()
             .ok_or_else(|| Error::Keys("no vault key for the current epoch".into()))?;
         let key = key.clone();
+        // What this author had seen at its last op. A device that changed
+        // identity starts over: its new chain must depend on every head.
         let mut seen = match self.store.get(Ks::Meta, meta::SEEN_AT_OWN)? {
-            Some(b) => VersionVector::from_bytes(&b)?,
-            None => VersionVector::new(),
+            Some(b) if b.len() >= 32 && b[..32] == author.0 => VersionVector::from_bytes(&b[32..])?,
+            _ => VersionVector::new(),
         };
         let mut local_hlc = u64_value(self.store.get(Ks::Meta, meta::HLC)?)?;
         let mut staged = self.staged(extra);
@@ -421,9 +424,9 @@ impl<S: Store> Journal<S> {
         staged
             .batch
             .put(Ks::Meta, meta::HLC, local_hlc.to_le_bytes().to_vec());
-        staged
-            .batch
-            .put(Ks::Meta, meta::SEEN_AT_OWN, seen.to_bytes());
+        let mut seen_record = author.0.to_vec();
+        seen_record.extend_from_slice(&seen.to_bytes());
+        staged.batch.put(Ks::Meta, meta::SEEN_AT_OWN, seen_record);
         self.commit_staged(staged, durability)?;
         Ok(ids)
     }
@@ -710,6 +713,20 @@ impl<S: Store> Journal<S> {
             return Ok(v.clone());
         }
         self.others_past(author, seq)
+    }
+
+    /// Whether any admitted op adds `device` as a member.
+    pub fn is_member(&self, device: &DeviceId) -> Result<bool> {
+        if *device == self.genesis_author {
+            return Ok(true);
+        }
+        let mut found = false;
+        self.store
+            .scan_prefix(Ks::Members, &device.0, &mut |_, _| {
+                found = true;
+                ControlFlow::Break(())
+            })?;
+        Ok(found)
     }
 
     /// Whether an admitted (or staged) Member add of `device` is in `past`.

@@ -48,12 +48,45 @@ pub fn body_of<S: Store>(
     }
     match content_in(journal, file, at, None)? {
         Some(body) if body.hash() == hash => Ok(body),
-        _ => Err(Error::Corrupt(format!(
-            "content {} of file {} cannot be rebuilt from its ops",
-            hash.short(),
-            file.short()
-        ))),
+        _ => find_version(journal, file, hash),
     }
+}
+
+/// Any version of `file` with `hash`, wherever it is in the file's history:
+/// the file as each of its ops left it in that op's own view (its causal
+/// past and itself), newest first. For a version that is neither cached
+/// nor the file's content at a known point (what the disk last had, when
+/// the journal has moved on).
+pub fn find_version<S: Store>(
+    journal: &Journal<S>,
+    file: FileId,
+    hash: ContentHash,
+) -> Result<Body> {
+    if hash == ContentHash::of(b"") {
+        return Ok(Body::Text(String::new()));
+    }
+    let mut keys = Vec::new();
+    journal
+        .store()
+        .scan_prefix(Ks::FileOps, &file.0, &mut |k, _| {
+            keys.extend(OrderKey::from_bytes(&k[32..]));
+            ControlFlow::Continue(())
+        })?;
+    for key in keys.iter().rev() {
+        let (seq, _) = journal.load_at_seq(key)?;
+        let mut view = journal.causal_past(&key.author, seq)?;
+        view.set(key.author, seq, key.id);
+        if let Some(b) = content_in(journal, file, &view, None)?
+            && b.hash() == hash
+        {
+            return Ok(b);
+        }
+    }
+    Err(Error::Corrupt(format!(
+        "content {} of file {} cannot be rebuilt from its ops",
+        hash.short(),
+        file.short()
+    )))
 }
 
 /// Writes the bytes of `body` to `out`, streaming blobs chunk by chunk.
