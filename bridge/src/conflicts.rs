@@ -139,13 +139,14 @@ fn side_body(v: &Vault, file: FileId, c: &Conflict, side: Side) -> Result<Body> 
         .op_meta(&c.op)?
         .ok_or_else(|| Error::Corrupt(format!("conflict op {} is missing", c.op.short())))?;
     let key = meta.order_key();
-    let past = v.journal.causal_past(&meta.author, meta.seq)?;
+    let past = v.journal.causal_past(&meta.author, meta.seq, &meta.id)?;
     let body = match side {
         Side::Base => content_in(&v.journal, file, &past, Some(&key))?,
         Side::Current => content_in(&v.journal, file, v.journal.admitted(), Some(&key))?,
         Side::Incoming => {
             let mut with_op: VersionVector = past;
-            with_op.set(meta.author, meta.seq, meta.id);
+            v.journal
+                .add_to(&mut with_op, &meta.author, meta.seq, &meta.id)?;
             // A concurrent Create's text is its own file's, in its own view.
             let own = match c.kind {
                 ConflictKind::CreatedTwice => c.op,

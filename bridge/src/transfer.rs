@@ -76,8 +76,8 @@ pub fn export(v: &Vault, since: Option<&str>, file: &Path) -> Result<ExportRepor
     let mut ops = Vec::new();
     let mut needed = BTreeSet::new();
     v.journal.for_each_op_in_order(None, &mut |key, seq, env| {
-        if seq > since.seq(&key.author) {
-            if since.op_count() > 0 {
+        if !v.journal.includes(&since, &key.author, seq, &key.id)? {
+            if !since.is_empty() {
                 let payload = v.journal.load_payload(&env)?;
                 if let Action::Create { body, .. }
                 | Action::Replace { body, .. }
@@ -98,8 +98,7 @@ pub fn export(v: &Vault, since: Option<&str>, file: &Path) -> Result<ExportRepor
         (Bound::Unbounded, Bound::Unbounded),
         false,
         &mut |k, stored| {
-            if since.op_count() > 0 && !k.try_into().is_ok_and(|id: [u8; 32]| needed.contains(&id))
-            {
+            if !since.is_empty() && !k.try_into().is_ok_and(|id: [u8; 32]| needed.contains(&id)) {
                 return ControlFlow::Continue(());
             }
             let mut body = k.to_vec();

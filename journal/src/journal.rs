@@ -5,8 +5,9 @@
 //! Local appends stage ops in memory and commit them in one batch: one
 //! fsync for the whole group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Bound, ControlFlow};
+use std::sync::Mutex;
 
 use ed25519_dalek::SigningKey;
 
@@ -37,6 +38,8 @@ mod meta {
     pub const SEEN_AT_OWN: &[u8] = b"seen_at_own_op";
     /// Lowest order key admitted since the time machine last caught up.
     pub const REPLAY_FROM: &[u8] = b"replay_from";
+    /// Forked authors: author ‖ lowest forked seq (LE), repeated.
+    pub const FORKS: &[u8] = b"forks";
 }
 
 /// The header fields of an admitted op, as stored in the chain index.
@@ -45,6 +48,8 @@ pub struct OpMeta {
     pub id: OpId,
     pub author: DeviceId,
     pub seq: u64,
+    /// The author's op at `seq - 1` (zero for seq 1).
+    pub prev: OpId,
     pub lamport: u64,
     pub hlc: u64,
 }
@@ -76,7 +81,14 @@ pub struct Journal<S: Store> {
     keys: Keyring,
     admitted: VersionVector,
     ops: u64,
+    /// Authors whose chain has forked, with the lowest seq held by two ops.
+    forks: BTreeMap<DeviceId, u64>,
+    /// Ancestors found by walking forked chains: (head, seq) → op.
+    ancestors: Mutex<HashMap<(OpId, u64), OpId>>,
 }
+
+/// Entries kept in [`Journal`]'s ancestor memo before it starts over.
+const ANCESTOR_MEMO_MAX: usize = 1 << 16;
 
 /// Ops admitted earlier in the same uncommitted batch.
 #[derive(Default)]
@@ -84,11 +96,13 @@ struct Staged {
     /// The journal's admitted set plus the staged ops.
     admitted: VersionVector,
     metas: HashMap<OpId, OpMeta>,
-    chain: BTreeMap<(DeviceId, u64), OpId>,
+    chain: BTreeMap<(DeviceId, u64, OpId), OpId>,
     batch: Batch,
     replay_from: Option<OrderKey>,
-    /// Causal records of staged ops with deps, by (author, seq).
-    causal: BTreeMap<(DeviceId, u64), VersionVector>,
+    /// Causal records of staged ops with deps, by (author, seq, id).
+    causal: BTreeMap<(DeviceId, u64, OpId), VersionVector>,
+    /// The journal's forks plus those found in this batch.
+    forks: BTreeMap<DeviceId, u64>,
     /// Member adds staged: (device, adding author, seq).
     members: Vec<(DeviceId, DeviceId, u64)>,
 }
@@ -104,34 +118,66 @@ fn member_key(device: &DeviceId, adder: &DeviceId, seq: u64) -> Vec<u8> {
     k
 }
 
-fn chain_key(author: &DeviceId, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(40);
+/// `Ks::Chain` and `Ks::Causal` key: author ‖ seq (BE) ‖ OpId. A slot
+/// holds two ops only where the author's chain forked.
+fn chain_key(author: &DeviceId, seq: u64, id: &OpId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(72);
     k.extend_from_slice(&author.0);
     k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&id.0);
     k
+}
+
+/// The first key of a slot (its lowest OpId).
+fn slot_key(author: &DeviceId, seq: u64) -> Vec<u8> {
+    chain_key(author, seq, &OpId::ZERO)
 }
 
 fn chain_value(m: &OpMeta) -> Vec<u8> {
     let mut v = Vec::with_capacity(48);
-    v.extend_from_slice(&m.id.0);
     v.extend_from_slice(&m.lamport.to_le_bytes());
     v.extend_from_slice(&m.hlc.to_le_bytes());
+    v.extend_from_slice(&m.prev.0);
     v
 }
 
-fn parse_chain(author: DeviceId, seq: u64, v: &[u8]) -> Result<OpMeta> {
-    if v.len() != 48 {
+fn parse_chain(k: &[u8], v: &[u8]) -> Result<OpMeta> {
+    if k.len() != 72 || v.len() != 48 {
         return Err(Error::Corrupt(
             "chain index record has the wrong size".into(),
         ));
     }
     Ok(OpMeta {
-        id: OpId::from_slice(&v[..32]).expect("32 bytes"),
-        author,
-        seq,
-        lamport: u64::from_le_bytes(v[32..40].try_into().expect("8 bytes")),
-        hlc: u64::from_le_bytes(v[40..48].try_into().expect("8 bytes")),
+        author: DeviceId::from_slice(&k[..32]).expect("32 bytes"),
+        seq: u64::from_be_bytes(k[32..40].try_into().expect("8 bytes")),
+        id: OpId::from_slice(&k[40..]).expect("32 bytes"),
+        lamport: u64::from_le_bytes(v[..8].try_into().expect("8 bytes")),
+        hlc: u64::from_le_bytes(v[8..16].try_into().expect("8 bytes")),
+        prev: OpId::from_slice(&v[16..]).expect("32 bytes"),
     })
+}
+
+fn forks_to_bytes(forks: &BTreeMap<DeviceId, u64>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(forks.len() * 40);
+    for (a, seq) in forks {
+        b.extend_from_slice(&a.0);
+        b.extend_from_slice(&seq.to_le_bytes());
+    }
+    b
+}
+
+fn forks_from_bytes(b: &[u8]) -> Result<BTreeMap<DeviceId, u64>> {
+    if !b.len().is_multiple_of(40) {
+        return Err(Error::Corrupt("the fork record is damaged".into()));
+    }
+    Ok(b.chunks_exact(40)
+        .map(|c| {
+            (
+                DeviceId::from_slice(&c[..32]).expect("32 bytes"),
+                u64::from_le_bytes(c[32..].try_into().expect("8 bytes")),
+            )
+        })
+        .collect())
 }
 
 fn u64_value(v: Option<Vec<u8>>) -> Result<u64> {
@@ -199,6 +245,8 @@ impl<S: Store> Journal<S> {
             keys,
             admitted: VersionVector::new(),
             ops: 0,
+            forks: BTreeMap::new(),
+            ancestors: Mutex::new(HashMap::new()),
         };
         let mut staged = j.staged(Batch::new());
         match j.check_and_stage(env, now_ms, &mut staged)? {
@@ -245,6 +293,10 @@ impl<S: Store> Journal<S> {
             None => VersionVector::new(),
         };
         let ops = u64_value(store.get(Ks::Meta, meta::OPS)?)?;
+        let forks = match store.get(Ks::Meta, meta::FORKS)? {
+            Some(b) => forks_from_bytes(&b)?,
+            None => BTreeMap::new(),
+        };
         let mut keys = keys;
         keys.set_genesis(genesis);
         Ok(Journal {
@@ -255,6 +307,8 @@ impl<S: Store> Journal<S> {
             keys,
             admitted,
             ops,
+            forks,
+            ancestors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -278,9 +332,15 @@ impl<S: Store> Journal<S> {
     pub fn keys(&self) -> &Keyring {
         &self.keys
     }
-    /// The admitted set: one entry per author (forks arrive with replication).
+    /// The admitted set: one entry per author, one per branch for an
+    /// author whose chain forked.
     pub fn admitted(&self) -> &VersionVector {
         &self.admitted
+    }
+
+    /// Authors whose chain has forked, with the lowest seq held by two ops.
+    pub fn forks(&self) -> &BTreeMap<DeviceId, u64> {
+        &self.forks
     }
     pub fn op_count(&self) -> u64 {
         self.ops
@@ -371,7 +431,7 @@ impl<S: Store> Journal<S> {
             let deps: Vec<OpId> = staged
                 .admitted
                 .iter()
-                .filter(|(a, e)| **a != author && e.seq > seen.seq(a))
+                .filter(|(a, e)| **a != author && !seen.heads(a).contains(e))
                 .map(|(_, e)| e.head)
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
@@ -516,6 +576,7 @@ impl<S: Store> Journal<S> {
     fn staged(&self, batch: Batch) -> Staged {
         Staged {
             admitted: self.admitted.clone(),
+            forks: self.forks.clone(),
             batch,
             ..Staged::default()
         }
@@ -616,14 +677,14 @@ impl<S: Store> Journal<S> {
         }
         // The op's causal past, other authors only: its author's past
         // before it, and each dep with the dep's own past.
-        let mut past = self.others_past_with(&h.author, h.seq - 1, staged)?;
+        let mut past = self.others_past_with(&h.author, h.seq - 1, &h.prev, staged)?;
         for dep in &h.deps {
             let d = self.meta_with(dep, staged)?.expect("checked above");
-            let dep_past = self.others_past_with(&d.author, d.seq, staged)?;
+            let dep_past = self.others_past_with(&d.author, d.seq, &d.id, staged)?;
             for (a, e) in dep_past.iter() {
-                past.observe(*a, e.seq, e.head);
+                self.add_with(&mut past, a, e.seq, &e.head, staged)?;
             }
-            past.observe(d.author, d.seq, d.id);
+            self.add_with(&mut past, &d.author, d.seq, &d.id, staged)?;
         }
         // Keys and membership. The genesis epoch is the only epoch until
         // key rotation exists.
@@ -643,16 +704,12 @@ impl<S: Store> Journal<S> {
         {
             return reject("a device cannot add itself".into());
         }
-        // Same (author, seq), different bytes: a fork.
-        if let Some(existing) = self.chain_get_with(&h.author, h.seq, staged)?
-            && existing != id
-        {
-            return reject(format!(
-                "fork of {}'s chain at seq {} (fork handling comes with replication)",
-                h.author.short(),
-                h.seq
-            ));
-        }
+        // Same (author, seq), different bytes: a fork. Both are kept
+        // (DESIGN §3); replay decides what a forked chain's ops do.
+        let forked = self
+            .slot_ids_with(&h.author, h.seq, staged)?
+            .iter()
+            .any(|other| *other != id);
         if self.ops + staged.metas.len() as u64 >= u64::MAX / 2 {
             return reject("journal is full".into());
         }
@@ -660,15 +717,26 @@ impl<S: Store> Journal<S> {
             id,
             author: h.author,
             seq: h.seq,
+            prev: h.prev,
             lamport: h.lamport,
             hlc: h.hlc,
         };
-        let key = m.order_key();
-        if !h.deps.is_empty() {
+        if forked {
+            tracing::warn!(author = %h.author.short(), seq = h.seq, "a device's chain has forked");
+            let f = staged.forks.entry(h.author).or_insert(h.seq);
+            *f = (*f).min(h.seq);
             staged
                 .batch
-                .put(Ks::Causal, chain_key(&m.author, m.seq), past.to_bytes());
-            staged.causal.insert((m.author, m.seq), past);
+                .put(Ks::Meta, meta::FORKS, forks_to_bytes(&staged.forks));
+        }
+        let key = m.order_key();
+        if !h.deps.is_empty() {
+            staged.batch.put(
+                Ks::Causal,
+                chain_key(&m.author, m.seq, &m.id),
+                past.to_bytes(),
+            );
+            staged.causal.insert((m.author, m.seq, m.id), past);
         }
         if let Some(added) = &member {
             let mut value = id.0.to_vec();
@@ -683,9 +751,11 @@ impl<S: Store> Journal<S> {
         staged
             .batch
             .put(Ks::Ops, id.0.to_vec(), key.to_bytes().to_vec());
-        staged
-            .batch
-            .put(Ks::Chain, chain_key(&m.author, m.seq), chain_value(&m));
+        staged.batch.put(
+            Ks::Chain,
+            chain_key(&m.author, m.seq, &m.id),
+            chain_value(&m),
+        );
         // Ops are stored in replay order, so replay reads them sequentially.
         let mut record = Vec::with_capacity(8 + env.bytes().len());
         record.extend_from_slice(&m.seq.to_le_bytes());
@@ -693,26 +763,191 @@ impl<S: Store> Journal<S> {
         staged.batch.put(Ks::Order, key.to_bytes().to_vec(), record);
         staged.replay_from = Some(staged.replay_from.map_or(key, |k| k.min(key)));
         staged.metas.insert(id, m);
-        staged.chain.insert((m.author, m.seq), id);
-        staged.admitted.observe(m.author, m.seq, m.id);
+        staged.chain.insert((m.author, m.seq, id), id);
+        // The admitted set is causally closed and gains an op after its
+        // prev: the op extends the entry ending at its prev, or it starts
+        // a branch.
+        let extends = staged
+            .admitted
+            .heads(&m.author)
+            .iter()
+            .find(|e| e.head == m.prev)
+            .copied();
+        if let Some(e) = extends {
+            staged.admitted.remove_head(&m.author, &e);
+        }
+        staged.admitted.add_head(
+            m.author,
+            crate::vv::Entry {
+                seq: m.seq,
+                head: m.id,
+            },
+        );
         Ok(Admission::Admitted(id))
     }
 
+    /// Other authors' part of the causal past of `author`'s op `id` at
+    /// `seq` (staged ops included): the record of the newest op at or
+    /// before it on its branch that had deps.
     fn others_past_with(
         &self,
         author: &DeviceId,
         seq: u64,
+        id: &OpId,
         staged: &Staged,
     ) -> Result<VersionVector> {
-        // Staged ops always follow the stored ones of the same author.
-        if let Some((_, v)) = staged
-            .causal
-            .range((*author, 0)..=(*author, seq))
-            .next_back()
-        {
-            return Ok(v.clone());
+        let fork = staged.forks.get(author).copied();
+        let (mut seq, mut id) = (seq, *id);
+        loop {
+            if seq == 0 {
+                return Ok(VersionVector::new());
+            }
+            if fork.is_none_or(|f| seq < f) {
+                // One op per slot up to here: the newest record at or
+                // before `seq`. Staged ops follow the stored ones.
+                if let Some((_, v)) = staged
+                    .causal
+                    .range((*author, 0, OpId::ZERO)..(*author, seq + 1, OpId::ZERO))
+                    .next_back()
+                {
+                    return Ok(v.clone());
+                }
+                let lo = slot_key(author, 1);
+                let hi = slot_key(author, seq + 1);
+                return match self
+                    .store
+                    .last_in(Ks::Causal, (Bound::Included(&lo), Bound::Excluded(&hi)))?
+                {
+                    Some((_, v)) => VersionVector::from_bytes(&v),
+                    None => Ok(VersionVector::new()),
+                };
+            }
+            // On a forked stretch: this op's own record, or its prev's.
+            if let Some(v) = staged.causal.get(&(*author, seq, id)) {
+                return Ok(v.clone());
+            }
+            if let Some(v) = self.store.get(Ks::Causal, &chain_key(author, seq, &id))? {
+                return VersionVector::from_bytes(&v);
+            }
+            id = self.meta_at(author, seq, &id, staged)?.prev;
+            seq -= 1;
         }
-        self.others_past(author, seq)
+    }
+
+    /// The chain record of `author`'s op `id` at `seq`.
+    fn meta_at(&self, author: &DeviceId, seq: u64, id: &OpId, staged: &Staged) -> Result<OpMeta> {
+        if let Some(m) = staged.metas.get(id) {
+            return Ok(*m);
+        }
+        match self.store.get(Ks::Chain, &chain_key(author, seq, id))? {
+            Some(v) => parse_chain(&chain_key(author, seq, id), &v),
+            None => Err(Error::Corrupt(format!(
+                "chain of {} lacks op {} at {seq}",
+                author.short(),
+                id.short()
+            ))),
+        }
+    }
+
+    /// The ops at `author`'s slot `seq`, staged ones included.
+    fn slot_ids_with(&self, author: &DeviceId, seq: u64, staged: &Staged) -> Result<Vec<OpId>> {
+        let mut out: Vec<OpId> = staged
+            .chain
+            .range((*author, seq, OpId::ZERO)..(*author, seq + 1, OpId::ZERO))
+            .map(|(_, id)| *id)
+            .collect();
+        self.store
+            .scan_prefix(Ks::Chain, &slot_key(author, seq)[..40], &mut |k, _| {
+                out.extend(OpId::from_slice(&k[40..]));
+                ControlFlow::Continue(())
+            })?;
+        Ok(out)
+    }
+
+    /// The op at `seq` on the branch ending at `head` (at `head_seq`).
+    fn ancestor_with(
+        &self,
+        author: &DeviceId,
+        head: &OpId,
+        head_seq: u64,
+        seq: u64,
+        staged: &Staged,
+    ) -> Result<OpId> {
+        if seq == head_seq {
+            return Ok(*head);
+        }
+        let memo = |k: &(OpId, u64)| {
+            self.ancestors
+                .lock()
+                .expect("ancestor memo")
+                .get(k)
+                .copied()
+        };
+        if let Some(found) = memo(&(*head, seq)) {
+            return Ok(found);
+        }
+        let (mut at, mut id) = (head_seq, *head);
+        while at > seq {
+            id = self.meta_at(author, at, &id, staged)?.prev;
+            at -= 1;
+        }
+        let mut m = self.ancestors.lock().expect("ancestor memo");
+        if m.len() >= ANCESTOR_MEMO_MAX {
+            m.clear();
+        }
+        m.insert((*head, seq), id);
+        Ok(id)
+    }
+
+    /// Whether the set `vv` includes `author`'s op `id` at `seq`.
+    fn includes_with(
+        &self,
+        vv: &VersionVector,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+        staged: &Staged,
+    ) -> Result<bool> {
+        match staged.forks.get(author) {
+            Some(f) if seq >= *f => {
+                for e in vv.heads(author) {
+                    if e.seq >= seq
+                        && self.ancestor_with(author, &e.head, e.seq, seq, staged)? == *id
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            _ => Ok(vv.seq(author) >= seq),
+        }
+    }
+
+    /// Adds `author`'s op `id` at `seq`, with everything before it on its
+    /// branch, to the causally closed set `vv`.
+    fn add_with(
+        &self,
+        vv: &mut VersionVector,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+        staged: &Staged,
+    ) -> Result<()> {
+        if !staged.forks.contains_key(author) {
+            vv.observe(*author, seq, *id);
+            return Ok(());
+        }
+        if self.includes_with(vv, author, seq, id, staged)? {
+            return Ok(());
+        }
+        let heads: Vec<crate::vv::Entry> = vv.heads(author).to_vec();
+        for e in heads {
+            if e.seq <= seq && self.ancestor_with(author, id, seq, e.seq, staged)? == e.head {
+                vv.remove_head(author, &e);
+            }
+        }
+        vv.add_head(*author, crate::vv::Entry { seq, head: *id });
+        Ok(())
     }
 
     /// Whether any admitted op adds `device` as a member.
@@ -752,13 +987,6 @@ impl<S: Store> Journal<S> {
                 ControlFlow::Continue(())
             })?;
         Ok(found)
-    }
-
-    fn chain_get_with(&self, author: &DeviceId, seq: u64, staged: &Staged) -> Result<Option<OpId>> {
-        if let Some(id) = staged.chain.get(&(*author, seq)) {
-            return Ok(Some(*id));
-        }
-        Ok(self.chain_get(author, seq)?.map(|m| m.id))
     }
 
     fn commit_staged(&mut self, mut staged: Staged, durability: Durability) -> Result<()> {
@@ -809,6 +1037,7 @@ impl<S: Store> Journal<S> {
         self.store.commit(staged.batch, durability)?;
         self.admitted = admitted;
         self.ops = ops;
+        self.forks = staged.forks;
         Ok(())
     }
 
@@ -870,21 +1099,82 @@ impl<S: Store> Journal<S> {
         Ok(env)
     }
 
-    /// The causal past of `author`'s op at `seq`, the op itself excluded:
-    /// the ops its replay base is computed from (DESIGN §4).
-    pub fn causal_past(&self, author: &DeviceId, seq: u64) -> Result<VersionVector> {
-        let mut vv = self.others_past(author, seq)?;
+    /// The causal past of `author`'s op `id` at `seq`, the op itself
+    /// excluded: the ops its replay base is computed from (DESIGN §4).
+    pub fn causal_past(&self, author: &DeviceId, seq: u64, id: &OpId) -> Result<VersionVector> {
+        let staged = self.staged(Batch::new());
+        let mut vv = self.others_past_with(author, seq, id, &staged)?;
         if seq > 1 {
-            let prev = self.chain_get(author, seq - 1)?.ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "chain of {} has a gap at {}",
-                    author.short(),
-                    seq - 1
-                ))
-            })?;
-            vv.set(*author, seq - 1, prev.id);
+            let prev = self.meta_at(author, seq, id, &staged)?.prev;
+            self.add_with(&mut vv, author, seq - 1, &prev, &staged)?;
         }
         Ok(vv)
+    }
+
+    /// Whether the set `vv` includes `author`'s op `id` at `seq`.
+    pub fn includes(
+        &self,
+        vv: &VersionVector,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+    ) -> Result<bool> {
+        if !self.forks.contains_key(author) {
+            return Ok(vv.seq(author) >= seq);
+        }
+        self.includes_with(vv, author, seq, id, &self.staged(Batch::new()))
+    }
+
+    /// Adds an admitted op, and everything before it on its branch, to the
+    /// causally closed set `vv`.
+    pub fn add_to(
+        &self,
+        vv: &mut VersionVector,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+    ) -> Result<()> {
+        if !self.forks.contains_key(author) {
+            vv.observe(*author, seq, *id);
+            return Ok(());
+        }
+        self.add_with(vv, author, seq, id, &self.staged(Batch::new()))
+    }
+
+    /// Whether every op of `a` is in `b`.
+    pub fn covers(&self, b: &VersionVector, a: &VersionVector) -> Result<bool> {
+        for (author, e) in a.iter() {
+            if !self.includes(b, author, e.seq, &e.head)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// How many ops the causally closed set `vv` names.
+    pub fn count_ops(&self, vv: &VersionVector) -> Result<u64> {
+        let mut n = 0;
+        for author in vv.authors() {
+            let heads = vv.heads(author);
+            match self.forks.get(author) {
+                Some(f) if heads.len() > 1 || heads.iter().any(|e| e.seq >= *f) => {
+                    // The trunk once, then each branch's ops above it.
+                    let staged = self.staged(Batch::new());
+                    let mut above = HashSet::new();
+                    for e in heads {
+                        let (mut at, mut id) = (e.seq, e.head);
+                        while at >= *f && above.insert(id) {
+                            id = self.meta_at(author, at, &id, &staged)?.prev;
+                            at -= 1;
+                        }
+                    }
+                    let top = heads.iter().map(|e| e.seq).max().unwrap_or(0);
+                    n += (*f - 1).min(top) + above.len() as u64;
+                }
+                _ => n += vv.seq(author),
+            }
+        }
+        Ok(n)
     }
 
     /// [`Journal::load_at`], with the op's seq from its order record.
@@ -916,6 +1206,7 @@ impl<S: Store> Journal<S> {
         Ok(ReplayOp {
             key,
             seq,
+            prev: env.header().prev,
             hlc: env.header().hlc,
             payload: self.load_payload(env)?,
             control,
@@ -931,16 +1222,42 @@ impl<S: Store> Journal<S> {
             id: *id,
             author: h.author,
             seq: h.seq,
+            prev: h.prev,
             lamport: h.lamport,
             hlc: h.hlc,
         }))
     }
 
-    pub fn chain_get(&self, author: &DeviceId, seq: u64) -> Result<Option<OpMeta>> {
-        match self.store.get(Ks::Chain, &chain_key(author, seq))? {
-            Some(v) => Ok(Some(parse_chain(*author, seq, &v)?)),
-            None => Ok(None),
-        }
+    /// The ops at `author`'s `seq`: one, or more where its chain forked.
+    pub fn chain_at(&self, author: &DeviceId, seq: u64) -> Result<Vec<OpMeta>> {
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store
+            .scan_prefix(Ks::Chain, &slot_key(author, seq)[..40], &mut |k, v| {
+                match parse_chain(k, v) {
+                    Ok(m) => out.push(m),
+                    Err(e) => {
+                        err = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// The op at `seq` on the branch of `author`'s chain ending at `head`
+    /// (itself at `head_seq`).
+    pub fn ancestor(
+        &self,
+        author: &DeviceId,
+        head: &OpId,
+        head_seq: u64,
+        seq: u64,
+    ) -> Result<OpMeta> {
+        let staged = self.staged(Batch::new());
+        let id = self.ancestor_with(author, head, head_seq, seq, &staged)?;
+        self.meta_at(author, seq, &id, &staged)
     }
 
     /// Visits admitted ops (order key and seq) in total order, starting
@@ -1043,39 +1360,20 @@ impl<S: Store> Journal<S> {
         let m = self
             .op_meta(id)?
             .ok_or_else(|| Error::BadPoint(format!("op {} is not in the journal", id.short())))?;
-        let mut vv = self.others_past(&m.author, m.seq)?;
-        vv.set(m.author, m.seq, m.id);
+        let mut vv = self.causal_past(&m.author, m.seq, &m.id)?;
+        self.add_to(&mut vv, &m.author, m.seq, &m.id)?;
         Ok(vv)
     }
 
-    /// Other authors' part of the causal past of `author`'s op at `seq`:
-    /// the record of its newest op at or before `seq` that had deps.
-    fn others_past(&self, author: &DeviceId, seq: u64) -> Result<VersionVector> {
-        if seq == 0 {
-            return Ok(VersionVector::new());
-        }
-        let lo = chain_key(author, 1);
-        let hi = chain_key(author, seq);
-        match self
-            .store
-            .last_in(Ks::Causal, (Bound::Included(&lo), Bound::Included(&hi)))?
-        {
-            Some((_, v)) => VersionVector::from_bytes(&v),
-            None => Ok(VersionVector::new()),
-        }
-    }
-
     /// Every admitted op with hlc ≤ `hlc_max`, as a version vector. Per
-    /// author the hlc rises with seq, so this is a binary search per chain.
+    /// branch the hlc rises with seq, so this is a binary search per head.
     pub fn vv_at_hlc(&self, hlc_max: u64) -> Result<VersionVector> {
         let mut vv = VersionVector::new();
         for (author, e) in self.admitted.iter() {
             let (mut lo, mut hi) = (0u64, e.seq);
             while lo < hi {
                 let mid = lo + (hi - lo).div_ceil(2);
-                let m = self.chain_get(author, mid)?.ok_or_else(|| {
-                    Error::Corrupt(format!("chain of {} has a gap at {mid}", author.short()))
-                })?;
+                let m = self.ancestor(author, &e.head, e.seq, mid)?;
                 if m.hlc <= hlc_max {
                     lo = mid
                 } else {
@@ -1083,36 +1381,53 @@ impl<S: Store> Journal<S> {
                 }
             }
             if lo > 0 {
-                let m = self.chain_get(author, lo)?.expect("found by the search");
-                vv.set(*author, lo, m.id);
+                let m = self.ancestor(author, &e.head, e.seq, lo)?;
+                self.add_to(&mut vv, author, lo, &m.id)?;
             }
         }
         Ok(vv)
     }
 
-    /// Whether `vv` names only admitted ops and is causally closed; the
-    /// error says what is missing.
+    /// Whether `vv` names only admitted ops, is causally closed, and is in
+    /// canonical form (no entry below another of its author); the error
+    /// says what is wrong.
     pub fn check_vv(&self, vv: &VersionVector) -> Result<()> {
         for (author, e) in vv.iter() {
-            let m = self.chain_get(author, e.seq)?.ok_or_else(|| {
-                Error::BadPoint(format!(
-                    "this device lacks op {} of device {}",
-                    e.seq,
-                    author.short()
-                ))
-            })?;
-            if m.id != e.head {
+            let m = self
+                .op_meta(&e.head)?
+                .filter(|m| m.author == *author)
+                .ok_or_else(|| {
+                    Error::BadPoint(format!(
+                        "this device lacks op {} ({} of device {})",
+                        e.head.short(),
+                        e.seq,
+                        author.short()
+                    ))
+                })?;
+            if m.seq != e.seq {
                 return Err(Error::BadPoint(format!(
-                    "op {} of device {} is {} here, not {}",
-                    e.seq,
+                    "op {} of device {} is number {}, not {}",
+                    e.head.short(),
                     author.short(),
-                    m.id.short(),
-                    e.head.short()
+                    m.seq,
+                    e.seq
                 )));
             }
-            let past = self.causal_vv(&m.id)?;
+            for other in vv.heads(author) {
+                if other != e
+                    && other.seq <= e.seq
+                    && self.ancestor(author, &e.head, e.seq, other.seq)?.id == other.head
+                {
+                    return Err(Error::BadPoint(format!(
+                        "the point names op {} of device {} and a later op on its branch",
+                        other.seq,
+                        author.short()
+                    )));
+                }
+            }
+            let past = self.causal_past(author, e.seq, &e.head)?;
             for (a, pe) in past.iter() {
-                if pe.seq > vv.seq(a) {
+                if !self.includes(vv, a, pe.seq, &pe.head)? {
                     return Err(Error::BadPoint(format!(
                         "the point is not causally closed: it needs op {} of device {}",
                         pe.seq,

@@ -130,7 +130,9 @@ pub struct VaultState {
     /// Live files by exact (NFC) path.
     pub paths: BTreeMap<String, FileId>,
     /// Per author, the highest applied op (with `ops`, the applied set).
-    pub applied: BTreeMap<DeviceId, (u64, OpId)>,
+    /// Per author, the seq and id of each branch's highest applied op
+    /// (one branch unless its chain forked).
+    pub applied: BTreeMap<DeviceId, Vec<(u64, OpId)>>,
     /// The order key of the last applied op.
     pub last: Option<OrderKey>,
     pub ops: u64,
@@ -147,8 +149,16 @@ pub struct VaultState {
 impl VaultState {
     pub fn applied_vv(&self) -> VersionVector {
         let mut vv = VersionVector::new();
-        for (a, (seq, head)) in &self.applied {
-            vv.set(*a, *seq, *head);
+        for (a, heads) in &self.applied {
+            for (seq, head) in heads {
+                vv.add_head(
+                    *a,
+                    crate::vv::Entry {
+                        seq: *seq,
+                        head: *head,
+                    },
+                );
+            }
         }
         vv
     }
@@ -187,6 +197,8 @@ impl VaultState {
 pub struct ReplayOp {
     pub key: OrderKey,
     pub seq: u64,
+    /// The author's previous op (zero for seq 1).
+    pub prev: OpId,
     pub hlc: u64,
     pub payload: Payload,
     /// A control op's cleartext fields; `None` for a content op.
@@ -396,10 +408,11 @@ pub fn apply(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Contents)
     }
     let effect = apply_action(state, op, contents)?;
     let author = op.key.author;
-    let entry = state.applied.entry(author).or_insert((0, OpId::ZERO));
-    if op.seq > entry.0 {
-        *entry = (op.seq, op.key.id);
-    }
+    // The op extends the branch ending at its prev, or starts one.
+    let heads = state.applied.entry(author).or_default();
+    heads.retain(|(_, id)| *id != op.prev);
+    heads.push((op.seq, op.key.id));
+    heads.sort();
     state.last = Some(op.key);
     state.ops += 1;
     Ok(effect)

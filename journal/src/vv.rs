@@ -1,7 +1,15 @@
-//! Version vectors: per author, the highest admitted seq and its op.
+//! Version vectors: per author, the highest admitted seq and its op; per
+//! branch, once an author's chain has forked (DESIGN §3).
+//!
+//! A vector names a causally closed set of ops: every entry's head and
+//! everything before it on its author's chain. An author has one entry,
+//! or one per branch if its chain forked; no entry's head is an ancestor
+//! of another's. Which ops a forked author's entry names depends on the
+//! chain's shape, so questions about forked authors go through the
+//! journal (`Journal::includes`, `Journal::add_to`, `Journal::count_ops`).
 //!
 //! The canonical text form is `vv:` followed by lowercase RFC 4648 base32
-//! (no padding) of the entries sorted by device, each
+//! (no padding) of the entries sorted by (device, seq, head), each
 //! `author[32] ‖ seq u64 LE ‖ head OpId[32]`.
 
 use std::collections::BTreeMap;
@@ -19,8 +27,9 @@ pub struct Entry {
     pub head: OpId,
 }
 
+/// Per author, its entries sorted by (seq, head); never empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VersionVector(BTreeMap<DeviceId, Entry>);
+pub struct VersionVector(BTreeMap<DeviceId, Vec<Entry>>);
 
 fn base32_lower() -> Encoding {
     let mut spec = Specification::new();
@@ -33,50 +42,89 @@ impl VersionVector {
         Self::default()
     }
 
+    /// The author's entry with the highest seq (its only one unless its
+    /// chain forked).
     pub fn get(&self, author: &DeviceId) -> Option<Entry> {
-        self.0.get(author).copied()
+        self.0.get(author).and_then(|v| v.last()).copied()
     }
 
+    /// Every entry of the author: one per branch.
+    pub fn heads(&self, author: &DeviceId) -> &[Entry] {
+        self.0.get(author).map_or(&[], |v| &v[..])
+    }
+
+    /// The author's highest seq.
     pub fn seq(&self, author: &DeviceId) -> u64 {
-        self.0.get(author).map_or(0, |e| e.seq)
+        self.get(author).map_or(0, |e| e.seq)
     }
 
+    /// Makes `(seq, head)` the author's only entry.
     pub fn set(&mut self, author: DeviceId, seq: u64, head: OpId) {
-        self.0.insert(author, Entry { seq, head });
+        self.0.insert(author, vec![Entry { seq, head }]);
     }
 
-    /// Raises the entry for `author` if `seq` is newer.
+    /// Raises the entry of an author whose chain has not forked if `seq`
+    /// is newer. (For a forked author, see `Journal::add_to`.)
     pub fn observe(&mut self, author: DeviceId, seq: u64, head: OpId) {
         if seq > self.seq(&author) {
             self.set(author, seq, head);
         }
     }
 
-    pub fn contains(&self, author: &DeviceId, seq: u64) -> bool {
-        seq <= self.seq(author)
+    /// Adds an entry beside the author's others (a branch).
+    pub fn add_head(&mut self, author: DeviceId, e: Entry) {
+        let v = self.0.entry(author).or_default();
+        if let Err(i) = v.binary_search(&e) {
+            v.insert(i, e);
+        }
+    }
+
+    /// Removes one entry.
+    pub fn remove_head(&mut self, author: &DeviceId, e: &Entry) {
+        if let Some(v) = self.0.get_mut(author) {
+            v.retain(|x| x != e);
+            if v.is_empty() {
+                self.0.remove(author);
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// Total ops named: the sum of seqs.
+    /// Whether some author has more than one entry.
+    pub fn has_forks(&self) -> bool {
+        self.0.values().any(|v| v.len() > 1)
+    }
+
+    /// Total ops named when no author has forked: the sum of seqs. (With
+    /// forks, see `Journal::count_ops`.)
     pub fn op_count(&self) -> u64 {
-        self.0.values().map(|e| e.seq).sum()
+        self.0.values().flatten().map(|e| e.seq).sum()
     }
 
+    /// Every entry, by author.
     pub fn iter(&self) -> impl Iterator<Item = (&DeviceId, &Entry)> {
-        self.0.iter()
+        self.0
+            .iter()
+            .flat_map(|(a, v)| v.iter().map(move |e| (a, e)))
     }
 
-    /// Whether every op in `self` is also in `other`.
+    /// The authors named.
+    pub fn authors(&self) -> impl Iterator<Item = &DeviceId> {
+        self.0.keys()
+    }
+
+    /// Whether every op in `self` is also in `other`, when neither names a
+    /// forked author. (With forks, see `Journal::covers`.)
     pub fn le(&self, other: &VersionVector) -> bool {
-        self.0.iter().all(|(a, e)| e.seq <= other.seq(a))
+        self.iter().all(|(a, e)| e.seq <= other.seq(a))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(self.0.len() * ENTRY_BYTES);
-        for (author, e) in &self.0 {
+        for (author, e) in self.iter() {
             b.extend_from_slice(&author.0);
             b.extend_from_slice(&e.seq.to_le_bytes());
             b.extend_from_slice(&e.head.0);
@@ -89,16 +137,17 @@ impl VersionVector {
             return Err(Error::Corrupt("version vector has a partial entry".into()));
         }
         let mut vv = VersionVector::new();
-        let mut last: Option<DeviceId> = None;
+        let mut last: Option<(DeviceId, Entry)> = None;
         for chunk in b.chunks_exact(ENTRY_BYTES) {
             let author = DeviceId::from_slice(&chunk[..32]).expect("32 bytes");
             let seq = u64::from_le_bytes(chunk[32..40].try_into().expect("8 bytes"));
             let head = OpId::from_slice(&chunk[40..]).expect("32 bytes");
-            if last.is_some_and(|l| l >= author) || seq == 0 {
+            let e = Entry { seq, head };
+            if last.is_some_and(|l| l >= (author, e)) || seq == 0 {
                 return Err(Error::Corrupt("version vector is not canonical".into()));
             }
-            last = Some(author);
-            vv.set(author, seq, head);
+            last = Some((author, e));
+            vv.add_head(author, e);
         }
         Ok(vv)
     }

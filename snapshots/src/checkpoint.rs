@@ -109,6 +109,11 @@ fn serves<S: Store>(
     if before.is_some_and(|b| last >= *b) {
         return Ok(false);
     }
+    // Where a chain forked, what a branch's ops do depends on the whole
+    // set (DESIGN §3): replay from the start.
+    if target.authors().any(|a| journal.forks().contains_key(a)) {
+        return Ok(false);
+    }
     let applied = VersionVector::from_bytes(&header.applied)?;
     if !applied.le(target) {
         return Ok(false);
@@ -118,7 +123,7 @@ fn serves<S: Store>(
     for (author, e) in target.iter() {
         let have = applied.seq(author);
         if e.seq > have {
-            let Some(first) = journal.chain_get(author, have + 1)? else {
+            let Some(first) = journal.chain_at(author, have + 1)?.into_iter().next() else {
                 return Ok(false);
             };
             if first.order_key() < last {

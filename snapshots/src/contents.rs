@@ -74,8 +74,8 @@ pub fn find_version<S: Store>(
         })?;
     for key in keys.iter().rev() {
         let (seq, _) = journal.load_at_seq(key)?;
-        let mut view = journal.causal_past(&key.author, seq)?;
-        view.set(key.author, seq, key.id);
+        let mut view = journal.causal_past(&key.author, seq, &key.id)?;
+        journal.add_to(&mut view, &key.author, seq, &key.id)?;
         if let Some(b) = content_in(journal, file, &view, None)?
             && b.hash() == hash
         {
@@ -131,7 +131,7 @@ pub fn content_in<S: Store>(
     };
     for key in keys {
         let (seq, env) = journal.load_at_seq(&key)?;
-        if seq > set.seq(&key.author) {
+        if !journal.includes(set, &key.author, seq, &key.id)? {
             continue;
         }
         let op = journal.replay_op(key, seq, &env)?;
@@ -238,7 +238,7 @@ fn base_by_past<S: Store>(
     if let Some(known) = BASES.with(|m| m.borrow().0.get(&memo_key).cloned()) {
         return Ok(known);
     }
-    let past = journal.causal_past(&op.key.author, op.seq)?;
+    let past = journal.causal_past(&op.key.author, op.seq, &op.key.id)?;
     let text = match content_in(journal, file, &past, Some(&op.key))? {
         Some(body) if body.hash() == base => Some(as_text(journal, &body, base)?),
         _ => None,
@@ -261,16 +261,14 @@ fn in_past<S: Store>(journal: &Journal<S>, op: &ReplayOp, other: OpId) -> Result
     let Some(m) = journal.op_meta(&other)? else {
         return Ok(false);
     };
-    if m.author == op.key.author {
-        return Ok(m.seq < op.seq);
-    }
-    Ok(journal.causal_past(&op.key.author, op.seq)?.seq(&m.author) >= m.seq)
+    let past = journal.causal_past(&op.key.author, op.seq, &op.key.id)?;
+    journal.includes(&past, &m.author, m.seq, &m.id)
 }
 
 /// Whether every content op (Create, Edit, Replace, Resolve) on `file` that
 /// sorts before `op` is in `op`'s causal past.
 fn saw_every_change<S: Store>(journal: &Journal<S>, op: &ReplayOp, file: FileId) -> Result<bool> {
-    let past = journal.causal_past(&op.key.author, op.seq)?;
+    let past = journal.causal_past(&op.key.author, op.seq, &op.key.id)?;
     let mut keys = Vec::new();
     journal
         .store()
@@ -283,11 +281,8 @@ fn saw_every_change<S: Store>(journal: &Journal<S>, op: &ReplayOp, file: FileId)
             ControlFlow::Continue(())
         })?;
     for key in keys {
-        if key.author == op.key.author {
-            continue;
-        }
         let (seq, env) = journal.load_at_seq(&key)?;
-        if seq <= past.seq(&key.author) {
+        if journal.includes(&past, &key.author, seq, &key.id)? {
             continue;
         }
         let payload = journal.load_payload(&env)?;

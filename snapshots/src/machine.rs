@@ -365,7 +365,7 @@ fn replay_with<S: Store>(
     target: &VersionVector,
     cache: &mut Cache<'_, S>,
 ) -> Result<()> {
-    let want = target.op_count();
+    let want = journal.count_ops(target)?;
     if state.ops >= want {
         return Ok(());
     }
@@ -395,10 +395,10 @@ fn replay_serial<S: Store>(
     target: &VersionVector,
     cache: &mut Cache<'_, S>,
 ) -> Result<()> {
-    let want = target.op_count();
+    let want = journal.count_ops(target)?;
     let start = state.last;
     journal.for_each_op_in_order(start.as_ref(), &mut |key, seq, env| {
-        if seq > target.seq(&key.author) {
+        if !journal.includes(target, &key.author, seq, &key.id)? {
             return Ok(ControlFlow::Continue(()));
         }
         replay::apply(state, &journal.replay_op(key, seq, &env)?, cache)?;
@@ -421,7 +421,7 @@ fn replay_pipelined<S: Store>(
     target: &VersionVector,
     cache: &mut Cache<'_, S>,
 ) -> Result<()> {
-    let want = target.op_count();
+    let want = journal.count_ops(target)?;
     let start = state.last;
     // Every op of the target after `start` is applied: the helper reads
     // exactly that many, and no further.
@@ -431,7 +431,7 @@ fn replay_pipelined<S: Store>(
         scope.spawn(move || {
             let mut chunk = Vec::with_capacity(PIPELINE_CHUNK_OPS);
             let read = journal.for_each_op_in_order(start.as_ref(), &mut |key, seq, env| {
-                if seq > target.seq(&key.author) {
+                if !journal.includes(target, &key.author, seq, &key.id)? {
                     return Ok(ControlFlow::Continue(()));
                 }
                 unread -= 1;
