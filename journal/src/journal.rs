@@ -1196,9 +1196,16 @@ impl<S: Store> Journal<S> {
         self.keys.open_payload(env)
     }
 
-    /// An admitted op ready for replay: payload decrypted and decoded,
+    /// An admitted op ready for replay in a set whose forks are
+    /// `disputes` ([`Journal::disputes`]): payload decrypted and decoded,
     /// control fields parsed.
-    pub fn replay_op(&self, key: OrderKey, seq: u64, env: &Envelope) -> Result<ReplayOp> {
+    pub fn replay_op(
+        &self,
+        key: OrderKey,
+        seq: u64,
+        env: &Envelope,
+        disputes: &crate::forks::Disputes,
+    ) -> Result<ReplayOp> {
         let control = match env.kind() {
             OpKind::Content => None,
             OpKind::Control => Some(Control::parse(env.control())?),
@@ -1210,6 +1217,7 @@ impl<S: Store> Journal<S> {
             hlc: env.header().hlc,
             payload: self.load_payload(env)?,
             control,
+            unvouched: self.unvouched(disputes, &key.author, seq, &key.id)?,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod control;
 pub mod entropy;
 pub mod envelope;
 pub mod error;
+pub mod forks;
 pub mod hlc;
 pub mod id;
 pub mod journal;
@@ -30,6 +31,7 @@ pub mod store;
 pub mod vv;
 
 pub use error::{Error, Result};
+pub use forks::Disputes;
 pub use id::{ContentHash, DeviceId, FileId, OpId, VaultId};
 pub use journal::{Admission, Journal, OpMeta};
 pub use order::OrderKey;

@@ -203,6 +203,9 @@ pub struct ReplayOp {
     pub payload: Payload,
     /// A control op's cleartext fields; `None` for a content op.
     pub control: Option<Control>,
+    /// An op of a forked chain that no op of an unforked device has in its
+    /// causal past (see `forks`): it has no effect.
+    pub unvouched: bool,
 }
 
 /// Where replay gets and puts file contents, by hash.
@@ -406,7 +409,14 @@ pub fn apply(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Contents)
     if let Some(last) = state.last {
         debug_assert!(op.key > last, "replay out of order");
     }
-    let effect = apply_action(state, op, contents)?;
+    let effect = if op.unvouched {
+        Effect::NoEffect(
+            "its device's chain forked, and no op of an unforked device builds on this branch"
+                .into(),
+        )
+    } else {
+        apply_action(state, op, contents)?
+    };
     let author = op.key.author;
     // The op extends the branch ending at its prev, or starts one.
     let heads = state.applied.entry(author).or_default();

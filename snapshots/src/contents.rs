@@ -122,6 +122,7 @@ pub fn content_in<S: Store>(
             }
             ControlFlow::Continue(())
         })?;
+    let disputes = journal.disputes(set)?;
     let mut state = VaultState::default();
     let mut own = FileReplay {
         journal,
@@ -134,7 +135,7 @@ pub fn content_in<S: Store>(
         if !journal.includes(set, &key.author, seq, &key.id)? {
             continue;
         }
-        let op = journal.replay_op(key, seq, &env)?;
+        let op = journal.replay_op(key, seq, &env, &disputes)?;
         replay::apply(&mut state, &op, &mut own)?;
     }
     match (state.files.get(&file), own.newest.remove(&file)) {

@@ -14,7 +14,7 @@ use vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
 use vellum_journal::payload::{Action, Body, Payload};
 use vellum_journal::replay::{self, Change, Effect, FileState, ReplayOp, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
-use vellum_journal::{Error, FileId, Journal, Result, VersionVector};
+use vellum_journal::{Disputes, Error, FileId, Journal, Result, VersionVector};
 
 use crate::checkpoint;
 use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, OUTCOME_NONE};
@@ -23,6 +23,8 @@ const HEAD: &[u8] = b"head_state";
 const HEAD_LIVE_FILES: &[u8] = b"head_live_files";
 const HEAD_OPEN_CONFLICTS: &[u8] = b"head_open_conflicts";
 const NEXT_CHECKPOINT: &[u8] = b"next_checkpoint_ops";
+/// The forks the head state was replayed with ([`Disputes`]).
+const HEAD_DISPUTES: &[u8] = b"head_disputes";
 /// A long catch-up commits its progress every this many ops.
 const CATCH_UP_COMMIT_OPS: u64 = 8192;
 
@@ -180,7 +182,19 @@ impl TimeMachine {
             None => Self::load_head(journal)?,
         };
         let mut old = None;
-        if state.last.is_some_and(|last| from <= last) {
+        // Forks decide which ops of a forked chain take effect, from the
+        // whole set: when they change, everything is replayed again.
+        let disputes = journal.disputes(journal.admitted())?;
+        let was = match journal.store().get(Ks::Meta, HEAD_DISPUTES)? {
+            Some(b) => Disputes::from_bytes(&b)?,
+            None => Disputes::default(),
+        };
+        if disputes != was && state.last.is_some() {
+            out.rewound = true;
+            old = Some(state.clone());
+            state = VaultState::default();
+            tracing::info!("a fork changed which ops take effect: replaying the journal");
+        } else if state.last.is_some_and(|last| from <= last) {
             out.rewound = true;
             old = Some(state.clone());
             state = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?
@@ -201,7 +215,7 @@ impl TimeMachine {
         let mut changed_since_commit = BTreeSet::new();
         let mut cache = Cache::new(journal, journal.admitted(), false).recording_checks();
         for (i, (key, seq)) in keys.iter().enumerate() {
-            let op = journal.replay_op(*key, *seq, &journal.load_at(key)?)?;
+            let op = journal.replay_op(*key, *seq, &journal.load_at(key)?, &disputes)?;
             let named_file = named_file(key, &op.payload);
             if let Some(file) = named_file {
                 cache.index(file, key);
@@ -278,6 +292,7 @@ impl TimeMachine {
                     NEXT_CHECKPOINT,
                     next_checkpoint.to_le_bytes().to_vec(),
                 );
+                batch.put(Ks::Meta, HEAD_DISPUTES, disputes.to_bytes());
                 let next = keys.get(i + 1).map(|(k, _)| k);
                 journal.mark_replayed(&mut batch, next);
                 journal
@@ -314,7 +329,10 @@ impl TimeMachine {
             return Self::load_head(journal);
         }
         let mut state = checkpoint::newest_serving(journal, target, None)?.unwrap_or_default();
-        replay_into(journal, &mut state, target, true)?;
+        // Recorded outcomes were computed with the head's forks; with a
+        // fork, a point may see an op's text differently.
+        let trust = journal.forks().is_empty();
+        replay_into(journal, &mut state, target, trust)?;
         Ok(state)
     }
 
@@ -396,12 +414,13 @@ fn replay_serial<S: Store>(
     cache: &mut Cache<'_, S>,
 ) -> Result<()> {
     let want = journal.count_ops(target)?;
+    let disputes = journal.disputes(target)?;
     let start = state.last;
     journal.for_each_op_in_order(start.as_ref(), &mut |key, seq, env| {
         if !journal.includes(target, &key.author, seq, &key.id)? {
             return Ok(ControlFlow::Continue(()));
         }
-        replay::apply(state, &journal.replay_op(key, seq, &env)?, cache)?;
+        replay::apply(state, &journal.replay_op(key, seq, &env, &disputes)?, cache)?;
         Ok(if state.ops >= want {
             ControlFlow::Break(())
         } else {
@@ -422,6 +441,8 @@ fn replay_pipelined<S: Store>(
     cache: &mut Cache<'_, S>,
 ) -> Result<()> {
     let want = journal.count_ops(target)?;
+    let disputes = journal.disputes(target)?;
+    let disputes = &disputes;
     let start = state.last;
     // Every op of the target after `start` is applied: the helper reads
     // exactly that many, and no further.
@@ -435,7 +456,7 @@ fn replay_pipelined<S: Store>(
                     return Ok(ControlFlow::Continue(()));
                 }
                 unread -= 1;
-                chunk.push(journal.replay_op(key, seq, &env));
+                chunk.push(journal.replay_op(key, seq, &env, disputes));
                 if unread == 0 {
                     return Ok(ControlFlow::Break(()));
                 }
