@@ -398,13 +398,12 @@ impl Vault {
     /// is stale and its identity is marked for retirement.
     pub(crate) fn check_own_chain(&mut self) -> Result<()> {
         let device = self.device();
-        let held = self.journal.admitted().get(&device);
-        let held_seq = held.map_or(0, |e| e.seq);
+        let held_seq = self.journal.admitted().seq(&device);
         let Some(mut mark) = home::read_mark(&self.instance)?.filter(|m| m.device == device) else {
             return Ok(());
         };
-        let behind = mark.seq > held_seq
-            || (mark.seq == held_seq && held.is_some_and(|e| e.head != mark.head));
+        // Behind if the newest own op this machine knows of is not here.
+        let behind = mark.seq > 0 && self.journal.op_meta(&mark.head)?.is_none();
         if behind {
             self.stale = Some(Stale {
                 held: held_seq,
@@ -500,11 +499,12 @@ impl Vault {
             .get(&self.device())
             .cloned()
             .unwrap_or_else(|| "this device".to_string());
+        let new_name = name.clone();
         if !self.journal.is_member(&next_id)? {
             self.journal.append_control(
                 &old,
                 Control::add_full_member(next_id, vellum_journal::keys::x25519_public(&next)),
-                Payload::new(Action::Member { name }),
+                Payload::new(Action::Member { name: new_name }),
                 &mut OsEntropy,
                 now_ms(),
             )?;
@@ -512,6 +512,13 @@ impl Vault {
         }
         home::switch_to_next_key(&self.instance, &old)?;
         self.keys.signing = next;
+        // The new identity's first op names it, and builds on everything
+        // here, the old identity's own branch included: if that branch is
+        // a fork, this op is what makes it count (DESIGN §3).
+        self.append(
+            vec![Payload::new(Action::DeviceInfo { name })],
+            Batch::new(),
+        )?;
         tracing::info!(
             retired = %vellum_journal::keys::device_id(&old).short(),
             new = %next_id.short(),

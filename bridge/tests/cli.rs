@@ -1103,3 +1103,52 @@ fn a_vellum_folder_restored_from_an_old_copy_takes_a_new_identity_and_loses_noth
         .count();
     assert_eq!(kept, 1);
 }
+
+#[test]
+fn a_device_restored_with_its_keys_forks_its_chain_and_still_loses_nothing() {
+    let (a, b) = two_devices();
+    a.write("notes/keep.md", "# keep\n");
+    a.scan();
+    exchange(&a, &b, "setup");
+    // A backup of the whole device: the vault's .vellum/ and VELLUM_HOME,
+    // so nothing can tell that it is old until its own ops come back.
+    let backup = a.tmp.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    copy_dir(&a.vault.join(".vellum"), &backup.join("dot-vellum"));
+    copy_dir(&a.home, &backup.join("home"));
+
+    a.write("notes/keep.md", "# keep\nwritten after the backup\n");
+    a.scan();
+    let f = export(&a, None, "after-backup.vx");
+    b.json(&["import", &f]);
+    b.write(
+        "notes/keep.md",
+        "# keep\nwritten after the backup\nand on b\n",
+    );
+    b.scan();
+
+    std::fs::remove_dir_all(a.vault.join(".vellum")).unwrap();
+    std::fs::remove_dir_all(&a.home).unwrap();
+    copy_dir(&backup.join("dot-vellum"), &a.vault.join(".vellum"));
+    copy_dir(&backup.join("home"), &a.home);
+    // The restored device records what is on disk at seqs it had used.
+    a.write("notes/after.md", "made after the restore\n");
+    a.scan();
+
+    let fb = export(&b, None, "from-b.vx");
+    let r = a.json(&["import", &fb]);
+    assert!(r["new_identity"].is_string(), "{r}");
+    assert_eq!(r["rejected"], serde_json::json!([]));
+    exchange(&a, &b, "after-fork");
+    for env in [&a, &b] {
+        assert_eq!(
+            env.read("notes/keep.md"),
+            b"# keep\nwritten after the backup\nand on b\n"
+        );
+        assert_eq!(env.read("notes/after.md"), b"made after the restore\n");
+        env.ok(&["verify"]);
+    }
+    // Identical changes on the two branches collapsed: no conflict.
+    let status = b.json(&["status"]);
+    assert_eq!(status["conflicts"], 0, "{}", b.json(&["conflicts"]));
+}
