@@ -322,7 +322,7 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
         if let Record::Op(bytes) = rec
             && let Ok(env) = Envelope::parse(bytes)
             && env.header().author == device
-            && v.journal.op_meta(&env.id())?.is_none()
+            && !v.journal.holds(&env.id())?
             && own_missing.is_none_or(|(seq, _)| env.header().seq > seq)
         {
             own_missing = Some((env.header().seq, env.id()));

@@ -403,7 +403,7 @@ impl Vault {
             return Ok(());
         };
         // Behind if the newest own op this machine knows of is not here.
-        let behind = mark.seq > 0 && self.journal.op_meta(&mark.head)?.is_none();
+        let behind = mark.seq > 0 && !self.journal.holds(&mark.head)?;
         if behind {
             self.stale = Some(Stale {
                 held: held_seq,

@@ -1221,6 +1221,12 @@ impl<S: Store> Journal<S> {
         })
     }
 
+    /// Whether op `id` is admitted (from the index alone: the op is not
+    /// read).
+    pub fn holds(&self, id: &OpId) -> Result<bool> {
+        Ok(self.store.get(Ks::Ops, &id.0)?.is_some())
+    }
+
     pub fn op_meta(&self, id: &OpId) -> Result<Option<OpMeta>> {
         let Some(env) = self.load(id)? else {
             return Ok(None);

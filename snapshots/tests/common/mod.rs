@@ -223,7 +223,7 @@ pub fn sync_into(from: &Journal<MemStore>, to: &mut Journal<MemStore>) {
     from.for_each_op_in_order(None, &mut |key, seq, env| {
         // By id: a replica without a fork cannot tell by seq.
         let _ = seq;
-        if to.op_meta(&key.id)?.is_none() {
+        if !to.holds(&key.id)? {
             ops.push(env.into_bytes());
         }
         Ok(ControlFlow::Continue(()))
