@@ -50,6 +50,11 @@ enum Step {
     },
     /// Device resolves a note's conflicts: its current text plus a line.
     Resolve { device: usize, note: usize },
+    /// A copy of the device's journal is kept aside.
+    Backup { device: usize },
+    /// The device's journal is replaced by its last backup, and it goes on
+    /// with the same key: its next op forks its chain.
+    Restore { device: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -66,12 +71,16 @@ fn step() -> impl Strategy<Value = Step> {
         1 => d.clone().prop_map(|device| Step::Daily { device }),
         1 => (d.clone(), n.clone(), 0usize..2)
             .prop_map(|(device, note, to)| Step::Rename { device, note, to }),
-        1 => (d, n).prop_map(|(device, note)| Step::Resolve { device, note }),
+        1 => (d.clone(), n).prop_map(|(device, note)| Step::Resolve { device, note }),
+        1 => d.clone().prop_map(|device| Step::Backup { device }),
+        1 => d.prop_map(|device| Step::Restore { device }),
     ]
 }
 
 struct World {
     devices: Devices,
+    /// Per device, the index in `devices` of its last backup.
+    backups: Vec<Option<usize>>,
     notes: Vec<FileId>,
     /// Unique tag for each line written, so duplicates are detectable.
     next_line: u64,
@@ -93,6 +102,7 @@ impl World {
         World {
             devices,
             notes,
+            backups: vec![None; DEVICES],
             next_line: 0,
         }
     }
@@ -173,6 +183,14 @@ impl World {
                     );
                 }
             }
+            Step::Backup { device } => {
+                self.backups[device] = Some(self.devices.backup(device));
+            }
+            Step::Restore { device } => {
+                if let Some(b) = self.backups[device] {
+                    self.devices.restore(device, b);
+                }
+            }
             Step::Resolve { device, note } => {
                 let file = self.notes[note];
                 let head = self.devices.head(device);
@@ -204,7 +222,9 @@ impl World {
     /// and bytes, equal to a replay from scratch, with no line twice.
     fn check_converged(&mut self) -> Result<(), TestCaseError> {
         self.devices.sync_all();
-        let heads: Vec<VaultState> = (0..DEVICES).map(|d| self.devices.head(d)).collect();
+        let heads: Vec<VaultState> = (0..self.devices.journals.len())
+            .map(|d| self.devices.head(d))
+            .collect();
         for (d, h) in heads.iter().enumerate() {
             prop_assert_eq!(comparable(h), comparable(&heads[0]), "device {} differs", d);
             let scratch = TimeMachine::replay_from_scratch(&self.devices.journals[d]).unwrap();
@@ -216,8 +236,9 @@ impl World {
             );
         }
         for (path, file, _) in heads[0].live_files() {
-            let texts: Vec<Option<String>> =
-                (0..DEVICES).map(|d| self.devices.text(d, *file)).collect();
+            let texts: Vec<Option<String>> = (0..self.devices.journals.len())
+                .map(|d| self.devices.text(d, *file))
+                .collect();
             for t in &texts {
                 prop_assert_eq!(t, &texts[0], "{} bytes differ", path);
             }
@@ -288,4 +309,43 @@ fn nested_stale_bases_converge() {
         w.run(s);
     }
     w.check_converged().unwrap();
+}
+
+/// The steps above fork chains: a device restored from a backup writes
+/// again at seqs it had used, and everyone still converges.
+#[test]
+fn restored_devices_fork_and_converge() {
+    use Step::*;
+    let steps = [
+        Backup { device: 1 },
+        Append { device: 1, note: 0 },
+        Rewrite {
+            device: 1,
+            note: 1,
+            line: 0,
+        },
+        Sync { from: 1, to: 2 },
+        Append { device: 2, note: 0 },
+        Restore { device: 1 },
+        Append { device: 1, note: 0 },
+        Daily { device: 1 },
+        Sync { from: 1, to: 0 },
+        Rewrite {
+            device: 0,
+            note: 0,
+            line: 1,
+        },
+    ];
+    let mut w = World::new();
+    for s in &steps {
+        w.run(s);
+    }
+    w.check_converged().unwrap();
+    let forked = common::device(1);
+    for d in 0..DEVICES {
+        assert!(
+            w.devices.journals[d].forks().contains_key(&forked),
+            "device {d}"
+        );
+    }
 }

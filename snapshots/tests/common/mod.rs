@@ -150,6 +150,14 @@ impl Devices {
         self.journals.len() - 1
     }
 
+    /// Device `device` comes back from backup `from` (an index from
+    /// [`Devices::backup`], which stays as it is for another restore).
+    pub fn restore(&mut self, device: usize, from: usize) {
+        let mut j = self.journals[from].empty_replica(MemStore::new()).unwrap();
+        sync_into(&self.journals[from], &mut j);
+        self.journals[device] = j;
+    }
+
     /// Device `by` adds the key `signer(key)` as a full member; a new
     /// device using that key. Its index.
     pub fn add_device(&mut self, by: usize, key: usize) -> usize {
