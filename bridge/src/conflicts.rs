@@ -44,8 +44,9 @@ pub struct ConflictEntry {
     /// - "bad_base": an op whose base is not a version of this file, which
     ///   had no effect.
     pub kind: &'static str,
-    /// The op the conflict is about.
-    pub op: String,
+    /// The ops the conflict is about: the op merged in (or the delete,
+    /// create, resolve or rename named by `kind`).
+    pub ops: Vec<String>,
     pub base: String,
     pub current: String,
     pub incoming: String,
@@ -61,7 +62,7 @@ pub fn list(v: &mut Vault) -> Result<Vec<ConflictEntry>> {
                 path: path.clone(),
                 file: id.to_hex(),
                 kind: c.kind.name(),
-                op: c.op.to_hex(),
+                ops: vec![c.op.to_hex()],
                 base: c.base.to_hex(),
                 current: c.current.to_hex(),
                 incoming: c.theirs.to_hex(),

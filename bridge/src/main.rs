@@ -187,7 +187,11 @@ fn run(cli: Cli) -> Result<()> {
                         "{}  {} conflict from op {}  (base {}, current {}, incoming {})",
                         c.path,
                         c.kind,
-                        conflicts::short(&c.op),
+                        c.ops
+                            .iter()
+                            .map(|o| conflicts::short(o))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                         conflicts::short(&c.base),
                         conflicts::short(&c.current),
                         conflicts::short(&c.incoming)
@@ -265,9 +269,9 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 say(format!(
                     "{} ops admitted, {} already here, {} waiting for missing ops, {} rejected; {} files changed",
-                    r.admitted,
+                    r.ops_admitted,
                     r.duplicates,
-                    r.pending,
+                    r.ops_pending,
                     r.rejected.len(),
                     r.changed.len()
                 ))?;

@@ -260,13 +260,16 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// What `import` did. The JSON keeps the shape of DESIGN §8
+/// (`ops_admitted`, `ops_pending`, `changed`, `conflicts_new`) and adds
+/// detail.
 #[derive(Serialize, Debug, Default)]
 pub struct ImportReport {
-    pub admitted: u64,
+    pub ops_admitted: u64,
     /// Already held: importing the same file twice changes nothing.
     pub duplicates: u64,
     /// Waiting for ops this device does not have yet (kept across runs).
-    pub pending: u64,
+    pub ops_pending: u64,
     pub rejected: Vec<Rejected>,
     pub chunks: u64,
     /// Ops that were admitted but changed nothing (with replay's reason in
@@ -274,7 +277,9 @@ pub struct ImportReport {
     pub no_effect: u64,
     /// Paths written or removed on disk, sorted.
     pub changed: Vec<String>,
-    /// Conflicts this import opened: path and the op merged in.
+    /// How many conflicts this import opened.
+    pub conflicts_new: u64,
+    /// The conflicts this import opened: path and the op.
     pub new_conflicts: Vec<NewConflict>,
     /// Set when the journal still lacks some of this device's own ops
     /// (it was restored from an older copy): nothing was written to disk.
@@ -363,7 +368,7 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
     report.chunks += store_chunks(v, chunks)?;
     admit(v, ops, &mut report)?;
 
-    report.pending = v.journal.pending_count()?;
+    report.ops_pending = v.journal.pending_count()?;
     let caught = v.catch_up()?;
     report.no_effect = caught.no_effect;
     if recovering {
@@ -393,6 +398,7 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
     for (path, id, f) in new.live_files() {
         let before = old.files.get(id).map_or(&[][..], |o| &o.conflicts[..]);
         for c in f.conflicts.iter().filter(|c| !before.contains(c)) {
+            report.conflicts_new += 1;
             report.new_conflicts.push(NewConflict {
                 path: path.clone(),
                 op: c.op.to_hex(),
@@ -413,7 +419,7 @@ fn admit(v: &mut Vault, ops: Vec<Vec<u8>>, report: &mut ImportReport) -> Result<
         .collect();
     for (id, verdict) in ids.iter().zip(v.journal.admit_batch(ops, now_ms())?) {
         match verdict {
-            Ok(Admission::Admitted(_)) => report.admitted += 1,
+            Ok(Admission::Admitted(_)) => report.ops_admitted += 1,
             Ok(Admission::Duplicate(_)) => report.duplicates += 1,
             // Counted once the import is done: some wait only for ops
             // later in the same file.
