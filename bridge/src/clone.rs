@@ -112,6 +112,7 @@ pub fn clone(src: &mut Vault, dest: &Path, name: &str) -> Result<(Vault, CloneRe
     let written = materialise(&v, &VaultState::default(), &head, &files)?;
     // The instance file is written last, as by init: without it the clone
     // is unfinished, and removing DEST/.vellum/ undoes it.
+    home::write_root(&instance, &fs::canonicalize(dest)?)?;
     fs::write(dot.join("instance"), format!("{instance}\n")).context("writing .vellum/instance")?;
     let report = CloneReport {
         device: device.to_hex(),

@@ -20,6 +20,8 @@ const VAULT_KEY: &str = "vault.key";
 const NEXT_DEVICE_KEY: &str = "device.next.key";
 /// The device's own chain as far as this machine has written it.
 const CHAIN_MARK: &str = "chain";
+/// The vault folder these keys belong to.
+const ROOT: &str = "root";
 
 /// `$VELLUM_HOME`, else `$XDG_DATA_HOME/vellum`, else `~/.local/share/vellum`.
 pub fn vellum_home() -> Result<PathBuf> {
@@ -230,5 +232,26 @@ pub fn switch_to_next_key(instance: &str, old: &SigningKey) -> Result<()> {
     fs::rename(dir.join(NEXT_DEVICE_KEY), dir.join(DEVICE_KEY))
         .with_context(|| format!("installing the new key in {}", dir.display()))?;
     File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The vault folder an instance's keys were made for, if recorded.
+pub fn read_root(instance: &str) -> Result<Option<PathBuf>> {
+    match fs::read_to_string(key_dir(instance)?.join(ROOT)) {
+        Ok(s) => Ok(Some(PathBuf::from(s.trim_end_matches('\n')))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("reading the vault folder of these keys"),
+    }
+}
+
+/// Records the vault folder an instance's keys belong to.
+pub fn write_root(instance: &str, root: &Path) -> Result<()> {
+    let dir = key_dir(instance)?;
+    let tmp = dir.join(format!("{ROOT}.tmp"));
+    let text = root
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("the vault path {} is not UTF-8", root.display()))?;
+    fs::write(&tmp, format!("{text}\n")).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, dir.join(ROOT)).with_context(|| format!("writing {}", tmp.display()))?;
     Ok(())
 }

@@ -132,10 +132,37 @@ pub struct Vault {
     /// Set when the journal holds less of this device's own chain than
     /// this machine wrote: no op may be written until it is caught up.
     pub stale: Option<Stale>,
+    /// Set when this folder is a copy of the vault folder these keys were
+    /// made for: before it writes, it becomes a device of its own.
+    copy_of: Option<PathBuf>,
     /// The head state, loaded once and kept current by `append`.
     head: Option<VaultState>,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
+}
+
+/// The folder `root` was copied from, if its keys belong to another vault
+/// folder that still holds the same instance. A moved vault (the old
+/// folder is gone or holds another vault) just records its new place.
+fn copied_from(root: &Path, instance: &str) -> Result<Option<PathBuf>> {
+    let here = fs::canonicalize(root)?;
+    match home::read_root(instance)? {
+        Some(r) if r == here => Ok(None),
+        Some(r) => {
+            let same = fs::read_to_string(r.join(VELLUM_DIR).join("instance"))
+                .is_ok_and(|s| s.trim() == instance);
+            if same {
+                Ok(Some(r))
+            } else {
+                home::write_root(instance, &here)?;
+                Ok(None)
+            }
+        }
+        None => {
+            home::write_root(instance, &here)?;
+            Ok(None)
+        }
+    }
 }
 
 /// A journal behind this device's own chain (see [`Vault::stale`]).
@@ -260,9 +287,11 @@ impl Vault {
             keys,
             instance: instance.clone(),
             stale: None,
+            copy_of: None,
             head: None,
             _lock: lock,
         };
+        home::write_root(&instance, &fs::canonicalize(root)?)?;
         v.append(
             vec![
                 Payload::new(Action::DeviceInfo {
@@ -297,17 +326,23 @@ impl Vault {
         let store = FjallStore::open(&dot.join("journal"))
             .with_context(|| format!("opening the journal in {}", dot.display()))?;
         let journal = Journal::open(store, keys.keyring.clone())?;
+        let copy_of = copied_from(&root, &instance)?;
         let mut v = Vault {
             root,
             journal,
             keys,
             instance,
             stale: None,
+            copy_of,
             head: None,
             _lock: lock,
         };
         v.catch_up()?;
-        v.check_own_chain()?;
+        // A copy's journal is compared with the original's chain mark only
+        // after it has become a device of its own.
+        if v.copy_of.is_none() {
+            v.check_own_chain()?;
+        }
         Ok(v)
     }
 
@@ -326,6 +361,7 @@ impl Vault {
             keys,
             instance: instance.to_string(),
             stale: None,
+            copy_of: None,
             head: None,
             _lock: lock,
         }
@@ -467,6 +503,9 @@ impl Vault {
     /// Refuses to write while stale; retires the identity first when that
     /// is due (see [`Vault::renew_identity`]).
     fn writable(&mut self) -> Result<()> {
+        if self.copy_of.is_some() {
+            self.become_new_device()?;
+        }
         if let Some(s) = &self.stale {
             return Err(user(format!(
                 "this vault's journal is older than this device: it holds this device's ops up to {} but the device wrote {} (was .vellum/ restored from an old copy?); import an export from another device ('vellum import FILE') to recover; nothing was written",
@@ -476,6 +515,60 @@ impl Vault {
         if self.retiring()? {
             self.renew_identity()?;
         }
+        Ok(())
+    }
+
+    /// Makes this folder, a copy of another vault folder with the same keys,
+    /// a device of its own (DESIGN §12: a copied device gets a new
+    /// identity): new keys under a new instance, added as a full member by
+    /// the key the copy came with, whose chain this may fork; the new
+    /// identity's first op vouches for that (see [`Vault::renew_identity`]).
+    /// The original keeps its keys and, on seeing this op, renews its own.
+    fn become_new_device(&mut self) -> Result<()> {
+        let Some(original) = self.copy_of.take() else {
+            return Ok(());
+        };
+        let mut entropy = OsEntropy;
+        let instance = vellum_journal::id::hex(&entropy.array::<16>());
+        let vault_key = self
+            .keys
+            .keyring
+            .get(&OpId::ZERO)
+            .ok_or_else(|| anyhow::anyhow!("the vault key is missing"))?
+            .clone();
+        let keys = home::create_with(&instance, &vault_key, &mut entropy)?;
+        let new_id = vellum_journal::keys::device_id(&keys.signing);
+        let head = self.head()?;
+        let old_name = head
+            .device_names
+            .get(&self.device())
+            .cloned()
+            .unwrap_or_else(|| "device".to_string());
+        let name = format!("{old_name} (copy)");
+        self.journal.append_control(
+            &self.keys.signing,
+            Control::add_full_member(new_id, vellum_journal::keys::x25519_public(&keys.signing)),
+            Payload::new(Action::Member { name: name.clone() }),
+            &mut entropy,
+            now_ms(),
+        )?;
+        self.catch_up()?;
+        let dot = self.root.join(VELLUM_DIR);
+        let tmp = dot.join("instance.tmp");
+        fs::write(&tmp, format!("{instance}\n")).context("writing .vellum/instance")?;
+        fs::rename(&tmp, dot.join("instance")).context("writing .vellum/instance")?;
+        home::write_root(&instance, &fs::canonicalize(&self.root)?)?;
+        self.keys = keys;
+        self.instance = instance;
+        tracing::info!(
+            original = %original.display(),
+            device = %new_id.short(),
+            "this folder is a copy of another vault folder: it is now a device of its own"
+        );
+        self.append(
+            vec![Payload::new(Action::DeviceInfo { name })],
+            Batch::new(),
+        )?;
         Ok(())
     }
 

@@ -1151,3 +1151,43 @@ fn a_device_restored_with_its_keys_forks_its_chain_and_still_loses_nothing() {
     let status = b.json(&["status"]);
     assert_eq!(status["conflicts"], 0, "{}", b.json(&["conflicts"]));
 }
+
+#[test]
+fn a_copied_vault_folder_becomes_a_device_of_its_own_and_loses_nothing() {
+    let a = Env::init();
+    a.write("notes/plan.md", "# plan\n");
+    a.scan();
+    let copy = a.sibling("copy");
+    copy_dir(&a.vault, &copy.vault);
+    let original = a.json(&["status"])["device"].clone();
+    // Both folders go on writing with the keys they share.
+    a.write("notes/plan.md", "# plan\nfrom the original\n");
+    a.scan();
+    copy.write("notes/copy.md", "written in the copy\n");
+    copy.scan();
+    let copied = copy.json(&["status"])["device"].clone();
+    assert_ne!(copied, original, "the copy took a device id of its own");
+    assert_eq!(a.json(&["status"])["device"], original);
+    // First round: the original sees its key's ops from the copy and
+    // renews its own identity, whose first op vouches for its branch.
+    let fa = export(&a, None, "orig-1.vx");
+    let fc = export(&copy, None, "copy-1.vx");
+    let r = a.json(&["import", &fc]);
+    assert!(r["new_identity"].is_string(), "{r}");
+    copy.json(&["import", &fa]);
+    // Second round: both hold every op, and agree.
+    exchange(&a, &copy, "copy");
+    for env in [&a, &copy] {
+        assert_eq!(env.read("notes/plan.md"), b"# plan\nfrom the original\n");
+        assert_eq!(env.read("notes/copy.md"), b"written in the copy\n");
+        env.ok(&["verify"]);
+    }
+    assert_ne!(a.json(&["status"])["device"], original);
+    a.write("notes/plan.md", "# plan\nfrom the original\nlater\n");
+    a.scan();
+    exchange(&a, &copy, "copy-later");
+    assert_eq!(
+        copy.read("notes/plan.md"),
+        b"# plan\nfrom the original\nlater\n"
+    );
+}
