@@ -149,9 +149,17 @@ fn copied_from(root: &Path, instance: &str) -> Result<Option<PathBuf>> {
     match home::read_root(instance)? {
         Some(r) if r == here => Ok(None),
         Some(r) => {
-            let same = fs::read_to_string(r.join(VELLUM_DIR).join("instance"))
+            // The same folder under another path (a bind mount) is not a copy.
+            let same_dir = |a: &Path, b: &Path| -> bool {
+                use std::os::unix::fs::MetadataExt;
+                match (fs::metadata(a), fs::metadata(b)) {
+                    (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+                    _ => false,
+                }
+            };
+            let holds_instance = fs::read_to_string(r.join(VELLUM_DIR).join("instance"))
                 .is_ok_and(|s| s.trim() == instance);
-            if same {
+            if holds_instance && !same_dir(&r.join(VELLUM_DIR), &here.join(VELLUM_DIR)) {
                 Ok(Some(r))
             } else {
                 home::write_root(instance, &here)?;
