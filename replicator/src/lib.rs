@@ -1,1 +1,13 @@
-//! placeholder
+//! vellum-replicator: the sync protocol of DESIGN §6.
+//!
+//! - [`wire`]: the messages and their byte layout (docs/PROTOCOL.md §10).
+//! - [`session`]: one peer session as a sans-IO state machine: no IO, no
+//!   clock and no randomness of its own. The simulator drives it in
+//!   simulated time; the libp2p driver (feature `net`, issue 7) over real
+//!   streams.
+
+pub mod session;
+pub mod wire;
+
+pub use session::{Event, Session};
+pub use wire::{Message, Range, WireError};

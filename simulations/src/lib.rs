@@ -1,1 +1,846 @@
-//! placeholder
+//! vellum-sim: devices of one vault editing concurrently and syncing through
+//! the real protocol core over a simulated network (DESIGN §10).
+//!
+//! Everything real but the network and the clock: each replica has its own
+//! journal (admission, replay, merge, real signatures and encryption) on an
+//! in-memory store that knows what a crash loses, and one
+//! [`vellum_replicator::Session`] per connected peer. One thread and one
+//! seeded generator drive it all in simulated time, so a seed always gives
+//! the same run, and the trace hash proves it.
+//!
+//! A run has a chaotic phase (edits on every replica; lost, duplicated and
+//! delayed messages; partitions; crashes that drop unflushed writes;
+//! restores from old backups, which fork chains; a replica sending tampered
+//! ops) and a healing phase (every link up, no loss) that must end with
+//! every replica holding the same ops, state and bytes.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use vellum_journal::control::Control;
+use vellum_journal::entropy::{Entropy, SeededEntropy};
+use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id, x25519_public};
+use vellum_journal::payload::{Action, BlobRef, Body, MERGE_VERSION, Payload};
+use vellum_journal::replay::{FileKind, VaultState, make_patch};
+use vellum_journal::store::{Durability, MemStore};
+use vellum_journal::{Admission, ContentHash, Journal, OpId, VaultId};
+use vellum_replicator::{Event, Session};
+use vellum_snapshots::TimeMachine;
+use vellum_snapshots::contents::body_of;
+
+/// Wall time at the start of every run (simulated).
+const T0: u64 = 1_800_000_000_000;
+/// One step of simulated time.
+const TICK_MS: u64 = 20;
+/// Longest the healing phase may take, in simulated time.
+const HEAL_MAX_MS: u64 = 600_000;
+
+/// A seeded generator over the journal's seeded entropy (blake3 XOF).
+pub struct Rng(SeededEntropy);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(SeededEntropy::new(seed))
+    }
+    pub fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.0.fill(&mut b);
+        u64::from_le_bytes(b)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.u64() % n
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// The fault rates of one run, drawn from its seed.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    pub loss: f64,
+    pub duplicate: f64,
+    pub delay_max_ms: u64,
+    pub partitions: u32,
+    pub crashes: u32,
+    pub restores: u32,
+    pub tampering: bool,
+    /// Per replica, how far its clock is off (ms, may be negative).
+    pub skew_ms: Vec<i64>,
+}
+
+/// What a run did and found.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub seed: u64,
+    pub ops: u64,
+    pub conflicts: u64,
+    /// blake3 of the trace: equal for equal seeds.
+    pub trace_hash: [u8; 32],
+    pub failure: Option<String>,
+}
+
+struct Replica {
+    journal: Journal<MemStore>,
+    signer: SigningKey,
+    keyring: Keyring,
+    up: bool,
+    /// A copy of its store from earlier in the run, to restore.
+    backup: Option<MemStore>,
+}
+
+/// Where `--trace` lines go.
+pub type Printer = Box<dyn FnMut(&str)>;
+
+/// A message on its way: (delivery time, order, from, to, connection, bytes).
+type InFlight = Reverse<(u64, u64, usize, usize, u64, Vec<u8>)>;
+
+struct World {
+    rng: Rng,
+    entropy: SeededEntropy,
+    now: u64,
+    replicas: Vec<Replica>,
+    /// Sessions by (replica, peer), with the connection they belong to.
+    sessions: BTreeMap<(usize, usize), (u64, Session)>,
+    /// Links cut until a time.
+    cut: BTreeMap<(usize, usize), u64>,
+    queue: BinaryHeap<InFlight>,
+    /// Per connection and direction, when its last message arrives.
+    last_delivery: BTreeMap<(usize, usize, u64), u64>,
+    next_conn: u64,
+    order: u64,
+    faults: Faults,
+    /// Ops sent tampered: none may ever be admitted.
+    tampered: BTreeSet<OpId>,
+    trace: blake3::Hasher,
+    printer: Option<Printer>,
+}
+
+fn pair(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+impl World {
+    fn log(&mut self, line: String) {
+        self.trace.update(line.as_bytes());
+        self.trace.update(b"\n");
+        if let Some(p) = &mut self.printer {
+            p(&format!("t={:>7} {line}", self.now));
+        }
+    }
+
+    fn wall(&self, r: usize) -> u64 {
+        (T0 + self.now).saturating_add_signed(self.faults.skew_ms[r])
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.replicas[a].up
+            && self.replicas[b].up
+            && self
+                .cut
+                .get(&pair(a, b))
+                .is_none_or(|until| *until <= self.now)
+    }
+
+    /// Opens sessions on links that are up and have none; closes those on
+    /// links that went down.
+    fn connect(&mut self) {
+        let n = self.replicas.len();
+        for a in 0..n {
+            for b in 0..n {
+                if a >= b {
+                    continue;
+                }
+                let up = self.linked(a, b);
+                let has = self.sessions.contains_key(&(a, b));
+                if up && !has {
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    for (x, y) in [(a, b), (b, a)] {
+                        let r = &self.replicas[x];
+                        let s = Session::new(&r.journal, device_id(&r.signer), self.now);
+                        self.sessions.insert((x, y), (conn, s));
+                    }
+                    self.log(format!("connect {a}-{b} #{conn}"));
+                } else if !up && has {
+                    self.sessions.remove(&(a, b));
+                    self.sessions.remove(&(b, a));
+                    self.log(format!("disconnect {a}-{b}"));
+                }
+            }
+        }
+    }
+
+    /// Moves what sessions want to send onto the network. A session runs
+    /// over a reliable, ordered stream, so messages on one connection
+    /// arrive in order, after a delay; a lost message breaks the
+    /// connection (both sessions end, and the peers connect again later),
+    /// and a message may arrive twice (a peer replaying it).
+    fn flush(&mut self, chaos: bool) {
+        let keys: Vec<(usize, usize)> = self.sessions.keys().copied().collect();
+        for (from, to) in keys {
+            while let Some((conn, s)) = self.sessions.get_mut(&(from, to)) {
+                let conn = *conn;
+                let Some(bytes) = s.poll_transmit() else {
+                    break;
+                };
+                if chaos && self.rng.chance(self.faults.loss / 10.0) {
+                    self.sessions.remove(&(from, to));
+                    self.sessions.remove(&(to, from));
+                    self.cut.insert(pair(from, to), self.now + 500);
+                    self.log(format!("connection {from}-{to} breaks"));
+                    break;
+                }
+                let hello = bytes.get(1) == Some(&1);
+                let copies = if chaos && !hello && self.rng.chance(self.faults.duplicate) {
+                    2
+                } else {
+                    1
+                };
+                let delay = if chaos {
+                    1 + self.rng.below(self.faults.delay_max_ms)
+                } else {
+                    1 + self.rng.below(10)
+                };
+                let last = self.last_delivery.entry((from, to, conn)).or_insert(0);
+                let at = (self.now + delay).max(*last);
+                *last = at;
+                for _ in 0..copies {
+                    self.order += 1;
+                    self.queue
+                        .push(Reverse((at, self.order, from, to, conn, bytes.clone())));
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self) {
+        while let Some(Reverse((at, _, _, _, _, _))) = self.queue.peek() {
+            if *at > self.now {
+                break;
+            }
+            let Reverse((_, _, from, to, conn, bytes)) = self.queue.pop().expect("peeked");
+            let now = self.wall(to);
+            let Some((c, s)) = self.sessions.get_mut(&(to, from)) else {
+                continue;
+            };
+            if *c != conn {
+                continue;
+            }
+            let journal = &mut self.replicas[to].journal;
+            if let Err(e) = s.handle_message(journal, &bytes, now) {
+                panic!("storage error in the simulation: {e}");
+            }
+            self.events(to, from);
+        }
+    }
+
+    fn events(&mut self, at: usize, peer: usize) {
+        let mut replay = false;
+        let mut closed = None;
+        if let Some((_, s)) = self.sessions.get_mut(&(at, peer)) {
+            while let Some(e) = s.poll_event() {
+                match e {
+                    Event::Admitted { .. } => replay = true,
+                    Event::Closed { reason, misbehaved } => closed = Some((reason, misbehaved)),
+                    Event::Connected { .. } => {}
+                }
+            }
+        }
+        if replay {
+            self.replay(at);
+        }
+        if let Some((reason, misbehaved)) = closed {
+            self.log(format!(
+                "{at} closes {peer}{}: {reason}",
+                if misbehaved { " (misbehaved)" } else { "" }
+            ));
+            self.sessions.remove(&(at, peer));
+            self.sessions.remove(&(peer, at));
+            // A peer that broke the protocol is backed off.
+            let until = self.now + if misbehaved { 5_000 } else { 1_000 };
+            self.cut.insert(pair(at, peer), until);
+        }
+    }
+
+    /// Catches the replica's head up, and tells its peers.
+    fn replay(&mut self, r: usize) {
+        TimeMachine::catch_up(&self.replicas[r].journal).expect("replay");
+        let now = self.wall(r);
+        let peers: Vec<usize> = self
+            .sessions
+            .keys()
+            .filter(|(a, _)| *a == r)
+            .map(|(_, b)| *b)
+            .collect();
+        for p in peers {
+            if let Some((_, s)) = self.sessions.get_mut(&(r, p)) {
+                s.announce(&self.replicas[r].journal, now);
+            }
+        }
+    }
+
+    fn timeouts(&mut self) {
+        let keys: Vec<(usize, usize)> = self.sessions.keys().copied().collect();
+        for (a, b) in keys {
+            let now = self.wall(a);
+            if let Some((_, s)) = self.sessions.get_mut(&(a, b))
+                && s.next_timeout().is_some_and(|t| t <= now)
+            {
+                s.handle_timeout(&self.replicas[a].journal, now);
+            }
+        }
+    }
+
+    /// One edit on replica `r`, chosen by the generator.
+    fn edit(&mut self, r: usize) {
+        let head = TimeMachine::load_head(&self.replicas[r].journal).expect("head");
+        let kind = self.rng.below(12);
+        let line = format!("line {} by {r}", self.rng.below(1_000_000));
+        let action = match kind {
+            0..=4 => self.text_edit(r, &head, kind, &line),
+            5 | 6 => match head.file_at("daily.md") {
+                Some(_) => self.text_edit(r, &head, 0, &line),
+                None => Some(Action::Create {
+                    path: "daily.md".into(),
+                    mtime_ms: 0,
+                    body: Body::Text(format!("# Today\n- [ ] {line}\n")),
+                }),
+            },
+            7 => self.pick_file(&head, FileKind::Text).map(|(file, path)| {
+                let to = if let Some(rest) = path.strip_prefix("notes/") {
+                    format!("archive/{rest}")
+                } else {
+                    format!("notes/{}", path.rsplit('/').next().unwrap_or(&path))
+                };
+                Action::Rename {
+                    file,
+                    from: path,
+                    to,
+                    mtime_ms: 0,
+                }
+            }),
+            8 => self
+                .pick_file(&head, FileKind::Text)
+                .filter(|_| head.paths.len() > 3)
+                .map(|(file, _)| Action::Delete {
+                    file,
+                    base: head.files[&file].hash,
+                    mtime_ms: 0,
+                }),
+            9 | 10 => {
+                let n = self.rng.u64().to_le_bytes();
+                let body = Body::Blob(BlobRef {
+                    hash: ContentHash::of(&n),
+                    size: 8,
+                    chunks: Vec::new(),
+                });
+                match head.file_at("img.bin") {
+                    Some((file, f)) if f.kind == FileKind::Blob => Some(Action::Replace {
+                        file,
+                        base: f.hash,
+                        body,
+                        mtime_ms: 0,
+                    }),
+                    Some(_) => None,
+                    None => Some(Action::Create {
+                        path: "img.bin".into(),
+                        mtime_ms: 0,
+                        body,
+                    }),
+                }
+            }
+            _ => Some(Action::Create {
+                path: format!("notes/n{}.md", self.rng.below(8)),
+                mtime_ms: 0,
+                body: Body::Text(format!("# new\n{line}\n")),
+            }),
+        };
+        let Some(action) = action else {
+            return;
+        };
+        let now = self.wall(r);
+        let rep = &mut self.replicas[r];
+        let kind = Payload::new(action.clone()).kind_name();
+        let ids = rep
+            .journal
+            .append(
+                &rep.signer,
+                vec![Payload::new(action)],
+                &mut self.entropy,
+                now,
+                Durability::Durable,
+            )
+            .expect("local append");
+        self.log(format!("{r} writes {kind} {}", ids[0].short()));
+        self.replay(r);
+    }
+
+    /// An Edit of a text note: append a line (0–2), rewrite line 1 (3), or
+    /// drop the last line (4).
+    fn text_edit(&mut self, r: usize, head: &VaultState, kind: u64, line: &str) -> Option<Action> {
+        let (file, _) = self.pick_file(head, FileKind::Text)?;
+        let f = &head.files[&file];
+        let j = &self.replicas[r].journal;
+        let Ok(Body::Text(old)) = body_of(j, file, f.hash, j.admitted()) else {
+            return None;
+        };
+        let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
+        match kind {
+            0..=2 => lines.push(line.to_string()),
+            3 if lines.len() > 1 => lines[1] = line.to_string(),
+            4 if lines.len() > 1 => {
+                lines.pop();
+            }
+            _ => lines.push(line.to_string()),
+        }
+        let new: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        if new == old {
+            return None;
+        }
+        Some(Action::Edit {
+            file,
+            base: f.hash,
+            patch: make_patch(&old, &new)?,
+            result: ContentHash::of(new.as_bytes()),
+            result_size: new.len() as u64,
+            mtime_ms: 0,
+        })
+    }
+
+    fn pick_file(
+        &mut self,
+        head: &VaultState,
+        kind: FileKind,
+    ) -> Option<(vellum_journal::FileId, String)> {
+        let files: Vec<(vellum_journal::FileId, String)> = head
+            .live_files()
+            .filter(|(_, _, f)| f.kind == kind)
+            .map(|(p, id, _)| (*id, p.clone()))
+            .collect();
+        if files.is_empty() {
+            return None;
+        }
+        let i = self.rng.below(files.len() as u64) as usize;
+        Some(files[i].clone())
+    }
+
+    /// A crash: the replica goes down, its unflushed writes are lost, and
+    /// it comes back from what its store kept.
+    fn crash(&mut self, r: usize) {
+        let rep = &mut self.replicas[r];
+        let journal = std::mem::replace(&mut rep.journal, empty_journal());
+        let store = journal.into_store();
+        store.crash();
+        rep.journal = Journal::open(store, rep.keyring.clone()).expect("reopen after a crash");
+        TimeMachine::catch_up(&rep.journal).expect("replay after a crash");
+        self.log(format!("{r} crashes and restarts"));
+    }
+
+    /// The replica's store comes back from its backup: it goes on with the
+    /// same key, so its next op forks its chain.
+    fn restore(&mut self, r: usize) {
+        let rep = &mut self.replicas[r];
+        let Some(backup) = &rep.backup else {
+            return;
+        };
+        let store = backup.snapshot();
+        rep.journal = Journal::open(store, rep.keyring.clone()).expect("open a backup");
+        TimeMachine::catch_up(&rep.journal).expect("replay a backup");
+        self.log(format!("{r} is restored from its backup"));
+    }
+
+    /// Replica `r` sends a peer a tampered copy of one of its ops.
+    fn tamper(&mut self, r: usize) {
+        let peers: Vec<usize> = self
+            .sessions
+            .keys()
+            .filter(|(a, _)| *a == r)
+            .map(|(_, b)| *b)
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let to = self.rng.pick(&peers);
+        let Some(head) = self.replicas[r]
+            .journal
+            .admitted()
+            .get(&device_id(&self.replicas[r].signer))
+        else {
+            return;
+        };
+        let Ok(Some(env)) = self.replicas[r].journal.load(&head.head) else {
+            return;
+        };
+        let mut bytes = env.into_bytes();
+        let i = 40 + self.rng.below(bytes.len() as u64 - 40) as usize;
+        bytes[i] ^= 0x01;
+        self.tampered.insert(OpId(*blake3::hash(&bytes).as_bytes()));
+        let conn = self.sessions[&(r, to)].0;
+        let msg = vellum_replicator::Message::Ops { ops: vec![bytes] }.encode();
+        self.order += 1;
+        self.queue
+            .push(Reverse((self.now + 1, self.order, r, to, conn, msg)));
+        self.log(format!("{r} sends {to} a tampered op"));
+    }
+
+    fn step(&mut self, chaos: bool) {
+        self.now += TICK_MS;
+        self.cut.retain(|_, until| *until > self.now);
+        self.connect();
+        self.deliver();
+        self.timeouts();
+        self.flush(chaos);
+    }
+}
+
+fn empty_journal() -> Journal<MemStore> {
+    let mut e = SeededEntropy::new(0);
+    Journal::create(
+        MemStore::new(),
+        VaultId([0; 16]),
+        &SigningKey::from_bytes(&[0; 32]),
+        Keyring::new(EpochKey([0; 32])),
+        &mut e,
+        T0,
+        MERGE_VERSION,
+    )
+    .expect("placeholder journal")
+}
+
+/// Runs seed `seed`; `printer` gets one line per event (`--trace`).
+pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
+    let mut rng = Rng::new(seed);
+    let n = 3 + rng.below(2) as usize;
+    let faults = Faults {
+        loss: rng.below(20) as f64 / 100.0,
+        duplicate: rng.below(10) as f64 / 100.0,
+        delay_max_ms: 5 + rng.below(400),
+        partitions: 1 + rng.below(4) as u32,
+        crashes: 1 + rng.below(3) as u32,
+        restores: rng.below(2) as u32,
+        tampering: rng.chance(0.5),
+        skew_ms: (0..n)
+            .map(|_| rng.below(240_000) as i64 - 120_000)
+            .collect(),
+    };
+    let mut entropy = SeededEntropy::new(seed ^ 0x5eed);
+    let signers: Vec<SigningKey> = (0..n)
+        .map(|_| {
+            let mut k = [0u8; 32];
+            entropy.fill(&mut k);
+            SigningKey::from_bytes(&k)
+        })
+        .collect();
+    let keyring = Keyring::new(EpochKey([7; 32]));
+    let mut first = Journal::create(
+        MemStore::new(),
+        VaultId([9; 16]),
+        &signers[0],
+        keyring.clone(),
+        &mut entropy,
+        T0,
+        MERGE_VERSION,
+    )
+    .expect("genesis");
+    for s in &signers[1..] {
+        first
+            .append_control(
+                &signers[0],
+                Control::add_full_member(device_id(s), x25519_public(s)),
+                Payload::new(Action::Member {
+                    name: "replica".into(),
+                }),
+                &mut entropy,
+                T0,
+            )
+            .expect("add member");
+    }
+    let notes: Vec<Payload> = (0..4)
+        .map(|i| {
+            Payload::new(Action::Create {
+                path: format!("notes/n{i}.md"),
+                mtime_ms: 0,
+                body: Body::Text(format!("# note {i}\nfirst line\n")),
+            })
+        })
+        .collect();
+    first
+        .append(&signers[0], notes, &mut entropy, T0, Durability::Durable)
+        .expect("first notes");
+    TimeMachine::catch_up(&first).expect("replay");
+    let mut replicas = Vec::new();
+    for (i, s) in signers.iter().enumerate() {
+        let journal = if i == 0 {
+            std::mem::replace(&mut first, empty_journal())
+        } else {
+            // Each other replica starts as a clone of replica 0's start.
+            let mut j = replicas
+                .first()
+                .map(|r: &Replica| r.journal.empty_replica(MemStore::new()))
+                .expect("replica 0 first")
+                .expect("empty replica");
+            let mut ops = Vec::new();
+            replicas[0]
+                .journal
+                .for_each_op_in_order(None, &mut |_, _, env| {
+                    ops.push(env.into_bytes());
+                    Ok(std::ops::ControlFlow::Continue(()))
+                })
+                .expect("first ops");
+            for v in j.admit_batch(ops, T0).expect("admit genesis") {
+                assert!(matches!(v, Ok(Admission::Admitted(_))), "{v:?}");
+            }
+            TimeMachine::catch_up(&j).expect("replay");
+            j
+        };
+        replicas.push(Replica {
+            journal,
+            signer: s.clone(),
+            keyring: keyring.clone(),
+            up: true,
+            backup: None,
+        });
+    }
+    let mut w = World {
+        rng,
+        entropy,
+        now: 0,
+        replicas,
+        sessions: BTreeMap::new(),
+        cut: BTreeMap::new(),
+        queue: BinaryHeap::new(),
+        last_delivery: BTreeMap::new(),
+        next_conn: 0,
+        order: 0,
+        faults: faults.clone(),
+        tampered: BTreeSet::new(),
+        trace: blake3::Hasher::new(),
+        printer,
+    };
+    w.log(format!("seed {seed}: {n} replicas, {faults:?}"));
+
+    // The chaotic phase: edits and faults while messages flow.
+    let target_ops = 200 + w.rng.below(100);
+    let mut written = 0;
+    let span = target_ops * 60;
+    let fault_times: Vec<(u64, u32)> = (0..faults.partitions)
+        .map(|_| (0, 0))
+        .chain((0..faults.crashes).map(|_| (0, 1)))
+        .chain((0..faults.restores).map(|_| (0, 2)))
+        .chain((0..u32::from(faults.tampering)).map(|_| (0, 3)))
+        .map(|(_, k)| (w.rng.below(span), k))
+        .collect();
+    let mut backups_at: Vec<u64> = (0..n).map(|_| w.rng.below(span / 2)).collect();
+    let mut down_until: Vec<Option<u64>> = vec![None; n];
+    while written < target_ops {
+        w.step(true);
+        for (r, at) in backups_at.iter_mut().enumerate() {
+            if *at <= w.now && *at != u64::MAX {
+                let store = w.replicas[r].journal.store().snapshot();
+                w.replicas[r].backup = Some(store);
+                *at = u64::MAX;
+                w.log(format!("{r} is backed up"));
+            }
+        }
+        for (t, k) in &fault_times {
+            if *t > w.now - TICK_MS && *t <= w.now {
+                match k {
+                    0 => {
+                        let a = w.rng.below(n as u64) as usize;
+                        let b = (a + 1 + w.rng.below(n as u64 - 1) as usize) % n;
+                        let until = w.now + 2_000 + w.rng.below(20_000);
+                        w.cut.insert(pair(a, b), until);
+                        w.log(format!("partition {a}-{b} until {until}"));
+                    }
+                    1 => {
+                        let r = w.rng.below(n as u64) as usize;
+                        if w.replicas[r].up {
+                            w.crash(r);
+                            w.replicas[r].up = false;
+                            down_until[r] = Some(w.now + 1_000 + w.rng.below(10_000));
+                        }
+                    }
+                    2 => {
+                        let r = w.rng.below(n as u64) as usize;
+                        w.restore(r);
+                    }
+                    _ => {
+                        let r = w.rng.below(n as u64) as usize;
+                        w.tamper(r);
+                    }
+                }
+            }
+        }
+        for (r, d) in down_until.iter_mut().enumerate() {
+            if d.is_some_and(|t| t <= w.now) {
+                *d = None;
+                w.replicas[r].up = true;
+                w.log(format!("{r} is back"));
+            }
+        }
+        if w.rng.chance(0.4) {
+            let r = w.rng.below(n as u64) as usize;
+            if w.replicas[r].up {
+                w.edit(r);
+                written += 1;
+            }
+        }
+    }
+
+    // Healing: everything up, no loss, until every replica holds the same
+    // ops and has nothing more to say.
+    w.log("healing".into());
+    w.cut.clear();
+    for r in &mut w.replicas {
+        r.up = true;
+    }
+    let heal_start = w.now;
+    let mut quiet_since = None;
+    let mut failure = None;
+    loop {
+        w.step(false);
+        let same = w
+            .replicas
+            .iter()
+            .all(|r| r.journal.admitted() == w.replicas[0].journal.admitted());
+        if same && w.queue.is_empty() {
+            let since = *quiet_since.get_or_insert(w.now);
+            if w.now - since > 1_000 {
+                break;
+            }
+        } else {
+            quiet_since = None;
+        }
+        if w.now - heal_start > HEAL_MAX_MS {
+            failure = Some("the replicas did not converge within 600 s of healing".to_string());
+            break;
+        }
+    }
+    for r in 0..n {
+        TimeMachine::catch_up(&w.replicas[r].journal).expect("replay");
+    }
+    let failure = failure.or_else(|| check(&w));
+    let head = TimeMachine::load_head(&w.replicas[0].journal).expect("head");
+    Outcome {
+        seed,
+        ops: w.replicas[0].journal.op_count(),
+        conflicts: head.open_conflicts,
+        trace_hash: *w.trace.finalize().as_bytes(),
+        failure,
+    }
+}
+
+/// The invariants of DESIGN §10 after healing; the first broken one.
+fn check(w: &World) -> Option<String> {
+    let j0 = &w.replicas[0].journal;
+    let head0 = TimeMachine::load_head(j0).ok()?;
+    for (i, r) in w.replicas.iter().enumerate() {
+        let j = &r.journal;
+        if j.admitted() != j0.admitted() {
+            return Some(format!("replica {i} holds other ops than replica 0"));
+        }
+        for id in &w.tampered {
+            if j.holds(id).unwrap_or(true) {
+                return Some(format!("replica {i} admitted tampered op {}", id.short()));
+            }
+        }
+        let head = match TimeMachine::load_head(j) {
+            Ok(h) => h,
+            Err(e) => return Some(format!("replica {i}: head: {e}")),
+        };
+        if !same_state(&head, &head0) {
+            return Some(format!(
+                "replica {i} replayed a different state than replica 0: {}",
+                state_diff(&head, &head0)
+            ));
+        }
+        match TimeMachine::replay_from_scratch(j) {
+            Ok(s) if same_state(&s, &head) => {}
+            Ok(s) => {
+                return Some(format!(
+                    "replica {i}: incremental replay differs from scratch: {}",
+                    state_diff(&head, &s)
+                ));
+            }
+            Err(e) => return Some(format!("replica {i}: replay from scratch: {e}")),
+        }
+        for (path, id, f) in head.live_files() {
+            if f.kind == FileKind::Text
+                && let Err(e) = body_of(j, *id, f.hash, j.admitted())
+            {
+                return Some(format!("replica {i}: {path} cannot be read: {e}"));
+            }
+        }
+    }
+    // Sampled points check out the same everywhere.
+    let mut points = Vec::new();
+    j0.for_each_in_order(None, &mut |k, _| {
+        if points.len() < 400 {
+            points.push(k.id);
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .ok()?;
+    for id in points.iter().step_by(97) {
+        let vv = j0.causal_vv(id).ok()?;
+        let want = TimeMachine::state_at(j0, &vv).ok()?;
+        for (i, r) in w.replicas.iter().enumerate().skip(1) {
+            match TimeMachine::state_at(&r.journal, &vv) {
+                Ok(s) if same_state(&s, &want) => {}
+                Ok(_) => {
+                    return Some(format!(
+                        "replica {i}: the point of op {} differs",
+                        id.short()
+                    ));
+                }
+                Err(e) => return Some(format!("replica {i}: the point of op {}: {e}", id.short())),
+            }
+        }
+    }
+    None
+}
+
+fn same_state(a: &VaultState, b: &VaultState) -> bool {
+    a.applied_vv() == b.applied_vv()
+        && a.files == b.files
+        && a.paths == b.paths
+        && a.open_conflicts == b.open_conflicts
+        && a.aliases == b.aliases
+}
+
+/// Lowercase hex, for trace hashes.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The first difference between two states, for a failure message.
+fn state_diff(a: &VaultState, b: &VaultState) -> String {
+    if a.applied_vv() != b.applied_vv() {
+        return "applied ops differ".into();
+    }
+    for (id, fa) in &a.files {
+        match b.files.get(id) {
+            None => return format!("file {} only in the first", id.short()),
+            Some(fb) if fa != fb => return format!("file {}: {fa:?} vs {fb:?}", id.short()),
+            _ => {}
+        }
+    }
+    for id in b.files.keys() {
+        if !a.files.contains_key(id) {
+            return format!("file {} only in the second", id.short());
+        }
+    }
+    if a.aliases != b.aliases {
+        return format!("aliases {:?} vs {:?}", a.aliases, b.aliases);
+    }
+    format!(
+        "open conflicts {} vs {}",
+        a.open_conflicts, b.open_conflicts
+    )
+}

@@ -8,7 +8,7 @@
 //! that the replay of its causal past gives.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
@@ -127,8 +127,6 @@ pub fn content_in<S: Store>(
     let mut own = FileReplay {
         journal,
         newest: HashMap::new(),
-        seen: HashMap::new(),
-        order: VecDeque::new(),
     };
     for key in keys {
         let (seq, env) = journal.load_at_seq(&key)?;
@@ -148,19 +146,13 @@ pub fn content_in<S: Store>(
     }
 }
 
-/// Versions [`content_in`] keeps while it replays a file: a stale op's
-/// base is usually one of them, so it needs no replay of its own.
-const FILE_REPLAY_VERSIONS_MAX: usize = 256;
-
-/// [`Contents`] for [`content_in`]: the file's newest text and its recent
-/// versions in memory, other versions by hash from the cache or rebuilt.
-/// A file created concurrently at its path (an alias) has its own newest
-/// text until it joins the file.
+/// [`Contents`] for [`content_in`]: the file's newest text in memory; a
+/// stale op's base is rebuilt from its causal past. A file created
+/// concurrently at its path (an alias) has its own newest text until it
+/// joins the file.
 struct FileReplay<'a, S: Store> {
     journal: &'a Journal<S>,
     newest: HashMap<FileId, (ContentHash, Body)>,
-    seen: HashMap<ContentHash, Body>,
-    order: VecDeque<ContentHash>,
 }
 
 impl<S: Store> Contents for FileReplay<'_, S> {
@@ -176,14 +168,6 @@ impl<S: Store> Contents for FileReplay<'_, S> {
     }
 
     fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
-        if self.seen.insert(hash, body.clone()).is_none() {
-            self.order.push_back(hash);
-            if self.order.len() > FILE_REPLAY_VERSIONS_MAX
-                && let Some(old) = self.order.pop_front()
-            {
-                self.seen.remove(&old);
-            }
-        }
         self.newest.insert(file, (hash, body.clone()));
         Ok(())
     }
@@ -194,8 +178,10 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>> {
-        // Any bytes with the base's hash are the base.
-        if let Some(body) = self.seen.get(&base) {
+        // The rule of `Cache::base_text`, so both replays decide alike.
+        if let Some((h, body)) = self.newest.get(&file)
+            && *h == base
+        {
             return as_text(self.journal, body, base).map(Some);
         }
         base_by_past(self.journal, op, file, base)
@@ -224,17 +210,16 @@ thread_local! {
     static BASES: RefCell<BaseMemo> = RefCell::new((HashMap::new(), 0));
 }
 
-/// The base text of `op`: by hash from the cache, else by replaying the
-/// file's ops in the op's causal past.
+/// The base text of `op`: the file's content in the replay of the op's
+/// causal past, if it hashes to `base` (DESIGN §4). Never taken from the
+/// content cache by hash alone: what the cache holds differs between
+/// replicas, and the verdict must not.
 fn base_by_past<S: Store>(
     journal: &Journal<S>,
     op: &ReplayOp,
     file: FileId,
     base: ContentHash,
 ) -> Result<Option<String>> {
-    if let Some(b) = journal.store().get(Ks::Content, &base.0)? {
-        return as_text(journal, &Body::decode(&b)?, base).map(Some);
-    }
     let memo_key = (op.key.id, file);
     if let Some(known) = BASES.with(|m| m.borrow().0.get(&memo_key).cloned()) {
         return Ok(known);

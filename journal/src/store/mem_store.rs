@@ -45,6 +45,18 @@ impl MemStore {
         });
     }
 
+    /// A copy of everything the store holds now, as a backup of its folder
+    /// would be: restoring it later rolls the store back to this moment.
+    pub fn snapshot(&self) -> MemStore {
+        let live = self.with(|i| i.live.clone());
+        MemStore {
+            inner: Mutex::new(Inner {
+                live,
+                undo: Vec::new(),
+            }),
+        }
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         f(&mut self.inner.lock().expect("mem store lock"))
     }

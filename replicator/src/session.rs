@@ -1,0 +1,407 @@
+//! One sync session with one peer, as a sans-IO state machine (DESIGN §6).
+//!
+//! The driver (the libp2p stream, or the simulator) feeds it bytes and the
+//! time, and takes bytes to send and events out:
+//! - [`Session::handle_message`] for each message from the peer;
+//! - [`Session::handle_timeout`] when [`Session::next_timeout`] is due;
+//! - [`Session::announce`] after the journal gained ops (local or not);
+//! - [`Session::poll_transmit`] and [`Session::poll_event`] until `None`.
+//!
+//! The session reads no clock and does no IO: the journal is passed in by
+//! the caller, and everything it sends comes from it, so nothing is sent
+//! before it is durable. Every op received goes through the journal's full
+//! admission.
+//!
+//! The exchange: each side says what it holds (Hello, then Have after each
+//! change and every [`ANTI_ENTROPY_MS`]). A side missing ops asks for them
+//! (Want, with the bytes it will take and its own version vector), and the
+//! other sends them, per author in seq order, in batches of at most
+//! [`BATCH_BYTES_MAX`]. An unanswered Want is asked again after
+//! [`WANT_TIMEOUT_MS`]. Forks need no special case: a Want names a branch by
+//! its head, and the server sends what the asker's vector lacks on it.
+
+use std::collections::VecDeque;
+
+use vellum_journal::store::Store;
+use vellum_journal::{Admission, DeviceId, Error as JournalError, Journal, VaultId, VersionVector};
+
+use crate::wire::{BATCH_BYTES_MAX, Message, PROTO, Range, WANT_RANGES_MAX};
+
+/// A Have goes out at least this often, whatever happened.
+pub const ANTI_ENTROPY_MS: u64 = 30_000;
+/// A Want with no answer is sent again after this long.
+pub const WANT_TIMEOUT_MS: u64 = 5_000;
+/// Bytes of ops a Want accepts at once.
+pub const WANT_CREDIT_BYTES: u32 = 4 * 1024 * 1024;
+/// Messages waiting to be sent before the session stops queueing Haves.
+pub const OUTBOX_MAX: usize = 64;
+
+/// What a session tells its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The peer said who it is.
+    Connected { peer: DeviceId },
+    /// Ops from the peer were admitted: the driver replays.
+    Admitted { ops: u64 },
+    /// The session is over: the peer broke the protocol (it should be
+    /// disconnected and backed off), or said goodbye.
+    Closed { reason: String, misbehaved: bool },
+}
+
+pub struct Session {
+    vault: VaultId,
+    local: DeviceId,
+    peer: Option<DeviceId>,
+    /// The peer's last Hello or Have.
+    peer_has: VersionVector,
+    outbox: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    /// When the last Want went out, while it is unanswered.
+    want_sent: Option<u64>,
+    /// Bytes the last Want allows the peer to send.
+    granted: u64,
+    next_have: u64,
+    closed: bool,
+}
+
+impl Session {
+    /// A session that opens with a Hello.
+    pub fn new<S: Store>(journal: &Journal<S>, local: DeviceId, now: u64) -> Session {
+        let mut s = Session {
+            vault: journal.vault(),
+            local,
+            peer: None,
+            peer_has: VersionVector::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            want_sent: None,
+            granted: 0,
+            next_have: now + ANTI_ENTROPY_MS,
+            closed: false,
+        };
+        s.send(Message::Hello {
+            proto: PROTO,
+            vault: s.vault,
+            device: local,
+            vv: journal.admitted().clone(),
+        });
+        s
+    }
+
+    pub fn peer(&self) -> Option<DeviceId> {
+        self.peer
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The next time [`Session::handle_timeout`] has something to do.
+    pub fn next_timeout(&self) -> Option<u64> {
+        if self.closed {
+            return None;
+        }
+        let want = self.want_sent.map(|t| t + WANT_TIMEOUT_MS);
+        Some(want.map_or(self.next_have, |w| w.min(self.next_have)))
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The journal gained ops: tell the peer (eager push).
+    pub fn announce<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        if self.closed || self.peer.is_none() || self.outbox.len() >= OUTBOX_MAX {
+            return;
+        }
+        self.send(Message::Have {
+            vv: journal.admitted().clone(),
+        });
+        self.next_have = now + ANTI_ENTROPY_MS;
+    }
+
+    /// Anti-entropy and re-requests.
+    pub fn handle_timeout<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        if self.closed {
+            return;
+        }
+        if self.want_sent.is_some_and(|t| now >= t + WANT_TIMEOUT_MS) {
+            self.want_sent = None;
+            self.ask(journal, now);
+        }
+        if now >= self.next_have {
+            self.announce(journal, now);
+            self.next_have = now + ANTI_ENTROPY_MS;
+        }
+    }
+
+    /// One message from the peer. Errors in the journal's storage come
+    /// back as `Err`; anything wrong with the message closes the session.
+    pub fn handle_message<S: Store>(
+        &mut self,
+        journal: &mut Journal<S>,
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<(), JournalError> {
+        if self.closed {
+            return Ok(());
+        }
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.misbehaved(format!("bad message: {e}"));
+                return Ok(());
+            }
+        };
+        match msg {
+            Message::Hello {
+                proto,
+                vault,
+                device,
+                vv,
+            } => {
+                if self.peer.is_some() {
+                    self.misbehaved("a second Hello".into());
+                } else if vault != self.vault {
+                    self.misbehaved(format!("the peer syncs another vault ({vault})"));
+                } else if proto != PROTO {
+                    self.close(format!(
+                        "the peer speaks protocol {proto}, this one {PROTO}"
+                    ));
+                } else if device == self.local {
+                    self.close("the peer has this device's own id".into());
+                } else {
+                    self.peer = Some(device);
+                    self.events.push_back(Event::Connected { peer: device });
+                    self.peer_has = vv;
+                    self.ask(journal, now);
+                }
+            }
+            _ if self.peer.is_none() => self.misbehaved("a message before Hello".into()),
+            Message::Have { vv } => {
+                self.peer_has = vv;
+                if self.want_sent.is_none() {
+                    self.ask(journal, now);
+                }
+            }
+            Message::Want { credit, ranges } => self.serve(journal, credit, &ranges)?,
+            Message::Ops { ops } => self.receive(journal, ops, now)?,
+            Message::Bye { reason } => {
+                self.closed = true;
+                self.events.push_back(Event::Closed {
+                    reason: format!("the peer said goodbye: {reason}"),
+                    misbehaved: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for what the peer has and the journal lacks, unless a Want is
+    /// out already.
+    fn ask<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        if self.want_sent.is_some() {
+            return;
+        }
+        let mine = journal.admitted();
+        let mut ranges = Vec::new();
+        for (author, e) in self.peer_has.iter() {
+            // By id: a chain may have forked in a way this journal has not
+            // seen, so a seq proves nothing.
+            if journal.holds(&e.head).unwrap_or(true) {
+                continue;
+            }
+            // Without a known fork, what follows this journal's own part of
+            // the chain; with one, or where this journal is ahead on
+            // another branch, the server finds where the branches part.
+            let from = if journal.forks().contains_key(author) || mine.seq(author) >= e.seq {
+                1
+            } else {
+                mine.seq(author) + 1
+            };
+            ranges.push(Range {
+                author: *author,
+                from,
+                to: e.seq,
+                head: e.head,
+            });
+            if ranges.len() == WANT_RANGES_MAX {
+                break;
+            }
+        }
+        if ranges.is_empty() {
+            return;
+        }
+        self.granted = u64::from(WANT_CREDIT_BYTES);
+        self.want_sent = Some(now);
+        self.send(Message::Want {
+            credit: WANT_CREDIT_BYTES,
+            ranges,
+        });
+    }
+
+    /// Sends the ops of `ranges` the peer lacks, within `credit` bytes.
+    fn serve<S: Store>(
+        &mut self,
+        journal: &Journal<S>,
+        credit: u32,
+        ranges: &[Range],
+    ) -> Result<(), JournalError> {
+        let mut budget = u64::from(credit);
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0;
+        'ranges: for r in ranges {
+            let Some(head) = journal.op_meta(&r.head)? else {
+                // Not held here (yet): nothing to send.
+                continue;
+            };
+            if head.author != r.author || head.seq < r.from {
+                self.misbehaved("a Want for a range that does not exist".into());
+                return Ok(());
+            }
+            let to = r.to.min(head.seq);
+            for id in self.missing_on_branch(journal, &r.author, &head, r.from, to)? {
+                let Some(env) = journal.load(&id)? else {
+                    continue;
+                };
+                let len = env.bytes().len();
+                if len as u64 > budget && !(batch.is_empty() && budget == u64::from(credit)) {
+                    break 'ranges;
+                }
+                if batch_bytes + len > BATCH_BYTES_MAX && !batch.is_empty() {
+                    self.send(Message::Ops {
+                        ops: std::mem::take(&mut batch),
+                    });
+                    batch_bytes = 0;
+                }
+                budget = budget.saturating_sub(len as u64);
+                batch_bytes += len;
+                batch.push(env.into_bytes());
+            }
+        }
+        // An empty batch still answers the Want.
+        self.send(Message::Ops { ops: batch });
+        Ok(())
+    }
+
+    /// The ops on the branch ending at `head`, from about `from` to `to`,
+    /// that the peer's last known vector lacks, in seq order: lower than
+    /// `from` where the peer lacks the op below it (a branch it has not
+    /// seen), higher where it already has them.
+    fn missing_on_branch<S: Store>(
+        &self,
+        journal: &Journal<S>,
+        author: &DeviceId,
+        head: &vellum_journal::OpMeta,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<vellum_journal::OpId>, JournalError> {
+        let at = |seq: u64| journal.ancestor(author, &head.id, head.seq, seq);
+        let forked = journal.forks().contains_key(author);
+        // Whether the peer's last vector proves it holds this op: one of
+        // its entries is, or descends from, the op. An entry whose head
+        // this journal does not hold proves nothing (it may be a branch
+        // this journal has not seen).
+        let has = |seq: u64, id: vellum_journal::OpId| -> Result<bool, JournalError> {
+            for e in self.peer_has.heads(author) {
+                if e.seq < seq {
+                    continue;
+                }
+                if e.head == id {
+                    return Ok(true);
+                }
+                if !journal.holds(&e.head)? {
+                    continue;
+                }
+                if !forked || journal.ancestor(author, &e.head, e.seq, seq)?.id == id {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        let mut start = from.max(1);
+        while start > 1 && !has(start - 1, at(start - 1)?.id)? {
+            start -= 1;
+        }
+        while start <= to && has(start, at(start)?.id)? {
+            start += 1;
+        }
+        let mut out = Vec::new();
+        for seq in start..=to {
+            out.push(at(seq)?.id);
+        }
+        Ok(out)
+    }
+
+    /// Admits a batch from the peer.
+    fn receive<S: Store>(
+        &mut self,
+        journal: &mut Journal<S>,
+        ops: Vec<Vec<u8>>,
+        now: u64,
+    ) -> Result<(), JournalError> {
+        let bytes: u64 = ops.iter().map(|o| o.len() as u64).sum();
+        let one_op = ops.len() == 1;
+        if bytes > self.granted && !one_op {
+            self.misbehaved(format!(
+                "the peer sent {bytes} bytes against a credit of {}",
+                self.granted
+            ));
+            return Ok(());
+        }
+        self.granted = self.granted.saturating_sub(bytes);
+        let before = journal.op_count();
+        for verdict in journal.admit_batch(ops, now)? {
+            match verdict {
+                Ok(Admission::Admitted(_) | Admission::Duplicate(_) | Admission::Pending(..)) => {}
+                Err(e @ JournalError::UpgradeRequired(_)) => {
+                    self.close(format!("the peer sent an op this build cannot read: {e}"));
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.misbehaved(format!("the peer sent an op that is not admitted: {e}"));
+                    return Ok(());
+                }
+            }
+        }
+        // Pending ops whose deps came in this batch count too.
+        let admitted = journal.op_count() - before;
+        if admitted > 0 {
+            self.events.push_back(Event::Admitted { ops: admitted });
+        }
+        // The Want is answered: ask for what is still missing.
+        self.want_sent = None;
+        self.ask(journal, now);
+        Ok(())
+    }
+
+    fn send(&mut self, m: Message) {
+        self.outbox.push_back(m.encode());
+    }
+
+    fn close(&mut self, reason: String) {
+        self.send(Message::Bye {
+            reason: reason.clone(),
+        });
+        self.closed = true;
+        self.events.push_back(Event::Closed {
+            reason,
+            misbehaved: false,
+        });
+    }
+
+    fn misbehaved(&mut self, reason: String) {
+        self.send(Message::Bye {
+            reason: reason.clone(),
+        });
+        self.closed = true;
+        self.events.push_back(Event::Closed {
+            reason,
+            misbehaved: true,
+        });
+    }
+}
