@@ -1,0 +1,249 @@
+//! The session state machine against real journals: two peers converge,
+//! and each kind of bad input closes the session with a reason while the
+//! journal keeps working (the bad-input list of issue 5).
+
+use vellum_journal::control::Control;
+use vellum_journal::entropy::SeededEntropy;
+use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id, x25519_public};
+use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
+use vellum_journal::store::{Durability, MemStore};
+use vellum_journal::{DeviceId, Journal, OpId, VaultId, VersionVector};
+use vellum_replicator::wire::PROTO;
+use vellum_replicator::{Event, Message, Range, Session};
+
+const T0: u64 = 1_800_000_000_000;
+
+fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+fn vault(key_id: u8, e: &mut SeededEntropy) -> Journal<MemStore> {
+    Journal::create(
+        MemStore::new(),
+        VaultId([4; 16]),
+        &key(key_id),
+        Keyring::new(EpochKey([5; 32])),
+        e,
+        T0,
+        MERGE_VERSION,
+    )
+    .unwrap()
+}
+
+/// Device 1's vault with device 2 added, and an empty replica of it for
+/// device 2.
+fn pair() -> (Journal<MemStore>, Journal<MemStore>, SeededEntropy) {
+    let mut e = SeededEntropy::new(3);
+    let mut a = vault(1, &mut e);
+    a.append_control(
+        &key(1),
+        Control::add_full_member(device_id(&key(2)), x25519_public(&key(2))),
+        Payload::new(Action::Member { name: "two".into() }),
+        &mut e,
+        T0,
+    )
+    .unwrap();
+    let b = a.empty_replica(MemStore::new()).unwrap();
+    (a, b, e)
+}
+
+fn write(j: &mut Journal<MemStore>, who: u8, e: &mut SeededEntropy, path: &str) -> OpId {
+    j.append(
+        &key(who),
+        vec![Payload::new(Action::Create {
+            path: path.into(),
+            mtime_ms: 0,
+            body: Body::Text(format!("{path}\n")),
+        })],
+        e,
+        T0 + 10,
+        Durability::Durable,
+    )
+    .unwrap()[0]
+}
+
+type Side = (Journal<MemStore>, Session);
+
+/// Delivers messages both ways until neither side has more to say.
+fn pump(a: &mut Side, b: &mut Side) {
+    for _ in 0..100 {
+        let mut quiet = true;
+        while let Some(m) = a.1.poll_transmit() {
+            quiet = false;
+            b.1.handle_message(&mut b.0, &m, T0 + 20).unwrap();
+        }
+        while let Some(m) = b.1.poll_transmit() {
+            quiet = false;
+            a.1.handle_message(&mut a.0, &m, T0 + 20).unwrap();
+        }
+        if quiet {
+            return;
+        }
+    }
+    panic!("the sessions never went quiet");
+}
+
+fn closed(s: &mut Session) -> Option<(String, bool)> {
+    while let Some(e) = s.poll_event() {
+        if let Event::Closed { reason, misbehaved } = e {
+            return Some((reason, misbehaved));
+        }
+    }
+    None
+}
+
+/// A session of device `me` that has seen a peer's Hello.
+fn greeted(j: &mut Journal<MemStore>, me: u8) -> Session {
+    let mut s = Session::new(j, device_id(&key(me)), T0);
+    let hello = Message::Hello {
+        proto: PROTO,
+        vault: j.vault(),
+        device: DeviceId([42; 32]),
+        vv: VersionVector::new(),
+    };
+    s.handle_message(j, &hello.encode(), T0).unwrap();
+    while s.poll_transmit().is_some() {}
+    s
+}
+
+#[test]
+fn two_peers_converge_and_new_ops_are_pushed() {
+    let (mut a, b, mut e) = pair();
+    for i in 0..30 {
+        write(&mut a, 1, &mut e, &format!("n{i}.md"));
+    }
+    let sa = Session::new(&a, device_id(&key(1)), T0);
+    let sb = Session::new(&b, device_id(&key(2)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    pump(&mut a, &mut b);
+    assert_eq!(a.0.admitted(), b.0.admitted());
+    // A new op on b is announced and fetched.
+    let id = write(&mut b.0, 2, &mut e, "from-b.md");
+    b.1.announce(&b.0, T0 + 30);
+    pump(&mut a, &mut b);
+    assert!(a.0.holds(&id).unwrap());
+    assert!(closed(&mut a.1).is_none() && closed(&mut b.1).is_none());
+}
+
+#[test]
+fn garbage_truncated_and_early_messages_close_the_session() {
+    let (_, mut b, _) = pair();
+    for bad in [vec![0xff; 40], vec![1, 2, 0, 0]] {
+        let mut s = Session::new(&b, device_id(&key(2)), T0);
+        s.handle_message(&mut b, &bad, T0).unwrap();
+        let (why, misbehaved) = closed(&mut s).expect("closed");
+        assert!(misbehaved, "{why}");
+    }
+    // A Have before any Hello.
+    let mut s = Session::new(&b, device_id(&key(2)), T0);
+    let have = Message::Have {
+        vv: VersionVector::new(),
+    };
+    s.handle_message(&mut b, &have.encode(), T0).unwrap();
+    assert!(closed(&mut s).unwrap().0.contains("before Hello"));
+    // A Hello of another vault.
+    let mut s = Session::new(&b, device_id(&key(2)), T0);
+    let hello = Message::Hello {
+        proto: PROTO,
+        vault: VaultId([99; 16]),
+        device: device_id(&key(1)),
+        vv: VersionVector::new(),
+    };
+    s.handle_message(&mut b, &hello.encode(), T0).unwrap();
+    assert!(closed(&mut s).unwrap().0.contains("another vault"));
+}
+
+#[test]
+fn ops_beyond_credit_foreign_or_tampered_close_the_session() {
+    let (mut a, mut b, mut e) = pair();
+    let ops: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let id = write(&mut a, 1, &mut e, &format!("x{i}.md"));
+            a.load(&id).unwrap().unwrap().into_bytes()
+        })
+        .collect();
+    // Unasked: no credit was granted.
+    let mut s = greeted(&mut b, 2);
+    let msg = Message::Ops { ops: ops.clone() };
+    s.handle_message(&mut b, &msg.encode(), T0).unwrap();
+    assert!(closed(&mut s).unwrap().0.contains("credit"));
+    // A genesis of another vault history under the same vault id, signed
+    // by a device that is no member here.
+    let stranger = vault(9, &mut e);
+    let bytes = stranger
+        .load(&stranger.genesis())
+        .unwrap()
+        .unwrap()
+        .into_bytes();
+    let mut s = greeted(&mut b, 2);
+    s.handle_message(&mut b, &Message::Ops { ops: vec![bytes] }.encode(), T0)
+        .unwrap();
+    let (why, misbehaved) = closed(&mut s).unwrap();
+    assert!(misbehaved && why.contains("not admitted"), "{why}");
+    // A tampered op.
+    let mut bad = ops[0].clone();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    let mut s = greeted(&mut b, 2);
+    s.handle_message(&mut b, &Message::Ops { ops: vec![bad] }.encode(), T0)
+        .unwrap();
+    assert!(closed(&mut s).unwrap().1);
+    // The journal holds nothing of it and still works.
+    assert_eq!(b.op_count(), 0);
+    assert!(b.pending_count().unwrap() <= 1);
+}
+
+#[test]
+fn wants_for_missing_ranges_and_replayed_messages() {
+    let (mut a, b, mut e) = pair();
+    let id = write(&mut a, 1, &mut e, "a.md");
+    let mut sa = greeted(&mut a, 1);
+    // A head this side does not hold: an empty answer, not an error.
+    let want = Message::Want {
+        credit: 1 << 20,
+        ranges: vec![Range {
+            author: device_id(&key(7)),
+            from: 1,
+            to: 3,
+            head: OpId([1; 32]),
+        }],
+    };
+    sa.handle_message(&mut a, &want.encode(), T0).unwrap();
+    assert_eq!(
+        Message::decode(&sa.poll_transmit().unwrap()).unwrap(),
+        Message::Ops { ops: vec![] }
+    );
+    // A range past the head it names does not exist.
+    let want = Message::Want {
+        credit: 1 << 20,
+        ranges: vec![Range {
+            author: device_id(&key(1)),
+            from: 40,
+            to: 50,
+            head: id,
+        }],
+    };
+    sa.handle_message(&mut a, &want.encode(), T0).unwrap();
+    assert!(closed(&mut sa).unwrap().0.contains("does not exist"));
+    // Old messages replayed: a second copy of each changes nothing.
+    let sa = Session::new(&a, device_id(&key(1)), T0);
+    let sb = Session::new(&b, device_id(&key(2)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    let mut log = Vec::new();
+    for _ in 0..20 {
+        while let Some(m) = a.1.poll_transmit() {
+            log.push(m.clone());
+            b.1.handle_message(&mut b.0, &m, T0).unwrap();
+        }
+        while let Some(m) = b.1.poll_transmit() {
+            a.1.handle_message(&mut a.0, &m, T0).unwrap();
+        }
+    }
+    assert_eq!(a.0.admitted(), b.0.admitted());
+    let ops = b.0.op_count();
+    for m in log.iter().filter(|m| m[1] == 2) {
+        b.1.handle_message(&mut b.0, m, T0).unwrap();
+    }
+    assert_eq!(b.0.op_count(), ops);
+    assert!(closed(&mut b.1).is_none());
+}
