@@ -111,6 +111,18 @@ pub fn content_in<S: Store>(
     set: &VersionVector,
     before: Option<&OrderKey>,
 ) -> Result<Option<Body>> {
+    Ok(replay_file(journal, file, set, before)?.and_then(|(exists, body)| exists.then_some(body)))
+}
+
+/// Like [`content_in`], but a deleted file gives the content it had when
+/// it was deleted (an edit that brings it back is made on that), with
+/// `false`.
+fn replay_file<S: Store>(
+    journal: &Journal<S>,
+    file: FileId,
+    set: &VersionVector,
+    before: Option<&OrderKey>,
+) -> Result<Option<(bool, Body)>> {
     let mut keys = Vec::new();
     journal
         .store()
@@ -137,7 +149,7 @@ pub fn content_in<S: Store>(
         replay::apply(&mut state, &op, &mut own)?;
     }
     match (state.files.get(&file), own.newest.remove(&file)) {
-        (Some(f), Some((h, body))) if f.exists && h == f.hash => Ok(Some(body)),
+        (Some(f), Some((h, body))) if h == f.hash => Ok(Some((f.exists, body))),
         (Some(f), _) if f.exists => Err(Error::Corrupt(format!(
             "replaying file {} did not produce its content",
             file.short()
@@ -410,8 +422,10 @@ impl<'a, S: Store> Cache<'a, S> {
             return Body::decode(&b);
         }
         self.store_index()?;
-        match content_in(self.journal, file, &self.target, at)? {
-            Some(body) if body.hash() == hash => Ok(body),
+        // A deleted file's last content too: an edit that brings the file
+        // back is made on it.
+        match replay_file(self.journal, file, &self.target, at)? {
+            Some((_, body)) if body.hash() == hash => Ok(body),
             _ => Err(Error::Corrupt(format!(
                 "content {} of file {} cannot be rebuilt from its ops",
                 hash.short(),
