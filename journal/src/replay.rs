@@ -217,10 +217,11 @@ pub trait Contents {
     /// Records `file`'s new content.
     fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()>;
 
-    /// The text of `base`, the version `op` was made against: what the
-    /// replay of the op's causal past makes of `file` (DESIGN §4), or
-    /// `None` if that does not hash to `base`. Any bytes with that hash
-    /// will do, so a cache may answer by hash.
+    /// The text of `base`, the version `op` was made against: the file's
+    /// current text if it hashes to `base`, else what the replay of the
+    /// op's causal past makes of `file` (DESIGN §4), or `None` if that does
+    /// not hash to `base`. Never a cached version found by hash alone: the
+    /// answer must be the same on every replica.
     fn base_text(
         &mut self,
         op: &ReplayOp,
@@ -238,9 +239,12 @@ pub trait Contents {
     /// Whether op `other` is in the causal past of `op`.
     fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool>;
 
-    /// Whether every content op on `file` that sorts before `op` is in
-    /// `op`'s causal past: a delete takes effect only then.
-    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool>;
+    /// Whether every content op on `file` that sorts before `op`, in the
+    /// set being replayed, is in `op`'s causal past: a delete takes effect
+    /// only then. An op on one of `aliases` (files that became aliases of
+    /// `file` in this replay) is an op on `file`.
+    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId, aliases: &[FileId])
+    -> Result<bool>;
 
     /// What Edit (or text Replace) `op` does to `file`, whose text is now
     /// `current`: see [`change_text`]. An implementation that recorded the
@@ -613,7 +617,13 @@ fn apply_action(
                 return no_effect("delete of a file that does not exist");
             };
             let current = f.hash;
-            if !contents.saw_every_change(op, *file)? {
+            let aliases: Vec<FileId> = state
+                .aliases
+                .iter()
+                .filter(|(_, to)| *to == file)
+                .map(|(from, _)| *from)
+                .collect();
+            if !contents.saw_every_change(op, *file, &aliases)? {
                 // The file changed in ways this delete did not see: it stays.
                 open_conflict(
                     state,

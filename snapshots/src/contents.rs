@@ -138,6 +138,7 @@ fn replay_file<S: Store>(
     let mut state = VaultState::default();
     let mut own = FileReplay {
         journal,
+        set,
         newest: HashMap::new(),
     };
     for key in keys {
@@ -164,6 +165,8 @@ fn replay_file<S: Store>(
 /// joins the file.
 struct FileReplay<'a, S: Store> {
     journal: &'a Journal<S>,
+    /// The op set replayed.
+    set: &'a VersionVector,
     newest: HashMap<FileId, (ContentHash, Body)>,
 }
 
@@ -203,8 +206,13 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         in_past(self.journal, op, other)
     }
 
-    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool> {
-        saw_every_change(self.journal, op, file)
+    fn saw_every_change(
+        &mut self,
+        op: &ReplayOp,
+        file: FileId,
+        aliases: &[FileId],
+    ) -> Result<bool> {
+        saw_every_change(self.journal, self.set, op, file, aliases)
     }
 }
 
@@ -263,9 +271,17 @@ fn in_past<S: Store>(journal: &Journal<S>, op: &ReplayOp, other: OpId) -> Result
     journal.includes(&past, &m.author, m.seq, &m.id)
 }
 
-/// Whether every content op (Create, Edit, Replace, Resolve) on `file` that
-/// sorts before `op` is in `op`'s causal past.
-fn saw_every_change<S: Store>(journal: &Journal<S>, op: &ReplayOp, file: FileId) -> Result<bool> {
+/// Whether every content op (Create, Edit, Replace, Resolve) on `file` (or
+/// on one of its `aliases`) in `set` that sorts before `op` is in `op`'s
+/// causal past. `Ks::FileOps` may list more than that (an op routed to the
+/// file in another replay, or one outside `set`), so each is checked.
+fn saw_every_change<S: Store>(
+    journal: &Journal<S>,
+    set: &VersionVector,
+    op: &ReplayOp,
+    file: FileId,
+    aliases: &[FileId],
+) -> Result<bool> {
     let past = journal.causal_past(&op.key.author, op.seq, &op.key.id)?;
     let mut keys = Vec::new();
     journal
@@ -280,10 +296,22 @@ fn saw_every_change<S: Store>(journal: &Journal<S>, op: &ReplayOp, file: FileId)
         })?;
     for key in keys {
         let (seq, env) = journal.load_at_seq(&key)?;
-        if journal.includes(&past, &key.author, seq, &key.id)? {
+        if journal.includes(&past, &key.author, seq, &key.id)?
+            || !journal.includes(set, &key.author, seq, &key.id)?
+        {
             continue;
         }
         let payload = journal.load_payload(&env)?;
+        let named = match &payload.action {
+            Action::Create { .. } => key.id,
+            _ => match payload.file() {
+                Some(f) => f,
+                None => continue,
+            },
+        };
+        if named != file && !aliases.contains(&named) {
+            continue;
+        }
         if matches!(
             payload.action,
             Action::Create { .. }
@@ -473,9 +501,14 @@ impl<S: Store> Contents for Cache<'_, S> {
         in_past(self.journal, op, other)
     }
 
-    fn saw_every_change(&mut self, op: &ReplayOp, file: FileId) -> Result<bool> {
+    fn saw_every_change(
+        &mut self,
+        op: &ReplayOp,
+        file: FileId,
+        aliases: &[FileId],
+    ) -> Result<bool> {
         self.store_index()?;
-        saw_every_change(self.journal, op, file)
+        saw_every_change(self.journal, &self.target, op, file, aliases)
     }
 
     fn edit(
@@ -486,9 +519,19 @@ impl<S: Store> Contents for Cache<'_, S> {
         current: ContentHash,
         change: &TextChange<'_>,
     ) -> Result<EditOutcome> {
+        // A recorded outcome that does not depend on the text before the op
+        // holds in any replay: the op's own result on its own base, or a
+        // patch that does not fit its base. A merge depends on what the
+        // replay had before the op, which a point may not share with the
+        // replay that recorded it.
         if self.trust_effects
             && let Some(rec) = self.journal.store().get(Ks::Effects, &op.key.to_bytes())?
             && let Some(outcome) = rec.get(1..).and_then(EditOutcome::from_record)
+            && match outcome {
+                EditOutcome::Applied => base == current,
+                EditOutcome::BadPatch => true,
+                EditOutcome::Merged { .. } | EditOutcome::UnknownBase => false,
+            }
         {
             return Ok(outcome);
         }
