@@ -605,7 +605,9 @@ impl<S: Store> Journal<S> {
         if staged.metas.contains_key(&id) || self.store.get(Ks::Ops, &id.0)?.is_some() {
             return Ok(Admission::Duplicate(id));
         }
-        env.verify_signature()?;
+        if !crate::mutants::active("skip_signature") {
+            env.verify_signature()?;
+        }
         let member = match env.kind() {
             OpKind::Content => None,
             OpKind::Control => match Control::parse(env.control())? {
@@ -637,6 +639,7 @@ impl<S: Store> Journal<S> {
         let mut max_hlc = 0;
         if h.seq > 1 {
             match self.meta_with(&h.prev, staged)? {
+                None if crate::mutants::active("skip_prev_check") => {}
                 None => return pend(format!("waits for prev {}", h.prev.short()), staged),
                 Some(p) if p.author != h.author || p.seq + 1 != h.seq => {
                     return reject("prev is not the author's previous op".into());
@@ -649,6 +652,7 @@ impl<S: Store> Journal<S> {
         }
         for dep in &h.deps {
             match self.meta_with(dep, staged)? {
+                None if crate::mutants::active("apply_before_deps") => {}
                 None => return pend(format!("waits for dep {}", dep.short()), staged),
                 Some(d) if d.author == h.author => {
                     return reject("a dep names the author's own op".into());
@@ -679,7 +683,10 @@ impl<S: Store> Journal<S> {
         // before it, and each dep with the dep's own past.
         let mut past = self.others_past_with(&h.author, h.seq - 1, &h.prev, staged)?;
         for dep in &h.deps {
-            let d = self.meta_with(dep, staged)?.expect("checked above");
+            let Some(d) = self.meta_with(dep, staged)? else {
+                // Only where a mutant let a missing dep through.
+                continue;
+            };
             let dep_past = self.others_past_with(&d.author, d.seq, &d.id, staged)?;
             for (a, e) in dep_past.iter() {
                 self.add_with(&mut past, a, e.seq, &e.head, staged)?;
@@ -721,6 +728,9 @@ impl<S: Store> Journal<S> {
             lamport: h.lamport,
             hlc: h.hlc,
         };
+        if forked && crate::mutants::active("reject_forks") {
+            return reject("fork".into());
+        }
         if forked {
             tracing::warn!(author = %h.author.short(), seq = h.seq, "a device's chain has forked");
             let f = staged.forks.entry(h.author).or_insert(h.seq);
@@ -1119,7 +1129,7 @@ impl<S: Store> Journal<S> {
         seq: u64,
         id: &OpId,
     ) -> Result<bool> {
-        if !self.forks.contains_key(author) {
+        if !self.forks.contains_key(author) || crate::mutants::active("seq_membership") {
             return Ok(vv.seq(author) >= seq);
         }
         self.includes_with(vv, author, seq, id, &self.staged(Batch::new()))

@@ -21,6 +21,7 @@ pub mod journal;
 pub mod keys;
 pub mod limits;
 pub mod merge;
+pub mod mutants;
 pub mod order;
 pub mod patch;
 pub mod path;

@@ -22,6 +22,9 @@ struct Args {
     /// Print one line per event (with `--seed`).
     #[arg(long)]
     trace: bool,
+    /// Stop at the first failing seed (for `scripts/mutants`).
+    #[arg(long)]
+    until_failure: bool,
 }
 
 fn main() -> ExitCode {
@@ -31,8 +34,9 @@ fn main() -> ExitCode {
         None => (args.first..args.first + args.seeds).collect(),
     };
     let start = Instant::now();
-    let (mut failed, mut ops, mut conflicts) = (0u64, 0u64, 0u64);
+    let (mut failed, mut ops, mut conflicts, mut ran) = (0u64, 0u64, 0u64, 0u64);
     for seed in &seeds {
+        ran += 1;
         let printer: Option<vellum_simulations::Printer> = if args.trace {
             Some(Box::new(|l: &str| println!("{l}")))
         } else {
@@ -45,6 +49,10 @@ fn main() -> ExitCode {
             failed += 1;
             eprintln!("seed {seed} failed: {f}");
             eprintln!("  repro: vellum-sim --seed {seed} --trace");
+            if args.until_failure {
+                println!("caught at seed {seed}");
+                break;
+            }
         }
         if args.trace {
             println!("trace {}", vellum_simulations::hex(&out.trace_hash));
@@ -52,9 +60,8 @@ fn main() -> ExitCode {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "sim: {} seeds, {failed} failed, {:.1} seeds/s, {ops} ops, {conflicts} conflicts",
-        seeds.len(),
-        seeds.len() as f64 / secs.max(1e-9)
+        "sim: {ran} seeds, {failed} failed, {:.1} seeds/s, {ops} ops, {conflicts} conflicts",
+        ran as f64 / secs.max(1e-9)
     );
     if failed > 0 {
         ExitCode::FAILURE

@@ -1,0 +1,34 @@
+//! Deliberate bugs, so the simulator can show it catches them (issue 5).
+//!
+//! They exist only in builds with the `mutants` feature, and one is chosen
+//! at run time with `VELLUM_MUTANT=<name>`; `scripts/mutants` runs each.
+//! Without the feature, [`active`] is a constant `false` and every mutant
+//! compiles away.
+
+/// Every mutant, with the bug it plants.
+pub const ALL: &[(&str, &str)] = &[
+    ("skip_prev_check", "admit an op whose prev is missing"),
+    ("apply_before_deps", "admit an op whose deps are missing"),
+    ("skip_signature", "admit an op without checking its signature"),
+    ("reject_forks", "refuse a fork instead of keeping both branches"),
+    ("seq_membership", "decide set membership by seq alone, blind to forks"),
+    ("base_from_cache", "take a base from the content cache by hash without checking it"),
+    ("stale_checkpoint", "rewind to a checkpoint that does not serve the new set"),
+];
+
+/// Whether mutant `name` is switched on.
+#[cfg(feature = "mutants")]
+pub fn active(name: &str) -> bool {
+    static CHOSEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CHOSEN
+        .get_or_init(|| std::env::var("VELLUM_MUTANT").ok())
+        .as_deref()
+        == Some(name)
+}
+
+/// Whether mutant `name` is switched on: never, in this build.
+#[cfg(not(feature = "mutants"))]
+#[inline(always)]
+pub fn active(_name: &str) -> bool {
+    false
+}
