@@ -9,11 +9,26 @@
 pub const ALL: &[(&str, &str)] = &[
     ("skip_prev_check", "admit an op whose prev is missing"),
     ("apply_before_deps", "admit an op whose deps are missing"),
-    ("skip_signature", "admit an op without checking its signature"),
-    ("reject_forks", "refuse a fork instead of keeping both branches"),
-    ("seq_membership", "decide set membership by seq alone, blind to forks"),
-    ("base_from_cache", "take a base from the content cache by hash without checking it"),
-    ("stale_checkpoint", "rewind to a checkpoint that does not serve the new set"),
+    (
+        "skip_signature",
+        "admit an op without checking its signature",
+    ),
+    (
+        "reject_forks",
+        "refuse a fork instead of keeping both branches",
+    ),
+    (
+        "seq_membership",
+        "decide set membership by seq alone, blind to forks",
+    ),
+    (
+        "base_from_cache",
+        "take a base from the content cache by hash without checking it",
+    ),
+    (
+        "stale_checkpoint",
+        "rewind to a checkpoint that does not serve the new set",
+    ),
 ];
 
 /// Whether mutant `name` is switched on.

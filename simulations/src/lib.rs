@@ -117,6 +117,11 @@ struct World {
     faults: Faults,
     /// Ops sent tampered: none may ever be admitted.
     tampered: BTreeSet<OpId>,
+    /// Replicas that sent something tampered: the only ones a peer may
+    /// rightly call misbehaving.
+    tamperers: BTreeSet<usize>,
+    /// Honest replicas a peer disconnected as misbehaving.
+    false_accusations: Vec<String>,
     trace: blake3::Hasher,
     printer: Option<Printer>,
 }
@@ -254,6 +259,13 @@ impl World {
         }
         if replay {
             self.replay(at);
+        }
+        if let Some((reason, misbehaved)) = closed.clone()
+            && misbehaved
+            && !self.tamperers.contains(&peer)
+        {
+            self.false_accusations
+                .push(format!("{at} called honest {peer} misbehaving: {reason}"));
         }
         if let Some((reason, misbehaved)) = closed {
             self.log(format!(
@@ -481,6 +493,7 @@ impl World {
         let i = 40 + self.rng.below(bytes.len() as u64 - 40) as usize;
         bytes[i] ^= 0x01;
         self.tampered.insert(OpId(*blake3::hash(&bytes).as_bytes()));
+        self.tamperers.insert(r);
         let conn = self.sessions[&(r, to)].0;
         let msg = vellum_replicator::Message::Ops { ops: vec![bytes] }.encode();
         self.order += 1;
@@ -620,6 +633,8 @@ pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
         order: 0,
         faults: faults.clone(),
         tampered: BTreeSet::new(),
+        tamperers: BTreeSet::new(),
+        false_accusations: Vec::new(),
         trace: blake3::Hasher::new(),
         printer,
     };
@@ -738,6 +753,9 @@ pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
 
 /// The invariants of DESIGN §10 after healing; the first broken one.
 fn check(w: &World) -> Option<String> {
+    if let Some(a) = w.false_accusations.first() {
+        return Some(a.clone());
+    }
     let j0 = &w.replicas[0].journal;
     let head0 = TimeMachine::load_head(j0).ok()?;
     for (i, r) in w.replicas.iter().enumerate() {

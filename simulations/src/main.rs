@@ -42,7 +42,24 @@ fn main() -> ExitCode {
         } else {
             None
         };
-        let out = vellum_simulations::run(*seed, printer);
+        // A panic in the code under test fails the seed, not the sweep.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            vellum_simulations::run(*seed, printer)
+        }))
+        .unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            vellum_simulations::Outcome {
+                seed: *seed,
+                ops: 0,
+                conflicts: 0,
+                trace_hash: [0; 32],
+                failure: Some(format!("panicked: {what}")),
+            }
+        });
         ops += out.ops;
         conflicts += out.conflicts;
         if let Some(f) = &out.failure {

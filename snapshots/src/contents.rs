@@ -475,8 +475,11 @@ impl<S: Store> Contents for Cache<'_, S> {
     }
 
     fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()> {
+        // Kept in memory either way: a merge computed again (not trusted)
+        // is the base of the file's next op. Only a replay that records
+        // writes it to the cache.
+        self.current.insert(file, (hash, body.clone()));
         if !self.trust_effects {
-            self.current.insert(file, (hash, body.clone()));
             self.dirty.insert(file);
         }
         Ok(())
@@ -550,8 +553,8 @@ impl<S: Store> Contents for Cache<'_, S> {
                 };
                 match out {
                     Some(out) => {
+                        self.current.insert(file, (*result, Body::Text(out)));
                         if !self.trust_effects {
-                            self.current.insert(file, (*result, Body::Text(out)));
                             self.dirty.insert(file);
                         }
                         EditOutcome::Applied
