@@ -18,16 +18,8 @@ pub const ALL: &[(&str, &str)] = &[
         "refuse a fork instead of keeping both branches",
     ),
     (
-        "seq_membership",
-        "decide set membership by seq alone, blind to forks",
-    ),
-    (
         "base_from_cache",
         "take a base from the content cache by hash without checking it",
-    ),
-    (
-        "stale_checkpoint",
-        "rewind to a checkpoint that does not serve the new set",
     ),
 ];
 

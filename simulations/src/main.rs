@@ -25,10 +25,19 @@ struct Args {
     /// Stop at the first failing seed (for `scripts/mutants`).
     #[arg(long)]
     until_failure: bool,
+    /// Print the deliberate bugs a `mutants` build can switch on, and exit.
+    #[arg(long)]
+    list_mutants: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.list_mutants {
+        for (name, what) in vellum_journal::mutants::ALL {
+            println!("{name}\t{what}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => (args.first..args.first + args.seeds).collect(),

@@ -118,9 +118,6 @@ fn serves<S: Store>(
     if !applied.le(target) {
         return Ok(false);
     }
-    if vellum_journal::mutants::active("stale_checkpoint") {
-        return Ok(true);
-    }
     // Each author's first op in T beyond the checkpoint is its earliest
     // there (lamport rises along a chain): it must sort after `last`.
     for (author, e) in target.iter() {
