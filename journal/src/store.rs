@@ -44,6 +44,11 @@ pub enum Ks {
     State,
     /// FileId ‖ order key → OpId: each file's ops in replay order.
     FileOps,
+    /// order key ‖ FileId → empty: the `FileOps` rows of ops a replay
+    /// routed to a file they do not name (a Create that became an alias,
+    /// an op on an alias). A rewind drops those past its point, and the
+    /// replay writes them again as it decides.
+    Routed,
     /// order key → the recorded effect of replaying the op: keyed in
     /// replay order, so a replay's lookups are sequential.
     Effects,
@@ -59,7 +64,7 @@ pub enum Ks {
 }
 
 impl Ks {
-    pub const ALL: [Ks; 16] = [
+    pub const ALL: [Ks; 17] = [
         Ks::Ops,
         Ks::Chain,
         Ks::Order,
@@ -71,6 +76,7 @@ impl Ks {
         Ks::Meta,
         Ks::State,
         Ks::FileOps,
+        Ks::Routed,
         Ks::Effects,
         Ks::Content,
         Ks::CheckpointHeaders,
@@ -91,6 +97,7 @@ impl Ks {
             Ks::Meta => "meta",
             Ks::State => "state",
             Ks::FileOps => "file_ops",
+            Ks::Routed => "routed",
             Ks::Effects => "effects",
             Ks::Content => "content",
             Ks::CheckpointHeaders => "checkpoint_headers",

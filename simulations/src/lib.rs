@@ -32,6 +32,10 @@ use vellum_snapshots::contents::body_of;
 const T0: u64 = 1_800_000_000_000;
 /// One step of simulated time.
 const TICK_MS: u64 = 20;
+/// Checkpoints every this many ops by default, as in production: a run
+/// (a few hundred ops) then rewinds to the start for late ops.
+/// `--checkpoint-ops 32` makes runs cross checkpoints all the time.
+pub const CHECKPOINT_OPS_DEFAULT: u64 = vellum_journal::limits::CHECKPOINT_INTERVAL_OPS;
 /// Longest the healing phase may take, in simulated time.
 const HEAL_MAX_MS: u64 = 600_000;
 
@@ -115,6 +119,7 @@ struct World {
     next_conn: u64,
     order: u64,
     faults: Faults,
+    checkpoint_ops: u64,
     /// Ops sent tampered: none may ever be admitted.
     tampered: BTreeSet<OpId>,
     /// Replicas that sent something tampered: the only ones a peer may
@@ -282,7 +287,7 @@ impl World {
 
     /// Catches the replica's head up, and tells its peers.
     fn replay(&mut self, r: usize) {
-        TimeMachine::catch_up(&self.replicas[r].journal).expect("replay");
+        TimeMachine::catch_up_with(&self.replicas[r].journal, self.checkpoint_ops).expect("replay");
         let now = self.wall(r);
         let peers: Vec<usize> = self
             .sessions
@@ -450,7 +455,8 @@ impl World {
         let store = journal.into_store();
         store.crash();
         rep.journal = Journal::open(store, rep.keyring.clone()).expect("reopen after a crash");
-        TimeMachine::catch_up(&rep.journal).expect("replay after a crash");
+        TimeMachine::catch_up_with(&rep.journal, self.checkpoint_ops)
+            .expect("replay after a crash");
         self.log(format!("{r} crashes and restarts"));
     }
 
@@ -463,7 +469,7 @@ impl World {
         };
         let store = backup.snapshot();
         rep.journal = Journal::open(store, rep.keyring.clone()).expect("open a backup");
-        TimeMachine::catch_up(&rep.journal).expect("replay a backup");
+        TimeMachine::catch_up_with(&rep.journal, self.checkpoint_ops).expect("replay a backup");
         self.log(format!("{r} is restored from its backup"));
     }
 
@@ -528,6 +534,11 @@ fn empty_journal() -> Journal<MemStore> {
 
 /// Runs seed `seed`; `printer` gets one line per event (`--trace`).
 pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
+    run_with(seed, CHECKPOINT_OPS_DEFAULT, printer)
+}
+
+/// [`run`] with checkpoints every `checkpoint_ops` ops.
+pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Outcome {
     let mut rng = Rng::new(seed);
     let n = 3 + rng.below(2) as usize;
     let faults = Faults {
@@ -586,7 +597,7 @@ pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
     first
         .append(&signers[0], notes, &mut entropy, T0, Durability::Durable)
         .expect("first notes");
-    TimeMachine::catch_up(&first).expect("replay");
+    TimeMachine::catch_up_with(&first, checkpoint_ops).expect("replay");
     let mut replicas = Vec::new();
     for (i, s) in signers.iter().enumerate() {
         let journal = if i == 0 {
@@ -609,7 +620,7 @@ pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
             for v in j.admit_batch(ops, T0).expect("admit genesis") {
                 assert!(matches!(v, Ok(Admission::Admitted(_))), "{v:?}");
             }
-            TimeMachine::catch_up(&j).expect("replay");
+            TimeMachine::catch_up_with(&j, checkpoint_ops).expect("replay");
             j
         };
         replicas.push(Replica {
@@ -632,6 +643,7 @@ pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
         next_conn: 0,
         order: 0,
         faults: faults.clone(),
+        checkpoint_ops,
         tampered: BTreeSet::new(),
         tamperers: BTreeSet::new(),
         false_accusations: Vec::new(),
@@ -738,7 +750,7 @@ pub fn run(seed: u64, printer: Option<Printer>) -> Outcome {
         }
     }
     for r in 0..n {
-        TimeMachine::catch_up(&w.replicas[r].journal).expect("replay");
+        TimeMachine::catch_up_with(&w.replicas[r].journal, checkpoint_ops).expect("replay");
     }
     let failure = failure.or_else(|| check(&w));
     let head = TimeMachine::load_head(&w.replicas[0].journal).expect("head");

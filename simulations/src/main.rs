@@ -25,6 +25,10 @@ struct Args {
     /// Stop at the first failing seed (for `scripts/mutants`).
     #[arg(long)]
     until_failure: bool,
+    /// Checkpoint every N ops (production: 1,024); small values make late
+    /// ops rewind across checkpoints all the time.
+    #[arg(long, default_value_t = vellum_simulations::CHECKPOINT_OPS_DEFAULT)]
+    checkpoint_ops: u64,
     /// Print the deliberate bugs a `mutants` build can switch on, and exit.
     #[arg(long)]
     list_mutants: bool,
@@ -53,7 +57,7 @@ fn main() -> ExitCode {
         };
         // A panic in the code under test fails the seed, not the sweep.
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            vellum_simulations::run(*seed, printer)
+            vellum_simulations::run_with(*seed, args.checkpoint_ops.max(1), printer)
         }))
         .unwrap_or_else(|p| {
             let what = p

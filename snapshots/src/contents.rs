@@ -367,6 +367,8 @@ pub struct Cache<'a, S: Store> {
     /// yet: stored before anything reads a file's ops from the store, and
     /// at [`Cache::flush`].
     unindexed: Vec<Vec<u8>>,
+    /// `Ks::Routed` marks of routed rows in `unindexed`.
+    unrouted: Vec<Vec<u8>>,
 }
 
 impl<'a, S: Store> Cache<'a, S> {
@@ -381,6 +383,7 @@ impl<'a, S: Store> Cache<'a, S> {
             checked: HashMap::new(),
             record_checks: false,
             unindexed: Vec::new(),
+            unrouted: Vec::new(),
         }
     }
 
@@ -389,16 +392,24 @@ impl<'a, S: Store> Cache<'a, S> {
         self.unindexed.push(file_ops_key(&file, key));
     }
 
-    /// Stores the pending `Ks::FileOps` rows, so a rebuild from the file's
-    /// ops sees every op this replay has applied.
-    fn store_index(&mut self) -> Result<()> {
-        if self.unindexed.is_empty() {
-            return Ok(());
-        }
-        let mut batch = Batch::new();
+    /// Stores the pending `Ks::FileOps` rows and `Ks::Routed` marks.
+    fn drain_index(&mut self, batch: &mut Batch) {
         for k in self.unindexed.drain(..) {
             batch.put(Ks::FileOps, k, Vec::new());
         }
+        for k in self.unrouted.drain(..) {
+            batch.put(Ks::Routed, k, Vec::new());
+        }
+    }
+
+    /// Stores the pending `Ks::FileOps` rows, so a rebuild from the file's
+    /// ops sees every op this replay has applied.
+    fn store_index(&mut self) -> Result<()> {
+        if self.unindexed.is_empty() && self.unrouted.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        self.drain_index(&mut batch);
         self.journal.store().commit(batch, Durability::Buffered)
     }
 
@@ -414,9 +425,7 @@ impl<'a, S: Store> Cache<'a, S> {
     /// replaced: old versions are rebuilt from the file's ops when asked
     /// for (a file sharing the dropped bytes rebuilds its own the same way).
     pub fn flush(&mut self, batch: &mut Batch) {
-        for k in self.unindexed.drain(..) {
-            batch.put(Ks::FileOps, k, Vec::new());
-        }
+        self.drain_index(batch);
         for file in self.dirty.drain() {
             if let Some((hash, body)) = self.current.get(&file) {
                 if let Some(old) = self.replaced.remove(&file)
@@ -501,7 +510,15 @@ impl<S: Store> Contents for Cache<'_, S> {
     }
 
     fn routed(&mut self, key: &OrderKey, file: FileId) -> Result<()> {
+        // Only the head's replay writes routings: a point's replay may
+        // decide differently, and the index serves the head.
+        if !self.record_checks {
+            return Ok(());
+        }
         self.index(file, key);
+        let mut mark = key.to_bytes().to_vec();
+        mark.extend_from_slice(&file.0);
+        self.unrouted.push(mark);
         Ok(())
     }
 
@@ -569,4 +586,47 @@ impl<S: Store> Contents for Cache<'_, S> {
         }
         Ok(outcome)
     }
+}
+
+/// Drops the routed `Ks::FileOps` rows of ops that sort after `after` (all
+/// for `None`): a replay that rewinds decides those routings again, and a
+/// row from an earlier decision would put a Create into a file it no
+/// longer joins.
+pub fn drop_routings_after<S: Store>(journal: &Journal<S>, after: Option<&OrderKey>) -> Result<()> {
+    let from = after.map(|k| k.to_bytes());
+    let lo = match &from {
+        Some(b) => std::ops::Bound::Excluded(&b[..]),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut marks = Vec::new();
+    journal.store().scan(
+        Ks::Routed,
+        (lo, std::ops::Bound::Unbounded),
+        false,
+        &mut |k, _| {
+            marks.push(k.to_vec());
+            ControlFlow::Continue(())
+        },
+    )?;
+    // A key after `after` that starts with `after` itself (its own marks)
+    // sorts after the bare key too: keep only later ops'.
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    for m in marks {
+        if m.len() != 72 + 32 {
+            continue;
+        }
+        if let (Some(key), Some(file)) =
+            (OrderKey::from_bytes(&m[..72]), FileId::from_slice(&m[72..]))
+        {
+            if after.is_some_and(|a| key <= *a) {
+                continue;
+            }
+            batch.delete(Ks::FileOps, file_ops_key(&file, &key));
+        }
+        batch.delete(Ks::Routed, m);
+    }
+    journal.store().commit(batch, Durability::Buffered)
 }

@@ -201,6 +201,9 @@ impl TimeMachine {
                 .unwrap_or_default();
             tracing::debug!(ops = state.ops, "rewinding to a checkpoint for a late op");
         }
+        if out.rewound {
+            crate::contents::drop_routings_after(journal, state.last.as_ref())?;
+        }
         let mut next_checkpoint = u64_meta(journal.store(), NEXT_CHECKPOINT)?;
         if next_checkpoint == 0 || out.rewound {
             next_checkpoint =
