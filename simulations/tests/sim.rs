@@ -1,17 +1,21 @@
 //! The simulator runs the real journal and protocol core: a few seeds pass,
 //! every regression seed passes, and a seed always gives the same trace.
 
-use vellum_simulations::run;
+use vellum_simulations::{run, run_with};
 
-fn regression_seeds() -> Vec<u64> {
+/// Each regression seed, and whether it also runs with checkpoints every
+/// 32 ops (`--checkpoint-ops 32` on its line).
+fn regression_seeds() -> Vec<(u64, bool)> {
     include_str!("../regressions.txt")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
-            l.split_whitespace()
+            let seed = l
+                .split_whitespace()
                 .next()
                 .and_then(|s| s.parse().ok())
-                .expect("a seed first")
+                .expect("a seed first");
+            (seed, l.contains("--checkpoint-ops 32"))
         })
         .collect()
 }
@@ -20,9 +24,17 @@ fn regression_seeds() -> Vec<u64> {
 fn regression_seeds_pass() {
     let seeds = regression_seeds();
     assert!(!seeds.is_empty());
-    for seed in seeds {
+    for (seed, small_checkpoints) in seeds {
         let out = run(seed, None);
         assert!(out.failure.is_none(), "seed {seed}: {:?}", out.failure);
+        if small_checkpoints {
+            let out = run_with(seed, 32, None);
+            assert!(
+                out.failure.is_none(),
+                "seed {seed} (checkpoints every 32 ops): {:?}",
+                out.failure
+            );
+        }
     }
 }
 
