@@ -8,7 +8,7 @@
 //! that the replay of its causal past gives.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
@@ -123,6 +123,28 @@ fn replay_file<S: Store>(
     set: &VersionVector,
     before: Option<&OrderKey>,
 ) -> Result<Option<(bool, Body)>> {
+    replay_file_routed(journal, file, set, before, None)
+}
+
+/// How the replay asking for a rebuild routed ops into other files. Up to
+/// `start` (where it began), its starting state's aliases say which
+/// Creates joined the file; after it, only the ops it `routed` there. The
+/// index's routings are the head's, which another op set may not share.
+struct Routes<'a> {
+    start: Option<&'a OrderKey>,
+    aliases: &'a [FileId],
+    routed: Option<&'a BTreeSet<OrderKey>>,
+}
+
+/// [`replay_file`], with the routings of `routes` instead of the index's
+/// where given (a replay of another op set may route differently).
+fn replay_file_routed<S: Store>(
+    journal: &Journal<S>,
+    file: FileId,
+    set: &VersionVector,
+    before: Option<&OrderKey>,
+    routes: Option<&Routes<'_>>,
+) -> Result<Option<(bool, Body)>> {
     let mut keys = Vec::new();
     journal
         .store()
@@ -134,6 +156,31 @@ fn replay_file<S: Store>(
             }
             ControlFlow::Continue(())
         })?;
+    if let Some(r) = routes {
+        // The aliases' own ops up to the start (later ones are in `routed`).
+        for alias in r.aliases {
+            journal
+                .store()
+                .scan_prefix(Ks::FileOps, &alias.0, &mut |k, _| {
+                    if let Some(key) = OrderKey::from_bytes(&k[32..])
+                        && r.start.is_some_and(|s| key <= *s)
+                        && before.is_none_or(|b| key < *b)
+                    {
+                        keys.push(key);
+                    }
+                    ControlFlow::Continue(())
+                })?;
+        }
+        keys.extend(
+            r.routed
+                .into_iter()
+                .flatten()
+                .filter(|k| before.is_none_or(|b| *k < b))
+                .copied(),
+        );
+        keys.sort();
+        keys.dedup();
+    }
     let disputes = journal.disputes(set)?;
     let mut state = VaultState::default();
     let mut own = FileReplay {
@@ -147,6 +194,24 @@ fn replay_file<S: Store>(
             continue;
         }
         let op = journal.replay_op(key, seq, &env, &disputes)?;
+        if let Some(r) = routes {
+            let named = match &op.payload.action {
+                Action::Create { .. } => Some(key.id),
+                _ => op.payload.file(),
+            };
+            let joins = match named {
+                Some(n) if n == file => true,
+                _ if r.start.is_some_and(|s| key <= *s) => {
+                    named.is_some_and(|n| r.aliases.contains(&n))
+                }
+                _ => r.routed.is_some_and(|set| set.contains(&key)),
+            };
+            if !joins {
+                // The index routed it here in another replay; this one
+                // did not.
+                continue;
+            }
+        }
         replay::apply(&mut state, &op, &mut own)?;
     }
     match (state.files.get(&file), own.newest.remove(&file)) {
@@ -369,6 +434,12 @@ pub struct Cache<'a, S: Store> {
     unindexed: Vec<Vec<u8>>,
     /// `Ks::Routed` marks of routed rows in `unindexed`.
     unrouted: Vec<Vec<u8>>,
+    /// Where this replay began (the state it started from sorts up to it).
+    start: Option<OrderKey>,
+    /// That state's aliases, by the file they joined.
+    start_aliases: HashMap<FileId, Vec<FileId>>,
+    /// The ops this replay routed into each file.
+    routes: HashMap<FileId, BTreeSet<OrderKey>>,
 }
 
 impl<'a, S: Store> Cache<'a, S> {
@@ -384,6 +455,22 @@ impl<'a, S: Store> Cache<'a, S> {
             record_checks: false,
             unindexed: Vec::new(),
             unrouted: Vec::new(),
+            start: None,
+            start_aliases: HashMap::new(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Notes that this replay starts from `state` (whose ops sort up to
+    /// its `last`).
+    pub fn starting_from(&mut self, state: &VaultState) {
+        self.start = state.last;
+        self.start_aliases.clear();
+        for (alias, survivor) in &state.aliases {
+            self.start_aliases
+                .entry(*survivor)
+                .or_default()
+                .push(*alias);
         }
     }
 
@@ -465,8 +552,13 @@ impl<'a, S: Store> Cache<'a, S> {
         }
         self.store_index()?;
         // A deleted file's last content too: an edit that brings the file
-        // back is made on it.
-        match replay_file(self.journal, file, &self.target, at)? {
+        // back is made on it. Routings are this replay's own.
+        let routes = Routes {
+            start: self.start.as_ref(),
+            aliases: self.start_aliases.get(&file).map_or(&[], |v| &v[..]),
+            routed: self.routes.get(&file),
+        };
+        match replay_file_routed(self.journal, file, &self.target, at, Some(&routes))? {
             Some((_, body)) if body.hash() == hash => Ok(body),
             _ => Err(Error::Corrupt(format!(
                 "content {} of file {} cannot be rebuilt from its ops",
@@ -510,6 +602,7 @@ impl<S: Store> Contents for Cache<'_, S> {
     }
 
     fn routed(&mut self, key: &OrderKey, file: FileId) -> Result<()> {
+        self.routes.entry(file).or_default().insert(*key);
         // Only the head's replay writes routings: a point's replay may
         // decide differently, and the index serves the head.
         if !self.record_checks {

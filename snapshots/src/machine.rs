@@ -217,6 +217,7 @@ impl TimeMachine {
         let mut batch = Batch::new();
         let mut changed_since_commit = BTreeSet::new();
         let mut cache = Cache::new(journal, journal.admitted(), false).recording_checks();
+        cache.starting_from(&state);
         for (i, (key, seq)) in keys.iter().enumerate() {
             let op = journal.replay_op(*key, *seq, &journal.load_at(key)?, &disputes)?;
             let named_file = named_file(key, &op.payload);
@@ -387,6 +388,7 @@ fn replay_with<S: Store>(
     cache: &mut Cache<'_, S>,
 ) -> Result<()> {
     let want = journal.count_ops(target)?;
+    cache.starting_from(state);
     if state.ops >= want {
         return Ok(());
     }
