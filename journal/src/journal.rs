@@ -1151,16 +1151,6 @@ impl<S: Store> Journal<S> {
         self.add_with(vv, author, seq, id, &self.staged(Batch::new()))
     }
 
-    /// Whether every op of `a` is in `b`.
-    pub fn covers(&self, b: &VersionVector, a: &VersionVector) -> Result<bool> {
-        for (author, e) in a.iter() {
-            if !self.includes(b, author, e.seq, &e.head)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
     /// How many ops the causally closed set `vv` names.
     pub fn count_ops(&self, vv: &VersionVector) -> Result<u64> {
         let mut n = 0;

@@ -117,7 +117,7 @@ impl VersionVector {
     }
 
     /// Whether every op in `self` is also in `other`, when neither names a
-    /// forked author. (With forks, see `Journal::covers`.)
+    /// forked author. (With forks, ask `Journal::includes` per entry.)
     pub fn le(&self, other: &VersionVector) -> bool {
         self.iter().all(|(a, e)| e.seq <= other.seq(a))
     }

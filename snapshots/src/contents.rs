@@ -258,13 +258,7 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>> {
-        // The rule of `Cache::base_text`, so both replays decide alike.
-        if let Some((h, body)) = self.newest.get(&file)
-            && *h == base
-        {
-            return as_text(self.journal, body, base).map(Some);
-        }
-        base_by_past(self.journal, op, file, base)
+        base_text(self.journal, self.newest.get(&file), op, file, base)
     }
 
     fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool> {
@@ -293,6 +287,22 @@ thread_local! {
     /// has it. Without this, rebuilding a history with many stale-base ops
     /// rebuilds each nested base again and again.
     static BASES: RefCell<BaseMemo> = RefCell::new((HashMap::new(), 0));
+}
+
+/// The base text of `op` as every replay decides it, whole or per file, so
+/// they all agree: the file's `current` text if it hashes to `base`, else
+/// [`base_by_past`].
+fn base_text<S: Store>(
+    journal: &Journal<S>,
+    current: Option<&(ContentHash, Body)>,
+    op: &ReplayOp,
+    file: FileId,
+    base: ContentHash,
+) -> Result<Option<String>> {
+    match current {
+        Some((h, body)) if *h == base => as_text(journal, body, base).map(Some),
+        _ => base_by_past(journal, op, file, base),
+    }
 }
 
 /// The base text of `op`: the file's content in the replay of the op's
@@ -592,13 +602,8 @@ impl<S: Store> Contents for Cache<'_, S> {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>> {
-        if let Some((h, b)) = self.current.get(&file)
-            && *h == base
-        {
-            return as_text(self.journal, b, base).map(Some);
-        }
         self.store_index()?;
-        base_by_past(self.journal, op, file, base)
+        base_text(self.journal, self.current.get(&file), op, file, base)
     }
 
     fn routed(&mut self, key: &OrderKey, file: FileId) -> Result<()> {
