@@ -11,11 +11,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use vellum_journal::Write;
 use vellum_journal::blob;
-use vellum_journal::control::Control;
+use vellum_journal::control::Role;
 use vellum_journal::entropy::{Entropy, OsEntropy};
-use vellum_journal::keys::{device_id, x25519_public};
-use vellum_journal::payload::{Action, Payload};
+use vellum_journal::keys::device_id;
 use vellum_journal::replay::VaultState;
 use vellum_journal::store::FjallStore;
 use vellum_journal::{Admission, OpId};
@@ -66,12 +66,11 @@ pub fn clone(src: &mut Vault, dest: &Path, name: &str) -> Result<(Vault, CloneRe
 
     // The source admits the new device before anything is copied, so the
     // copy carries the add.
-    let member_op = src.append_control(
-        Control::add_full_member(device, x25519_public(&keys.signing)),
-        Payload::new(Action::Member {
-            name: name.to_string(),
-        }),
-    )?;
+    let member_op = src.write_control(vec![Write::Add {
+        device,
+        role: Role::Full,
+        name: name.to_string(),
+    }])?[0];
 
     let store = FjallStore::open(&dot.join("journal"))
         .with_context(|| format!("creating the journal in {}", dot.display()))?;

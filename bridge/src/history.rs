@@ -135,9 +135,29 @@ pub fn log(
             Action::Member { name } => match Control::parse(env.control()) {
                 Ok(Control::Member(m)) => (
                     None,
-                    format!("added device {} ({name:?}) as a member", m.device.short()),
+                    format!(
+                        "added device {} ({name:?}) as a {} member",
+                        m.device.short(),
+                        role_name(m.role)
+                    ),
                 ),
-                Err(_) => (None, format!("member op for {name:?}")),
+                _ => (None, format!("member op for {name:?}")),
+            },
+            Action::Control => match Control::parse(env.control()) {
+                Ok(Control::Member(m)) => (None, format!("removed device {}", m.device.short())),
+                Ok(Control::KeyRotate(r)) => (
+                    None,
+                    format!("new vault key, sealed to {} devices", r.sealed.len()),
+                ),
+                Ok(Control::KeyShare(s)) => (
+                    None,
+                    format!(
+                        "shared the key of {} with {} devices",
+                        s.epoch.short(),
+                        s.sealed.len()
+                    ),
+                ),
+                Err(_) => (None, "control op".to_string()),
             },
             Action::VaultConfig { ignore, .. } => (
                 None,
@@ -213,6 +233,14 @@ pub fn log(
         });
     }
     Ok(out)
+}
+
+fn role_name(role: vellum_journal::control::Role) -> &'static str {
+    match role {
+        vellum_journal::control::Role::Full => "full",
+        vellum_journal::control::Role::Blind => "blind",
+        vellum_journal::control::Role::Recovery => "recovery",
+    }
 }
 
 fn size_text(bytes: u64) -> String {

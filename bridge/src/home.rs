@@ -79,9 +79,10 @@ pub fn create_with(
     entropy.fill(&mut seed);
     write_secret(&dir.join(DEVICE_KEY), &seed)?;
     write_secret(&dir.join(VAULT_KEY), &vault_key.0)?;
+    let signing = SigningKey::from_bytes(&seed);
     Ok(DeviceKeys {
-        signing: SigningKey::from_bytes(&seed),
-        keyring: Keyring::new(vault_key.clone()),
+        keyring: Keyring::new(vault_key.clone()).with_identity(&signing),
+        signing,
     })
 }
 
@@ -110,9 +111,10 @@ pub fn load(instance: &str) -> Result<DeviceKeys> {
     }
     let seed = read_secret(&dir.join(DEVICE_KEY))?;
     let epoch = read_secret(&dir.join(VAULT_KEY))?;
+    let signing = SigningKey::from_bytes(&seed);
     Ok(DeviceKeys {
-        signing: SigningKey::from_bytes(&seed),
-        keyring: Keyring::new(EpochKey(epoch)),
+        keyring: Keyring::new(EpochKey(epoch)).with_identity(&signing),
+        signing,
     })
 }
 

@@ -234,10 +234,9 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     let found = walked.files;
     let dedup_key = v
         .journal
-        .keys()
-        .current()
-        .and_then(|(epoch, _)| v.journal.keys().dedup_key(&epoch))
-        .context("the vault key is missing")?;
+        .write_epoch()?
+        .and_then(|epoch| v.journal.keys().dedup_key(&epoch))
+        .context("this device holds no vault key it may write with")?;
 
     let mut extra = Batch::new();
     let mut changed: BTreeMap<String, Fresh> = BTreeMap::new();

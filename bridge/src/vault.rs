@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use vellum_journal::control::Control;
+use vellum_journal::Write;
+use vellum_journal::control::Role;
 use vellum_journal::entropy::{Entropy, OsEntropy};
 use vellum_journal::path::VELLUM_DIR;
 use vellum_journal::payload::{Action, MERGE_VERSION, Payload};
@@ -419,19 +420,15 @@ impl Vault {
         Ok(ids)
     }
 
-    /// Appends one control op (a Member add) signed by this device.
-    pub fn append_control(&mut self, control: Control, payload: Payload) -> Result<OpId> {
+    /// Writes membership changes signed by this device (DESIGN §7).
+    pub fn write_control(&mut self, writes: Vec<Write>) -> Result<Vec<OpId>> {
         self.writable()?;
-        let id = self.journal.append_control(
-            &self.keys.signing,
-            control,
-            payload,
-            &mut OsEntropy,
-            now_ms(),
-        )?;
+        let ids = self
+            .journal
+            .write(&self.keys.signing, writes, &mut OsEntropy, now_ms())?;
         self.mark_own_chain(false)?;
         self.catch_up()?;
-        Ok(id)
+        Ok(ids)
     }
 
     // ---- own chain and identity (DESIGN §3, own forks) ----------------
@@ -553,10 +550,13 @@ impl Vault {
             .cloned()
             .unwrap_or_else(|| "device".to_string());
         let name = format!("{old_name} (copy)");
-        self.journal.append_control(
+        self.journal.write(
             &self.keys.signing,
-            Control::add_full_member(new_id, vellum_journal::keys::x25519_public(&keys.signing)),
-            Payload::new(Action::Member { name: name.clone() }),
+            vec![Write::Add {
+                device: new_id,
+                role: Role::Full,
+                name: name.clone(),
+            }],
             &mut entropy,
             now_ms(),
         )?;
@@ -566,6 +566,7 @@ impl Vault {
         fs::write(&tmp, format!("{instance}\n")).context("writing .vellum/instance")?;
         fs::rename(&tmp, dot.join("instance")).context("writing .vellum/instance")?;
         home::write_root(&instance, &fs::canonicalize(&self.root)?)?;
+        self.journal.add_identity(&keys.signing)?;
         self.keys = keys;
         self.instance = instance;
         tracing::info!(
@@ -602,16 +603,21 @@ impl Vault {
             .unwrap_or_else(|| "this device".to_string());
         let new_name = name.clone();
         if !self.journal.is_member(&next_id)? {
-            self.journal.append_control(
+            self.journal.write(
                 &old,
-                Control::add_full_member(next_id, vellum_journal::keys::x25519_public(&next)),
-                Payload::new(Action::Member { name: new_name }),
+                vec![Write::Add {
+                    device: next_id,
+                    role: Role::Full,
+                    name: new_name,
+                }],
                 &mut OsEntropy,
                 now_ms(),
             )?;
             self.catch_up()?;
         }
         home::switch_to_next_key(&self.instance, &old)?;
+        self.journal.add_identity(&next)?;
+        self.keys.keyring = self.keys.keyring.clone().with_identity(&next);
         self.keys.signing = next;
         // The new identity's first op names it, and builds on everything
         // here, the old identity's own branch included: if that branch is

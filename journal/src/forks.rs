@@ -8,14 +8,22 @@
 //! the branch that counts. The rest stays in history as evidence, with no
 //! effect.
 //!
+//! Removals bar ops the same way (DESIGN §7). A removed device's ops after
+//! a removal's cutoff have no effect, and neither do the ops of a device
+//! whose every Member add was written by a device already past its own
+//! cutoff. Removals themselves always count: concurrent mutual removals
+//! both take effect.
+//!
 //! This is a function of the set alone, so every replica with the same ops
 //! replays the same effects, whatever order the branches arrived in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::control::{Control, MemberAction};
 use crate::error::{Error, Result};
 use crate::id::{DeviceId, OpId};
 use crate::journal::Journal;
+use crate::membership::ControlOp;
 use crate::store::Store;
 use crate::vv::VersionVector;
 
@@ -28,52 +36,126 @@ pub struct Disputes {
     /// Forked authors' ops in the causal past of an op by an author that
     /// has not forked (the set's ops of unforked authors vouch for them).
     pub vouched: VersionVector,
+    /// Removed devices, with each removal's cutoff: the device's op at
+    /// (seq, id), or (0, zero) for none. Its ops keep their effect only up
+    /// to every cutoff.
+    pub cutoffs: BTreeMap<DeviceId, Vec<(u64, OpId)>>,
+    /// Devices added only by ops that themselves have no effect.
+    pub unseated: BTreeSet<DeviceId>,
+}
+
+/// Why an op of a set has no effect, whatever its payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bar {
+    /// On a forked chain's branch nothing vouches for.
+    Unvouched,
+    /// After its author's removal cutoff.
+    Removed,
+    /// By a device whose adds have no effect.
+    Unseated,
+}
+
+impl Bar {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Bar::Unvouched => {
+                "its device's chain forked, and no op of an unforked device builds on this branch"
+            }
+            Bar::Removed => "its device was removed, and this op is after the removal's cutoff",
+            Bar::Unseated => "its device was added by a device already removed at the time",
+        }
+    }
 }
 
 impl Disputes {
-    /// No author forked within the set: every op may take effect.
+    /// No author forked or was removed within the set: every op may take
+    /// effect.
     pub fn is_empty(&self) -> bool {
-        self.forked.is_empty()
+        self.forked.is_empty() && self.cutoffs.is_empty() && self.unseated.is_empty()
     }
 
-    /// `forked` count u32 LE, then (author ‖ seq LE) each, then `vouched`.
+    /// `forked` count u32 LE, then (author ‖ seq LE) each, then `vouched`
+    /// length u32 LE and bytes, then `cutoffs` count u32 LE and (device ‖
+    /// seq LE ‖ op) each, then `unseated` devices.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = (self.forked.len() as u32).to_le_bytes().to_vec();
         for (a, seq) in &self.forked {
             b.extend_from_slice(&a.0);
             b.extend_from_slice(&seq.to_le_bytes());
         }
-        b.extend_from_slice(&self.vouched.to_bytes());
+        let vouched = self.vouched.to_bytes();
+        b.extend_from_slice(&(vouched.len() as u32).to_le_bytes());
+        b.extend_from_slice(&vouched);
+        let cuts: Vec<_> = self
+            .cutoffs
+            .iter()
+            .flat_map(|(d, cs)| cs.iter().map(move |c| (d, c)))
+            .collect();
+        b.extend_from_slice(&(cuts.len() as u32).to_le_bytes());
+        for (d, (seq, id)) in cuts {
+            b.extend_from_slice(&d.0);
+            b.extend_from_slice(&seq.to_le_bytes());
+            b.extend_from_slice(&id.0);
+        }
+        for d in &self.unseated {
+            b.extend_from_slice(&d.0);
+        }
         b
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Disputes> {
         let bad = || Error::Corrupt("fork record does not decode".into());
-        let n = u32::from_le_bytes(b.get(..4).ok_or_else(bad)?.try_into().expect("4 bytes"));
-        let end = 4 + 40 * n as usize;
-        let body = b.get(4..end).ok_or_else(bad)?;
-        let forked = body
-            .chunks_exact(40)
-            .map(|c| {
-                (
-                    DeviceId::from_slice(&c[..32]).expect("32 bytes"),
-                    u64::from_le_bytes(c[32..].try_into().expect("8 bytes")),
-                )
-            })
+        let mut at = 0;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            let s = b.get(at..at + n).ok_or_else(bad)?;
+            at += n;
+            Ok(s)
+        };
+        let u32_at = |s: &[u8]| u32::from_le_bytes(s.try_into().expect("4 bytes")) as usize;
+        let mut d = Disputes::default();
+        for _ in 0..u32_at(take(4)?) {
+            let c = take(40)?;
+            d.forked.insert(
+                DeviceId::from_slice(&c[..32]).expect("32 bytes"),
+                u64::from_le_bytes(c[32..].try_into().expect("8 bytes")),
+            );
+        }
+        let n = u32_at(take(4)?);
+        d.vouched = VersionVector::from_bytes(take(n)?)?;
+        for _ in 0..u32_at(take(4)?) {
+            let c = take(72)?;
+            d.cutoffs
+                .entry(DeviceId::from_slice(&c[..32]).expect("32 bytes"))
+                .or_default()
+                .push((
+                    u64::from_le_bytes(c[32..40].try_into().expect("8 bytes")),
+                    OpId::from_slice(&c[40..]).expect("32 bytes"),
+                ));
+        }
+        let rest = &b[at..];
+        if !rest.len().is_multiple_of(32) {
+            return Err(bad());
+        }
+        d.unseated = rest
+            .chunks_exact(32)
+            .map(|c| DeviceId::from_slice(c).expect("32 bytes"))
             .collect();
-        Ok(Disputes {
-            forked,
-            vouched: VersionVector::from_bytes(&b[end..])?,
-        })
+        Ok(d)
     }
 }
 
 impl<S: Store> Journal<S> {
-    /// The forks within the causally closed set `set`.
+    /// The forks and removals within the causally closed set `set`.
     pub fn disputes(&self, set: &VersionVector) -> Result<Disputes> {
         let mut d = Disputes::default();
+        self.forks_in(set, &mut d)?;
+        self.removals_in(set, &mut d)?;
+        Ok(d)
+    }
+
+    fn forks_in(&self, set: &VersionVector, d: &mut Disputes) -> Result<()> {
         if !set.has_forks() {
-            return Ok(d);
+            return Ok(());
         }
         for author in set.authors() {
             let heads = set.heads(author);
@@ -98,16 +180,100 @@ impl<S: Store> Journal<S> {
                 }
             }
         }
-        Ok(d)
+        Ok(())
     }
 
-    /// Whether op `id` of `author` at `seq` is disputed in the set of `d`
-    /// and nothing vouches for it: it then has no effect.
-    pub fn unvouched(&self, d: &Disputes, author: &DeviceId, seq: u64, id: &OpId) -> Result<bool> {
-        match d.forked.get(author) {
-            Some(f) if seq >= *f => Ok(!self.includes(&d.vouched, author, seq, id)?),
-            _ => Ok(false),
+    /// Cutoffs of the removals in `set`, then the devices whose every add
+    /// is barred (an add by such a device is barred too).
+    fn removals_in(&self, set: &VersionVector, d: &mut Disputes) -> Result<()> {
+        let in_set = |c: &ControlOp| self.includes(set, &c.author, c.seq, &c.id);
+        let mut adds = Vec::new();
+        for c in self.controls() {
+            let Control::Member(m) = &c.control else {
+                continue;
+            };
+            if !in_set(c)? {
+                continue;
+            }
+            match m.action {
+                MemberAction::Remove => {
+                    let cut = if m.cutoff.is_zero() {
+                        (0, OpId::ZERO)
+                    } else {
+                        let meta = self.op_meta(&m.cutoff)?.ok_or_else(|| {
+                            Error::Corrupt(format!("cutoff {} is not held", m.cutoff.short()))
+                        })?;
+                        (meta.seq, meta.id)
+                    };
+                    d.cutoffs.entry(m.device).or_default().push(cut);
+                }
+                MemberAction::Add => adds.push((m.device, c)),
+            }
         }
+        if d.cutoffs.is_empty() {
+            return Ok(());
+        }
+        for cs in d.cutoffs.values_mut() {
+            cs.sort();
+            cs.dedup();
+        }
+        // Seat devices in causal order: an add counts if its author is
+        // seated and the add is within its author's cutoffs.
+        adds.sort_by_key(|(_, c)| c.order_key());
+        let mut seated: BTreeSet<DeviceId> = BTreeSet::from([self.genesis_author()]);
+        for (device, c) in &adds {
+            if seated.contains(&c.author) && !self.cut_off(d, &c.author, c.seq, &c.id)? {
+                seated.insert(*device);
+            }
+        }
+        d.unseated = adds
+            .iter()
+            .map(|(device, _)| *device)
+            .filter(|device| !seated.contains(device))
+            .collect();
+        Ok(())
+    }
+
+    /// Whether `author`'s op at (`seq`, `id`) is past one of its cutoffs.
+    fn cut_off(&self, d: &Disputes, author: &DeviceId, seq: u64, id: &OpId) -> Result<bool> {
+        let Some(cuts) = d.cutoffs.get(author) else {
+            return Ok(false);
+        };
+        let forked = self.forks().contains_key(author);
+        for (cseq, cid) in cuts {
+            if seq > *cseq || (forked && self.ancestor(author, cid, *cseq, seq)?.id != *id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Why op `id` of `author` at `seq` has no effect in the set of `d`,
+    /// if it is barred. A removal is never barred.
+    pub fn barred(
+        &self,
+        d: &Disputes,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+        is_removal: bool,
+    ) -> Result<Option<Bar>> {
+        if let Some(f) = d.forked.get(author)
+            && seq >= *f
+            && !self.includes(&d.vouched, author, seq, id)?
+        {
+            return Ok(Some(Bar::Unvouched));
+        }
+        if is_removal {
+            return Ok(None);
+        }
+        if d.unseated.contains(author) {
+            return Ok(Some(Bar::Unseated));
+        }
+        if self.cut_off(d, author, seq, id)? {
+            return Ok(Some(Bar::Removed));
+        }
+        Ok(None)
     }
 
     /// The lowest seq at which the branches ending at `a` and `b` differ.

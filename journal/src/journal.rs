@@ -11,14 +11,15 @@ use std::sync::Mutex;
 
 use ed25519_dalek::SigningKey;
 
-use crate::control::{Control, MemberAction, Role};
+use crate::control::{Control, KeyRotate, MemberAction, Role, Sealed};
 use crate::entropy::Entropy;
 use crate::envelope::{Envelope, Header, NONCE_BYTES, OpKind};
 use crate::error::{Error, Result};
 use crate::hlc;
 use crate::id::{DeviceId, OpId, VaultId};
-use crate::keys::{Keyring, device_id};
+use crate::keys::{EpochKey, Keyring, device_id, key_check, seal_back, seal_to};
 use crate::limits::{HLC_FUTURE_SKEW_MAX_MS, PENDING_OPS_MAX};
+use crate::membership::ControlOp;
 use crate::order::OrderKey;
 use crate::payload::{Action, Payload};
 use crate::replay::ReplayOp;
@@ -40,6 +41,27 @@ mod meta {
     pub const REPLAY_FROM: &[u8] = b"replay_from";
     /// Forked authors: author ‖ lowest forked seq (LE), repeated.
     pub const FORKS: &[u8] = b"forks";
+}
+
+/// One local op to write ([`Journal::write`]).
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// A content op.
+    Note(Payload),
+    /// Adds `device` with `role`, sealing the current epoch key to it if
+    /// the role reads; `name` is the payload.
+    Add {
+        device: DeviceId,
+        role: Role,
+        name: String,
+    },
+    /// Removes `device`, keeping the effect of its ops up to its newest in
+    /// this journal; a KeyRotate follows.
+    Remove { device: DeviceId },
+    /// A new key epoch, sealed to every reading member.
+    Rotate,
+    /// Seals the key of `epoch` to `devices`.
+    Share { epoch: OpId, devices: Vec<DeviceId> },
 }
 
 /// The header fields of an admitted op, as stored in the chain index.
@@ -85,6 +107,8 @@ pub struct Journal<S: Store> {
     forks: BTreeMap<DeviceId, u64>,
     /// Ancestors found by walking forked chains: (head, seq) → op.
     ancestors: Mutex<HashMap<(OpId, u64), OpId>>,
+    /// Every admitted control op, in admission order.
+    pub(crate) controls: Vec<ControlOp>,
 }
 
 /// Entries kept in [`Journal`]'s ancestor memo before it starts over.
@@ -92,9 +116,9 @@ const ANCESTOR_MEMO_MAX: usize = 1 << 16;
 
 /// Ops admitted earlier in the same uncommitted batch.
 #[derive(Default)]
-struct Staged {
+pub(crate) struct Staged {
     /// The journal's admitted set plus the staged ops.
-    admitted: VersionVector,
+    pub(crate) admitted: VersionVector,
     metas: HashMap<OpId, OpMeta>,
     chain: BTreeMap<(DeviceId, u64, OpId), OpId>,
     batch: Batch,
@@ -103,20 +127,12 @@ struct Staged {
     causal: BTreeMap<(DeviceId, u64, OpId), VersionVector>,
     /// The journal's forks plus those found in this batch.
     forks: BTreeMap<DeviceId, u64>,
-    /// Member adds staged: (device, adding author, seq).
-    members: Vec<(DeviceId, DeviceId, u64)>,
+    /// Control ops staged.
+    pub(crate) controls: Vec<ControlOp>,
 }
 
 /// A visitor of stored ops in order: order key, seq, envelope bytes.
 type OrderVisit<'a> = dyn FnMut(OrderKey, u64, &[u8]) -> Result<ControlFlow<()>> + 'a;
-
-fn member_key(device: &DeviceId, adder: &DeviceId, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(72);
-    k.extend_from_slice(&device.0);
-    k.extend_from_slice(&adder.0);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
 
 /// `Ks::Chain` and `Ks::Causal` key: author ‖ seq (BE) ‖ OpId. A slot
 /// holds two ops only where the author's chain forked.
@@ -247,6 +263,7 @@ impl<S: Store> Journal<S> {
             ops: 0,
             forks: BTreeMap::new(),
             ancestors: Mutex::new(HashMap::new()),
+            controls: Vec::new(),
         };
         let mut staged = j.staged(Batch::new());
         match j.check_and_stage(env, now_ms, &mut staged)? {
@@ -259,7 +276,13 @@ impl<S: Store> Journal<S> {
 
     /// An empty journal of the same vault as `self`, on `store`, that
     /// admits only what `self` would: `verify` re-admits every op into one.
+    /// It holds `self`'s keys.
     pub fn empty_replica<T: Store>(&self, store: T) -> Result<Journal<T>> {
+        self.empty_replica_keyed(store, self.keys.clone())
+    }
+
+    /// [`Journal::empty_replica`] for another device, holding `keys`.
+    pub fn empty_replica_keyed<T: Store>(&self, store: T, keys: Keyring) -> Result<Journal<T>> {
         let mut batch = Batch::new();
         batch.put(Ks::Meta, meta::VAULT, self.vault.0.to_vec());
         batch.put(Ks::Meta, meta::GENESIS, self.genesis.0.to_vec());
@@ -269,7 +292,7 @@ impl<S: Store> Journal<S> {
             self.genesis_author.0.to_vec(),
         );
         store.commit(batch, Durability::Buffered)?;
-        Journal::open(store, self.keys.clone())
+        Journal::open(store, keys)
     }
 
     /// Opens an existing journal.
@@ -299,7 +322,8 @@ impl<S: Store> Journal<S> {
         };
         let mut keys = keys;
         keys.set_genesis(genesis);
-        Ok(Journal {
+        let controls = Self::load_controls(&store)?;
+        let mut j = Journal {
             store,
             vault,
             genesis,
@@ -309,7 +333,10 @@ impl<S: Store> Journal<S> {
             ops,
             forks,
             ancestors: Mutex::new(HashMap::new()),
-        })
+            controls,
+        };
+        j.learn_keys()?;
+        Ok(j)
     }
 
     pub fn store(&self) -> &S {
@@ -331,6 +358,22 @@ impl<S: Store> Journal<S> {
     }
     pub fn keys(&self) -> &Keyring {
         &self.keys
+    }
+    pub(crate) fn keys_mut(&mut self) -> &mut Keyring {
+        &mut self.keys
+    }
+
+    /// Lets the keyring open keys sealed to `key` (a device's new identity)
+    /// and learns those already admitted.
+    pub fn add_identity(&mut self, key: &SigningKey) -> Result<()> {
+        self.keys = std::mem::take(&mut self.keys).with_identity(key);
+        self.learn_keys()
+    }
+
+    /// The epoch the next local op would be written under, if this device
+    /// holds one it may use ([`Journal::write`] rotates otherwise).
+    pub fn write_epoch(&self) -> Result<Option<OpId>> {
+        self.write_epoch_with(&self.staged_view())
     }
     /// The admitted set: one entry per author, one per branch for an
     /// author whose chain forked.
@@ -378,45 +421,68 @@ impl<S: Store> Journal<S> {
         durability: Durability,
         extra: Batch,
     ) -> Result<Vec<OpId>> {
-        let ops = payloads.into_iter().map(|p| (None, p)).collect();
+        let ops = payloads.into_iter().map(Write::Note).collect();
         self.append_ops(signer, ops, entropy, now_ms, durability, extra)
     }
 
-    /// Appends one control op (durably) with its payload.
-    pub fn append_control(
+    /// Writes membership and key changes (durably), each with the ops it
+    /// needs: a removal is followed by a KeyRotate.
+    pub fn write(
         &mut self,
         signer: &SigningKey,
-        control: Control,
-        payload: Payload,
+        writes: Vec<Write>,
         entropy: &mut dyn Entropy,
         now_ms: u64,
-    ) -> Result<OpId> {
-        let ids = self.append_ops(
+    ) -> Result<Vec<OpId>> {
+        self.append_ops(
             signer,
-            vec![(Some(control), payload)],
+            writes,
             entropy,
             now_ms,
             Durability::Durable,
             Batch::new(),
-        )?;
-        Ok(ids[0])
+        )
     }
 
+    /// Seals every epoch key some reading member lacks to it (DESIGN §7:
+    /// a member added concurrently with a rotation, for instance). Writes
+    /// nothing if no seal is missing or this device may not share keys.
+    pub fn share_missing_keys(
+        &mut self,
+        signer: &SigningKey,
+        entropy: &mut dyn Entropy,
+        now_ms: u64,
+    ) -> Result<Vec<OpId>> {
+        let me = device_id(signer);
+        let members = self.members(&self.admitted)?;
+        if !members.active(&me).is_some_and(Role::manages) {
+            return Ok(Vec::new());
+        }
+        let writes: Vec<Write> = self
+            .missing_seals()?
+            .into_iter()
+            .map(|(epoch, devices)| Write::Share { epoch, devices })
+            .collect();
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(signer, writes, entropy, now_ms)
+    }
+
+    /// Appends local ops in one batch. An op that needs a key epoch the
+    /// removed devices do not hold, where this device has none, is preceded
+    /// by a KeyRotate (DESIGN §7: "if there is none, it rotates first").
+    /// Returns the ids of `writes`, not of the rotations added.
     fn append_ops(
         &mut self,
         signer: &SigningKey,
-        ops: Vec<(Option<Control>, Payload)>,
+        writes: Vec<Write>,
         entropy: &mut dyn Entropy,
         now_ms: u64,
         durability: Durability,
         extra: Batch,
     ) -> Result<Vec<OpId>> {
         let author = device_id(signer);
-        let (epoch, key) = self
-            .keys
-            .current()
-            .ok_or_else(|| Error::Keys("no vault key for the current epoch".into()))?;
-        let key = key.clone();
         // What this author had seen at its last op. A device that changed
         // identity starts over: its new chain must depend on every head.
         let mut seen = match self.store.get(Ks::Meta, meta::SEEN_AT_OWN)? {
@@ -425,8 +491,138 @@ impl<S: Store> Journal<S> {
         };
         let mut local_hlc = u64_value(self.store.get(Ks::Meta, meta::HLC)?)?;
         let mut staged = self.staged(extra);
-        let mut ids = Vec::with_capacity(ops.len());
-        for (control, payload) in ops {
+        let members = self.members_with(&staged.admitted, &staged)?;
+        if members.removed.contains_key(&author) {
+            return Err(Error::Usage(
+                "this device was removed from the vault: it can no longer write".into(),
+            ));
+        }
+        let Some(role) = members.roles.get(&author).copied() else {
+            return Err(Error::Usage(
+                "this device is not a member of the vault (yet): it cannot write".into(),
+            ));
+        };
+        for w in &writes {
+            match w {
+                Write::Note(_) if !role.writes_notes() => {
+                    return Err(Error::Usage(format!(
+                        "this device is a {role:?} member: it writes no notes"
+                    )));
+                }
+                Write::Note(_) => {}
+                _ if !role.manages() => {
+                    return Err(Error::Usage(format!(
+                        "this device is a {role:?} member: it cannot change membership or keys"
+                    )));
+                }
+                Write::Add { device, .. } if members.removed.contains_key(device) => {
+                    return Err(Error::Usage(format!(
+                        "{} was removed from the vault: it may join again only as a new device",
+                        device.short()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let mut ids = Vec::with_capacity(writes.len());
+        let mut todo: std::collections::VecDeque<(Write, bool)> =
+            writes.into_iter().map(|w| (w, true)).collect();
+        while let Some((write, asked)) = todo.pop_front() {
+            let clean = !matches!(write, Write::Remove { .. } | Write::Rotate);
+            let epoch = if clean {
+                self.write_epoch_with(&staged)?
+            } else {
+                self.newest_held_epoch_with(&staged)?
+            };
+            let Some(epoch) = epoch else {
+                if clean {
+                    todo.push_front((write, asked));
+                    todo.push_front((Write::Rotate, false));
+                    continue;
+                }
+                return Err(Error::Keys("this device holds no key of this vault".into()));
+            };
+            let key = self.keys.get(&epoch).expect("a held epoch").clone();
+            let mut new_key = None;
+            let (control, payload) = match write {
+                Write::Note(p) => (None, p),
+                Write::Add { device, role, name } => {
+                    let seal = if role.reads() {
+                        seal_to(&device, &key, entropy)?.to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    (
+                        Some(Control::add_member(device, role, seal)),
+                        Payload::new(Action::Member { name }),
+                    )
+                }
+                Write::Remove { device } => {
+                    let role = self
+                        .members_with(&staged.admitted, &staged)?
+                        .roles
+                        .get(&device)
+                        .copied()
+                        .ok_or_else(|| {
+                            Error::Usage(format!("{} is not a member", device.short()))
+                        })?;
+                    let cutoff = staged
+                        .admitted
+                        .heads(&device)
+                        .iter()
+                        .max_by_key(|e| (e.seq, e.head))
+                        .map_or(OpId::ZERO, |e| e.head);
+                    // Every removal is followed by a KeyRotate.
+                    todo.push_front((Write::Rotate, false));
+                    (
+                        Some(Control::remove_member(device, role, cutoff)),
+                        Payload::new(Action::Control),
+                    )
+                }
+                Write::Rotate => {
+                    let fresh = EpochKey(entropy_array(entropy));
+                    let members = self.members_with(&staged.admitted, &staged)?;
+                    let mut sealed = Vec::new();
+                    for d in members.readers() {
+                        sealed.push(Sealed {
+                            device: *d,
+                            seal: seal_to(d, &fresh, entropy)?,
+                        });
+                    }
+                    let rotate = KeyRotate {
+                        check: key_check(&fresh),
+                        back: seal_back(&fresh, &key, entropy)?,
+                        sealed,
+                    };
+                    new_key = Some(fresh);
+                    (
+                        Some(Control::KeyRotate(rotate)),
+                        Payload::new(Action::Control),
+                    )
+                }
+                Write::Share {
+                    epoch: shared,
+                    devices,
+                } => {
+                    let k = self.keys.get(&shared).cloned().ok_or_else(|| {
+                        Error::Keys(format!("no key for epoch {}", shared.short()))
+                    })?;
+                    let mut sealed = Vec::new();
+                    for d in &devices {
+                        sealed.push(Sealed {
+                            device: *d,
+                            seal: seal_to(d, &k, entropy)?,
+                        });
+                    }
+                    (
+                        Some(Control::KeyShare(crate::control::KeyShare {
+                            epoch: shared,
+                            sealed,
+                        })),
+                        Payload::new(Action::Control),
+                    )
+                }
+            };
             let prev = staged.admitted.get(&author);
             let deps: Vec<OpId> = staged
                 .admitted
@@ -472,7 +668,14 @@ impl<S: Store> Journal<S> {
             // Pair assertion: a local op passes the same admission as a
             // remote one, or it is never stored.
             match self.check_and_stage(env, now_ms, &mut staged)? {
-                Admission::Admitted(id) => ids.push(id),
+                Admission::Admitted(id) => {
+                    if asked {
+                        ids.push(id);
+                    }
+                    if let Some(k) = new_key {
+                        self.keys.insert(id, k);
+                    }
+                }
                 other => {
                     return Err(Error::Corrupt(format!(
                         "own op was not admitted: {other:?}"
@@ -573,6 +776,11 @@ impl<S: Store> Journal<S> {
         }
     }
 
+    /// The committed state, for reads that share code with admission.
+    pub(crate) fn staged_view(&self) -> Staged {
+        self.staged(Batch::new())
+    }
+
     fn staged(&self, batch: Batch) -> Staged {
         Staged {
             admitted: self.admitted.clone(),
@@ -582,7 +790,7 @@ impl<S: Store> Journal<S> {
         }
     }
 
-    fn meta_with(&self, id: &OpId, staged: &Staged) -> Result<Option<OpMeta>> {
+    pub(crate) fn meta_with(&self, id: &OpId, staged: &Staged) -> Result<Option<OpMeta>> {
         if let Some(m) = staged.metas.get(id) {
             return Ok(Some(*m));
         }
@@ -608,19 +816,9 @@ impl<S: Store> Journal<S> {
         if !crate::mutants::active("skip_signature") {
             env.verify_signature()?;
         }
-        let member = match env.kind() {
+        let control = match env.kind() {
             OpKind::Content => None,
-            OpKind::Control => match Control::parse(env.control())? {
-                Control::Member(m) if m.action == MemberAction::Add && m.role == Role::Full => {
-                    Some(m)
-                }
-                Control::Member(m) => {
-                    return Err(Error::UpgradeRequired(format!(
-                        "member {:?} of a {:?} device needs a newer vellum",
-                        m.action, m.role
-                    )));
-                }
-            },
+            OpKind::Control => Some(Control::parse(env.control())?),
         };
         if h.seq == 0 {
             return reject("seq 0".into());
@@ -693,23 +891,8 @@ impl<S: Store> Journal<S> {
             }
             self.add_with(&mut past, &d.author, d.seq, &d.id, staged)?;
         }
-        // Keys and membership. The genesis epoch is the only epoch until
-        // key rotation exists.
-        let is_genesis = h.key_epoch.is_zero();
-        if is_genesis {
-            if id != self.genesis || h.seq != 1 || !h.deps.is_empty() {
-                return reject("a second genesis op".into());
-            }
-        } else if h.key_epoch != self.genesis {
-            return reject("key epoch is not in the op's causal past".into());
-        }
-        if h.author != self.genesis_author && !self.added_in(&h.author, &past, staged)? {
-            return reject("author is not a member of this vault in the op's causal past".into());
-        }
-        if let Some(m) = &member
-            && m.device == h.author
-        {
-            return reject("a device cannot add itself".into());
+        if let Some(why) = self.refuse_membership(&h, id, control.as_ref(), &past, staged)? {
+            return reject(why);
         }
         // Same (author, seq), different bytes: a fork. Both are kept
         // (DESIGN §3); replay decides what a forked chain's ops do.
@@ -748,15 +931,21 @@ impl<S: Store> Journal<S> {
             );
             staged.causal.insert((m.author, m.seq, m.id), past);
         }
-        if let Some(added) = &member {
-            let mut value = id.0.to_vec();
-            value.push(added.role as u8);
+        if let Some(control) = control {
+            let c = ControlOp {
+                id,
+                author: m.author,
+                seq: m.seq,
+                lamport: m.lamport,
+                key_epoch: h.key_epoch,
+                control,
+            };
             staged.batch.put(
-                Ks::Members,
-                member_key(&added.device, &m.author, m.seq),
-                value,
+                Ks::Control,
+                chain_key(&m.author, m.seq, &m.id),
+                c.to_record(),
             );
-            staged.members.push((added.device, m.author, m.seq));
+            staged.controls.push(c);
         }
         staged
             .batch
@@ -910,7 +1099,7 @@ impl<S: Store> Journal<S> {
     }
 
     /// Whether the set `vv` includes `author`'s op `id` at `seq`.
-    fn includes_with(
+    pub(crate) fn includes_with(
         &self,
         vv: &VersionVector,
         author: &DeviceId,
@@ -935,7 +1124,7 @@ impl<S: Store> Journal<S> {
 
     /// Adds `author`'s op `id` at `seq`, with everything before it on its
     /// branch, to the causally closed set `vv`.
-    fn add_with(
+    pub(crate) fn add_with(
         &self,
         vv: &mut VersionVector,
         author: &DeviceId,
@@ -960,43 +1149,14 @@ impl<S: Store> Journal<S> {
         Ok(())
     }
 
-    /// Whether any admitted op adds `device` as a member.
+    /// Whether any admitted op adds `device` as a member (or it is the
+    /// genesis author).
     pub fn is_member(&self, device: &DeviceId) -> Result<bool> {
-        if *device == self.genesis_author {
-            return Ok(true);
-        }
-        let mut found = false;
-        self.store
-            .scan_prefix(Ks::Members, &device.0, &mut |_, _| {
-                found = true;
-                ControlFlow::Break(())
-            })?;
-        Ok(found)
-    }
-
-    /// Whether an admitted (or staged) Member add of `device` is in `past`.
-    fn added_in(&self, device: &DeviceId, past: &VersionVector, staged: &Staged) -> Result<bool> {
-        if staged
-            .members
-            .iter()
-            .any(|(d, adder, seq)| d == device && past.seq(adder) >= *seq)
-        {
-            return Ok(true);
-        }
-        let mut found = false;
-        self.store
-            .scan_prefix(Ks::Members, &device.0, &mut |k, _| {
-                let adder = DeviceId::from_slice(&k[32..64]);
-                let seq = k[64..72].try_into().map(u64::from_be_bytes);
-                if let (Some(adder), Ok(seq)) = (adder, seq)
-                    && past.seq(&adder) >= seq
-                {
-                    found = true;
-                    return ControlFlow::Break(());
-                }
-                ControlFlow::Continue(())
-            })?;
-        Ok(found)
+        Ok(*device == self.genesis_author
+            || self.controls.iter().any(|c| {
+                matches!(&c.control, Control::Member(m)
+                    if m.action == MemberAction::Add && m.device == *device)
+            }))
     }
 
     fn commit_staged(&mut self, mut staged: Staged, durability: Durability) -> Result<()> {
@@ -1048,6 +1208,10 @@ impl<S: Store> Journal<S> {
         self.admitted = admitted;
         self.ops = ops;
         self.forks = staged.forks;
+        if !staged.controls.is_empty() {
+            self.controls.extend(staged.controls);
+            self.learn_keys()?;
+        }
         Ok(())
     }
 
@@ -1112,11 +1276,21 @@ impl<S: Store> Journal<S> {
     /// The causal past of `author`'s op `id` at `seq`, the op itself
     /// excluded: the ops its replay base is computed from (DESIGN §4).
     pub fn causal_past(&self, author: &DeviceId, seq: u64, id: &OpId) -> Result<VersionVector> {
-        let staged = self.staged(Batch::new());
-        let mut vv = self.others_past_with(author, seq, id, &staged)?;
+        self.full_past_with(author, seq, id, &self.staged_view())
+    }
+
+    /// [`Journal::causal_past`], staged ops included.
+    pub(crate) fn full_past_with(
+        &self,
+        author: &DeviceId,
+        seq: u64,
+        id: &OpId,
+        staged: &Staged,
+    ) -> Result<VersionVector> {
+        let mut vv = self.others_past_with(author, seq, id, staged)?;
         if seq > 1 {
-            let prev = self.meta_at(author, seq, id, &staged)?.prev;
-            self.add_with(&mut vv, author, seq - 1, &prev, &staged)?;
+            let prev = self.meta_at(author, seq, id, staged)?.prev;
+            self.add_with(&mut vv, author, seq - 1, &prev, staged)?;
         }
         Ok(vv)
     }
@@ -1216,8 +1390,14 @@ impl<S: Store> Journal<S> {
             prev: env.header().prev,
             hlc: env.header().hlc,
             payload: self.load_payload(env)?,
+            barred: self.barred(
+                disputes,
+                &key.author,
+                seq,
+                &key.id,
+                matches!(&control, Some(Control::Member(m)) if m.action == MemberAction::Remove),
+            )?,
             control,
-            unvouched: self.unvouched(disputes, &key.author, seq, &key.id)?,
         })
     }
 
@@ -1456,6 +1636,12 @@ impl<S: Store> Journal<S> {
 
 fn nonce(entropy: &mut dyn Entropy) -> [u8; NONCE_BYTES] {
     let mut n = [0; NONCE_BYTES];
+    entropy.fill(&mut n);
+    n
+}
+
+fn entropy_array(entropy: &mut dyn Entropy) -> [u8; 32] {
+    let mut n = [0; 32];
     entropy.fill(&mut n);
     n
 }

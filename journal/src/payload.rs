@@ -77,6 +77,9 @@ pub enum Action {
     Member {
         name: String,
     },
+    /// The payload of every other control op (a removal, KeyRotate,
+    /// KeyShare): what it does is in its control fields.
+    Control,
 }
 
 /// The content of a Create, Replace or Resolve.
@@ -161,6 +164,7 @@ impl Payload {
             Action::Resolve { .. } => "resolve",
             Action::DeviceInfo { .. } => "device_info",
             Action::Member { .. } => "member",
+            Action::Control => "control",
             Action::VaultConfig { .. } => "vault_config",
         }
     }

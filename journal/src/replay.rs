@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use diff_match_patch_rs::{Compat, DiffMatchPatch};
 
-use crate::control::Control;
+use crate::control::{Control, MemberAction};
 use crate::error::{Error, Result};
 use crate::id::{ContentHash, DeviceId, FileId, OpId};
 use crate::merge;
@@ -203,9 +203,9 @@ pub struct ReplayOp {
     pub payload: Payload,
     /// A control op's cleartext fields; `None` for a content op.
     pub control: Option<Control>,
-    /// An op of a forked chain that no op of an unforked device has in its
-    /// causal past (see `forks`): it has no effect.
-    pub unvouched: bool,
+    /// Why the op has no effect whatever its payload, if it has none: a
+    /// forked branch nothing vouches for, or a removed device (`forks`).
+    pub barred: Option<crate::forks::Bar>,
 }
 
 /// Where replay gets and puts file contents, by hash.
@@ -413,11 +413,8 @@ pub fn apply(state: &mut VaultState, op: &ReplayOp, contents: &mut dyn Contents)
     if let Some(last) = state.last {
         debug_assert!(op.key > last, "replay out of order");
     }
-    let effect = if op.unvouched {
-        Effect::NoEffect(
-            "its device's chain forked, and no op of an unforked device builds on this branch"
-                .into(),
-        )
+    let effect = if let Some(bar) = op.barred {
+        Effect::NoEffect(bar.reason().into())
     } else {
         apply_action(state, op, contents)?
     };
@@ -443,8 +440,17 @@ fn apply_action(
 ) -> Result<Effect> {
     let id = op.key.id;
     let author = op.key.author;
-    // A control op carries a Member payload, and only a control op does.
-    if op.control.is_some() != matches!(op.payload.action, Action::Member { .. }) {
+    // A Member add carries a Member payload, every other control op a
+    // Control payload, and no content op either.
+    let fits = match (&op.control, &op.payload.action) {
+        (None, Action::Member { .. } | Action::Control) => false,
+        (None, _) => true,
+        (Some(Control::Member(m)), Action::Member { .. }) => m.action == MemberAction::Add,
+        (Some(Control::Member(m)), Action::Control) => m.action == MemberAction::Remove,
+        (Some(Control::KeyRotate(_) | Control::KeyShare(_)), Action::Control) => true,
+        (Some(_), _) => false,
+    };
+    if !fits {
         return no_effect("payload does not match the op's kind");
     }
     if let Some(named) = op.payload.file()
@@ -478,6 +484,9 @@ fn apply_action(
             state.device_names.insert(m.device, name.clone());
             Ok(Effect::Applied(vec![]))
         }
+        // Membership and keys are read from the control fields of the whole
+        // set (`membership`, `forks::Disputes`), not from replay order.
+        Action::Control => Ok(Effect::Applied(vec![])),
         Action::Create {
             path: raw,
             mtime_ms,

@@ -31,9 +31,10 @@ pub enum Ks {
     Causal,
     /// Ops waiting for a missing prev/dep or for their hlc: OpId → bytes.
     Pending,
-    /// Admitted Member adds: device ‖ adding author ‖ seq (BE) → OpId ‖
-    /// role, so admission finds a device's adds with one prefix scan.
-    Members,
+    /// Admitted control ops: author ‖ seq (BE) ‖ OpId → lamport (LE) ‖
+    /// key_epoch ‖ control fields. Small; loaded whole when the journal
+    /// opens, for membership and keys.
+    Control,
     /// chunk id → nonce ‖ ciphertext.
     Chunks,
     /// dedup id → chunk id ‖ chunk key, for this device's dedup.
@@ -70,7 +71,7 @@ impl Ks {
         Ks::Order,
         Ks::Causal,
         Ks::Pending,
-        Ks::Members,
+        Ks::Control,
         Ks::Chunks,
         Ks::Dedup,
         Ks::Meta,
@@ -91,7 +92,7 @@ impl Ks {
             Ks::Order => "order",
             Ks::Causal => "causal",
             Ks::Pending => "pending",
-            Ks::Members => "members",
+            Ks::Control => "control",
             Ks::Chunks => "chunks",
             Ks::Dedup => "dedup",
             Ks::Meta => "meta",

@@ -2,9 +2,8 @@
 //! and each kind of bad input closes the session with a reason while the
 //! journal keeps working (the bad-input list of issue 5).
 
-use vellum_journal::control::Control;
 use vellum_journal::entropy::SeededEntropy;
-use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id, x25519_public};
+use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
 use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::store::{Durability, MemStore};
 use vellum_journal::{DeviceId, Journal, OpId, VaultId, VersionVector};
@@ -35,13 +34,17 @@ fn vault(key_id: u8, e: &mut SeededEntropy) -> Journal<MemStore> {
 fn pair() -> (Journal<MemStore>, Journal<MemStore>, SeededEntropy) {
     let mut e = SeededEntropy::new(3);
     let mut a = vault(1, &mut e);
-    a.append_control(
+    a.write(
         &key(1),
-        Control::add_full_member(device_id(&key(2)), x25519_public(&key(2))),
-        Payload::new(Action::Member { name: "two".into() }),
+        vec![vellum_journal::Write::Add {
+            device: device_id(&key(2)),
+            role: vellum_journal::control::Role::Full,
+            name: "two".into(),
+        }],
         &mut e,
         T0,
     )
+    .map(|ids| ids[0])
     .unwrap();
     let b = a.empty_replica(MemStore::new()).unwrap();
     (a, b, e)

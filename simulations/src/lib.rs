@@ -11,19 +11,21 @@
 //! A run has a chaotic phase (edits on every replica; lost, duplicated and
 //! delayed messages; partitions; crashes that drop unflushed writes;
 //! restores from old backups, which fork chains; a replica sending tampered
-//! ops) and a healing phase (every link up, no loss) that must end with
-//! every replica holding the same ops, state and bytes.
+//! ops; members added, removed, and removing each other, and keys rotated,
+//! concurrently) and a healing phase (every link up, no loss) that must end
+//! with every replica holding the same ops, and every member the same state
+//! and bytes. A removed replica must hold no key written after its removal.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use vellum_journal::control::Control;
+use vellum_journal::control::{Control, MemberAction, Role};
 use vellum_journal::entropy::{Entropy, SeededEntropy};
-use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id, x25519_public};
+use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
 use vellum_journal::payload::{Action, BlobRef, Body, MERGE_VERSION, Payload};
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Durability, MemStore};
-use vellum_journal::{Admission, ContentHash, Journal, OpId, VaultId};
+use vellum_journal::{Admission, ContentHash, Journal, OpId, VaultId, Write};
 use vellum_replicator::{Event, Session};
 use vellum_snapshots::TimeMachine;
 use vellum_snapshots::contents::body_of;
@@ -74,6 +76,17 @@ pub struct Faults {
     pub crashes: u32,
     pub restores: u32,
     pub tampering: bool,
+    /// Whether the spare replica is added as a member during the run.
+    pub join: bool,
+    /// Removals of one replica by another.
+    pub removals: u32,
+    /// Two replicas removing each other at the same moment.
+    pub mutual_removal: bool,
+    /// Key rotations with no removal.
+    pub rotations: u32,
+    /// One moment where three replicas add the spare, rotate the key and
+    /// remove a member, none having seen the others' change.
+    pub concurrent_changes: bool,
     /// Per replica, how far its clock is off (ms, may be negative).
     pub skew_ms: Vec<i64>,
 }
@@ -285,9 +298,19 @@ impl World {
         }
     }
 
-    /// Catches the replica's head up, and tells its peers.
+    /// Catches the replica's head up, shares keys others lack, and tells
+    /// its peers.
     fn replay(&mut self, r: usize) {
         TimeMachine::catch_up_with(&self.replicas[r].journal, self.checkpoint_ops).expect("replay");
+        if self.replicas[r]
+            .journal
+            .missing_seals()
+            .is_ok_and(|m| !m.is_empty())
+        {
+            self.share_keys(r);
+            TimeMachine::catch_up_with(&self.replicas[r].journal, self.checkpoint_ops)
+                .expect("replay");
+        }
         let now = self.wall(r);
         let peers: Vec<usize> = self
             .sessions
@@ -314,8 +337,8 @@ impl World {
         }
     }
 
-    /// One edit on replica `r`, chosen by the generator.
-    fn edit(&mut self, r: usize) {
+    /// One edit on replica `r`, chosen by the generator; whether it wrote.
+    fn edit(&mut self, r: usize) -> bool {
         let head = TimeMachine::load_head(&self.replicas[r].journal).expect("head");
         let kind = self.rng.below(12);
         let line = format!("line {} by {r}", self.rng.below(1_000_000));
@@ -379,23 +402,153 @@ impl World {
             }),
         };
         let Some(action) = action else {
-            return;
+            return false;
         };
         let now = self.wall(r);
         let rep = &mut self.replicas[r];
         let kind = Payload::new(action.clone()).kind_name();
-        let ids = rep
-            .journal
-            .append(
-                &rep.signer,
-                vec![Payload::new(action)],
-                &mut self.entropy,
-                now,
-                Durability::Durable,
-            )
-            .expect("local append");
+        let ids = match rep.journal.append(
+            &rep.signer,
+            vec![Payload::new(action)],
+            &mut self.entropy,
+            now,
+            Durability::Durable,
+        ) {
+            Ok(ids) => ids,
+            // A replica not (or no longer) a member cannot write.
+            Err(e @ (vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. })) => {
+                self.log(format!("{r} cannot write: {e}"));
+                return false;
+            }
+            Err(e) => panic!("local append: {e}"),
+        };
         self.log(format!("{r} writes {kind} {}", ids[0].short()));
         self.replay(r);
+        true
+    }
+
+    /// Replica `r` writes membership or key changes, if it may.
+    fn write_control(&mut self, r: usize, writes: Vec<Write>, what: &str) {
+        let now = self.wall(r);
+        let rep = &mut self.replicas[r];
+        match rep
+            .journal
+            .write(&rep.signer, writes, &mut self.entropy, now)
+        {
+            Ok(ids) => {
+                let ids: Vec<String> = ids.iter().map(|i| i.short()).collect();
+                self.log(format!("{r}: {what} {}", ids.join(" ")));
+                self.replay(r);
+            }
+            Err(e @ (vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. })) => {
+                self.log(format!("{r} cannot {what}: {e}"));
+            }
+            Err(e) => panic!("{r} {what}: {e}"),
+        }
+    }
+
+    /// A membership fault: `kind` 0 adds the spare, 1 removes a victim,
+    /// 2 has two victims remove each other, 3 rotates the key, 4 does 0, 3
+    /// and 1 at once on different replicas.
+    fn membership(&mut self, kind: u32) {
+        if kind == 4 {
+            let mut order = [0u32, 3, 1];
+            for i in (1..order.len()).rev() {
+                order.swap(i, self.rng.below(i as u64 + 1) as usize);
+            }
+            let mut used = BTreeSet::new();
+            for k in order {
+                self.membership_by(k, &mut used);
+            }
+            return;
+        }
+        self.membership_by(kind, &mut BTreeSet::new());
+    }
+
+    /// [`World::membership`] by an up replica not in `used`.
+    fn membership_by(&mut self, kind: u32, used: &mut BTreeSet<usize>) {
+        let n = self.replicas.len();
+        let spare = n - 1;
+        // Replicas 0 and 1 are never removed, so the vault keeps writers.
+        // A victim is a member as replica 0 sees it.
+        let members = self.replicas[0]
+            .journal
+            .members(self.replicas[0].journal.admitted())
+            .expect("membership");
+        let victims: Vec<usize> = (2..n)
+            .filter(|v| {
+                members
+                    .active(&device_id(&self.replicas[*v].signer))
+                    .is_some()
+            })
+            .collect();
+        let up: Vec<usize> = (0..n)
+            .filter(|r| self.replicas[*r].up && !used.contains(r))
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let by = self.rng.pick(&up);
+        used.insert(by);
+        match kind {
+            0 => {
+                let device = device_id(&self.replicas[spare].signer);
+                self.write_control(
+                    by,
+                    vec![Write::Add {
+                        device,
+                        role: Role::Full,
+                        name: "spare".into(),
+                    }],
+                    &format!("add {spare}"),
+                );
+            }
+            1 if victims.is_empty() => {}
+            1 => {
+                let v = self.rng.pick(&victims);
+                if v != by {
+                    let device = device_id(&self.replicas[v].signer);
+                    self.write_control(by, vec![Write::Remove { device }], &format!("remove {v}"));
+                }
+            }
+            2 if victims.is_empty() => {}
+            2 => {
+                let a = self.rng.pick(&victims);
+                let b = self.rng.pick(&victims);
+                if a != b {
+                    for (x, y) in [(a, b), (b, a)] {
+                        let device = device_id(&self.replicas[y].signer);
+                        self.write_control(
+                            x,
+                            vec![Write::Remove { device }],
+                            &format!("removes {y}"),
+                        );
+                    }
+                }
+            }
+            _ => self.write_control(by, vec![Write::Rotate], "rotate the key"),
+        }
+    }
+
+    /// After admitting ops: a member that sees another lack a key it holds
+    /// shares it (DESIGN §7).
+    fn share_keys(&mut self, r: usize) {
+        let now = self.wall(r);
+        let rep = &mut self.replicas[r];
+        match rep
+            .journal
+            .share_missing_keys(&rep.signer, &mut self.entropy, now)
+        {
+            Ok(ids) if !ids.is_empty() => {
+                let ids: Vec<String> = ids.iter().map(|i| i.short()).collect();
+                self.log(format!("{r} shares keys {}", ids.join(" ")));
+            }
+            Ok(_) => {}
+            Err(e @ (vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. })) => {
+                self.log(format!("{r} cannot share keys: {e}"));
+            }
+            Err(e) => panic!("{r} shares keys: {e}"),
+        }
     }
 
     /// An Edit of a text note: append a line (0–2), rewrite line 1 (3), or
@@ -549,42 +702,63 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         crashes: 1 + rng.below(3) as u32,
         restores: rng.below(2) as u32,
         tampering: rng.chance(0.5),
-        skew_ms: (0..n)
+        join: rng.chance(0.6),
+        removals: if rng.chance(0.5) {
+            1 + rng.below(2) as u32
+        } else {
+            0
+        },
+        mutual_removal: rng.chance(0.3),
+        rotations: if rng.chance(0.5) {
+            1 + rng.below(2) as u32
+        } else {
+            0
+        },
+        concurrent_changes: rng.chance(0.4),
+        skew_ms: (0..=n)
             .map(|_| rng.below(240_000) as i64 - 120_000)
             .collect(),
     };
     let mut entropy = SeededEntropy::new(seed ^ 0x5eed);
-    let signers: Vec<SigningKey> = (0..n)
+    // Replica n is the spare: it syncs from the start, but is a member only
+    // once some replica adds it.
+    let signers: Vec<SigningKey> = (0..=n)
         .map(|_| {
             let mut k = [0u8; 32];
             entropy.fill(&mut k);
             SigningKey::from_bytes(&k)
         })
         .collect();
-    let keyring = Keyring::new(EpochKey([7; 32]));
+    let genesis_key = EpochKey([7; 32]);
+    let keyring = |i: usize| {
+        if i < n {
+            Keyring::new(genesis_key.clone()).with_identity(&signers[i])
+        } else {
+            // The spare gets every key it holds through seals.
+            Keyring::empty().with_identity(&signers[i])
+        }
+    };
     let mut first = Journal::create(
         MemStore::new(),
         VaultId([9; 16]),
         &signers[0],
-        keyring.clone(),
+        keyring(0),
         &mut entropy,
         T0,
         MERGE_VERSION,
     )
     .expect("genesis");
-    for s in &signers[1..] {
-        first
-            .append_control(
-                &signers[0],
-                Control::add_full_member(device_id(s), x25519_public(s)),
-                Payload::new(Action::Member {
-                    name: "replica".into(),
-                }),
-                &mut entropy,
-                T0,
-            )
-            .expect("add member");
-    }
+    let adds = signers[1..n]
+        .iter()
+        .map(|s| Write::Add {
+            device: device_id(s),
+            role: Role::Full,
+            name: "replica".into(),
+        })
+        .collect();
+    first
+        .write(&signers[0], adds, &mut entropy, T0)
+        .expect("add members");
     let notes: Vec<Payload> = (0..4)
         .map(|i| {
             Payload::new(Action::Create {
@@ -606,7 +780,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             // Each other replica starts as a clone of replica 0's start.
             let mut j = replicas
                 .first()
-                .map(|r: &Replica| r.journal.empty_replica(MemStore::new()))
+                .map(|r: &Replica| r.journal.empty_replica_keyed(MemStore::new(), keyring(i)))
                 .expect("replica 0 first")
                 .expect("empty replica");
             let mut ops = Vec::new();
@@ -626,7 +800,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         replicas.push(Replica {
             journal,
             signer: s.clone(),
-            keyring: keyring.clone(),
+            keyring: keyring(i),
             up: true,
             backup: None,
         });
@@ -661,10 +835,22 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         .chain((0..faults.crashes).map(|_| (0, 1)))
         .chain((0..faults.restores).map(|_| (0, 2)))
         .chain((0..u32::from(faults.tampering)).map(|_| (0, 3)))
-        .map(|(_, k)| (w.rng.below(span), k))
+        .chain((0..u32::from(faults.join)).map(|_| (0, 4)))
+        .chain((0..faults.removals).map(|_| (0, 5)))
+        .chain((0..u32::from(faults.mutual_removal)).map(|_| (0, 6)))
+        .chain((0..faults.rotations).map(|_| (0, 7)))
+        .chain((0..u32::from(faults.concurrent_changes)).map(|_| (0, 8)))
+        // The spare joins early, so it may be removed later.
+        .map(|(_, k)| {
+            (
+                w.rng.below(if k == 4 || k == 8 { span / 3 } else { span }),
+                k,
+            )
+        })
         .collect();
     let mut backups_at: Vec<u64> = (0..n).map(|_| w.rng.below(span / 2)).collect();
     let mut down_until: Vec<Option<u64>> = vec![None; n];
+    let replicas = n + 1;
     while written < target_ops {
         w.step(true);
         for (r, at) in backups_at.iter_mut().enumerate() {
@@ -697,10 +883,11 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
                         let r = w.rng.below(n as u64) as usize;
                         w.restore(r);
                     }
-                    _ => {
+                    3 => {
                         let r = w.rng.below(n as u64) as usize;
                         w.tamper(r);
                     }
+                    k => w.membership(k - 4),
                 }
             }
         }
@@ -712,9 +899,8 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             }
         }
         if w.rng.chance(0.4) {
-            let r = w.rng.below(n as u64) as usize;
-            if w.replicas[r].up {
-                w.edit(r);
+            let r = w.rng.below(replicas as u64) as usize;
+            if w.replicas[r].up && w.edit(r) {
                 written += 1;
             }
         }
@@ -749,7 +935,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             break;
         }
     }
-    for r in 0..n {
+    for r in 0..replicas {
         TimeMachine::catch_up_with(&w.replicas[r].journal, checkpoint_ops).expect("replay");
     }
     let failure = failure.or_else(|| check(&w));
@@ -770,6 +956,12 @@ fn check(w: &World) -> Option<String> {
     }
     let j0 = &w.replicas[0].journal;
     let head0 = TimeMachine::load_head(j0).ok()?;
+    let members = match j0.members(j0.admitted()) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("replica 0: membership: {e}")),
+    };
+    // Replicas that must have replayed everything: members not removed.
+    let mut readers = Vec::new();
     for (i, r) in w.replicas.iter().enumerate() {
         let j = &r.journal;
         if j.admitted() != j0.admitted() {
@@ -780,6 +972,17 @@ fn check(w: &World) -> Option<String> {
                 return Some(format!("replica {i} admitted tampered op {}", id.short()));
             }
         }
+        let me = device_id(&r.signer);
+        if members.removed.contains_key(&me) {
+            if let Some(e) = key_after_removal(j0, j, &me) {
+                return Some(format!("removed replica {i} {e}"));
+            }
+            continue;
+        }
+        if members.active(&me).is_none() {
+            continue;
+        }
+        readers.push(i);
         let head = match TimeMachine::load_head(j) {
             Ok(h) => h,
             Err(e) => return Some(format!("replica {i}: head: {e}")),
@@ -820,7 +1023,8 @@ fn check(w: &World) -> Option<String> {
     for id in points.iter().step_by(97) {
         let vv = j0.causal_vv(id).ok()?;
         let want = TimeMachine::state_at(j0, &vv).ok()?;
-        for (i, r) in w.replicas.iter().enumerate().skip(1) {
+        for i in readers.iter().copied().filter(|i| *i != 0) {
+            let r = &w.replicas[i];
             match TimeMachine::state_at(&r.journal, &vv) {
                 Ok(s) if same_state(&s, &want) => {}
                 Ok(_) => {
@@ -830,6 +1034,57 @@ fn check(w: &World) -> Option<String> {
                     ));
                 }
                 Err(e) => return Some(format!("replica {i}: the point of op {}: {e}", id.short())),
+            }
+        }
+    }
+    None
+}
+
+/// Whether removed device `me`, replica `j`, holds the key of an epoch
+/// made after its removal (`j0` is a replica with every key): what it
+/// holds, if so. The ops sealed under such an epoch must stay unreadable
+/// to it, as raw bytes.
+fn key_after_removal(
+    j0: &Journal<MemStore>,
+    j: &Journal<MemStore>,
+    me: &vellum_journal::DeviceId,
+) -> Option<String> {
+    let removals: Vec<_> = j0
+        .controls()
+        .iter()
+        .filter(|c| matches!(&c.control, Control::Member(m) if m.action == MemberAction::Remove && m.device == *me))
+        .collect();
+    for c in j0.controls() {
+        if !matches!(c.control, Control::KeyRotate(_)) {
+            continue;
+        }
+        let past = j0.causal_past(&c.author, c.seq, &c.id).ok()?;
+        let after = removals
+            .iter()
+            .any(|r| j0.includes(&past, &r.author, r.seq, &r.id).unwrap_or(false));
+        if after && j.keys().get(&c.id).is_some() {
+            return Some(format!(
+                "holds the key of epoch {}, made after its removal",
+                c.id.short()
+            ));
+        }
+        if after {
+            let mut sealed_under = None;
+            j0.for_each_op_in_order(None, &mut |_, _, env| {
+                if env.header().key_epoch == c.id {
+                    sealed_under = Some(env);
+                    return Ok(std::ops::ControlFlow::Break(()));
+                }
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .ok()?;
+            if let Some(env) = sealed_under
+                && j.load_payload(&env).is_ok()
+            {
+                return Some(format!(
+                    "reads op {}, sealed after its removal",
+                    env.id().short()
+                ));
             }
         }
     }

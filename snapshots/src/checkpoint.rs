@@ -9,6 +9,7 @@ use std::ops::{Bound, ControlFlow};
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
+use vellum_journal::control::{Control, MemberAction};
 use vellum_journal::replay::VaultState;
 use vellum_journal::store::{Batch, Ks, Store};
 use vellum_journal::{Error, Journal, OrderKey, Result, VersionVector};
@@ -117,6 +118,17 @@ fn serves<S: Store>(
     let applied = VersionVector::from_bytes(&header.applied)?;
     if !applied.le(target) {
         return Ok(false);
+    }
+    // A removal bars its device's ops after the cutoff (DESIGN §7), ops the
+    // checkpoint may have applied: one the checkpoint lacks rules it out.
+    for c in journal.controls() {
+        if let Control::Member(m) = &c.control
+            && m.action == MemberAction::Remove
+            && journal.includes(target, &c.author, c.seq, &c.id)?
+            && !journal.includes(&applied, &c.author, c.seq, &c.id)?
+        {
+            return Ok(false);
+        }
     }
     // Each author's first op in T beyond the checkpoint is its earliest
     // there (lamport rises along a chain): it must sort after `last`.

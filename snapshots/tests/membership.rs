@@ -3,7 +3,6 @@
 //! causal past of its op. Every replica decides the same, whatever the
 //! arrival order.
 
-use vellum_journal::control::Control;
 use vellum_journal::entropy::SeededEntropy;
 use vellum_journal::envelope::{Envelope, Header, OpKind};
 use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
@@ -56,15 +55,17 @@ fn note(path: &str) -> Payload {
 }
 
 fn add(j: &mut Journal<MemStore>, e: &mut SeededEntropy, by: u8, device: u8) -> OpId {
-    j.append_control(
+    j.write(
         &signer(by),
-        Control::add_full_member(device_id(&signer(device)), [device; 32]),
-        Payload::new(Action::Member {
+        vec![vellum_journal::Write::Add {
+            device: device_id(&signer(device)),
+            role: vellum_journal::control::Role::Full,
             name: format!("device {device}"),
-        }),
+        }],
         e,
         T0 + 1_000,
     )
+    .map(|ids| ids[0])
     .unwrap()
 }
 
@@ -95,9 +96,13 @@ fn first_op(j: &Journal<MemStore>, by: u8, deps: Vec<OpId>, lamport: u64) -> Vec
     .to_vec()
 }
 
+/// Refused as a non-member: by admission (an op from outside), or before
+/// signing (a local write).
 fn rejected_as_non_member<T: std::fmt::Debug>(r: Result<T, Error>) {
     match r {
-        Err(Error::Rejected { reason, .. }) => assert!(reason.contains("not a member"), "{reason}"),
+        Err(Error::Rejected { reason, .. } | Error::Usage(reason)) => {
+            assert!(reason.contains("not a member"), "{reason}")
+        }
         other => panic!("expected a membership rejection, got {other:?}"),
     }
 }
@@ -178,15 +183,18 @@ fn only_members_add_members() {
     let a = vault(&mut e);
     let mut c = replica(&a);
     // Device 3 was never added, so its add of device 4 is refused.
-    let r = c.append_control(
-        &signer(3),
-        Control::add_full_member(device_id(&signer(4)), [4; 32]),
-        Payload::new(Action::Member {
-            name: "device 4".into(),
-        }),
-        &mut e,
-        T0 + 1_000,
-    );
+    let r = c
+        .write(
+            &signer(3),
+            vec![vellum_journal::Write::Add {
+                device: device_id(&signer(4)),
+                role: vellum_journal::control::Role::Full,
+                name: "device 4".into(),
+            }],
+            &mut e,
+            T0 + 1_000,
+        )
+        .map(|ids| ids[0]);
     rejected_as_non_member(r);
 }
 

@@ -453,9 +453,9 @@ impl<S: Store> Rig<S> {
         }
         let dedup_key = self
             .journal
-            .keys()
-            .current()
-            .and_then(|(epoch, _)| self.journal.keys().dedup_key(&epoch))
+            .write_epoch()
+            .unwrap()
+            .and_then(|epoch| self.journal.keys().dedup_key(&epoch))
             .expect("the vault key is present");
         let blob =
             store_blob(self.journal.store(), bytes, &dedup_key, &mut self.entropy).or_fail()?;

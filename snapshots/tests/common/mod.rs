@@ -6,9 +6,8 @@
 
 use std::ops::ControlFlow;
 
-use vellum_journal::control::Control;
 use vellum_journal::entropy::SeededEntropy;
-use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id, x25519_public};
+use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
 use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::replay::{FileState, VaultState, make_patch};
 use vellum_journal::store::{Durability, MemStore};
@@ -26,12 +25,18 @@ pub fn device(d: usize) -> DeviceId {
     device_id(&signer(d))
 }
 
+/// Device `d`'s keys: the vault's first key, and its identity to open
+/// keys sealed to it.
+pub fn keyring(d: usize) -> Keyring {
+    Keyring::new(EpochKey([8; 32])).with_identity(&signer(d))
+}
+
 pub struct Devices {
     pub journals: Vec<Journal<MemStore>>,
     /// The key each journal's device signs with (by `signer` index).
     pub signers: Vec<usize>,
-    entropy: SeededEntropy,
-    clock: u64,
+    pub entropy: SeededEntropy,
+    pub clock: u64,
 }
 
 impl Devices {
@@ -43,7 +48,7 @@ impl Devices {
             MemStore::new(),
             VaultId([5; 16]),
             &signer(0),
-            Keyring::new(EpochKey([8; 32])),
+            keyring(0),
             &mut entropy,
             T0,
             MERGE_VERSION,
@@ -51,21 +56,25 @@ impl Devices {
         .unwrap();
         for d in 1..n {
             first
-                .append_control(
+                .write(
                     &signer(0),
-                    Control::add_full_member(device_id(&signer(d)), x25519_public(&signer(d))),
-                    Payload::new(Action::Member {
+                    vec![vellum_journal::Write::Add {
+                        device: device_id(&signer(d)),
+                        role: vellum_journal::control::Role::Full,
                         name: format!("device {d}"),
-                    }),
+                    }],
                     &mut entropy,
                     T0 + 1,
                 )
+                .map(|ids| ids[0])
                 .unwrap();
         }
         TimeMachine::catch_up(&first).unwrap();
         let mut journals = vec![first];
-        for _ in 1..n {
-            let mut j = journals[0].empty_replica(MemStore::new()).unwrap();
+        for d in 1..n {
+            let mut j = journals[0]
+                .empty_replica_keyed(MemStore::new(), keyring(d))
+                .unwrap();
             sync_into(&journals[0], &mut j);
             journals.push(j);
         }
@@ -163,18 +172,26 @@ impl Devices {
     pub fn add_device(&mut self, by: usize, key: usize) -> usize {
         self.clock += 1;
         let j = &mut self.journals[by];
-        j.append_control(
+        j.write(
             &signer(self.signers[by]),
-            Control::add_full_member(device(key), x25519_public(&signer(key))),
-            Payload::new(Action::Member {
+            vec![vellum_journal::Write::Add {
+                device: device(key),
+                role: vellum_journal::control::Role::Full,
                 name: format!("device {key}"),
-            }),
+            }],
             &mut self.entropy,
             self.clock,
         )
+        .map(|ids| ids[0])
         .unwrap();
         TimeMachine::catch_up(j).unwrap();
-        let mut fresh = j.empty_replica(MemStore::new()).unwrap();
+        // It holds no key of its own: it opens the one sealed to it.
+        let mut fresh = j
+            .empty_replica_keyed(
+                MemStore::new(),
+                Keyring::empty().with_identity(&signer(key)),
+            )
+            .unwrap();
         sync_into(&self.journals[by], &mut fresh);
         self.journals.push(fresh);
         self.signers.push(key);
