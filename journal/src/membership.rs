@@ -95,9 +95,10 @@ impl Members {
 
     /// Members that hold the vault keys and have not been removed.
     pub fn readers(&self) -> impl Iterator<Item = &DeviceId> {
+        let leak = crate::mutants::active("seal_to_removed");
         self.roles
             .iter()
-            .filter(|(d, r)| r.reads() && !self.removed.contains_key(*d))
+            .filter(move |(d, r)| r.reads() && (leak || !self.removed.contains_key(*d)))
             .map(|(d, _)| d)
     }
 }
@@ -169,7 +170,12 @@ impl<S: Store> Journal<S> {
             self.add_with(&mut past, &h.author, h.seq - 1, &h.prev, staged)?;
         }
         let members = self.members_with(&past, staged)?;
-        if members.removed.contains_key(&h.author) {
+        let removed_here = crate::mutants::active("removal_local_view")
+            && self
+                .members_with(&staged.admitted, staged)?
+                .removed
+                .contains_key(&h.author);
+        if members.removed.contains_key(&h.author) || removed_here {
             return refuse("author was removed from this vault in the op's causal past");
         }
         let Some(role) = members.roles.get(&h.author).copied() else {
@@ -200,7 +206,10 @@ impl<S: Store> Journal<S> {
         if !exempt && !self.epoch_clean_with(&h.key_epoch, &past, staged)? {
             return refuse("key epoch was sealed to a device removed in the op's causal past");
         }
-        let reader = |d: &DeviceId| members.active(d).is_some_and(Role::reads);
+        let reader = |d: &DeviceId| {
+            members.active(d).is_some_and(Role::reads)
+                || (crate::mutants::active("seal_to_removed") && members.roles.contains_key(d))
+        };
         match control {
             None => {}
             Some(Control::Member(m)) => {

@@ -21,6 +21,14 @@ pub const ALL: &[(&str, &str)] = &[
         "base_from_cache",
         "take a base from the content cache by hash without checking it",
     ),
+    (
+        "removal_local_view",
+        "check an author's removal against the local view, not the op's causal past",
+    ),
+    (
+        "seal_to_removed",
+        "seal a new epoch key to every member ever added, removed ones too",
+    ),
 ];
 
 /// Whether mutant `name` is switched on.

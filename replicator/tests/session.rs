@@ -250,3 +250,151 @@ fn wants_for_missing_ranges_and_replayed_messages() {
     assert_eq!(b.0.op_count(), ops);
     assert!(closed(&mut b.1).is_none());
 }
+
+/// Every op of `from` that `to` lacks, admitted in order.
+fn copy_all(from: &Journal<MemStore>, to: &mut Journal<MemStore>) {
+    let mut ops = Vec::new();
+    from.for_each_op_in_order(None, &mut |key, _, env| {
+        if !to.holds(&key.id)? {
+            ops.push(env.into_bytes());
+        }
+        Ok(std::ops::ControlFlow::Continue(()))
+    })
+    .unwrap();
+    for v in to.admit_batch(ops, T0 + 100).unwrap() {
+        v.unwrap();
+    }
+}
+
+fn add(j: &mut Journal<MemStore>, by: u8, who: u8, e: &mut SeededEntropy) {
+    j.write(
+        &key(by),
+        vec![vellum_journal::Write::Add {
+            device: device_id(&key(who)),
+            role: vellum_journal::control::Role::Full,
+            name: format!("device {who}"),
+        }],
+        e,
+        T0,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_relay_passes_on_both_branches_of_a_fork_and_is_not_blamed() {
+    let (mut a, b, mut e) = pair();
+    add(&mut a, 1, 3, &mut e);
+    // Device 3 and a restored copy of it both write their seq 1.
+    let mut c = a.empty_replica(MemStore::new()).unwrap();
+    copy_all(&a, &mut c);
+    let mut c_copy = a.empty_replica(MemStore::new()).unwrap();
+    copy_all(&a, &mut c_copy);
+    let x = write(&mut c, 3, &mut e, "from-3.md");
+    let y = write(&mut c_copy, 3, &mut e, "from-3-restored.md");
+    copy_all(&c, &mut a);
+    copy_all(&c_copy, &mut a);
+    assert!(a.admitted().has_forks());
+    // Device 2 hears of device 3 only through device 1: a relay.
+    let sa = Session::new(&a, device_id(&key(1)), T0);
+    let sb = Session::new(&b, device_id(&key(2)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    pump(&mut a, &mut b);
+    assert!(b.0.holds(&x).unwrap() && b.0.holds(&y).unwrap());
+    assert_eq!(a.0.admitted(), b.0.admitted());
+    assert!(closed(&mut a.1).is_none() && closed(&mut b.1).is_none());
+}
+
+#[test]
+fn an_op_written_after_its_authors_removal_closes_the_session() {
+    let (mut a, mut b, mut e) = pair();
+    add(&mut a, 1, 3, &mut e);
+    let mut c = a.empty_replica(MemStore::new()).unwrap();
+    copy_all(&a, &mut c);
+    write(&mut c, 3, &mut e, "before.md");
+    copy_all(&c, &mut a);
+    a.write(
+        &key(1),
+        vec![vellum_journal::Write::Remove {
+            device: device_id(&key(3)),
+        }],
+        &mut e,
+        T0 + 20,
+    )
+    .unwrap();
+    copy_all(&a, &mut b);
+    copy_all(&a, &mut c);
+    // Device 3's journal refuses to write; a peer forges what it would
+    // have written, with the removal in its causal past.
+    let after = c.append(
+        &key(3),
+        vec![Payload::new(Action::DeviceInfo { name: "x".into() })],
+        &mut e,
+        T0 + 30,
+        Durability::Durable,
+    );
+    assert!(
+        matches!(after, Err(vellum_journal::Error::Usage(_))),
+        "{after:?}"
+    );
+    let me = device_id(&key(3));
+    let head = c.admitted().get(&me).unwrap();
+    let mut deps: Vec<OpId> = c
+        .admitted()
+        .iter()
+        .filter(|(d, _)| **d != me)
+        .map(|(_, e)| e.head)
+        .collect();
+    deps.sort();
+    let (mut lamport, mut hlc) = (0, 0);
+    for id in deps.iter().chain([&head.head]) {
+        let m = c.op_meta(id).unwrap().unwrap();
+        lamport = lamport.max(m.lamport);
+        hlc = hlc.max(m.hlc);
+    }
+    let header = vellum_journal::envelope::Header {
+        vault: c.vault(),
+        author: me,
+        seq: head.seq + 1,
+        prev: head.head,
+        lamport: lamport + 1,
+        hlc: hlc + 1,
+        deps,
+        key_epoch: c.genesis(),
+    };
+    let forged = vellum_journal::envelope::Envelope::seal(
+        vellum_journal::envelope::OpKind::Content,
+        &header,
+        &[],
+        &Payload::new(Action::DeviceInfo { name: "x".into() }).encode(),
+        &EpochKey([5; 32]),
+        [9; 24],
+        &key(3),
+    )
+    .unwrap();
+    // The peer announces it, device 2 asks for it, and gets refused bytes.
+    let mut vv = c.admitted().clone();
+    vv.observe(me, header.seq, forged.id());
+    let mut s = Session::new(&b, device_id(&key(2)), T0);
+    let hello = Message::Hello {
+        proto: PROTO,
+        vault: b.vault(),
+        device: me,
+        vv,
+    };
+    s.handle_message(&mut b, &hello.encode(), T0 + 40).unwrap();
+    let asked = std::iter::from_fn(|| s.poll_transmit())
+        .filter_map(|m| Message::decode(&m).ok())
+        .any(|m| matches!(m, Message::Want { .. }));
+    assert!(asked, "device 2 did not ask for the announced op");
+    let ops = Message::Ops {
+        ops: vec![forged.bytes().to_vec()],
+    };
+    s.handle_message(&mut b, &ops.encode(), T0 + 40).unwrap();
+    let (why, misbehaved) = closed(&mut s).expect("closed");
+    assert!(misbehaved && why.contains("removed"), "{why}");
+    assert!(!b.holds(&forged.id()).unwrap());
+    // The journal goes on: device 1's next op still arrives.
+    let id = write(&mut a, 1, &mut e, "later.md");
+    copy_all(&a, &mut b);
+    assert!(b.holds(&id).unwrap());
+}

@@ -245,7 +245,11 @@ fn a_new_member_reads_all_history_through_the_back_chain() {
     // Added under the newest epoch only, it reads every earlier one.
     let new = d.add_device(0, 7);
     d.sync_all();
-    assert_eq!(d.journals[new].keys().epochs().count(), 3, "genesis and two rotations");
+    assert_eq!(
+        d.journals[new].keys().epochs().count(),
+        3,
+        "genesis and two rotations"
+    );
     assert_eq!(d.text_at(new, "old.md").as_deref(), Some("old\n"));
     assert_eq!(d.text_at(new, "mid.md").as_deref(), Some("mid\n"));
 }
