@@ -54,6 +54,11 @@ pub struct Session {
     peer: Option<DeviceId>,
     /// The peer's last Hello or Have.
     peer_has: VersionVector,
+    /// Ops this session sent the peer, by branch: the stream is reliable
+    /// and ordered, so the peer holds them (or they wait there for their
+    /// causal past). Without this, a Want would be answered from the
+    /// peer's last Hello or Have, and what was sent since sent again.
+    sent: VersionVector,
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     /// When the last Want went out, while it is unanswered.
@@ -72,6 +77,7 @@ impl Session {
             local,
             peer: None,
             peer_has: VersionVector::new(),
+            sent: VersionVector::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             want_sent: None,
@@ -264,8 +270,8 @@ impl Session {
                 return Ok(());
             }
             let to = r.to.min(head.seq);
-            for id in self.missing_on_branch(journal, &r.author, &head, r.from, to)? {
-                let Some(env) = journal.load(&id)? else {
+            for op in self.missing_on_branch(journal, &r.author, &head, r.from, to)? {
+                let Some(env) = journal.load(&op.id)? else {
                     continue;
                 };
                 let len = env.bytes().len();
@@ -281,6 +287,23 @@ impl Session {
                 budget = budget.saturating_sub(len as u64);
                 batch_bytes += len;
                 batch.push(env.into_bytes());
+                // The op extends the branch ending at its prev, or starts one.
+                let prev = self
+                    .sent
+                    .heads(&op.author)
+                    .iter()
+                    .find(|e| e.head == op.prev)
+                    .copied();
+                if let Some(e) = prev {
+                    self.sent.remove_head(&op.author, &e);
+                }
+                self.sent.add_head(
+                    op.author,
+                    vellum_journal::vv::Entry {
+                        seq: op.seq,
+                        head: op.id,
+                    },
+                );
             }
         }
         // An empty batch still answers the Want.
@@ -299,15 +322,22 @@ impl Session {
         head: &vellum_journal::OpMeta,
         from: u64,
         to: u64,
-    ) -> Result<Vec<vellum_journal::OpId>, JournalError> {
-        let at = |seq: u64| journal.ancestor(author, &head.id, head.seq, seq);
+    ) -> Result<Vec<vellum_journal::OpMeta>, JournalError> {
         let forked = journal.forks().contains_key(author);
+        // One op per slot on an unforked chain: a lookup, not a walk.
+        let at = |seq: u64| -> Result<vellum_journal::OpMeta, JournalError> {
+            if !forked && let Some(m) = journal.chain_at(author, seq)?.into_iter().next() {
+                return Ok(m);
+            }
+            journal.ancestor(author, &head.id, head.seq, seq)
+        };
         // Whether the peer's last vector proves it holds this op: one of
         // its entries is, or descends from, the op. An entry whose head
         // this journal does not hold proves nothing (it may be a branch
         // this journal has not seen).
         let has = |seq: u64, id: vellum_journal::OpId| -> Result<bool, JournalError> {
-            for e in self.peer_has.heads(author) {
+            let told = self.peer_has.heads(author).iter();
+            for e in told.chain(self.sent.heads(author)) {
                 if e.seq < seq {
                     continue;
                 }
@@ -332,7 +362,7 @@ impl Session {
         }
         let mut out = Vec::new();
         for seq in start..=to {
-            out.push(at(seq)?.id);
+            out.push(at(seq)?);
         }
         Ok(out)
     }

@@ -398,3 +398,52 @@ fn an_op_written_after_its_authors_removal_closes_the_session() {
     copy_all(&a, &mut b);
     assert!(b.holds(&id).unwrap());
 }
+
+#[test]
+fn a_log_larger_than_one_credit_crosses_the_wire_once() {
+    let (mut a, b, mut e) = pair();
+    // About 10 MiB of ops: three Wants' worth of credit.
+    let line = "a line of a long note that takes some room\n".repeat(24);
+    let mut i = 0;
+    while a.op_bytes().unwrap() < 10 << 20 {
+        let batch = (0..200)
+            .map(|k| {
+                Payload::new(Action::Create {
+                    path: format!("n{}.md", i + k),
+                    mtime_ms: 0,
+                    body: Body::Text(format!("{}\n{line}", i + k)),
+                })
+            })
+            .collect();
+        a.append(&key(1), batch, &mut e, T0 + 10, Durability::Buffered)
+            .unwrap();
+        i += 200;
+    }
+    let sa = Session::new(&a, device_id(&key(1)), T0);
+    let sb = Session::new(&b, device_id(&key(2)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    let mut wire = 0u64;
+    for _ in 0..100 {
+        let mut quiet = true;
+        while let Some(m) = a.1.poll_transmit() {
+            quiet = false;
+            wire += m.len() as u64;
+            b.1.handle_message(&mut b.0, &m, T0 + 20).unwrap();
+        }
+        while let Some(m) = b.1.poll_transmit() {
+            quiet = false;
+            a.1.handle_message(&mut a.0, &m, T0 + 20).unwrap();
+        }
+        if quiet {
+            break;
+        }
+    }
+    assert_eq!(a.0.admitted(), b.0.admitted());
+    // Each op once, plus framing: never the start of the log again with
+    // each Want.
+    let ops = a.0.op_bytes().unwrap();
+    assert!(
+        wire < ops + ops / 50,
+        "{wire} wire bytes for {ops} bytes of ops"
+    );
+}
