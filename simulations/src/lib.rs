@@ -255,6 +255,37 @@ impl World {
             if *c != conn {
                 continue;
             }
+            if self.printer.is_some() && std::env::var_os("VELLUM_SIM_MESSAGES").is_some() {
+                let what = match vellum_replicator::Message::decode(&bytes) {
+                    Ok(vellum_replicator::Message::Want { ranges, .. }) => format!(
+                        "Want {}",
+                        ranges
+                            .iter()
+                            .map(|r| format!(
+                                "{}:{}-{}@{}",
+                                r.author.short(),
+                                r.from,
+                                r.to,
+                                r.head.short()
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                    Ok(vellum_replicator::Message::Ops { ops }) => format!("Ops {}", ops.len()),
+                    Ok(vellum_replicator::Message::Have { vv }) => format!(
+                        "Have {}",
+                        vv.iter()
+                            .map(|(a, e)| format!("{}:{}@{}", a.short(), e.seq, e.head.short()))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                    Ok(m) => format!("{m:?}").chars().take(60).collect(),
+                    Err(e) => format!("undecodable: {e}"),
+                };
+                if let Some(p) = &mut self.printer {
+                    p(&format!("t={:>7} msg {from}->{to}: {what}", self.now));
+                }
+            }
             let journal = &mut self.replicas[to].journal;
             if let Err(e) = s.handle_message(journal, &bytes, now) {
                 panic!("storage error in the simulation: {e}");
@@ -622,6 +653,9 @@ impl World {
         };
         let store = backup.snapshot();
         rep.journal = Journal::open(store, rep.keyring.clone()).expect("open a backup");
+        // A restore is a restart: its connections end, and what its peers
+        // sent the journal it replaced is gone.
+        self.sessions.retain(|(a, b), _| *a != r && *b != r);
         TimeMachine::catch_up_with(&rep.journal, self.checkpoint_ops).expect("replay a backup");
         self.log(format!("{r} is restored from its backup"));
     }
@@ -931,7 +965,34 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             quiet_since = None;
         }
         if w.now - heal_start > HEAL_MAX_MS {
-            failure = Some("the replicas did not converge within 600 s of healing".to_string());
+            let counts: Vec<String> = w
+                .replicas
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} ops + {} pending",
+                        r.journal.op_count(),
+                        r.journal.pending_count().unwrap_or(0)
+                    )
+                })
+                .collect();
+            let vvs: Vec<String> = w
+                .replicas
+                .iter()
+                .map(|r| {
+                    r.journal
+                        .admitted()
+                        .iter()
+                        .map(|(a, e)| format!("{}:{}", a.short(), e.seq))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            failure = Some(format!(
+                "the replicas did not converge within 600 s of healing ({}) [{}]",
+                counts.join(", "),
+                vvs.join(" | ")
+            ));
             break;
         }
     }
