@@ -114,6 +114,28 @@ pub fn store_blob<S: Store + ?Sized>(
 }
 
 const CHUNK_BYTES_META: &[u8] = b"chunk_bytes";
+/// `Ks::Meta` prefix: content ops admitted before their epoch key was
+/// held, whose chunks are not known yet (`unread/` ‖ OpId → empty).
+const UNREAD: &[u8] = b"unread/";
+/// `Ks::Meta` prefix: chunks admitted ops name and this store lacks
+/// (`chunk_debt/` ‖ chunk id → empty): fetched from peers.
+const DEBT: &[u8] = b"chunk_debt/";
+
+fn prefixed(prefix: &[u8], id: &[u8; 32]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(id);
+    k
+}
+
+/// Records in `batch` that op `id` was admitted unread.
+pub(crate) fn note_unread(batch: &mut Batch, id: &crate::id::OpId) {
+    batch.put(Ks::Meta, prefixed(UNREAD, &id.0), Vec::new());
+}
+
+/// Records in `batch` that an admitted op names chunk `id`, not stored.
+pub(crate) fn note_debt(batch: &mut Batch, id: &[u8; 32]) {
+    batch.put(Ks::Meta, prefixed(DEBT, id), Vec::new());
+}
 
 /// Stores chunks received from elsewhere (an import), each checked against
 /// its id (blake3 of the stored bytes), durably: they must be durable
@@ -134,6 +156,7 @@ pub fn store_chunks<S: Store>(store: &S, chunks: Vec<([u8; 32], Vec<u8>)>) -> Re
             bytes += stored.len() as u64;
             batch.put(Ks::Chunks, id.to_vec(), stored);
         }
+        batch.delete(Ks::Meta, prefixed(DEBT, &id));
     }
     let total = stored_chunk_bytes(store)? + bytes;
     batch.put(Ks::Meta, CHUNK_BYTES_META, total.to_le_bytes().to_vec());
@@ -236,6 +259,106 @@ fn read_chunk<S: Store + ?Sized>(store: &S, c: &ChunkRef) -> Result<Vec<u8>> {
 /// Whether every chunk the blob names is present and intact.
 pub fn check_blob<S: Store + ?Sized>(store: &S, blob: &BlobRef) -> Result<()> {
     read_blob(store, blob, &mut std::io::sink())
+}
+
+impl<S: Store> crate::journal::Journal<S> {
+    /// The chunks op `env` names that this store lacks: those of the blob
+    /// in its payload, if this device can open the payload (a device that
+    /// cannot learns of no chunk). The op need not be admitted.
+    pub fn missing_chunks(&self, env: &crate::envelope::Envelope) -> Result<Vec<[u8; 32]>> {
+        use crate::payload::{Action, Body};
+        if env.kind() != crate::envelope::OpKind::Content {
+            return Ok(Vec::new());
+        }
+        let Ok(payload) = self.load_payload(env) else {
+            return Ok(Vec::new());
+        };
+        let blob = match &payload.action {
+            Action::Create {
+                body: Body::Blob(b),
+                ..
+            }
+            | Action::Replace {
+                body: Body::Blob(b),
+                ..
+            }
+            | Action::Resolve {
+                body: Body::Blob(b),
+                ..
+            } => b,
+            _ => return Ok(Vec::new()),
+        };
+        let mut out: Vec<[u8; 32]> = Vec::new();
+        for c in &blob.chunks {
+            if !out.contains(&c.id) && self.store().get(Ks::Chunks, &c.id)?.is_none() {
+                out.push(c.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunks that admitted ops name and this store lacks, at most `limit`:
+    /// those of ops admitted before this device could read them (a member
+    /// that joined, a key that came late). Peers are asked for them.
+    pub fn chunk_debt(&self, limit: usize) -> Result<Vec<[u8; 32]>> {
+        let mut keys = Vec::new();
+        self.store().scan_prefix(Ks::Meta, DEBT, &mut |k, _| {
+            keys.push(k.to_vec());
+            if keys.len() >= limit {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })?;
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let Ok(id) = <[u8; 32]>::try_from(&k[DEBT.len()..]) else {
+                continue;
+            };
+            if self.store().get(Ks::Chunks, &id)?.is_none() {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ops admitted unread whose key is now held: their missing chunks
+    /// become debt (after keys are learned).
+    pub(crate) fn settle_unread(&self) -> Result<()> {
+        let mut ids = Vec::new();
+        self.store().scan_prefix(Ks::Meta, UNREAD, &mut |k, _| {
+            if let Some(id) = crate::id::OpId::from_slice(&k[UNREAD.len()..]) {
+                ids.push(id);
+            }
+            std::ops::ControlFlow::Continue(())
+        })?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for id in ids {
+            let Some(env) = self.load(&id)? else {
+                batch.delete(Ks::Meta, prefixed(UNREAD, &id.0));
+                continue;
+            };
+            if self.keys().get(&env.header().key_epoch).is_none() {
+                continue;
+            }
+            for c in self.missing_chunks(&env)? {
+                batch.put(Ks::Meta, prefixed(DEBT, &c), Vec::new());
+            }
+            batch.delete(Ks::Meta, prefixed(UNREAD, &id.0));
+        }
+        if !batch.is_empty() {
+            self.store().commit(batch, Durability::Buffered)?;
+        }
+        Ok(())
+    }
+
+    /// A stored chunk (nonce ‖ ciphertext) by its id.
+    pub fn chunk(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        self.store().get(Ks::Chunks, id)
+    }
 }
 
 #[cfg(test)]

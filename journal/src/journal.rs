@@ -947,6 +947,18 @@ impl<S: Store> Journal<S> {
             );
             staged.controls.push(c);
         }
+        // Chunks the op names that this store lacks are owed: peers are
+        // asked for them (`chunk_debt`). An op this device cannot read yet
+        // is looked at again once its key arrives.
+        if env.kind() == OpKind::Content {
+            if self.keys.get(&h.key_epoch).is_none() {
+                crate::blob::note_unread(&mut staged.batch, &id);
+            } else {
+                for c in self.missing_chunks(&env)? {
+                    crate::blob::note_debt(&mut staged.batch, &c);
+                }
+            }
+        }
         staged
             .batch
             .put(Ks::Ops, id.0.to_vec(), key.to_bytes().to_vec());

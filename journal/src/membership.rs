@@ -424,7 +424,7 @@ impl<S: Store> Journal<S> {
                 }
             }
             if found.is_empty() {
-                return Ok(());
+                return self.settle_unread();
             }
             for (e, k) in found {
                 self.keys_mut().insert(e, k);

@@ -20,12 +20,13 @@
 //! [`WANT_TIMEOUT_MS`]. Forks need no special case: a Want names a branch by
 //! its head, and the server sends what the asker's vector lacks on it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
+use vellum_journal::limits::CHUNK_BYTES_MAX;
 use vellum_journal::store::Store;
 use vellum_journal::{Admission, DeviceId, Error as JournalError, Journal, VaultId, VersionVector};
 
-use crate::wire::{BATCH_BYTES_MAX, Message, PROTO, Range, WANT_RANGES_MAX};
+use crate::wire::{BATCH_BYTES_MAX, Message, PROTO, Range, WANT_CHUNKS_MAX, WANT_RANGES_MAX};
 
 /// A Have goes out at least this often, whatever happened.
 pub const ANTI_ENTROPY_MS: u64 = 30_000;
@@ -33,6 +34,9 @@ pub const ANTI_ENTROPY_MS: u64 = 30_000;
 pub const WANT_TIMEOUT_MS: u64 = 5_000;
 /// Bytes of ops a Want accepts at once.
 pub const WANT_CREDIT_BYTES: u32 = 4 * 1024 * 1024;
+/// Chunk ids asked for at once: as many of the largest chunk as one
+/// credit takes, so a WantChunks is always answered in full.
+pub const WANT_CHUNK_IDS: usize = WANT_CREDIT_BYTES as usize / CHUNK_BYTES_MAX;
 /// Messages waiting to be sent before the session stops queueing Haves.
 pub const OUTBOX_MAX: usize = 64;
 
@@ -65,6 +69,20 @@ pub struct Session {
     want_sent: Option<u64>,
     /// Bytes the last Want allows the peer to send.
     granted: u64,
+    /// Chunks of the journal's debt to ask this peer for.
+    chunks_needed: BTreeSet<[u8; 32]>,
+    /// Chunks asked for by the last WantChunks and not yet received.
+    chunks_asked: BTreeSet<[u8; 32]>,
+    /// Every chunk asked for in this session: a late answer to an earlier
+    /// WantChunks (asked again after a timeout) is not misbehaviour.
+    chunks_ever_asked: BTreeSet<[u8; 32]>,
+    /// When the last WantChunks went out, while it is unanswered.
+    chunks_want_sent: Option<u64>,
+    /// Bytes the last WantChunks allows the peer to send.
+    chunks_granted: u64,
+    /// Chunks of the journal's debt (`Journal::chunk_debt`) this peer said
+    /// it lacks: not asked of it again.
+    peer_lacks: BTreeSet<[u8; 32]>,
     next_have: u64,
     closed: bool,
 }
@@ -82,6 +100,12 @@ impl Session {
             events: VecDeque::new(),
             want_sent: None,
             granted: 0,
+            chunks_needed: BTreeSet::new(),
+            chunks_asked: BTreeSet::new(),
+            chunks_ever_asked: BTreeSet::new(),
+            chunks_want_sent: None,
+            chunks_granted: 0,
+            peer_lacks: BTreeSet::new(),
             next_have: now + ANTI_ENTROPY_MS,
             closed: false,
         };
@@ -108,7 +132,13 @@ impl Session {
             return None;
         }
         let want = self.want_sent.map(|t| t + WANT_TIMEOUT_MS);
-        Some(want.map_or(self.next_have, |w| w.min(self.next_have)))
+        let chunks = self.chunks_want_sent.map(|t| t + WANT_TIMEOUT_MS);
+        Some(
+            [want, chunks]
+                .into_iter()
+                .flatten()
+                .fold(self.next_have, u64::min),
+        )
     }
 
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -138,6 +168,15 @@ impl Session {
         if self.want_sent.is_some_and(|t| now >= t + WANT_TIMEOUT_MS) {
             self.want_sent = None;
             self.ask(journal, now);
+        }
+        if self
+            .chunks_want_sent
+            .is_some_and(|t| now >= t + WANT_TIMEOUT_MS)
+        {
+            // Ask again for what is still missing.
+            self.chunks_want_sent = None;
+            self.chunks_asked.clear();
+            self.ask_chunks(now);
         }
         if now >= self.next_have {
             self.announce(journal, now);
@@ -196,6 +235,8 @@ impl Session {
             }
             Message::Want { credit, ranges } => self.serve(journal, credit, &ranges)?,
             Message::Ops { ops } => self.receive(journal, ops, now)?,
+            Message::WantChunks { credit, ids } => self.serve_chunks(journal, credit, &ids)?,
+            Message::Chunks { chunks } => self.receive_chunks(journal, chunks, now)?,
             Message::Bye { reason } => {
                 self.closed = true;
                 self.events.push_back(Event::Closed {
@@ -210,6 +251,7 @@ impl Session {
     /// Asks for what the peer has and the journal lacks, unless a Want is
     /// out already.
     fn ask<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        self.ask_debt(journal, now);
         if self.want_sent.is_some() {
             return;
         }
@@ -406,6 +448,151 @@ impl Session {
         // The Want is answered: ask for what is still missing.
         self.want_sent = None;
         self.ask(journal, now);
+        Ok(())
+    }
+
+    /// Asks this peer for chunks that admitted ops name and the store
+    /// lacks (`Journal::chunk_debt`), but not for those it said it lacks.
+    fn ask_debt<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        if self.chunks_want_sent.is_some() {
+            return;
+        }
+        let Ok(debt) = journal.chunk_debt(WANT_CHUNK_IDS + self.peer_lacks.len()) else {
+            return;
+        };
+        self.chunks_needed
+            .extend(debt.into_iter().filter(|c| !self.peer_lacks.contains(c)));
+        self.ask_chunks(now);
+    }
+
+    /// Asks for the chunks still needed, unless a WantChunks is out already.
+    fn ask_chunks(&mut self, now: u64) {
+        if self.chunks_want_sent.is_some() {
+            return;
+        }
+        let ids: Vec<[u8; 32]> = self
+            .chunks_needed
+            .iter()
+            .take(WANT_CHUNK_IDS.min(WANT_CHUNKS_MAX))
+            .copied()
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        self.chunks_asked = ids.iter().copied().collect();
+        self.chunks_ever_asked.extend(ids.iter().copied());
+        self.chunks_granted = u64::from(WANT_CREDIT_BYTES);
+        self.chunks_want_sent = Some(now);
+        self.send(Message::WantChunks {
+            credit: WANT_CREDIT_BYTES,
+            ids,
+        });
+    }
+
+    /// Sends the chunks asked for, in `Chunks` messages of at most
+    /// [`BATCH_BYTES_MAX`] (or one chunk), within `credit`. A chunk not
+    /// held goes as an empty entry, so the asker knows.
+    fn serve_chunks<S: Store>(
+        &mut self,
+        journal: &Journal<S>,
+        credit: u32,
+        ids: &[[u8; 32]],
+    ) -> Result<(), JournalError> {
+        let mut budget = u64::from(credit);
+        let mut batch: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0;
+        for id in ids {
+            let bytes = journal.chunk(id)?.unwrap_or_default();
+            if bytes.len() as u64 > budget && budget < u64::from(credit) {
+                break;
+            }
+            if batch_bytes + bytes.len() > BATCH_BYTES_MAX && !batch.is_empty() {
+                self.send(Message::Chunks {
+                    chunks: std::mem::take(&mut batch),
+                });
+                batch_bytes = 0;
+            }
+            budget = budget.saturating_sub(bytes.len() as u64);
+            batch_bytes += bytes.len();
+            batch.push((*id, bytes));
+        }
+        if !batch.is_empty() || ids.is_empty() {
+            self.send(Message::Chunks { chunks: batch });
+        }
+        Ok(())
+    }
+
+    /// Stores chunks from the peer, each checked against its id, durably;
+    /// then asks for more.
+    fn receive_chunks<S: Store>(
+        &mut self,
+        journal: &mut Journal<S>,
+        chunks: Vec<([u8; 32], Vec<u8>)>,
+        now: u64,
+    ) -> Result<(), JournalError> {
+        // Only chunks of the last WantChunks count against its credit. One
+        // asked earlier in the session (an answer that came late, or twice)
+        // is stored if new; one never asked for is misbehaviour.
+        let mut fresh = Vec::with_capacity(chunks.len());
+        let mut late = Vec::new();
+        for (id, c) in chunks {
+            if self.chunks_asked.contains(&id) {
+                fresh.push((id, c));
+            } else if !self.chunks_ever_asked.contains(&id) {
+                self.misbehaved("the peer sent a chunk that was not asked for".into());
+                return Ok(());
+            } else if !c.is_empty() {
+                if *blake3::hash(&c).as_bytes() != id {
+                    self.misbehaved("the peer sent a chunk that does not match its id".into());
+                    return Ok(());
+                }
+                self.chunks_needed.remove(&id);
+                late.push((id, c));
+            }
+        }
+        if !late.is_empty() {
+            vellum_journal::blob::store_chunks(journal.store(), late)?;
+        }
+        let chunks = fresh;
+        let bytes: u64 = chunks.iter().map(|(_, c)| c.len() as u64).sum();
+        if bytes > self.chunks_granted && chunks.len() > 1 {
+            self.misbehaved(format!(
+                "the peer sent {bytes} bytes of chunks against a credit of {}",
+                self.chunks_granted
+            ));
+            return Ok(());
+        }
+        self.chunks_granted = self.chunks_granted.saturating_sub(bytes);
+        let mut keep = Vec::with_capacity(chunks.len());
+        for (id, c) in chunks {
+            if !self.chunks_asked.remove(&id) {
+                self.misbehaved("the peer sent a chunk that was not asked for".into());
+                return Ok(());
+            }
+            if c.is_empty() {
+                // The peer does not hold it (a relay that cannot read the
+                // op, or one still fetching it): another peer is asked.
+                self.chunks_needed.remove(&id);
+                self.peer_lacks.insert(id);
+                continue;
+            }
+            if *blake3::hash(&c).as_bytes() != id {
+                self.misbehaved("the peer sent a chunk that does not match its id".into());
+                return Ok(());
+            }
+            self.chunks_needed.remove(&id);
+            keep.push((id, c));
+        }
+        vellum_journal::blob::store_chunks(journal.store(), keep)?;
+        if !self.chunks_asked.is_empty() {
+            return Ok(());
+        }
+        self.chunks_want_sent = None;
+        if self.chunks_needed.is_empty() {
+            self.ask_debt(journal, now);
+        } else {
+            self.ask_chunks(now);
+        }
         Ok(())
     }
 

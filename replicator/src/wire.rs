@@ -4,7 +4,7 @@
 //! Decoding checks every length against the bytes present and the limits
 //! below, so garbage is an error, never a panic or a large allocation.
 
-use vellum_journal::limits::OP_BYTES_MAX;
+use vellum_journal::limits::{CHUNK_BYTES_MAX, OP_BYTES_MAX};
 use vellum_journal::{DeviceId, OpId, VaultId, VersionVector};
 
 /// The protocol version this build speaks (the first byte of a message).
@@ -19,12 +19,16 @@ pub const MESSAGE_BYTES_MAX: usize = BATCH_BYTES_MAX + OP_BYTES_MAX + 1024;
 pub const VV_ENTRIES_MAX: usize = 4096;
 /// Most ranges in one Want.
 pub const WANT_RANGES_MAX: usize = 1024;
+/// Most chunk ids in one WantChunks.
+pub const WANT_CHUNKS_MAX: usize = 1024;
 
 const T_HELLO: u8 = 1;
 const T_HAVE: u8 = 2;
 const T_WANT: u8 = 3;
 const T_OPS: u8 = 4;
 const T_BYE: u8 = 5;
+const T_WANT_CHUNKS: u8 = 6;
+const T_CHUNKS: u8 = 7;
 
 /// Ops of one author that a peer asks for: those on the branch ending at
 /// `head` with seq in `from..=to`. `from` is the asker's guess; the server
@@ -54,6 +58,11 @@ pub enum Message {
     Ops { ops: Vec<Vec<u8>> },
     /// The sender closes the session, and says why.
     Bye { reason: String },
+    /// Chunks the sender lacks (by transport id: blake3 of the stored
+    /// bytes), and how many bytes it will take now.
+    WantChunks { credit: u32, ids: Vec<[u8; 32]> },
+    /// Stored chunks (nonce ‖ ciphertext), each with its id.
+    Chunks { chunks: Vec<([u8; 32], Vec<u8>)> },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -107,6 +116,23 @@ impl Message {
                 for op in ops {
                     b.extend_from_slice(&(op.len() as u32).to_le_bytes());
                     b.extend_from_slice(op);
+                }
+            }
+            Message::WantChunks { credit, ids } => {
+                b.push(T_WANT_CHUNKS);
+                b.extend_from_slice(&credit.to_le_bytes());
+                b.extend_from_slice(&(ids.len() as u16).to_le_bytes());
+                for id in ids {
+                    b.extend_from_slice(id);
+                }
+            }
+            Message::Chunks { chunks } => {
+                b.push(T_CHUNKS);
+                b.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+                for (id, bytes) in chunks {
+                    b.extend_from_slice(id);
+                    b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    b.extend_from_slice(bytes);
                 }
             }
             Message::Bye { reason } => {
@@ -168,6 +194,31 @@ impl Message {
                     ops.push(r.take(len)?.to_vec());
                 }
                 Message::Ops { ops }
+            }
+            T_WANT_CHUNKS => {
+                let credit = r.u32()?;
+                let n = r.u16()? as usize;
+                if n > WANT_CHUNKS_MAX {
+                    return Err(WireError::Invalid(format!("{n} chunks in one WantChunks")));
+                }
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(r.array()?);
+                }
+                Message::WantChunks { credit, ids }
+            }
+            T_CHUNKS => {
+                let n = r.u32()? as usize;
+                let mut chunks = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    let id = r.array()?;
+                    let len = r.u32()? as usize;
+                    if len > CHUNK_BYTES_MAX {
+                        return Err(WireError::Invalid(format!("a chunk of {len} bytes")));
+                    }
+                    chunks.push((id, r.take(len)?.to_vec()));
+                }
+                Message::Chunks { chunks }
             }
             T_BYE => {
                 let len = r.u16()? as usize;
@@ -254,6 +305,13 @@ mod tests {
             },
             Message::Ops {
                 ops: vec![vec![9; 10], vec![]],
+            },
+            Message::WantChunks {
+                credit: 1 << 20,
+                ids: vec![[3; 32], [4; 32]],
+            },
+            Message::Chunks {
+                chunks: vec![([5; 32], vec![1, 2, 3]), ([6; 32], vec![])],
             },
             Message::Bye {
                 reason: "bye".into(),

@@ -447,3 +447,176 @@ fn a_log_larger_than_one_credit_crosses_the_wire_once() {
         "{wire} wire bytes for {ops} bytes of ops"
     );
 }
+
+/// Device 1 writes a binary file of `len` pseudo-random bytes; its bytes.
+fn blob_op(j: &mut Journal<MemStore>, e: &mut SeededEntropy, path: &str, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    vellum_journal::entropy::Entropy::fill(e, &mut bytes);
+    let dedup = j.keys().dedup_key(&j.genesis()).unwrap();
+    let blob = vellum_journal::blob::store_blob(j.store(), &bytes[..], &dedup, e).unwrap();
+    j.append(
+        &key(1),
+        vec![Payload::new(Action::Create {
+            path: path.into(),
+            mtime_ms: 0,
+            body: Body::Blob(blob),
+        })],
+        e,
+        T0 + 10,
+        Durability::Durable,
+    )
+    .unwrap();
+    bytes
+}
+
+/// The blob of the live file at `path`, read back from `j`'s chunks.
+fn read_file(j: &Journal<MemStore>, path: &str) -> Vec<u8> {
+    vellum_snapshots::TimeMachine::catch_up(j).unwrap();
+    let head = vellum_snapshots::TimeMachine::load_head(j).unwrap();
+    let (id, f) = head.file_at(path).expect("the file is there");
+    let Body::Blob(blob) =
+        vellum_snapshots::contents::body_of(j, id, f.hash, j.admitted()).unwrap()
+    else {
+        panic!("{path} is not binary");
+    };
+    let mut out = Vec::new();
+    vellum_journal::blob::read_blob(j.store(), &blob, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn chunks_follow_the_ops_that_name_them_and_resume_where_they_stopped() {
+    let (mut a, b, mut e) = pair();
+    let small = blob_op(&mut a, &mut e, "small.bin", 300_000);
+    let sa = Session::new(&a, device_id(&key(1)), T0);
+    let sb = Session::new(&b, device_id(&key(2)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    pump(&mut a, &mut b);
+    assert_eq!(a.0.admitted(), b.0.admitted());
+    assert_eq!(read_file(&b.0, "small.bin"), small);
+
+    // A 6 MB file; the connection breaks after the first chunks arrive.
+    let big = blob_op(&mut a.0, &mut e, "big.bin", 6_000_000);
+    a.1.announce(&a.0, T0 + 30);
+    let mut chunk_messages = 0;
+    'cut: for _ in 0..100 {
+        while let Some(m) = a.1.poll_transmit() {
+            let is_chunks = matches!(Message::decode(&m), Ok(Message::Chunks { .. }));
+            b.1.handle_message(&mut b.0, &m, T0 + 40).unwrap();
+            if is_chunks {
+                chunk_messages += 1;
+                if chunk_messages == 3 {
+                    break 'cut;
+                }
+            }
+        }
+        while let Some(m) = b.1.poll_transmit() {
+            a.1.handle_message(&mut a.0, &m, T0 + 40).unwrap();
+        }
+    }
+    assert_eq!(chunk_messages, 3);
+    // The op is in; the chunks that arrived are kept, the rest are owed.
+    let stored = vellum_journal::blob::stored_chunk_bytes(b.0.store()).unwrap();
+    assert!(stored > 300_000, "{stored}");
+    assert_eq!(a.0.admitted(), b.0.admitted());
+    assert!(!b.0.chunk_debt(1000).unwrap().is_empty());
+
+    // A new connection sends only the chunks still missing.
+    let sa = Session::new(&a.0, device_id(&key(1)), T0 + 50);
+    let sb = Session::new(&b.0, device_id(&key(2)), T0 + 50);
+    let (mut a, mut b) = ((a.0, sa), (b.0, sb));
+    let mut chunk_bytes = 0u64;
+    for _ in 0..200 {
+        let mut quiet = true;
+        while let Some(m) = a.1.poll_transmit() {
+            quiet = false;
+            if let Ok(Message::Chunks { chunks }) = Message::decode(&m) {
+                chunk_bytes += chunks.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
+            }
+            b.1.handle_message(&mut b.0, &m, T0 + 60).unwrap();
+        }
+        while let Some(m) = b.1.poll_transmit() {
+            quiet = false;
+            a.1.handle_message(&mut a.0, &m, T0 + 60).unwrap();
+        }
+        if quiet {
+            break;
+        }
+    }
+    assert!(b.0.chunk_debt(1000).unwrap().is_empty());
+    assert_eq!(read_file(&b.0, "big.bin"), big);
+    let total = vellum_journal::blob::stored_chunk_bytes(b.0.store()).unwrap();
+    assert_eq!(
+        chunk_bytes,
+        total - stored,
+        "chunks stored before the break were sent again"
+    );
+    assert!(closed(&mut a.1).is_none() && closed(&mut b.1).is_none());
+}
+
+#[test]
+fn unasked_or_forged_chunks_close_the_session_and_a_lacking_peer_is_passed_over() {
+    let (mut a, mut b, mut e) = pair();
+    blob_op(&mut a, &mut e, "x.bin", 100_000);
+    // Chunks nobody asked for.
+    let mut s = greeted(&mut b, 2);
+    let junk = Message::Chunks {
+        chunks: vec![([7; 32], vec![1, 2, 3])],
+    };
+    s.handle_message(&mut b, &junk.encode(), T0).unwrap();
+    assert!(closed(&mut s).unwrap().0.contains("not asked"));
+    // The op arrives without its chunks: they are owed, and asked for.
+    let op = {
+        let head = a.admitted().get(&device_id(&key(1))).unwrap().head;
+        a.load(&head).unwrap().unwrap()
+    };
+    copy_all(&a, &mut b);
+    assert!(b.holds(&op.id()).unwrap());
+    let owed = b.chunk_debt(1000).unwrap();
+    assert!(!owed.is_empty());
+    let asked = |b: &mut Journal<MemStore>| {
+        // The peer's Hello is enough: what the journal owes is asked for.
+        let mut s = Session::new(b, device_id(&key(2)), T0);
+        let hello = Message::Hello {
+            proto: PROTO,
+            vault: b.vault(),
+            device: DeviceId([42; 32]),
+            vv: b.admitted().clone(),
+        };
+        s.handle_message(b, &hello.encode(), T0).unwrap();
+        let ids = std::iter::from_fn(|| s.poll_transmit())
+            .filter_map(|m| Message::decode(&m).ok())
+            .find_map(|m| match m {
+                Message::WantChunks { ids, .. } => Some(ids),
+                _ => None,
+            });
+        (s, ids.expect("a WantChunks for the owed chunks"))
+    };
+    // A chunk that is not its id's.
+    let (mut s, ids) = asked(&mut b);
+    let forged = Message::Chunks {
+        chunks: vec![(ids[0], vec![0; 100])],
+    };
+    s.handle_message(&mut b, &forged.encode(), T0).unwrap();
+    let (why, misbehaved) = closed(&mut s).unwrap();
+    assert!(misbehaved && why.contains("does not match"), "{why}");
+    // A peer that lacks them says so: no blame, and it is not asked again.
+    let (mut s, ids) = asked(&mut b);
+    let lacking = Message::Chunks {
+        chunks: ids.iter().map(|id| (*id, vec![])).collect(),
+    };
+    s.handle_message(&mut b, &lacking.encode(), T0).unwrap();
+    assert!(closed(&mut s).is_none());
+    assert!(
+        std::iter::from_fn(|| s.poll_transmit())
+            .filter_map(|m| Message::decode(&m).ok())
+            .all(|m| !matches!(m, Message::WantChunks { .. }))
+    );
+    // The author has them.
+    let sa = Session::new(&a, device_id(&key(1)), T0);
+    let sb = Session::new(&b, device_id(&key(2)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    pump(&mut a, &mut b);
+    assert!(b.0.chunk_debt(1000).unwrap().is_empty());
+    assert_eq!(read_file(&b.0, "x.bin").len(), 100_000);
+}

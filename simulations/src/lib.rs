@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use vellum_journal::control::{Control, MemberAction, Role};
 use vellum_journal::entropy::{Entropy, SeededEntropy};
 use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
-use vellum_journal::payload::{Action, BlobRef, Body, MERGE_VERSION, Payload};
+use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Durability, MemStore};
 use vellum_journal::{Admission, ContentHash, Journal, OpId, VaultId, Write};
@@ -405,12 +405,27 @@ impl World {
                     mtime_ms: 0,
                 }),
             9 | 10 => {
-                let n = self.rng.u64().to_le_bytes();
-                let body = Body::Blob(BlobRef {
-                    hash: ContentHash::of(&n),
-                    size: 8,
-                    chunks: Vec::new(),
-                });
+                // Real chunks, sealed and stored before the op, and sent
+                // through WantChunks/Chunks: one to three of them.
+                let len = 1 + self.rng.below(3 * 64 * 1024) as usize;
+                let mut bytes = vec![0u8; len];
+                self.entropy.fill(&mut bytes);
+                let j = &self.replicas[r].journal;
+                let Some(dedup) = j
+                    .write_epoch()
+                    .expect("epoch")
+                    .and_then(|e| j.keys().dedup_key(&e))
+                else {
+                    return false;
+                };
+                let blob = vellum_journal::blob::store_blob(
+                    j.store(),
+                    &bytes[..],
+                    &dedup,
+                    &mut self.entropy,
+                )
+                .expect("store a blob");
+                let body = Body::Blob(blob);
                 match head.file_at("img.bin") {
                     Some((file, f)) if f.kind == FileKind::Blob => Some(Action::Replace {
                         file,
@@ -695,6 +710,23 @@ impl World {
         self.log(format!("{r} sends {to} a tampered op"));
     }
 
+    /// A chunk some replica owes and another holds: what sync must still
+    /// fetch.
+    fn fetchable_debt(&self) -> Option<(usize, [u8; 32])> {
+        for (i, r) in self.replicas.iter().enumerate() {
+            for c in r.journal.chunk_debt(1000).unwrap_or_default() {
+                if self
+                    .replicas
+                    .iter()
+                    .any(|o| o.journal.chunk(&c).is_ok_and(|x| x.is_some()))
+                {
+                    return Some((i, c));
+                }
+            }
+        }
+        None
+    }
+
     fn step(&mut self, chaos: bool) {
         self.now += TICK_MS;
         self.cut.retain(|_, until| *until > self.now);
@@ -952,10 +984,13 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
     let mut failure = None;
     loop {
         w.step(false);
+        // The same ops everywhere, and every chunk they name that some
+        // replica holds fetched.
         let same = w
             .replicas
             .iter()
-            .all(|r| r.journal.admitted() == w.replicas[0].journal.admitted());
+            .all(|r| r.journal.admitted() == w.replicas[0].journal.admitted())
+            && w.fetchable_debt().is_none();
         if same && w.queue.is_empty() {
             let since = *quiet_since.get_or_insert(w.now);
             if w.now - since > 1_000 {
@@ -970,9 +1005,10 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
                 .iter()
                 .map(|r| {
                     format!(
-                        "{} ops + {} pending",
+                        "{} ops + {} pending, {} chunks owed",
                         r.journal.op_count(),
-                        r.journal.pending_count().unwrap_or(0)
+                        r.journal.pending_count().unwrap_or(0),
+                        r.journal.chunk_debt(1000).map_or(0, |d| d.len())
                     )
                 })
                 .collect();
@@ -1021,6 +1057,24 @@ fn check(w: &World) -> Option<String> {
         Ok(m) => m,
         Err(e) => return Some(format!("replica 0: membership: {e}")),
     };
+    if let Some((i, c)) = w.fetchable_debt() {
+        return Some(format!(
+            "replica {i} still owes chunk {}, which another replica holds",
+            hex(&c[..6])
+        ));
+    }
+    // A chunk nobody holds was lost with its author's newer ops when the
+    // author came back from a backup; without a restore, none may be.
+    if w.faults.restores == 0 {
+        for (i, r) in w.replicas.iter().enumerate() {
+            if let Some(c) = r.journal.chunk_debt(1).unwrap_or_default().first() {
+                return Some(format!(
+                    "replica {i} owes chunk {}, which no replica holds, and no replica was restored",
+                    hex(&c[..6])
+                ));
+            }
+        }
+    }
     // Replicas that must have replayed everything: members not removed.
     let mut readers = Vec::new();
     for (i, r) in w.replicas.iter().enumerate() {
@@ -1065,10 +1119,25 @@ fn check(w: &World) -> Option<String> {
             Err(e) => return Some(format!("replica {i}: replay from scratch: {e}")),
         }
         for (path, id, f) in head.live_files() {
-            if f.kind == FileKind::Text
-                && let Err(e) = body_of(j, *id, f.hash, j.admitted())
+            let body = match body_of(j, *id, f.hash, j.admitted()) {
+                Ok(b) => b,
+                Err(e) => return Some(format!("replica {i}: {path} cannot be read: {e}")),
+            };
+            let lost = |blob: &vellum_journal::payload::BlobRef| {
+                blob.chunks.iter().any(|c| {
+                    w.replicas
+                        .iter()
+                        .all(|o| o.journal.chunk(&c.id).is_ok_and(|x| x.is_none()))
+                })
+            };
+            if let Body::Blob(blob) = body
+                && !(w.faults.restores > 0 && lost(&blob))
+                && let Err(e) =
+                    vellum_journal::blob::read_blob(j.store(), &blob, &mut std::io::sink())
             {
-                return Some(format!("replica {i}: {path} cannot be read: {e}"));
+                return Some(format!(
+                    "replica {i}: the chunks of {path} cannot be read: {e}"
+                ));
             }
         }
     }
