@@ -81,7 +81,7 @@ pub struct Session {
     /// Bytes the last WantChunks allows the peer to send.
     chunks_granted: u64,
     /// Chunks of the journal's debt (`Journal::chunk_debt`) this peer said
-    /// it lacks: not asked of it again.
+    /// it lacks: not asked of it again until its next Have.
     peer_lacks: BTreeSet<[u8; 32]>,
     next_have: u64,
     closed: bool,
@@ -229,6 +229,8 @@ impl Session {
             _ if self.peer.is_none() => self.misbehaved("a message before Hello".into()),
             Message::Have { vv } => {
                 self.peer_has = vv;
+                // It may have fetched since it said it lacked a chunk.
+                self.peer_lacks.clear();
                 if self.want_sent.is_none() {
                     self.ask(journal, now);
                 }
