@@ -74,6 +74,18 @@ impl Disputes {
         self.forked.is_empty() && self.cutoffs.is_empty() && self.unseated.is_empty()
     }
 
+    /// The removals' part alone (cutoffs and unseated devices), encoded:
+    /// what a checkpoint's state depends on besides its own ops.
+    pub fn removal_bytes(&self) -> Vec<u8> {
+        Disputes {
+            forked: BTreeMap::new(),
+            vouched: VersionVector::new(),
+            cutoffs: self.cutoffs.clone(),
+            unseated: self.unseated.clone(),
+        }
+        .to_bytes()
+    }
+
     /// `forked` count u32 LE, then (author ‖ seq LE) each, then `vouched`
     /// length u32 LE and bytes, then `cutoffs` count u32 LE and (device ‖
     /// seq LE ‖ op) each, then `unseated` devices.

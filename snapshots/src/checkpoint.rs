@@ -12,13 +12,16 @@ use rkyv::util::AlignedVec;
 use vellum_journal::control::{Control, MemberAction};
 use vellum_journal::replay::VaultState;
 use vellum_journal::store::{Batch, Ks, Store};
-use vellum_journal::{Error, Journal, OrderKey, Result, VersionVector};
+use vellum_journal::{Disputes, Error, Journal, OrderKey, Result, VersionVector};
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Header {
     applied: Vec<u8>,
     last: OrderKey,
     ops: u64,
+    /// `Disputes::removal_bytes` of the replay that wrote it: the head's,
+    /// which may count removals outside the checkpoint's own ops.
+    bars: Vec<u8>,
 }
 
 /// The key of a checkpoint's header and of its state, in their keyspaces.
@@ -41,13 +44,14 @@ pub fn interval_ops(live_files: usize, base: u64) -> u64 {
     base.max(live_files as u64 / 2)
 }
 
-/// Adds a checkpoint of `state` to `batch`.
-pub fn write(state: &VaultState, batch: &mut Batch) {
+/// Adds a checkpoint of `state` to `batch`, replayed with `disputes`.
+pub fn write(state: &VaultState, disputes: &Disputes, batch: &mut Batch) {
     let Some(last) = state.last else { return };
     let header = Header {
         applied: state.applied_vv().to_bytes(),
         last,
         ops: state.ops,
+        bars: disputes.removal_bytes(),
     };
     let h = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
     let s = rkyv::to_bytes::<rancor::Error>(state).expect("in-memory serialisation");
@@ -62,13 +66,14 @@ pub fn newest_serving<S: Store>(
     target: &VersionVector,
     before: Option<&OrderKey>,
 ) -> Result<Option<VaultState>> {
+    let bars = journal.disputes(target)?.removal_bytes();
     let mut found: Option<Vec<u8>> = None;
     let mut err = None;
     journal.store().scan(
         Ks::CheckpointHeaders,
         (Bound::Unbounded, Bound::Unbounded),
         true,
-        &mut |k, v| match serves(journal, v, target, before) {
+        &mut |k, v| match serves(journal, v, target, &bars, before) {
             Ok(true) => {
                 found = Some(k.to_vec());
                 ControlFlow::Break(())
@@ -99,6 +104,7 @@ fn serves<S: Store>(
     journal: &Journal<S>,
     header_bytes: &[u8],
     target: &VersionVector,
+    bars: &[u8],
     before: Option<&OrderKey>,
 ) -> Result<bool> {
     // Zero-copy: the header is read in place, without deserialising.
@@ -108,6 +114,11 @@ fn serves<S: Store>(
     let last: OrderKey = rkyv::deserialize::<OrderKey, rancor::Error>(&header.last)
         .map_err(|e| Error::Corrupt(e.to_string()))?;
     if before.is_some_and(|b| last >= *b) {
+        return Ok(false);
+    }
+    // Removals bar ops by the whole set they are in (DESIGN §7): the
+    // checkpoint's state holds for the target only if both count the same.
+    if header.bars.as_slice() != bars {
         return Ok(false);
     }
     // Where a chain forked, what a branch's ops do depends on the whole

@@ -308,7 +308,7 @@ impl TimeMachine {
             batch.put(Ks::Effects, key.to_bytes().to_vec(), record);
             out.applied += 1;
             if state.ops >= next_checkpoint {
-                checkpoint::write(&state, &mut batch);
+                checkpoint::write(&state, &disputes, &mut batch);
                 next_checkpoint = state.ops
                     + checkpoint::interval_ops(state.paths.len(), checkpoint_interval_ops);
             }
