@@ -29,6 +29,8 @@ pub struct Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the deterministic sync simulator (the same as `vellum-sim`)
+    Sim(vellum_simulations::cli::SimArgs),
     /// Make a folder a vault and record the files already in it
     Init {
         /// This device's name, shown to other devices

@@ -67,6 +67,8 @@ fn run(cli: Cli) -> Result<()> {
     let g = cli.global;
     let json = g.json;
     match cli.command {
+        // `main` runs the simulator before anything else.
+        Command::Sim(_) => Err(anyhow::anyhow!("vellum sim takes no vault")),
         Command::Init { name } => {
             let root = match &g.vault {
                 Some(v) => v.clone(),
@@ -387,6 +389,12 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The simulator is a tool of its own: no vault, and its seeds catch
+    // their own panics.
+    if let Command::Sim(args) = &cli.command {
+        return vellum_simulations::cli::run(args);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -403,7 +411,6 @@ fn main() -> ExitCode {
         let msg = info.to_string().replace('\n', " ");
         eprintln!("vellum: internal error (a bug; please report it): {msg}");
     }));
-    let cli = Cli::parse();
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {

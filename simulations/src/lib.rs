@@ -16,6 +16,8 @@
 //! with every replica holding the same ops, and every member the same state
 //! and bytes. A removed replica must hold no key written after its removal.
 
+pub mod cli;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 

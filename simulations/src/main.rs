@@ -1,146 +1,17 @@
-//! `vellum-sim`: runs simulation seeds (see the library docs).
+//! `vellum-sim`: runs simulation seeds (see the library docs; `vellum sim`
+//! is the same).
 
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
-
-use vellum_simulations::Outcome;
 
 use clap::Parser;
 
-/// Devices of one vault syncing through the real protocol core over a
-/// simulated, faulty network.
 #[derive(Parser)]
 #[command(name = "vellum-sim")]
-struct Args {
-    /// Run seeds `first..first+N`.
-    #[arg(long, default_value_t = 100)]
-    seeds: u64,
-    /// The first seed.
-    #[arg(long, default_value_t = 0)]
-    first: u64,
-    /// Run this one seed.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Print one line per event (with `--seed`).
-    #[arg(long)]
-    trace: bool,
-    /// Stop at the first failing seed (for `scripts/mutants`).
-    #[arg(long)]
-    until_failure: bool,
-    /// Checkpoint every N ops (production: 1,024); small values make late
-    /// ops rewind across checkpoints all the time.
-    #[arg(long, default_value_t = vellum_simulations::CHECKPOINT_OPS_DEFAULT)]
-    checkpoint_ops: u64,
-    /// Threads running seeds (default: one per core; `--trace` uses one).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Print the deliberate bugs a `mutants` build can switch on, and exit.
-    #[arg(long)]
-    list_mutants: bool,
-}
-
-/// Runs one seed; a panic in the code under test fails the seed, not the
-/// sweep.
-fn run_seed(seed: u64, checkpoint_ops: u64, trace: bool) -> Outcome {
-    let printer: Option<vellum_simulations::Printer> = if trace {
-        Some(Box::new(|l: &str| println!("{l}")))
-    } else {
-        None
-    };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        vellum_simulations::run_with(seed, checkpoint_ops, printer)
-    }))
-    .unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        Outcome {
-            seed,
-            ops: 0,
-            conflicts: 0,
-            trace_hash: [0; 32],
-            failure: Some(format!("panicked: {what}")),
-        }
-    })
+struct Cli {
+    #[command(flatten)]
+    args: vellum_simulations::cli::SimArgs,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if args.list_mutants {
-        for (name, what) in vellum_journal::mutants::ALL {
-            println!("{name}\t{what}");
-        }
-        return ExitCode::SUCCESS;
-    }
-    let seeds: Vec<u64> = match args.seed {
-        Some(s) => vec![s],
-        None => (args.first..args.first + args.seeds).collect(),
-    };
-    let start = Instant::now();
-    // Seeds are independent and each is deterministic, so they run on
-    // several threads; a trace needs one.
-    let jobs = if args.trace {
-        1
-    } else {
-        args.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        })
-    }
-    .max(1);
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let outcomes: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(seed) = seeds.get(i).copied() else {
-                        break;
-                    };
-                    let out = run_seed(seed, args.checkpoint_ops.max(1), args.trace);
-                    if out.failure.is_some() && args.until_failure {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    outcomes.lock().expect("outcomes").push(out);
-                }
-            });
-        }
-    });
-    let mut outcomes = outcomes.into_inner().expect("outcomes");
-    outcomes.sort_by_key(|o| o.seed);
-    let (mut failed, mut ops, mut conflicts) = (0u64, 0u64, 0u64);
-    let ran = outcomes.len() as u64;
-    for out in &outcomes {
-        let seed = out.seed;
-        ops += out.ops;
-        conflicts += out.conflicts;
-        if let Some(f) = &out.failure {
-            failed += 1;
-            eprintln!("seed {seed} failed: {f}");
-            eprintln!("  repro: vellum-sim --seed {seed} --trace");
-        }
-        if args.trace {
-            println!("trace {}", vellum_simulations::hex(&out.trace_hash));
-        }
-    }
-    if args.until_failure
-        && let Some(first) = outcomes.iter().find(|o| o.failure.is_some())
-    {
-        println!("caught at seed {}", first.seed);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "sim: {ran} seeds, {failed} failed, {:.1} seeds/s, {ops} ops, {conflicts} conflicts",
-        ran as f64 / secs.max(1e-9)
-    );
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    vellum_simulations::cli::run(&Cli::parse().args)
 }
