@@ -68,7 +68,7 @@ fn run(cli: Cli) -> Result<()> {
     let json = g.json;
     match cli.command {
         // `main` runs the simulator before anything else.
-        Command::Sim(_) => Err(anyhow::anyhow!("vellum sim takes no vault")),
+        Command::Sim(_) => return Err(anyhow::anyhow!("vellum sim takes no vault")),
         Command::Init { name } => {
             let root = match &g.vault {
                 Some(v) => v.clone(),
