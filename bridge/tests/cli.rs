@@ -1191,3 +1191,18 @@ fn a_copied_vault_folder_becomes_a_device_of_its_own_and_loses_nothing() {
         b"# plan\nfrom the original\nlater\n"
     );
 }
+
+#[test]
+fn vellum_sim_runs_seeds_and_lists_mutants() {
+    let env = Env::new();
+    // `--vault` is accepted and ignored: the simulator needs no vault.
+    let out = env.ok(&["sim", "--seeds", "1", "--first", "3", "--jobs", "1"]);
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sim: 1 seeds, 0 failed, ")),
+        "{text}"
+    );
+    let out = env.ok(&["sim", "--list-mutants"]);
+    assert!(String::from_utf8_lossy(&out).contains("skip_prev_check"));
+}
