@@ -908,17 +908,24 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         .chain((0..u32::from(faults.mutual_removal)).map(|_| (0, 6)))
         .chain((0..faults.rotations).map(|_| (0, 7)))
         .chain((0..u32::from(faults.concurrent_changes)).map(|_| (0, 8)))
-        // The spare joins early, so it may be removed later.
-        .map(|(_, k)| {
-            (
-                w.rng.below(if k == 4 || k == 8 { span / 3 } else { span }),
-                k,
-            )
+        // The first partition and the first crash come in the first half,
+        // so every run has both (DESIGN §10); the spare joins early, so it
+        // may be removed later.
+        .enumerate()
+        .map(|(i, (_, k))| {
+            let first = i == 0 || i == faults.partitions as usize;
+            let within = match k {
+                0 | 1 if first => span / 2,
+                4 | 8 => span / 3,
+                _ => span,
+            };
+            (w.rng.below(within), k)
         })
         .collect();
     let mut backups_at: Vec<u64> = (0..n).map(|_| w.rng.below(span / 2)).collect();
     let mut down_until: Vec<Option<u64>> = vec![None; n];
     let replicas = n + 1;
+    let mut crashed = 0;
     while written < target_ops {
         w.step(true);
         for (r, at) in backups_at.iter_mut().enumerate() {
@@ -940,11 +947,13 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
                         w.log(format!("partition {a}-{b} until {until}"));
                     }
                     1 => {
-                        let r = w.rng.below(n as u64) as usize;
-                        if w.replicas[r].up {
+                        let up: Vec<usize> = (0..n).filter(|r| w.replicas[*r].up).collect();
+                        if !up.is_empty() {
+                            let r = w.rng.pick(&up);
                             w.crash(r);
                             w.replicas[r].up = false;
                             down_until[r] = Some(w.now + 1_000 + w.rng.below(10_000));
+                            crashed += 1;
                         }
                     }
                     2 => {
@@ -974,6 +983,13 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         }
     }
 
+    // The default scenario of DESIGN §10: at least one crash (the partition
+    // always happens), and at least 200 ops.
+    let scenario = if crashed == 0 {
+        Some("no crash happened: the scenario is not the default one".to_string())
+    } else {
+        None
+    };
     // Healing: everything up, no loss, until every replica holds the same
     // ops and has nothing more to say.
     w.log("healing".into());
@@ -1037,7 +1053,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
     for r in 0..replicas {
         TimeMachine::catch_up_with(&w.replicas[r].journal, checkpoint_ops).expect("replay");
     }
-    let failure = failure.or_else(|| check(&w));
+    let failure = failure.or(scenario).or_else(|| check(&w));
     let head = TimeMachine::load_head(&w.replicas[0].journal).expect("head");
     Outcome {
         seed,
