@@ -694,6 +694,45 @@ impl<S: Store> Journal<S> {
         Ok(ids)
     }
 
+    /// The header of `author`'s next op if it built on every admitted head
+    /// (an unforked author's newest op as its prev), under `key_epoch`: for
+    /// tools and tests that build ops by hand, past the checks a local
+    /// append makes first. Admission still judges the op.
+    pub fn header_on_heads(
+        &self,
+        author: &DeviceId,
+        key_epoch: OpId,
+        now_ms: u64,
+    ) -> Result<Header> {
+        let prev = self.admitted.get(author);
+        let deps: Vec<OpId> = self
+            .admitted
+            .iter()
+            .filter(|(a, _)| *a != author)
+            .map(|(_, e)| e.head)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let (mut lamport, mut max_hlc) = (0, 0);
+        for id in prev.iter().map(|e| e.head).chain(deps.iter().copied()) {
+            let m = self.op_meta(&id)?.ok_or_else(|| {
+                Error::Corrupt(format!("head op {} is not in the journal", id.short()))
+            })?;
+            lamport = lamport.max(m.lamport);
+            max_hlc = max_hlc.max(m.hlc);
+        }
+        Ok(Header {
+            vault: self.vault,
+            author: *author,
+            seq: prev.map_or(1, |e| e.seq + 1),
+            prev: prev.map_or(OpId::ZERO, |e| e.head),
+            lamport: lamport + 1,
+            hlc: hlc::next(now_ms, max_hlc),
+            deps,
+            key_epoch,
+        })
+    }
+
     /// Admits one op from outside (import, a peer). Ops waiting on a missing
     /// prev/dep are persisted as pending and retried after each admission.
     pub fn admit(&mut self, bytes: Vec<u8>, now_ms: u64) -> Result<Admission> {

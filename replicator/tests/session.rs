@@ -337,30 +337,7 @@ fn an_op_written_after_its_authors_removal_closes_the_session() {
         "{after:?}"
     );
     let me = device_id(&key(3));
-    let head = c.admitted().get(&me).unwrap();
-    let mut deps: Vec<OpId> = c
-        .admitted()
-        .iter()
-        .filter(|(d, _)| **d != me)
-        .map(|(_, e)| e.head)
-        .collect();
-    deps.sort();
-    let (mut lamport, mut hlc) = (0, 0);
-    for id in deps.iter().chain([&head.head]) {
-        let m = c.op_meta(id).unwrap().unwrap();
-        lamport = lamport.max(m.lamport);
-        hlc = hlc.max(m.hlc);
-    }
-    let header = vellum_journal::envelope::Header {
-        vault: c.vault(),
-        author: me,
-        seq: head.seq + 1,
-        prev: head.head,
-        lamport: lamport + 1,
-        hlc: hlc + 1,
-        deps,
-        key_epoch: c.genesis(),
-    };
+    let header = c.header_on_heads(&me, c.genesis(), T0 + 30).unwrap();
     let forged = vellum_journal::envelope::Envelope::seal(
         vellum_journal::envelope::OpKind::Content,
         &header,

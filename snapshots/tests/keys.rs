@@ -7,7 +7,7 @@ mod common;
 
 use common::{Devices, T0, device, signer};
 use vellum_journal::control::Role;
-use vellum_journal::envelope::{Envelope, Header, OpKind};
+use vellum_journal::envelope::{Envelope, OpKind};
 use vellum_journal::payload::{Action, Body, Payload};
 use vellum_journal::store::{Durability, MemStore};
 use vellum_journal::{Error, Journal, OpId, Write};
@@ -122,33 +122,9 @@ fn a_removed_devices_concurrent_ops_lose_their_effect_and_later_ones_are_refused
     // every replica (DESIGN §12: an op from a removed member after its
     // cutoff), built by hand since device 2's own journal will not sign it.
     let j2 = &d.journals[2];
-    let me = device(2);
-    let head = j2.admitted().get(&me).unwrap();
-    let prev = j2.op_meta(&head.head).unwrap().unwrap();
-    let mut deps: Vec<OpId> = j2
-        .admitted()
-        .iter()
-        .filter(|(a, _)| **a != me)
-        .map(|(_, e)| e.head)
-        .collect();
-    deps.sort();
-    let mut lamport = prev.lamport;
-    let mut hlc = prev.hlc;
-    for dep in &deps {
-        let m = j2.op_meta(dep).unwrap().unwrap();
-        lamport = lamport.max(m.lamport);
-        hlc = hlc.max(m.hlc);
-    }
-    let header = Header {
-        vault: j2.vault(),
-        author: me,
-        seq: head.seq + 1,
-        prev: head.head,
-        lamport: lamport + 1,
-        hlc: hlc + 1,
-        deps,
-        key_epoch: j2.genesis(),
-    };
+    let header = j2
+        .header_on_heads(&device(2), j2.genesis(), T0 + 1_000_000)
+        .unwrap();
     let bytes = Envelope::seal(
         OpKind::Content,
         &header,
