@@ -118,7 +118,29 @@ pub fn log(
             continue;
         }
         let env = v.journal.load_at(&key)?;
-        let payload = v.journal.load_payload(&env)?;
+        let payload = match v.journal.load_payload(&env) {
+            Ok(p) => p,
+            // Sealed under a key this device does not hold (yet, or since
+            // it was removed): listed, unread.
+            Err(vellum_journal::Error::Keys(_)) => {
+                if path_filter.is_none() {
+                    out.push(LogEntry {
+                        id: key.id.short(),
+                        author: key.author.short(),
+                        seq,
+                        lamport: key.lamport,
+                        hlc: env.header().hlc.to_string(),
+                        time: time_string(env.header().hlc),
+                        kind: "sealed".to_string(),
+                        path: None,
+                        file: None,
+                        summary: "sealed under a key this device does not hold".to_string(),
+                    });
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let file = match &payload.action {
             Action::Create { .. } => Some(key.id),
             _ => payload.file(),
