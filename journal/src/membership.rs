@@ -271,6 +271,13 @@ impl<S: Store> Journal<S> {
         Ok(None)
     }
 
+    /// Whether any admitted op removes a member.
+    pub fn has_removals(&self) -> bool {
+        self.controls
+            .iter()
+            .any(|c| matches!(&c.control, Control::Member(m) if m.action == MemberAction::Remove))
+    }
+
     /// Every admitted control op.
     pub fn controls(&self) -> &[ControlOp] {
         &self.controls

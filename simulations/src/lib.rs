@@ -1175,10 +1175,17 @@ fn check(w: &World) -> Option<String> {
             let r = &w.replicas[i];
             match TimeMachine::state_at(&r.journal, &vv) {
                 Ok(s) if same_state(&s, &want) => {}
-                Ok(_) => {
+                Ok(s) => {
+                    let scratch = TimeMachine::state_at_from_scratch(&r.journal, &vv).ok();
+                    let wrong = match &scratch {
+                        Some(x) if same_state(x, &s) => "replica 0's",
+                        Some(x) if same_state(x, &want) => "this replica's",
+                        _ => "both",
+                    };
                     return Some(format!(
-                        "replica {i}: the point of op {} differs",
-                        id.short()
+                        "replica {i}: the point of op {} differs ({wrong} is not what a replay from scratch gives): {}",
+                        id.short(),
+                        state_diff(&s, &want)
                     ));
                 }
                 Err(e) => return Some(format!("replica {i}: the point of op {}: {e}", id.short())),

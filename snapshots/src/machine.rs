@@ -362,10 +362,23 @@ impl TimeMachine {
             return Self::load_head(journal);
         }
         let mut state = checkpoint::newest_serving(journal, target, None)?.unwrap_or_default();
-        // Recorded outcomes were computed with the head's forks; with a
-        // fork, a point may see an op's text differently.
-        let trust = journal.forks().is_empty();
+        // Recorded outcomes were computed with the head's forks and
+        // removals; a point may bar other ops, and then see an op's text
+        // differently. (Trusting them where the point's removals agree with
+        // the head's was not enough: regression seed 200045.)
+        let trust = journal.forks().is_empty() && !journal.has_removals();
         replay_into(journal, &mut state, target, trust)?;
+        Ok(state)
+    }
+
+    /// The state at `target` replayed from nothing, trusting no recorded
+    /// outcome or checkpoint: what [`TimeMachine::state_at`] must equal.
+    pub fn state_at_from_scratch<S: Store>(
+        journal: &Journal<S>,
+        target: &VersionVector,
+    ) -> Result<VaultState> {
+        let mut state = VaultState::default();
+        replay_into(journal, &mut state, target, false)?;
         Ok(state)
     }
 
