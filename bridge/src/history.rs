@@ -84,6 +84,31 @@ pub struct LogEntry {
     pub summary: String,
 }
 
+impl LogEntry {
+    fn new(
+        key: &vellum_journal::OrderKey,
+        seq: u64,
+        hlc: u64,
+        kind: &str,
+        path: Option<String>,
+        file: Option<vellum_journal::FileId>,
+        summary: String,
+    ) -> LogEntry {
+        LogEntry {
+            id: key.id.short(),
+            author: key.author.short(),
+            seq,
+            lamport: key.lamport,
+            hlc: hlc.to_string(),
+            time: time_string(hlc),
+            kind: kind.to_string(),
+            path,
+            file: file.map(|f| f.short()),
+            summary,
+        }
+    }
+}
+
 /// Ops read from the journal per page while listing the log.
 const LOG_PAGE_OPS: usize = 256;
 
@@ -124,18 +149,15 @@ pub fn log(
             // it was removed): listed, unread.
             Err(vellum_journal::Error::Keys(_)) => {
                 if path_filter.is_none() {
-                    out.push(LogEntry {
-                        id: key.id.short(),
-                        author: key.author.short(),
+                    out.push(LogEntry::new(
+                        &key,
                         seq,
-                        lamport: key.lamport,
-                        hlc: env.header().hlc.to_string(),
-                        time: time_string(env.header().hlc),
-                        kind: "sealed".to_string(),
-                        path: None,
-                        file: None,
-                        summary: "sealed under a key this device does not hold".to_string(),
-                    });
+                        env.header().hlc,
+                        "sealed",
+                        None,
+                        None,
+                        "sealed under a key this device does not hold".to_string(),
+                    ));
                 }
                 continue;
             }
@@ -241,18 +263,15 @@ pub fn log(
                 String::from_utf8_lossy(&rec[2..])
             ));
         }
-        out.push(LogEntry {
-            id: key.id.short(),
-            author: key.author.short(),
+        out.push(LogEntry::new(
+            &key,
             seq,
-            lamport: key.lamport,
-            hlc: env.header().hlc.to_string(),
-            time: time_string(env.header().hlc),
-            kind: payload.kind_name().to_string(),
-            path: op_path,
-            file: file.map(|f| f.short()),
+            env.header().hlc,
+            payload.kind_name(),
+            op_path,
+            file,
             summary,
-        });
+        ));
     }
     Ok(out)
 }

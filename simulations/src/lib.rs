@@ -345,12 +345,7 @@ impl World {
                 .expect("replay");
         }
         let now = self.wall(r);
-        let peers: Vec<usize> = self
-            .sessions
-            .keys()
-            .filter(|(a, _)| *a == r)
-            .map(|(_, b)| *b)
-            .collect();
+        let peers = self.peers_of(r);
         for p in peers {
             if let Some((_, s)) = self.sessions.get_mut(&(r, p)) {
                 s.announce(&self.replicas[r].journal, now);
@@ -464,7 +459,7 @@ impl World {
         ) {
             Ok(ids) => ids,
             // A replica not (or no longer) a member cannot write.
-            Err(e @ (vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. })) => {
+            Err(e) if refused(&e) => {
                 self.log(format!("{r} cannot write: {e}"));
                 return false;
             }
@@ -488,7 +483,7 @@ impl World {
                 self.log(format!("{r}: {what} {}", ids.join(" ")));
                 self.replay(r);
             }
-            Err(e @ (vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. })) => {
+            Err(e) if refused(&e) => {
                 self.log(format!("{r} cannot {what}: {e}"));
             }
             Err(e) => panic!("{r} {what}: {e}"),
@@ -592,7 +587,7 @@ impl World {
                 self.log(format!("{r} shares keys {}", ids.join(" ")));
             }
             Ok(_) => {}
-            Err(e @ (vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. })) => {
+            Err(e) if refused(&e) => {
                 self.log(format!("{r} cannot share keys: {e}"));
             }
             Err(e) => panic!("{r} shares keys: {e}"),
@@ -679,12 +674,7 @@ impl World {
 
     /// Replica `r` sends a peer a tampered copy of one of its ops.
     fn tamper(&mut self, r: usize) {
-        let peers: Vec<usize> = self
-            .sessions
-            .keys()
-            .filter(|(a, _)| *a == r)
-            .map(|(_, b)| *b)
-            .collect();
+        let peers = self.peers_of(r);
         if peers.is_empty() {
             return;
         }
@@ -729,6 +719,15 @@ impl World {
         None
     }
 
+    /// The replicas `r` has a session with.
+    fn peers_of(&self, r: usize) -> Vec<usize> {
+        self.sessions
+            .keys()
+            .filter(|(a, _)| *a == r)
+            .map(|(_, b)| *b)
+            .collect()
+    }
+
     fn step(&mut self, chaos: bool) {
         self.now += TICK_MS;
         self.cut.retain(|_, until| *until > self.now);
@@ -737,6 +736,15 @@ impl World {
         self.timeouts();
         self.flush(chaos);
     }
+}
+
+/// A write the journal refused because of what the replica is (not a
+/// member yet, removed, or its role): part of the scenario, not a failure.
+fn refused(e: &vellum_journal::Error) -> bool {
+    matches!(
+        e,
+        vellum_journal::Error::Usage(_) | vellum_journal::Error::Rejected { .. }
+    )
 }
 
 fn empty_journal() -> Journal<MemStore> {
