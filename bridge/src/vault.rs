@@ -15,7 +15,7 @@ use vellum_journal::payload::{Action, MERGE_VERSION, Payload};
 use vellum_journal::replay::VaultState;
 use vellum_journal::store::{Batch, Durability, FjallStore, Ks, Store};
 use vellum_journal::{ContentHash, DeviceId, Journal, OpId, VaultId};
-use vellum_snapshots::TimeMachine;
+use vellum_snapshots::{Head, TimeMachine};
 
 use crate::error::user;
 use crate::home::{self, DeviceKeys};
@@ -137,7 +137,7 @@ pub struct Vault {
     /// made for: before it writes, it becomes a device of its own.
     copy_of: Option<PathBuf>,
     /// The head state, loaded once and kept current by `append`.
-    head: Option<VaultState>,
+    head: Head,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
 }
@@ -297,7 +297,7 @@ impl Vault {
             instance: instance.clone(),
             stale: None,
             copy_of: None,
-            head: None,
+            head: Head::default(),
             _lock: lock,
         };
         home::write_root(&instance, &fs::canonicalize(root)?)?;
@@ -343,7 +343,7 @@ impl Vault {
             instance,
             stale: None,
             copy_of,
-            head: None,
+            head: Head::default(),
             _lock: lock,
         };
         v.catch_up()?;
@@ -371,7 +371,7 @@ impl Vault {
             instance: instance.to_string(),
             stale: None,
             copy_of: None,
-            head: None,
+            head: Head::default(),
             _lock: lock,
         }
     }
@@ -382,10 +382,7 @@ impl Vault {
 
     /// The replayed head state (a copy).
     pub fn head(&mut self) -> Result<VaultState> {
-        if self.head.is_none() {
-            self.head = Some(TimeMachine::load_head(&self.journal)?);
-        }
-        Ok(self.head.clone().expect("just loaded"))
+        Ok(self.head.state(&self.journal)?.clone())
     }
 
     /// Applies admitted ops not yet in the head state.

@@ -4,6 +4,9 @@
 //! place and never re-encoded: what is stored and forwarded is exactly the
 //! signed bytes, and the OpId is blake3 of those bytes.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use chacha20poly1305::aead::{Aead, Payload as AeadPayload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -29,6 +32,34 @@ pub enum OpKind {
     Control = 1,
 }
 
+/// OpIds of envelopes whose signature verified. The OpId is blake3 of the
+/// signed bytes, so an id stands for exactly the bytes that were checked:
+/// one changed byte is another id and is verified afresh.
+///
+/// Each journal has one, so an op parked as pending is not verified again
+/// when its deps arrive. Clones share their set: the simulator gives every
+/// replica the same memo, so an op costs one verification per run rather
+/// than one per replica.
+#[derive(Clone, Default)]
+pub struct SignatureMemo(Arc<Mutex<HashSet<OpId>>>);
+
+/// Ids a [`SignatureMemo`] keeps before it starts over.
+const SIGNATURE_MEMO_MAX: usize = 1 << 16;
+
+impl SignatureMemo {
+    fn holds(&self, id: &OpId) -> bool {
+        self.0.lock().expect("signature memo").contains(id)
+    }
+
+    fn insert(&self, id: OpId) {
+        let mut set = self.0.lock().expect("signature memo");
+        if set.len() >= SIGNATURE_MEMO_MAX {
+            set.clear();
+        }
+        set.insert(id);
+    }
+}
+
 /// The cleartext header every peer, blind or full, can check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -49,6 +80,9 @@ pub struct Header {
 pub struct Envelope {
     bytes: Vec<u8>,
     id: OpId,
+    /// Whether `id` was computed from `bytes` here rather than taken on
+    /// trust from the store ([`Envelope::parse_stored`]).
+    hashed: bool,
     kind: OpKind,
     header: Header,
     control: std::ops::Range<usize>,
@@ -197,9 +231,11 @@ impl Envelope {
                 "trailing bytes after the signature".into(),
             ));
         }
+        let hashed = id.is_none();
         let id = id.unwrap_or_else(|| OpId(*blake3::hash(&bytes).as_bytes()));
         Ok(Envelope {
             id,
+            hashed,
             kind,
             header: Header {
                 vault,
@@ -230,6 +266,20 @@ impl Envelope {
         let sig = Signature::from_slice(&self.bytes[sig_at..]).map_err(|_| bad())?;
         key.verify_strict(&signed_message(&self.bytes[..sig_at]), &sig)
             .map_err(|_| bad())
+    }
+
+    /// [`Envelope::verify_signature`], skipped for an envelope `memo`
+    /// has seen verify. Only an id hashed from these very bytes is looked
+    /// up or remembered.
+    pub fn verify_signature_with(&self, memo: &SignatureMemo) -> Result<()> {
+        if self.hashed && memo.holds(&self.id) {
+            return Ok(());
+        }
+        self.verify_signature()?;
+        if self.hashed {
+            memo.insert(self.id);
+        }
+        Ok(())
     }
 
     /// Decrypts the payload. The AAD is everything before the nonce, so a
@@ -373,5 +423,36 @@ mod tests {
             };
             assert!(caught, "flip at byte {i} went unnoticed");
         }
+    }
+
+    #[test]
+    fn a_memo_never_vouches_for_other_bytes() {
+        let signer = SigningKey::from_bytes(&[1; 32]);
+        let key = EpochKey([2; 32]);
+        let env = Envelope::seal(
+            OpKind::Content,
+            &header(&signer),
+            &[],
+            b"payload",
+            &key,
+            [3; 24],
+            &signer,
+        )
+        .unwrap();
+        let memo = SignatureMemo::default();
+        let good = Envelope::parse(env.bytes().to_vec()).unwrap();
+        good.verify_signature_with(&memo).unwrap();
+        assert!(memo.holds(&good.id()));
+        // The same header under a flipped signature byte: another id.
+        let mut forged = env.bytes().to_vec();
+        *forged.last_mut().unwrap() ^= 0x01;
+        let parsed = Envelope::parse(forged.clone()).unwrap();
+        assert!(parsed.verify_signature_with(&memo).is_err());
+        // Claiming the good id without hashing is not taken on trust.
+        let claimed = Envelope::parse_stored(forged, good.id()).unwrap();
+        assert!(claimed.verify_signature_with(&memo).is_err());
+        // A clone of the memo shares what it learnt.
+        let other = memo.clone();
+        assert!(other.holds(&good.id()));
     }
 }

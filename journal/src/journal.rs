@@ -13,7 +13,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::control::{Control, KeyRotate, MemberAction, Role, Sealed};
 use crate::entropy::Entropy;
-use crate::envelope::{Envelope, Header, NONCE_BYTES, OpKind};
+use crate::envelope::{Envelope, Header, NONCE_BYTES, OpKind, SignatureMemo};
 use crate::error::{Error, Result};
 use crate::hlc;
 use crate::id::{DeviceId, OpId, VaultId};
@@ -107,6 +107,8 @@ pub struct Journal<S: Store> {
     forks: BTreeMap<DeviceId, u64>,
     /// Ancestors found by walking forked chains: (head, seq) → op.
     ancestors: Mutex<HashMap<(OpId, u64), OpId>>,
+    /// Envelopes whose signature already verified.
+    signatures: SignatureMemo,
     /// Every admitted control op, in admission order.
     pub(crate) controls: Vec<ControlOp>,
 }
@@ -263,6 +265,7 @@ impl<S: Store> Journal<S> {
             ops: 0,
             forks: BTreeMap::new(),
             ancestors: Mutex::new(HashMap::new()),
+            signatures: SignatureMemo::default(),
             controls: Vec::new(),
         };
         let mut staged = j.staged(Batch::new());
@@ -279,6 +282,13 @@ impl<S: Store> Journal<S> {
     /// It holds `self`'s keys.
     pub fn empty_replica<T: Store>(&self, store: T) -> Result<Journal<T>> {
         self.empty_replica_keyed(store, self.keys.clone())
+    }
+
+    /// Shares `memo` of verified signatures (see [`SignatureMemo`]) with
+    /// whoever else holds it.
+    pub fn with_signature_memo(mut self, memo: SignatureMemo) -> Self {
+        self.signatures = memo;
+        self
     }
 
     /// [`Journal::empty_replica`] for another device, holding `keys`.
@@ -333,6 +343,7 @@ impl<S: Store> Journal<S> {
             ops,
             forks,
             ancestors: Mutex::new(HashMap::new()),
+            signatures: SignatureMemo::default(),
             controls,
         };
         j.learn_keys()?;
@@ -853,7 +864,7 @@ impl<S: Store> Journal<S> {
             return Ok(Admission::Duplicate(id));
         }
         if !crate::mutants::active("skip_signature") {
-            env.verify_signature()?;
+            env.verify_signature_with(&self.signatures)?;
         }
         let control = match env.kind() {
             OpKind::Content => None,

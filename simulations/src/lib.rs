@@ -23,14 +23,15 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 use vellum_journal::control::{Control, MemberAction, Role};
 use vellum_journal::entropy::{Entropy, SeededEntropy};
+use vellum_journal::envelope::SignatureMemo;
 use vellum_journal::keys::{EpochKey, Keyring, SigningKey, device_id};
 use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Durability, MemStore};
 use vellum_journal::{Admission, ContentHash, Journal, OpId, VaultId, Write};
 use vellum_replicator::{Event, Session};
-use vellum_snapshots::TimeMachine;
 use vellum_snapshots::contents::body_of;
+use vellum_snapshots::{Head, TimeMachine};
 
 /// Wall time at the start of every run (simulated).
 const T0: u64 = 1_800_000_000_000;
@@ -111,6 +112,9 @@ struct Replica {
     up: bool,
     /// A copy of its store from earlier in the run, to restore.
     backup: Option<MemStore>,
+    /// Its replayed head in memory, as a running device keeps it; a crash
+    /// or restore drops it.
+    head: Head,
 }
 
 /// Where `--trace` lines go.
@@ -142,6 +146,11 @@ struct World {
     tamperers: BTreeSet<usize>,
     /// Honest replicas a peer disconnected as misbehaving.
     false_accusations: Vec<String>,
+    /// One memo of verified signatures for every replica: each op's
+    /// signature is checked once per run, by the first replica to admit
+    /// it, instead of once per replica. Tampered bytes hash to another id,
+    /// so they are always checked.
+    signatures: SignatureMemo,
     trace: blake3::Hasher,
     printer: Option<Printer>,
 }
@@ -334,14 +343,17 @@ impl World {
     /// Catches the replica's head up, shares keys others lack, and tells
     /// its peers.
     fn replay(&mut self, r: usize) {
-        TimeMachine::catch_up_with(&self.replicas[r].journal, self.checkpoint_ops).expect("replay");
+        let rep = &mut self.replicas[r];
+        TimeMachine::catch_up_cached(&rep.journal, self.checkpoint_ops, &mut rep.head)
+            .expect("replay");
         if self.replicas[r]
             .journal
             .missing_seals()
             .is_ok_and(|m| !m.is_empty())
         {
             self.share_keys(r);
-            TimeMachine::catch_up_with(&self.replicas[r].journal, self.checkpoint_ops)
+            let rep = &mut self.replicas[r];
+            TimeMachine::catch_up_cached(&rep.journal, self.checkpoint_ops, &mut rep.head)
                 .expect("replay");
         }
         let now = self.wall(r);
@@ -367,7 +379,8 @@ impl World {
 
     /// One edit on replica `r`, chosen by the generator; whether it wrote.
     fn edit(&mut self, r: usize) -> bool {
-        let head = TimeMachine::load_head(&self.replicas[r].journal).expect("head");
+        let rep = &mut self.replicas[r];
+        let head = rep.head.state(&rep.journal).expect("head").clone();
         let kind = self.rng.below(12);
         let line = format!("line {} by {r}", self.rng.below(1_000_000));
         let action = match kind {
@@ -650,8 +663,11 @@ impl World {
         let journal = std::mem::replace(&mut rep.journal, empty_journal());
         let store = journal.into_store();
         store.crash();
-        rep.journal = Journal::open(store, rep.keyring.clone()).expect("reopen after a crash");
-        TimeMachine::catch_up_with(&rep.journal, self.checkpoint_ops)
+        rep.journal = Journal::open(store, rep.keyring.clone())
+            .expect("reopen after a crash")
+            .with_signature_memo(self.signatures.clone());
+        rep.head = Head::default();
+        TimeMachine::catch_up_cached(&rep.journal, self.checkpoint_ops, &mut rep.head)
             .expect("replay after a crash");
         self.log(format!("{r} crashes and restarts"));
     }
@@ -664,11 +680,15 @@ impl World {
             return;
         };
         let store = backup.snapshot();
-        rep.journal = Journal::open(store, rep.keyring.clone()).expect("open a backup");
+        rep.journal = Journal::open(store, rep.keyring.clone())
+            .expect("open a backup")
+            .with_signature_memo(self.signatures.clone());
         // A restore is a restart: its connections end, and what its peers
         // sent the journal it replaced is gone.
         self.sessions.retain(|(a, b), _| *a != r && *b != r);
-        TimeMachine::catch_up_with(&rep.journal, self.checkpoint_ops).expect("replay a backup");
+        rep.head = Head::default();
+        TimeMachine::catch_up_cached(&rep.journal, self.checkpoint_ops, &mut rep.head)
+            .expect("replay a backup");
         self.log(format!("{r} is restored from its backup"));
     }
 
@@ -814,6 +834,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             Keyring::empty().with_identity(&signers[i])
         }
     };
+    let signatures = SignatureMemo::default();
     let mut first = Journal::create(
         MemStore::new(),
         VaultId([9; 16]),
@@ -823,7 +844,8 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         T0,
         MERGE_VERSION,
     )
-    .expect("genesis");
+    .expect("genesis")
+    .with_signature_memo(signatures.clone());
     let adds = signers[1..n]
         .iter()
         .map(|s| Write::Add {
@@ -858,7 +880,8 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
                 .first()
                 .map(|r: &Replica| r.journal.empty_replica_keyed(MemStore::new(), keyring(i)))
                 .expect("replica 0 first")
-                .expect("empty replica");
+                .expect("empty replica")
+                .with_signature_memo(signatures.clone());
             let mut ops = Vec::new();
             replicas[0]
                 .journal
@@ -879,6 +902,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             keyring: keyring(i),
             up: true,
             backup: None,
+            head: Head::default(),
         });
     }
     let mut w = World {
@@ -897,6 +921,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         tampered: BTreeSet::new(),
         tamperers: BTreeSet::new(),
         false_accusations: Vec::new(),
+        signatures,
         trace: blake3::Hasher::new(),
         printer,
     };
@@ -1058,8 +1083,8 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             break;
         }
     }
-    for r in 0..replicas {
-        TimeMachine::catch_up_with(&w.replicas[r].journal, checkpoint_ops).expect("replay");
+    for rep in &mut w.replicas {
+        TimeMachine::catch_up_cached(&rep.journal, checkpoint_ops, &mut rep.head).expect("replay");
     }
     let failure = failure.or(scenario).or_else(|| check(&w));
     let head = TimeMachine::load_head(&w.replicas[0].journal).expect("head");

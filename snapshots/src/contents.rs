@@ -8,7 +8,7 @@
 //! that the replay of its causal past gives.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use vellum_journal::blob;
@@ -450,6 +450,56 @@ pub struct Cache<'a, S: Store> {
     start_aliases: HashMap<FileId, Vec<FileId>>,
     /// The ops this replay routed into each file.
     routes: HashMap<FileId, BTreeSet<OrderKey>>,
+    /// Versions a caller kept from earlier replays.
+    bodies: Bodies,
+}
+
+/// Bytes of file versions a [`Bodies`] keeps before dropping the oldest.
+const BODIES_BYTES_MAX: usize = 16 << 20;
+
+/// Recent file versions by hash, in memory, oldest dropped first. The
+/// store's content cache keeps only each file's newest version, so after a
+/// rewind to an earlier state most of that state's versions would be
+/// rebuilt from their files' ops; a long-running process keeps them here
+/// instead (see `Head`). Versions are looked up by content hash, so any
+/// body found is the right one.
+#[derive(Default)]
+pub struct Bodies {
+    by_hash: HashMap<ContentHash, Body>,
+    order: VecDeque<ContentHash>,
+    bytes: usize,
+}
+
+impl Bodies {
+    fn get(&self, hash: &ContentHash) -> Option<&Body> {
+        self.by_hash.get(hash)
+    }
+
+    fn insert(&mut self, hash: ContentHash, body: &Body) {
+        if self.by_hash.contains_key(&hash) {
+            return;
+        }
+        let len = match body {
+            Body::Text(t) => t.len(),
+            Body::Blob(b) => 48 + 40 * b.chunks.len(),
+        };
+        if len > BODIES_BYTES_MAX / 4 {
+            return;
+        }
+        while self.bytes + len > BODIES_BYTES_MAX {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(Body::Text(t)) = self.by_hash.remove(&old) {
+                self.bytes -= t.len();
+            } else {
+                self.bytes = self.bytes.saturating_sub(48);
+            }
+        }
+        self.by_hash.insert(hash, body.clone());
+        self.order.push_back(hash);
+        self.bytes += len;
+    }
 }
 
 impl<'a, S: Store> Cache<'a, S> {
@@ -468,7 +518,19 @@ impl<'a, S: Store> Cache<'a, S> {
             start: None,
             start_aliases: HashMap::new(),
             routes: HashMap::new(),
+            bodies: Bodies::default(),
         }
+    }
+
+    /// Looks versions up in `bodies` too, and adds the ones this replay
+    /// makes; [`Cache::into_bodies`] hands them back.
+    pub fn with_bodies(mut self, bodies: Bodies) -> Self {
+        self.bodies = bodies;
+        self
+    }
+
+    pub fn into_bodies(self) -> Bodies {
+        self.bodies
     }
 
     /// Notes that this replay starts from `state` (whose ops sort up to
@@ -557,6 +619,9 @@ impl<'a, S: Store> Cache<'a, S> {
         {
             return Ok(b.clone());
         }
+        if let Some(b) = self.bodies.get(&hash) {
+            return Ok(b.clone());
+        }
         if let Some(b) = self.journal.store().get(Ks::Content, &hash.0)? {
             return Body::decode(&b);
         }
@@ -569,7 +634,10 @@ impl<'a, S: Store> Cache<'a, S> {
             routed: self.routes.get(&file),
         };
         match replay_file_routed(self.journal, file, &self.target, at, Some(&routes))? {
-            Some((_, body)) if body.hash() == hash => Ok(body),
+            Some((_, body)) if body.hash() == hash => {
+                self.bodies.insert(hash, &body);
+                Ok(body)
+            }
             _ => Err(Error::Corrupt(format!(
                 "content {} of file {} cannot be rebuilt from its ops",
                 hash.short(),
@@ -590,6 +658,7 @@ impl<S: Store> Contents for Cache<'_, S> {
         // is the base of the file's next op. Only a replay that records
         // writes it to the cache.
         self.current.insert(file, (hash, body.clone()));
+        self.bodies.insert(hash, body);
         if !self.trust_effects {
             self.dirty.insert(file);
         }

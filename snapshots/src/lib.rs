@@ -11,4 +11,4 @@ pub mod checkpoint;
 pub mod contents;
 pub mod machine;
 
-pub use machine::{CatchUp, TimeMachine};
+pub use machine::{CatchUp, Head, TimeMachine};

@@ -4,7 +4,7 @@
 //! Head state lives in `Ks::State` (one record per file) plus a small head
 //! record in `Ks::Meta`, so opening a vault never replays the journal.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::mpsc;
 
@@ -17,12 +17,15 @@ use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{Disputes, Error, FileId, Journal, Result, VersionVector};
 
 use crate::checkpoint;
-use crate::contents::{Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, OUTCOME_NONE};
+use crate::contents::{Bodies, Cache, EFFECT_APPLIED, EFFECT_NO_EFFECT, OUTCOME_NONE};
 
 const HEAD: &[u8] = b"head_state";
 const HEAD_LIVE_FILES: &[u8] = b"head_live_files";
 const HEAD_OPEN_CONFLICTS: &[u8] = b"head_open_conflicts";
 const NEXT_CHECKPOINT: &[u8] = b"next_checkpoint_ops";
+/// The applied op count and last op of the stored head: how a [`Head`] in
+/// memory knows it is still the stored one.
+const HEAD_MARK: &[u8] = b"head_mark";
 /// The forks the head state was replayed with ([`Disputes`]).
 const HEAD_DISPUTES: &[u8] = b"head_disputes";
 /// A long catch-up commits its progress every this many ops.
@@ -42,6 +45,83 @@ pub struct CatchUp {
 }
 
 pub struct TimeMachine;
+
+/// Recent head states kept in memory at least this many ops apart (more in
+/// big vaults, where a copy costs more).
+const RECENT_SPACING_OPS: u64 = 8;
+/// How many recent head states are kept.
+const RECENT_MAX: usize = 16;
+
+/// The head state a long-running process keeps in memory between
+/// catch-ups, so applying an op costs one op rather than a load of every
+/// file's record, with a few recent states to rewind to.
+///
+/// A late op usually sorts just before the newest applied ops. Rewinding to
+/// a recent state then replays a few ops, where the newest serving
+/// checkpoint may be a thousand ops back. A recent state serves exactly
+/// when a checkpoint would: it holds every op that sorts up to its last op,
+/// and every later rewind past it drops it.
+///
+/// Drop it whenever the store changes under it (a reopen after a crash, a
+/// restore).
+#[derive(Default)]
+pub struct Head {
+    state: Option<VaultState>,
+    /// Oldest first; each one's last op sorts after the one before.
+    recent: VecDeque<VaultState>,
+    next_recent: u64,
+    /// File versions those states (and the head) name.
+    bodies: Bodies,
+}
+
+impl Head {
+    /// The state, loaded from the store if not in memory yet.
+    pub fn state<S: Store>(&mut self, journal: &Journal<S>) -> Result<&VaultState> {
+        if self.state.is_none() {
+            self.state = Some(TimeMachine::load_head(journal)?);
+        }
+        Ok(self.state.as_ref().expect("just loaded"))
+    }
+
+    /// Keeps a copy of `state` if it is far enough past the last one kept.
+    fn remember(&mut self, state: &VaultState) {
+        if state.ops < self.next_recent {
+            return;
+        }
+        if self.recent.len() == RECENT_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(state.clone());
+        self.next_recent = state.ops + RECENT_SPACING_OPS.max(state.paths.len() as u64 / 8);
+    }
+
+    /// The newest recent state whose last op sorts before `from`, after
+    /// forgetting those a late op at `from` invalidates.
+    fn before(&mut self, from: &vellum_journal::OrderKey) -> Option<VaultState> {
+        while self
+            .recent
+            .back()
+            .is_some_and(|s| s.last.as_ref().is_none_or(|l| l >= from))
+        {
+            self.recent.pop_back();
+        }
+        self.next_recent = self.recent.back().map_or(0, |s| s.ops + 1);
+        self.recent.back().cloned()
+    }
+
+    fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.next_recent = 0;
+    }
+}
+
+fn head_mark(state: &VaultState) -> Vec<u8> {
+    let mut m = state.ops.to_le_bytes().to_vec();
+    if let Some(last) = &state.last {
+        m.extend_from_slice(&last.to_bytes());
+    }
+    m
+}
 
 /// Files that differ between `old` and `new`: what a rewind must rewrite.
 fn rewritten(old: &VaultState, new: &VaultState) -> BTreeSet<FileId> {
@@ -155,6 +235,7 @@ impl TimeMachine {
         };
         let b = rkyv::to_bytes::<rancor::Error>(&header).expect("in-memory serialisation");
         batch.put(Ks::Meta, HEAD, b.into_vec());
+        batch.put(Ks::Meta, HEAD_MARK, head_mark(state));
         batch.put(
             Ks::Meta,
             HEAD_LIVE_FILES,
@@ -180,24 +261,43 @@ impl TimeMachine {
         journal: &Journal<S>,
         checkpoint_interval_ops: u64,
     ) -> Result<CatchUp> {
-        Self::catch_up_cached(journal, checkpoint_interval_ops, &mut None)
+        Self::catch_up_cached(journal, checkpoint_interval_ops, &mut Head::default())
     }
 
-    /// [`TimeMachine::catch_up_with`] over a head state the caller keeps in
-    /// memory between calls (`None` loads it), so applying one op costs one
-    /// op, not a load of every file's record.
+    /// [`TimeMachine::catch_up_with`] over a [`Head`] the caller keeps in
+    /// memory between calls.
     pub fn catch_up_cached<S: Store>(
         journal: &Journal<S>,
         checkpoint_interval_ops: u64,
-        head: &mut Option<VaultState>,
+        head: &mut Head,
+    ) -> Result<CatchUp> {
+        let out = Self::catch_up_head(journal, checkpoint_interval_ops, head);
+        if out.is_err() {
+            // What failed may have left the store's head behind memory's.
+            *head = Head::default();
+        }
+        out
+    }
+
+    fn catch_up_head<S: Store>(
+        journal: &Journal<S>,
+        checkpoint_interval_ops: u64,
+        head: &mut Head,
     ) -> Result<CatchUp> {
         let mut out = CatchUp::default();
         let Some(from) = journal.replay_from()? else {
             return Ok(out);
         };
-        let mut state = match head.take() {
-            Some(s) => s,
-            None => Self::load_head(journal)?,
+        let stored = journal.store().get(Ks::Meta, HEAD_MARK)?;
+        let mut state = match head.state.take() {
+            Some(s) if stored.as_deref() == Some(&head_mark(&s)[..]) => s,
+            kept => {
+                if kept.is_some() {
+                    tracing::warn!("the stored head moved under the one in memory: reloading it");
+                }
+                head.forget_recent();
+                Self::load_head(journal)?
+            }
         };
         let mut old = None;
         // Forks decide which ops of a forked chain take effect, from the
@@ -211,13 +311,19 @@ impl TimeMachine {
             out.rewound = true;
             old = Some(state.clone());
             state = VaultState::default();
+            head.forget_recent();
             tracing::info!("a fork changed which ops take effect: replaying the journal");
         } else if state.last.is_some_and(|last| from <= last) {
             out.rewound = true;
             old = Some(state.clone());
-            state = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?
-                .unwrap_or_default();
-            tracing::debug!(ops = state.ops, "rewinding to a checkpoint for a late op");
+            let recent = head.before(&from);
+            let stored = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?;
+            state = match (recent, stored) {
+                (Some(r), Some(c)) if c.ops > r.ops => c,
+                (Some(r), _) => r,
+                (None, c) => c.unwrap_or_default(),
+            };
+            tracing::debug!(ops = state.ops, "rewinding for a late op");
         }
         if out.rewound {
             crate::contents::drop_routings_after(journal, state.last.as_ref())?;
@@ -234,7 +340,9 @@ impl TimeMachine {
         })?;
         let mut batch = Batch::new();
         let mut changed_since_commit = BTreeSet::new();
-        let mut cache = Cache::new(journal, journal.admitted(), false).recording_checks();
+        let mut cache = Cache::new(journal, journal.admitted(), false)
+            .recording_checks()
+            .with_bodies(std::mem::take(&mut head.bodies));
         cache.starting_from(&state);
         for (i, (key, seq)) in keys.iter().enumerate() {
             let op = match journal.replay_op(*key, *seq, &journal.load_at(key)?, &disputes) {
@@ -307,6 +415,7 @@ impl TimeMachine {
             };
             batch.put(Ks::Effects, key.to_bytes().to_vec(), record);
             out.applied += 1;
+            head.remember(&state);
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &disputes, &mut batch);
                 next_checkpoint = state.ops
@@ -351,7 +460,8 @@ impl TimeMachine {
             out.waiting_for_key.is_some() || state.applied_vv() == *journal.admitted(),
             "head lags admission"
         );
-        *head = Some(state);
+        head.state = Some(state);
+        head.bodies = cache.into_bodies();
         Ok(out)
     }
 

@@ -22,8 +22,8 @@ use vellum_journal::point::Point;
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Batch, Durability, FjallStore, Ks, MemStore, Store};
 use vellum_journal::{ContentHash, FileId, Journal, OpId, VaultId, VersionVector};
-use vellum_snapshots::TimeMachine;
 use vellum_snapshots::contents::{body_of, write_body};
+use vellum_snapshots::{Head, TimeMachine};
 
 // ---- fixtures ---------------------------------------------------------
 
@@ -401,6 +401,8 @@ struct Rig<S: Store> {
     model: Model,
     /// Every admitted op, in append order (genesis first).
     ops: Vec<OpId>,
+    /// Catch-ups keep the head in memory, as a running process does.
+    head: Option<Head>,
 }
 
 /// What one step did.
@@ -435,6 +437,7 @@ impl<S: Store> Rig<S> {
             went_back: false,
             checkpoint_interval,
             model: Model::new(),
+            head: None,
         })
     }
 
@@ -672,8 +675,7 @@ impl<S: Store> Rig<S> {
             self.ops.extend(&ids);
             ids
         };
-        let caught =
-            TimeMachine::catch_up_with(&self.journal, self.checkpoint_interval).or_fail()?;
+        let caught = self.catch_up()?;
         prop_assert_eq!(
             caught.applied,
             ids.len() as u64,
@@ -682,6 +684,16 @@ impl<S: Store> Rig<S> {
         prop_assert_eq!(caught.no_effect, 0, "every recorded op takes effect");
         prop_assert!(!caught.rewound, "one author's appends never rewind");
         Ok(Outcome { ids, stored_blob })
+    }
+
+    fn catch_up(&mut self) -> Result<vellum_snapshots::CatchUp, TestCaseError> {
+        match &mut self.head {
+            Some(head) => {
+                TimeMachine::catch_up_cached(&self.journal, self.checkpoint_interval, head)
+            }
+            None => TimeMachine::catch_up_with(&self.journal, self.checkpoint_interval),
+        }
+        .or_fail()
     }
 
     /// The head state, checked against the model and the admitted set.
@@ -856,28 +868,15 @@ proptest! {
     /// result equals the head before the rewind and a replay from scratch.
     #[test]
     fn rewind_to_a_checkpoint_replays_to_the_same_head(run in run(30), at in any::<Index>()) {
-        let mut rig = Rig::create(MemStore::new(), run.seed, run.checkpoint_interval)?;
-        for step in &run.steps {
-            rig.step(step)?;
-        }
-        let before = TimeMachine::load_head(&rig.journal).or_fail()?;
-        let mut keys = Vec::new();
-        rig.journal
-            .for_each_in_order(None, &mut |k, _| {
-                keys.push(k);
-                Ok(std::ops::ControlFlow::Continue(()))
-            })
-            .or_fail()?;
-        let from = keys[at.index(keys.len())];
-        let mut batch = vellum_journal::store::Batch::new();
-        rig.journal.mark_replayed(&mut batch, Some(&from));
-        rig.journal.store().commit(batch, Durability::Durable).or_fail()?;
-        let out = TimeMachine::catch_up_with(&rig.journal, rig.checkpoint_interval).or_fail()?;
-        prop_assert!(out.rewound, "catch-up did not rewind");
-        let after = TimeMachine::load_head(&rig.journal).or_fail()?;
-        assert_states_equal(&after, &before, "head after a rewind")?;
-        rig.check_from_scratch("after a rewind")?;
-        rig.check_head("after a rewind")?;
+        rewind_replays_to_the_same_head(run, at, false)?;
+    }
+
+    /// The same with the head kept in memory (`Head`): the rewind starts
+    /// from the newest recent state before the late op when that is newer
+    /// than every serving checkpoint.
+    #[test]
+    fn rewind_to_a_recent_state_replays_to_the_same_head(run in run(30), at in any::<Index>()) {
+        rewind_replays_to_the_same_head(run, at, true)?;
     }
 
     /// Protects time travel (DESIGN §5): the state at every earlier
@@ -1000,6 +999,44 @@ proptest! {
 
 /// Appends `actions` as one durable batch and catches up.
 /// A new in-memory journal, caught up, and its entropy source.
+/// Forces a replay from a random op of a run and checks that the head comes
+/// back the same, from disk checkpoints only or with the head in memory.
+fn rewind_replays_to_the_same_head(
+    run: Run,
+    at: Index,
+    keep_head: bool,
+) -> Result<(), TestCaseError> {
+    let mut rig = Rig::create(MemStore::new(), run.seed, run.checkpoint_interval)?;
+    if keep_head {
+        rig.head = Some(Head::default());
+    }
+    for step in &run.steps {
+        rig.step(step)?;
+    }
+    let before = TimeMachine::load_head(&rig.journal).or_fail()?;
+    let mut keys = Vec::new();
+    rig.journal
+        .for_each_in_order(None, &mut |k, _| {
+            keys.push(k);
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .or_fail()?;
+    let from = keys[at.index(keys.len())];
+    let mut batch = vellum_journal::store::Batch::new();
+    rig.journal.mark_replayed(&mut batch, Some(&from));
+    rig.journal
+        .store()
+        .commit(batch, Durability::Durable)
+        .or_fail()?;
+    let out = rig.catch_up()?;
+    prop_assert!(out.rewound, "catch-up did not rewind");
+    let after = TimeMachine::load_head(&rig.journal).or_fail()?;
+    assert_states_equal(&after, &before, "head after a rewind")?;
+    rig.check_from_scratch("after a rewind")?;
+    rig.check_head("after a rewind")?;
+    Ok(())
+}
+
 fn mem_journal(seed: u64) -> (Journal<MemStore>, SeededEntropy) {
     let mut e = SeededEntropy::new(seed);
     let j = Journal::create(

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::{Batch, Durability, Ks, Store, Visit};
 use crate::error::Result;
 
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Values are shared, so a scan's page and a snapshot copy pointers.
+type Value = Arc<[u8]>;
+type Map = BTreeMap<Vec<u8>, Value>;
 
 #[derive(Default)]
 pub struct MemStore {
@@ -24,7 +26,7 @@ struct Inner {
     /// Previous values of everything written since the last durable
     /// commit, oldest first: replayed backwards, it restores what a crash
     /// would keep.
-    undo: Vec<(Ks, Vec<u8>, Option<Vec<u8>>)>,
+    undo: Vec<(Ks, Vec<u8>, Option<Value>)>,
 }
 
 impl MemStore {
@@ -64,7 +66,7 @@ impl MemStore {
 
 impl Store for MemStore {
     fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.with(|i| i.live.get(&ks).and_then(|m| m.get(key).cloned())))
+        Ok(self.with(|i| i.live.get(&ks).and_then(|m| m.get(key).map(|v| v.to_vec()))))
     }
 
     fn scan(
@@ -75,24 +77,27 @@ impl Store for MemStore {
         f: &mut Visit<'_>,
     ) -> Result<()> {
         // Visit in pages, copying each out before calling `f`, so `f` may
-        // call back into the store and an early break costs one page.
-        const PAGE: usize = 256;
+        // call back into the store. Pages start small and double: most
+        // scans stop after an entry or two.
+        const FIRST_PAGE: usize = 4;
+        const PAGE_MAX: usize = 256;
+        let mut page_len = FIRST_PAGE;
         let mut lo = range.0.map(<[u8]>::to_vec);
         let mut hi = range.1.map(<[u8]>::to_vec);
         loop {
-            let page: Vec<(Vec<u8>, Vec<u8>)> = self.with(|i| {
+            let page: Vec<(Vec<u8>, Value)> = self.with(|i| {
                 let Some(m) = i.live.get(&ks) else {
                     return Vec::new();
                 };
                 let it = m.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
-                let pick = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+                let pick = |(k, v): (&Vec<u8>, &Value)| (k.clone(), Arc::clone(v));
                 if reverse {
-                    it.rev().take(PAGE).map(pick).collect()
+                    it.rev().take(page_len).map(pick).collect()
                 } else {
-                    it.take(PAGE).map(pick).collect()
+                    it.take(page_len).map(pick).collect()
                 }
             });
-            let full = page.len() == PAGE;
+            let full = page.len() == page_len;
             for (k, v) in &page {
                 if f(k, v).is_break() {
                     return Ok(());
@@ -108,6 +113,7 @@ impl Store for MemStore {
                 }
                 _ => return Ok(()),
             }
+            page_len = (page_len * 2).min(PAGE_MAX);
         }
     }
 
@@ -116,7 +122,7 @@ impl Store for MemStore {
             for (ks, key, value) in batch.writes {
                 let m = i.live.entry(ks).or_default();
                 let old = match value {
-                    Some(v) => m.insert(key.clone(), v),
+                    Some(v) => m.insert(key.clone(), v.into()),
                     None => m.remove(&key),
                 };
                 if durability == Durability::Buffered {
