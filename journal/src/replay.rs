@@ -350,10 +350,16 @@ pub fn change_text(
     change: &TextChange<'_>,
 ) -> Result<EditOutcome> {
     // The base is a version of the file the op names, which may be an
-    // alias of `file`.
+    // alias of `file`. When it is the current text, it is found there
+    // whatever the op names: an alias has no text of its own.
     let named = op.payload.file().unwrap_or(file);
-    let Some(base_text) = contents.base_text(op, named, base)? else {
-        return Ok(EditOutcome::UnknownBase);
+    let base_text = if base == current {
+        contents.text(Some(&op.key), file, current)?
+    } else {
+        match contents.base_text(op, named, base)? {
+            Some(t) => t,
+            None => return Ok(EditOutcome::UnknownBase),
+        }
     };
     let theirs = match change {
         TextChange::Patch { patch, result } => {

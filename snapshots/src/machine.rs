@@ -67,8 +67,9 @@ const RECENT_MAX: usize = 16;
 #[derive(Default)]
 pub struct Head {
     state: Option<VaultState>,
-    /// Oldest first; each one's last op sorts after the one before.
-    recent: VecDeque<VaultState>,
+    /// Oldest first, with the removal bars each was replayed with; each
+    /// one's last op sorts after the one before.
+    recent: VecDeque<(VaultState, Vec<u8>)>,
     next_recent: u64,
     /// File versions those states (and the head) name.
     bodies: Bodies,
@@ -83,30 +84,52 @@ impl Head {
         Ok(self.state.as_ref().expect("just loaded"))
     }
 
-    /// Keeps a copy of `state` if it is far enough past the last one kept.
-    fn remember(&mut self, state: &VaultState) {
+    /// Keeps a copy of `state`, replayed with removal bars `bars`, if it is
+    /// far enough past the last one kept.
+    fn remember(&mut self, state: &VaultState, bars: &[u8]) {
         if state.ops < self.next_recent {
             return;
         }
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }
-        self.recent.push_back(state.clone());
+        self.recent.push_back((state.clone(), bars.to_vec()));
         self.next_recent = state.ops + RECENT_SPACING_OPS.max(state.paths.len() as u64 / 8);
     }
 
-    /// The newest recent state whose last op sorts before `from`, after
-    /// forgetting those a late op at `from` invalidates.
-    fn before(&mut self, from: &vellum_journal::OrderKey) -> Option<VaultState> {
+    /// The newest recent state, if it serves the admitted set by the
+    /// checkpoint rule (whose bars are `bars`) and sorts before `from`,
+    /// after forgetting those a late op at `from` invalidates.
+    fn before<S: Store>(
+        &mut self,
+        journal: &Journal<S>,
+        from: &vellum_journal::OrderKey,
+        bars: &[u8],
+    ) -> Result<Option<VaultState>> {
         while self
             .recent
             .back()
-            .is_some_and(|s| s.last.as_ref().is_none_or(|l| l >= from))
+            .is_some_and(|(s, _)| s.last.as_ref().is_none_or(|l| l >= from))
         {
             self.recent.pop_back();
         }
-        self.next_recent = self.recent.back().map_or(0, |s| s.ops + 1);
-        self.recent.back().cloned()
+        self.next_recent = self.recent.back().map_or(0, |(s, _)| s.ops + 1);
+        let Some((state, state_bars)) = self.recent.back() else {
+            return Ok(None);
+        };
+        let Some(last) = &state.last else {
+            return Ok(None);
+        };
+        let serves = checkpoint::serves_state(
+            journal,
+            &state.applied_vv(),
+            last,
+            state_bars,
+            journal.admitted(),
+            bars,
+            Some(from),
+        )?;
+        Ok(serves.then(|| state.clone()))
     }
 
     fn forget_recent(&mut self) {
@@ -303,6 +326,7 @@ impl TimeMachine {
         // Forks decide which ops of a forked chain take effect, from the
         // whole set: when they change, everything is replayed again.
         let disputes = journal.disputes(journal.admitted())?;
+        let bars = disputes.removal_bytes();
         let was = match journal.store().get(Ks::Meta, HEAD_DISPUTES)? {
             Some(b) => Disputes::from_bytes(&b)?,
             None => Disputes::default(),
@@ -316,7 +340,7 @@ impl TimeMachine {
         } else if state.last.is_some_and(|last| from <= last) {
             out.rewound = true;
             old = Some(state.clone());
-            let recent = head.before(&from);
+            let recent = head.before(journal, &from, &bars)?;
             let stored = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?;
             state = match (recent, stored) {
                 (Some(r), Some(c)) if c.ops > r.ops => c,
@@ -415,7 +439,7 @@ impl TimeMachine {
             };
             batch.put(Ks::Effects, key.to_bytes().to_vec(), record);
             out.applied += 1;
-            head.remember(&state);
+            head.remember(&state, &bars);
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &disputes, &mut batch);
                 next_checkpoint = state.ops
