@@ -538,6 +538,8 @@ impl<S: Store> Journal<S> {
         let mut ids = Vec::with_capacity(writes.len());
         let mut todo: std::collections::VecDeque<(Write, bool)> =
             writes.into_iter().map(|w| (w, true)).collect();
+        // Set once a rotation was queued because no clean epoch was held.
+        let mut rotated_for_clean = false;
         while let Some((write, asked)) = todo.pop_front() {
             let clean = !matches!(write, Write::Remove { .. } | Write::Rotate);
             let epoch = if clean {
@@ -546,13 +548,24 @@ impl<S: Store> Journal<S> {
                 self.newest_held_epoch_with(&staged)?
             };
             let Some(epoch) = epoch else {
-                if clean {
+                if clean && !rotated_for_clean {
                     todo.push_front((write, asked));
                     todo.push_front((Write::Rotate, false));
+                    rotated_for_clean = true;
                     continue;
+                }
+                if clean {
+                    // Bounded: a fresh rotation that still leaves no clean
+                    // epoch would otherwise rotate again forever.
+                    return Err(Error::Corrupt(
+                        "a key rotation written to get a clean epoch left none".into(),
+                    ));
                 }
                 return Err(Error::Keys("this device holds no key of this vault".into()));
             };
+            if clean {
+                rotated_for_clean = false;
+            }
             let key = self.keys.get(&epoch).expect("a held epoch").clone();
             let mut new_key = None;
             let (control, payload) = match write {

@@ -348,16 +348,17 @@ impl<S: Store> Journal<S> {
         set: &VersionVector,
         staged: &Staged,
     ) -> Result<bool> {
-        let mut removals = Vec::new();
+        // Each removed device, with its removals in the set.
+        let mut removed: BTreeMap<DeviceId, Vec<&ControlOp>> = BTreeMap::new();
         for c in self.controls_with(staged) {
             if let Control::Member(m) = &c.control
                 && m.action == MemberAction::Remove
                 && self.holds_op(set, c, staged)?
             {
-                removals.push(c);
+                removed.entry(m.device).or_default().push(c);
             }
         }
-        if removals.is_empty() {
+        if removed.is_empty() {
             return Ok(true);
         }
         if *epoch == self.genesis() {
@@ -366,9 +367,21 @@ impl<S: Store> Journal<S> {
         let Some(e) = self.controls_with(staged).find(|c| c.id == *epoch) else {
             return Ok(false);
         };
+        // One removal of a device in the epoch op's past is enough: the
+        // key was then sealed to the members without it. (A device whose
+        // own chain forked may hold a removal on each branch, and the
+        // other branch's can never be in its past: deps name other
+        // authors' ops only.)
         let past = self.full_past_with(&e.author, e.seq, &e.id, staged)?;
-        for r in removals {
-            if !self.holds_op(&past, r, staged)? {
+        for removals in removed.values() {
+            let mut seen = false;
+            for r in removals {
+                if self.holds_op(&past, r, staged)? {
+                    seen = true;
+                    break;
+                }
+            }
+            if !seen {
                 return Ok(false);
             }
         }

@@ -725,6 +725,12 @@ impl<S: Store> Contents for Cache<'_, S> {
                 EditOutcome::Merged { .. } | EditOutcome::UnknownBase => false,
             }
         {
+            if outcome == EditOutcome::Applied {
+                // The file now holds the op's result, whose text was not
+                // made: a text kept in memory would be a stale version that
+                // the next op's base could be taken from.
+                self.current.remove(&file);
+            }
             return Ok(outcome);
         }
         let outcome = match change {

@@ -356,3 +356,44 @@ fn a_removal_bars_ops_in_sets_that_hold_it_and_only_there() {
         );
     }
 }
+
+/// Regression seed 200277: a device restored from a backup removes a
+/// device again, then its lost ops (with the first removal) come back on
+/// another branch of its own chain, which can never be in the past of what
+/// it writes (deps name other authors' ops). One removal of the device in
+/// an epoch's past makes the epoch clean, so it still writes; before, every
+/// write rotated the key again, forever.
+#[test]
+fn a_device_whose_own_chain_forked_over_a_removal_still_writes() {
+    let mut d = Devices::new(3, 9);
+    let backup = d.backup(0);
+    let first = remove(&mut d, 0, 2);
+    d.sync(0, 1);
+    d.restore(0, backup);
+    let second = remove(&mut d, 0, 2);
+    assert_ne!(
+        first, second,
+        "the restored device wrote again at the same seqs"
+    );
+    // Its lost ops come back: its own chain has two branches now.
+    d.sync(1, 0);
+    assert_eq!(
+        d.journals[0].admitted().heads(&device(d.signers[0])).len(),
+        2,
+        "both branches are heads"
+    );
+    try_append(&mut d, 0, note("after.md", "written on a forked chain\n"))
+        .expect("a forked device still writes, under a clean epoch");
+    TimeMachine::catch_up(&d.journals[0]).unwrap();
+    d.sync_all();
+    // A forked chain's ops take effect once an unforked member vouches
+    // for them with a newer op (DESIGN §3).
+    d.create(1, "seen.md", "device 1 has seen the forked chain\n");
+    d.sync_all();
+    assert_eq!(
+        d.text_at(1, "after.md").as_deref(),
+        Some("written on a forked chain\n")
+    );
+    // The removed device never holds the key it was written under.
+    assert_eq!(d.text_at(2, "after.md"), None);
+}
