@@ -103,8 +103,18 @@ pub fn run(args: &SimArgs) -> ExitCode {
                         break;
                     };
                     let out = run_seed(seed, args.checkpoint_ops.max(1), args.trace);
-                    if out.failure.is_some() && args.until_failure {
-                        stop.store(true, Ordering::Relaxed);
+                    if let Some(f) = &out.failure {
+                        // At once, so a long sweep shows its failures as
+                        // they come.
+                        eprintln!("seed {seed} failed: {f}");
+                        let every = match args.checkpoint_ops {
+                            crate::CHECKPOINT_OPS_DEFAULT => String::new(),
+                            n => format!(" --checkpoint-ops {n}"),
+                        };
+                        eprintln!("  repro: vellum-sim --seed {seed}{every} --trace");
+                        if args.until_failure {
+                            stop.store(true, Ordering::Relaxed);
+                        }
                     }
                     outcomes.lock().expect("outcomes").push(out);
                 }
@@ -116,13 +126,10 @@ pub fn run(args: &SimArgs) -> ExitCode {
     let (mut failed, mut ops, mut conflicts) = (0u64, 0u64, 0u64);
     let ran = outcomes.len() as u64;
     for out in &outcomes {
-        let seed = out.seed;
         ops += out.ops;
         conflicts += out.conflicts;
-        if let Some(f) = &out.failure {
+        if out.failure.is_some() {
             failed += 1;
-            eprintln!("seed {seed} failed: {f}");
-            eprintln!("  repro: vellum-sim --seed {seed} --trace");
         }
         if args.trace {
             println!("trace {}", crate::hex(&out.trace_hash));
