@@ -400,20 +400,24 @@ mod tests {
         assert!(again.open(&EpochKey([9; 32])).is_err());
     }
 
-    #[test]
-    fn every_flipped_byte_is_caught() {
+    /// A content op with `payload`, sealed under a test key.
+    fn sealed(payload: &[u8]) -> Envelope {
         let signer = SigningKey::from_bytes(&[1; 32]);
-        let key = EpochKey([2; 32]);
-        let env = Envelope::seal(
+        Envelope::seal(
             OpKind::Content,
             &header(&signer),
             &[],
-            b"payload",
-            &key,
+            payload,
+            &EpochKey([2; 32]),
             [3; 24],
             &signer,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn every_flipped_byte_is_caught() {
+        let env = sealed(b"payload");
         for i in 0..env.bytes().len() {
             let mut b = env.bytes().to_vec();
             b[i] ^= 0x01;
@@ -427,18 +431,7 @@ mod tests {
 
     #[test]
     fn a_memo_never_vouches_for_other_bytes() {
-        let signer = SigningKey::from_bytes(&[1; 32]);
-        let key = EpochKey([2; 32]);
-        let env = Envelope::seal(
-            OpKind::Content,
-            &header(&signer),
-            &[],
-            b"payload",
-            &key,
-            [3; 24],
-            &signer,
-        )
-        .unwrap();
+        let env = sealed(b"payload");
         let memo = SignatureMemo::default();
         let good = Envelope::parse(env.bytes().to_vec()).unwrap();
         good.verify_signature_with(&memo).unwrap();
