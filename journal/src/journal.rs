@@ -540,6 +540,8 @@ impl<S: Store> Journal<S> {
             writes.into_iter().map(|w| (w, true)).collect();
         // Set once a rotation was queued because no clean epoch was held.
         let mut rotated_for_clean = false;
+        // Set once devices removed on another branch were removed again.
+        let mut removed_again = false;
         while let Some((write, asked)) = todo.pop_front() {
             let clean = !matches!(write, Write::Remove { .. } | Write::Rotate);
             let epoch = if clean {
@@ -554,9 +556,30 @@ impl<S: Store> Journal<S> {
                     rotated_for_clean = true;
                     continue;
                 }
+                if clean && !removed_again {
+                    // A removal on another branch of this device's own
+                    // chain (it forked) can never be in the past of what it
+                    // writes: deps name other authors' ops. Removing those
+                    // devices again on this branch, then rotating, makes an
+                    // epoch clean.
+                    let missing = match self.newest_held_epoch_with(&staged)? {
+                        Some(e) => {
+                            self.removed_outside_epoch_with(&e, &staged.admitted, &staged)?
+                        }
+                        None => Vec::new(),
+                    };
+                    if !missing.is_empty() {
+                        removed_again = true;
+                        todo.push_front((write, asked));
+                        for device in missing.into_iter().rev() {
+                            todo.push_front((Write::Remove { device }, false));
+                        }
+                        continue;
+                    }
+                }
                 if clean {
-                    // Bounded: a fresh rotation that still leaves no clean
-                    // epoch would otherwise rotate again forever.
+                    // Bounded: otherwise a rotation that leaves no clean
+                    // epoch would be followed by another, forever.
                     return Err(Error::Corrupt(
                         "a key rotation written to get a clean epoch left none".into(),
                     ));

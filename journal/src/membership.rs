@@ -388,23 +388,73 @@ impl<S: Store> Journal<S> {
         Ok(true)
     }
 
-    /// The epoch a new local op is written under: the newest clean epoch
-    /// of the admitted set whose key this device holds.
-    pub(crate) fn write_epoch_with(&self, staged: &Staged) -> Result<Option<OpId>> {
+    /// Devices removed in `set` none of whose removals is in the causal past
+    /// of `epoch`'s op: what keeps that epoch from being clean.
+    pub(crate) fn removed_outside_epoch_with(
+        &self,
+        epoch: &OpId,
+        set: &VersionVector,
+        staged: &Staged,
+    ) -> Result<Vec<DeviceId>> {
+        let Some(e) = self.controls_with(staged).find(|c| c.id == *epoch) else {
+            return Ok(Vec::new());
+        };
+        let past = self.full_past_with(&e.author, e.seq, &e.id, staged)?;
+        let mut covered = BTreeSet::new();
+        let mut removed = BTreeSet::new();
+        for c in self.controls_with(staged) {
+            if let Control::Member(m) = &c.control
+                && m.action == MemberAction::Remove
+                && self.holds_op(set, c, staged)?
+            {
+                removed.insert(m.device);
+                if self.holds_op(&past, c, staged)? {
+                    covered.insert(m.device);
+                }
+            }
+        }
+        Ok(removed.difference(&covered).copied().collect())
+    }
+
+    /// The admitted set as this device's next op sees it: every other
+    /// author's heads, and of its own chain only the branch it writes on
+    /// (the highest head, which `append` takes as `prev`). Another branch
+    /// of its own chain (it forked) can never be in that op's past.
+    fn own_view(&self, staged: &Staged) -> VersionVector {
         let set = &staged.admitted;
-        for (_, e) in self.epochs_with(set, staged)?.into_iter().rev() {
-            if self.keys().get(&e).is_some() && self.epoch_clean_with(&e, set, staged)? {
+        let mut view = set.clone();
+        for author in set.authors().filter(|a| self.keys().is_mine(a)) {
+            let keep = set.get(author);
+            for e in set.heads(author) {
+                if Some(*e) != keep {
+                    view.remove_head(author, e);
+                }
+            }
+        }
+        view
+    }
+
+    /// The epoch a new local op is written under: the newest epoch in its
+    /// past whose key this device holds and that is clean in the whole
+    /// admitted set (a removal the device knows of counts, even on a branch
+    /// of its own chain the op cannot see).
+    pub(crate) fn write_epoch_with(&self, staged: &Staged) -> Result<Option<OpId>> {
+        let view = self.own_view(staged);
+        for (_, e) in self.epochs_with(&view, staged)?.into_iter().rev() {
+            if self.keys().get(&e).is_some()
+                && self.epoch_clean_with(&e, &staged.admitted, staged)?
+            {
                 return Ok(Some(e));
             }
         }
         Ok(None)
     }
 
-    /// The newest epoch of the admitted set whose key this device holds,
-    /// clean or not: a KeyRotate chains back to it.
+    /// The newest epoch in a new local op's past whose key this device
+    /// holds, clean or not: a KeyRotate chains back to it.
     pub(crate) fn newest_held_epoch_with(&self, staged: &Staged) -> Result<Option<OpId>> {
         Ok(self
-            .epochs_with(&staged.admitted, staged)?
+            .epochs_with(&self.own_view(staged), staged)?
             .into_iter()
             .rev()
             .map(|(_, e)| e)

@@ -397,3 +397,52 @@ fn a_device_whose_own_chain_forked_over_a_removal_still_writes() {
     // The removed device never holds the key it was written under.
     assert_eq!(d.text_at(2, "after.md"), None);
 }
+
+/// Regression seed 3442: as above, but only the lost branch removed the
+/// device. To write under a clean epoch, the device removes it again on the
+/// branch it writes on, then rotates the key.
+#[test]
+fn a_device_whose_lost_branch_removed_a_device_removes_it_again() {
+    let mut d = Devices::new(3, 10);
+    let backup = d.backup(0);
+    remove(&mut d, 0, 2);
+    d.sync(0, 1);
+    d.restore(0, backup);
+    // A longer branch than the lost one: the device goes on writing on it.
+    for i in 0..3 {
+        d.create(0, &format!("fork{i}.md"), "written after the restore\n");
+    }
+    d.sync(1, 0);
+    assert_eq!(
+        d.journals[0].admitted().heads(&device(d.signers[0])).len(),
+        2,
+        "both branches are heads"
+    );
+    let removals_before = removals_of(&d.journals[0], device(d.signers[2]));
+    try_append(&mut d, 0, note("after.md", "device 2 must not read this\n"))
+        .expect("a forked device still writes, under a clean epoch");
+    assert_eq!(
+        removals_of(&d.journals[0], device(d.signers[2])),
+        removals_before + 1,
+        "it removed device 2 again on the branch it writes on"
+    );
+    TimeMachine::catch_up(&d.journals[0]).unwrap();
+    d.sync_all();
+    d.create(1, "seen.md", "device 1 has seen the forked chain\n");
+    d.sync_all();
+    assert_eq!(
+        d.text_at(1, "after.md").as_deref(),
+        Some("device 2 must not read this\n")
+    );
+    assert_eq!(d.text_at(2, "after.md"), None);
+}
+
+fn removals_of(j: &Journal<MemStore>, who: vellum_journal::DeviceId) -> usize {
+    j.controls()
+        .iter()
+        .filter(|c| {
+            matches!(&c.control, vellum_journal::control::Control::Member(m)
+                if m.action == vellum_journal::control::MemberAction::Remove && m.device == who)
+        })
+        .count()
+}
