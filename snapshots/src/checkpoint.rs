@@ -129,7 +129,7 @@ fn serves<S: Store>(
 /// `last`, replayed with removal bars `state_bars`, serves `target` (whose
 /// bars are `bars`), also sorting before `before` when given: the rule of
 /// DESIGN §5, for checkpoints and for the recent states a `Head` keeps.
-pub(crate) fn serves_state<S: Store>(
+fn serves_state<S: Store>(
     journal: &Journal<S>,
     applied: &VersionVector,
     last: &OrderKey,
