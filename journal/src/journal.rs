@@ -563,9 +563,9 @@ impl<S: Store> Journal<S> {
                     // devices again on this branch, then rotating, makes an
                     // epoch clean.
                     let missing = match self.newest_held_epoch_with(&staged)? {
-                        Some(e) => {
-                            self.removed_outside_epoch_with(&e, &staged.admitted, &staged)?
-                        }
+                        Some(e) => self
+                            .removed_outside_epoch_with(&e, &staged.admitted, &staged)?
+                            .unwrap_or_default(),
                         None => Vec::new(),
                     };
                     if !missing.is_empty() {

@@ -348,72 +348,64 @@ impl<S: Store> Journal<S> {
         set: &VersionVector,
         staged: &Staged,
     ) -> Result<bool> {
-        // Each removed device, with its removals in the set.
-        let mut removed: BTreeMap<DeviceId, Vec<&ControlOp>> = BTreeMap::new();
-        for c in self.controls_with(staged) {
-            if let Control::Member(m) = &c.control
-                && m.action == MemberAction::Remove
-                && self.holds_op(set, c, staged)?
-            {
-                removed.entry(m.device).or_default().push(c);
-            }
-        }
-        if removed.is_empty() {
+        let removals = self.member_removes_in(set, staged)?;
+        if removals.is_empty() {
             return Ok(true);
         }
         if *epoch == self.genesis() {
             return Ok(false);
         }
-        let Some(e) = self.controls_with(staged).find(|c| c.id == *epoch) else {
-            return Ok(false);
-        };
-        // One removal of a device in the epoch op's past is enough: the
-        // key was then sealed to the members without it. (A device whose
-        // own chain forked may hold a removal on each branch, and the
-        // other branch's can never be in its past: deps name other
-        // authors' ops only.)
-        let past = self.full_past_with(&e.author, e.seq, &e.id, staged)?;
-        for removals in removed.values() {
-            let mut seen = false;
-            for r in removals {
-                if self.holds_op(&past, r, staged)? {
-                    seen = true;
-                    break;
-                }
-            }
-            if !seen {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(self
+            .removed_outside_epoch_with(epoch, set, staged)?
+            .is_some_and(|d| d.is_empty()))
     }
 
-    /// Devices removed in `set` none of whose removals is in the causal past
-    /// of `epoch`'s op: what keeps that epoch from being clean.
-    pub(crate) fn removed_outside_epoch_with(
-        &self,
-        epoch: &OpId,
+    /// The Member removes of `set`.
+    fn member_removes_in<'a>(
+        &'a self,
         set: &VersionVector,
-        staged: &Staged,
-    ) -> Result<Vec<DeviceId>> {
-        let Some(e) = self.controls_with(staged).find(|c| c.id == *epoch) else {
-            return Ok(Vec::new());
-        };
-        let past = self.full_past_with(&e.author, e.seq, &e.id, staged)?;
-        let mut covered = BTreeSet::new();
-        let mut removed = BTreeSet::new();
+        staged: &'a Staged,
+    ) -> Result<Vec<&'a ControlOp>> {
+        let mut out = Vec::new();
         for c in self.controls_with(staged) {
             if let Control::Member(m) = &c.control
                 && m.action == MemberAction::Remove
                 && self.holds_op(set, c, staged)?
             {
-                removed.insert(m.device);
-                if self.holds_op(&past, c, staged)? {
-                    covered.insert(m.device);
-                }
+                out.push(c);
             }
         }
-        Ok(removed.difference(&covered).copied().collect())
+        Ok(out)
+    }
+
+    /// Devices removed in `set` none of whose removals is in the causal past
+    /// of `epoch`'s op (`None`: `epoch` is not a control op). One removal of
+    /// a device in that past is enough for the epoch to be clean: the key
+    /// was then sealed to the members without it. (A device whose own chain
+    /// forked may hold a removal on each branch, and the other branch's can
+    /// never be in its past: deps name other authors' ops only.)
+    pub(crate) fn removed_outside_epoch_with(
+        &self,
+        epoch: &OpId,
+        set: &VersionVector,
+        staged: &Staged,
+    ) -> Result<Option<Vec<DeviceId>>> {
+        let Some(e) = self.controls_with(staged).find(|c| c.id == *epoch) else {
+            return Ok(None);
+        };
+        let past = self.full_past_with(&e.author, e.seq, &e.id, staged)?;
+        let mut covered = BTreeSet::new();
+        let mut removed = BTreeSet::new();
+        for c in self.member_removes_in(set, staged)? {
+            let Control::Member(m) = &c.control else {
+                continue;
+            };
+            removed.insert(m.device);
+            if self.holds_op(&past, c, staged)? {
+                covered.insert(m.device);
+            }
+        }
+        Ok(Some(removed.difference(&covered).copied().collect()))
     }
 
     /// The admitted set as this device's next op sees it: every other

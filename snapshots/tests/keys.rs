@@ -377,25 +377,10 @@ fn a_device_whose_own_chain_forked_over_a_removal_still_writes() {
     );
     // Its lost ops come back: its own chain has two branches now.
     d.sync(1, 0);
-    assert_eq!(
-        d.journals[0].admitted().heads(&device(d.signers[0])).len(),
-        2,
-        "both branches are heads"
-    );
+    assert_two_branches(&d);
     try_append(&mut d, 0, note("after.md", "written on a forked chain\n"))
         .expect("a forked device still writes, under a clean epoch");
-    TimeMachine::catch_up(&d.journals[0]).unwrap();
-    d.sync_all();
-    // A forked chain's ops take effect once an unforked member vouches
-    // for them with a newer op (DESIGN §3).
-    d.create(1, "seen.md", "device 1 has seen the forked chain\n");
-    d.sync_all();
-    assert_eq!(
-        d.text_at(1, "after.md").as_deref(),
-        Some("written on a forked chain\n")
-    );
-    // The removed device never holds the key it was written under.
-    assert_eq!(d.text_at(2, "after.md"), None);
+    readable_by_1_not_2(&mut d, "after.md", "written on a forked chain\n");
 }
 
 /// Regression seed 3442: as above, but only the lost branch removed the
@@ -413,11 +398,7 @@ fn a_device_whose_lost_branch_removed_a_device_removes_it_again() {
         d.create(0, &format!("fork{i}.md"), "written after the restore\n");
     }
     d.sync(1, 0);
-    assert_eq!(
-        d.journals[0].admitted().heads(&device(d.signers[0])).len(),
-        2,
-        "both branches are heads"
-    );
+    assert_two_branches(&d);
     let removals_before = removals_of(&d.journals[0], device(d.signers[2]));
     try_append(&mut d, 0, note("after.md", "device 2 must not read this\n"))
         .expect("a forked device still writes, under a clean epoch");
@@ -426,15 +407,28 @@ fn a_device_whose_lost_branch_removed_a_device_removes_it_again() {
         removals_before + 1,
         "it removed device 2 again on the branch it writes on"
     );
+    readable_by_1_not_2(&mut d, "after.md", "device 2 must not read this\n");
+}
+
+/// Device 0's own chain has two branches, both heads.
+fn assert_two_branches(d: &Devices) {
+    assert_eq!(
+        d.journals[0].admitted().heads(&device(d.signers[0])).len(),
+        2,
+        "both branches are heads"
+    );
+}
+
+/// After device 0 wrote `path` on its forked chain: once device 1 vouches
+/// for that chain with a newer op (DESIGN §3), device 1 reads `text`, and
+/// device 2, removed, never holds the key it was written under.
+fn readable_by_1_not_2(d: &mut Devices, path: &str, text: &str) {
     TimeMachine::catch_up(&d.journals[0]).unwrap();
     d.sync_all();
     d.create(1, "seen.md", "device 1 has seen the forked chain\n");
     d.sync_all();
-    assert_eq!(
-        d.text_at(1, "after.md").as_deref(),
-        Some("device 2 must not read this\n")
-    );
-    assert_eq!(d.text_at(2, "after.md"), None);
+    assert_eq!(d.text_at(1, path).as_deref(), Some(text));
+    assert_eq!(d.text_at(2, path), None);
 }
 
 fn removals_of(j: &Journal<MemStore>, who: vellum_journal::DeviceId) -> usize {
