@@ -217,11 +217,11 @@ pub trait Contents {
     /// Records `file`'s new content.
     fn put(&mut self, file: FileId, hash: ContentHash, body: &Body) -> Result<()>;
 
-    /// The text of `base`, the version `op` was made against: the file's
-    /// current text if it hashes to `base`, else what the replay of the
-    /// op's causal past makes of `file` (DESIGN §4), or `None` if that does
-    /// not hash to `base`. Never a cached version found by hash alone: the
-    /// answer must be the same on every replica.
+    /// The text of `base`, the version `op` was made against when it is not
+    /// the file's current text: what the replay of the op's causal past
+    /// makes of `file` (DESIGN §4), or `None` if that does not hash to
+    /// `base`. Never a version found by hash alone, in memory or cached:
+    /// the answer must be the same in every replay on every replica.
     fn base_text(
         &mut self,
         op: &ReplayOp,

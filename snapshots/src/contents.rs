@@ -258,7 +258,7 @@ impl<S: Store> Contents for FileReplay<'_, S> {
         file: FileId,
         base: ContentHash,
     ) -> Result<Option<String>> {
-        base_text(self.journal, self.newest.get(&file), op, file, base)
+        base_by_past(self.journal, op, file, base)
     }
 
     fn in_past(&mut self, op: &ReplayOp, other: OpId) -> Result<bool> {
@@ -289,26 +289,13 @@ thread_local! {
     static BASES: RefCell<BaseMemo> = RefCell::new((HashMap::new(), 0));
 }
 
-/// The base text of `op` as every replay decides it, whole or per file, so
-/// they all agree: the file's `current` text if it hashes to `base`, else
-/// [`base_by_past`].
-fn base_text<S: Store>(
-    journal: &Journal<S>,
-    current: Option<&(ContentHash, Body)>,
-    op: &ReplayOp,
-    file: FileId,
-    base: ContentHash,
-) -> Result<Option<String>> {
-    match current {
-        Some((h, body)) if *h == base => as_text(journal, body, base).map(Some),
-        _ => base_by_past(journal, op, file, base),
-    }
-}
-
-/// The base text of `op`: the file's content in the replay of the op's
-/// causal past, if it hashes to `base` (DESIGN §4). Never taken from the
-/// content cache by hash alone: what the cache holds differs between
-/// replicas, and the verdict must not.
+/// The base text of `op`, as every replay (whole or per file) decides it:
+/// `file`'s content in the replay of the op's causal past, if it hashes to
+/// `base` (DESIGN §4). Never taken from what a replay holds in memory or
+/// from the content cache by hash alone: those differ between replays and
+/// replicas, and the verdict must not. (A text kept in memory for an alias
+/// is the one it had when it joined another file, which a whole replay has
+/// and one rewound past the join does not: regression seed 7417.)
 fn base_by_past<S: Store>(
     journal: &Journal<S>,
     op: &ReplayOp,
@@ -672,7 +659,7 @@ impl<S: Store> Contents for Cache<'_, S> {
         base: ContentHash,
     ) -> Result<Option<String>> {
         self.store_index()?;
-        base_text(self.journal, self.current.get(&file), op, file, base)
+        base_by_past(self.journal, op, file, base)
     }
 
     fn routed(&mut self, key: &OrderKey, file: FileId) -> Result<()> {

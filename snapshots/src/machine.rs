@@ -4,7 +4,7 @@
 //! Head state lives in `Ks::State` (one record per file) plus a small head
 //! record in `Ks::Meta`, so opening a vault never replays the journal.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::sync::mpsc;
 
@@ -46,18 +46,34 @@ pub struct CatchUp {
 
 pub struct TimeMachine;
 
+/// Recent head states kept in memory at least this many ops apart (more in
+/// big vaults, where a copy costs more).
+const RECENT_SPACING_OPS: u64 = 8;
+/// How many recent head states are kept.
+const RECENT_MAX: usize = 16;
+
 /// The head state a long-running process keeps in memory between
 /// catch-ups, so applying an op costs one op rather than a load of every
-/// file's record, with the file versions recent replays made: after a
-/// rewind to a checkpoint, the store's content cache (each file's newest
-/// version only) lacks most versions the checkpoint names.
+/// file's record, with a few recent states to rewind to.
+///
+/// A late op usually sorts just before the newest applied ops. Rewinding to
+/// a recent state then replays a few ops, where the newest serving
+/// checkpoint may be a thousand ops back. A recent state serves exactly
+/// when a checkpoint would: it holds every op that sorts up to its last op,
+/// and every later rewind past it drops it.
 ///
 /// Drop it whenever the store changes under it (a reopen after a crash, a
 /// restore); a `head_mark` record catches a store that moved anyway.
 #[derive(Default)]
 pub struct Head {
     state: Option<VaultState>,
-    /// File versions recent replays made.
+    /// Oldest first, with the removal bars each was replayed with; each
+    /// one's last op sorts after the one before.
+    recent: VecDeque<(VaultState, Vec<u8>)>,
+    next_recent: u64,
+    /// File versions those states (and the head) name: after a rewind, the
+    /// store's content cache (each file's newest version only) lacks most
+    /// of them.
     bodies: Bodies,
 }
 
@@ -68,6 +84,59 @@ impl Head {
             self.state = Some(TimeMachine::load_head(journal)?);
         }
         Ok(self.state.as_ref().expect("just loaded"))
+    }
+
+    /// Keeps a copy of `state`, replayed with removal bars `bars`, if it is
+    /// far enough past the last one kept.
+    fn remember(&mut self, state: &VaultState, bars: &[u8]) {
+        if state.ops < self.next_recent {
+            return;
+        }
+        if self.recent.len() == RECENT_MAX {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((state.clone(), bars.to_vec()));
+        self.next_recent = state.ops + RECENT_SPACING_OPS.max(state.paths.len() as u64 / 8);
+    }
+
+    /// The newest recent state, if it serves the admitted set by the
+    /// checkpoint rule (whose bars are `bars`) and sorts before `from`,
+    /// after forgetting those a late op at `from` invalidates.
+    fn before<S: Store>(
+        &mut self,
+        journal: &Journal<S>,
+        from: &vellum_journal::OrderKey,
+        bars: &[u8],
+    ) -> Result<Option<VaultState>> {
+        while self
+            .recent
+            .back()
+            .is_some_and(|(s, _)| s.last.as_ref().is_none_or(|l| l >= from))
+        {
+            self.recent.pop_back();
+        }
+        self.next_recent = self.recent.back().map_or(0, |(s, _)| s.ops + 1);
+        let Some((state, state_bars)) = self.recent.back() else {
+            return Ok(None);
+        };
+        let Some(last) = &state.last else {
+            return Ok(None);
+        };
+        let serves = checkpoint::serves_state(
+            journal,
+            &state.applied_vv(),
+            last,
+            state_bars,
+            journal.admitted(),
+            bars,
+            Some(from),
+        )?;
+        Ok(serves.then(|| state.clone()))
+    }
+
+    fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.next_recent = 0;
     }
 }
 
@@ -251,6 +320,7 @@ impl TimeMachine {
                 if kept.is_some() {
                     tracing::warn!("the stored head moved under the one in memory: reloading it");
                 }
+                head.forget_recent();
                 Self::load_head(journal)?
             }
         };
@@ -258,6 +328,7 @@ impl TimeMachine {
         // Forks decide which ops of a forked chain take effect, from the
         // whole set: when they change, everything is replayed again.
         let disputes = journal.disputes(journal.admitted())?;
+        let bars = disputes.removal_bytes();
         let was = match journal.store().get(Ks::Meta, HEAD_DISPUTES)? {
             Some(b) => Disputes::from_bytes(&b)?,
             None => Disputes::default(),
@@ -266,13 +337,19 @@ impl TimeMachine {
             out.rewound = true;
             old = Some(state.clone());
             state = VaultState::default();
+            head.forget_recent();
             tracing::info!("a fork changed which ops take effect: replaying the journal");
         } else if state.last.is_some_and(|last| from <= last) {
             out.rewound = true;
             old = Some(state.clone());
-            state = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?
-                .unwrap_or_default();
-            tracing::debug!(ops = state.ops, "rewinding to a checkpoint for a late op");
+            let recent = head.before(journal, &from, &bars)?;
+            let stored = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?;
+            state = match (recent, stored) {
+                (Some(r), Some(c)) if c.ops > r.ops => c,
+                (Some(r), _) => r,
+                (None, c) => c.unwrap_or_default(),
+            };
+            tracing::debug!(ops = state.ops, "rewinding for a late op");
         }
         if out.rewound {
             crate::contents::drop_routings_after(journal, state.last.as_ref())?;
@@ -364,6 +441,7 @@ impl TimeMachine {
             };
             batch.put(Ks::Effects, key.to_bytes().to_vec(), record);
             out.applied += 1;
+            head.remember(&state, &bars);
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &disputes, &mut batch);
                 next_checkpoint = state.ops

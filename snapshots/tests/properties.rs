@@ -871,10 +871,11 @@ proptest! {
         rewind_replays_to_the_same_head(run, at, false)?;
     }
 
-    /// The same with the head kept in memory (`Head`), as a running
-    /// process keeps it: the rewind still starts from a checkpoint.
+    /// The same with the head kept in memory (`Head`): the rewind starts
+    /// from the newest recent state before the late op when that is newer
+    /// than every serving checkpoint.
     #[test]
-    fn rewind_with_the_head_in_memory_replays_to_the_same_head(run in run(30), at in any::<Index>()) {
+    fn rewind_to_a_recent_state_replays_to_the_same_head(run in run(30), at in any::<Index>()) {
         rewind_replays_to_the_same_head(run, at, true)?;
     }
 

@@ -116,6 +116,46 @@ fn an_edit_to_the_alias_made_before_the_sync_lands_in_the_surviving_note() {
     });
 }
 
+/// Regression seed 7417. An edit made against a version of the alias that
+/// its own causal past had already replaced has a bad base, even though it
+/// is the text the alias was created with: the whole replay kept that text
+/// in memory for the alias and merged on it, while a replay rewound to a
+/// later checkpoint rebuilt the base from the op's past and did not.
+#[test]
+fn an_edit_to_the_alias_on_a_base_its_own_past_replaced_is_a_bad_base() {
+    both_orders(|a_first| {
+        let mut d = Devices::new(2, 2);
+        let fa = d.create(A, "daily.md", "# Daily\n- a\n");
+        let fb = d.create(B, "daily.md", "# Daily\n- b\n");
+        d.edit(A, fa, "# Daily\n- a\n- a1\n");
+        // Made as if A's view still showed the created text.
+        let stale = d.write(A, edit(fa, "# Daily\n- a\n", "# Daily\n- a\n- a2\n"));
+        assert_eq!(
+            conflicts(&d.head(A), "daily.md"),
+            [(ConflictKind::BadBase, stale)]
+        );
+        exchange(&mut d, a_first);
+        // Lamports tie; B's device id sorts first, so A's note is the alias.
+        assert_eq!(
+            earlier(&d, fa, fb),
+            fb,
+            "the case needs A's note to be the alias"
+        );
+        let head = d.head(A);
+        assert_eq!(
+            d.text_at(A, "daily.md").unwrap(),
+            "# Daily\n- b\n- a\n- a1\n"
+        );
+        assert_eq!(
+            conflicts(&head, "daily.md"),
+            [
+                (ConflictKind::CreatedTwice, fa),
+                (ConflictKind::BadBase, stale)
+            ]
+        );
+    });
+}
+
 #[test]
 fn the_same_text_created_twice_is_one_note_without_a_conflict() {
     both_orders(|a_first| {
