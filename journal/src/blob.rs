@@ -120,6 +120,13 @@ const UNREAD: &[u8] = b"unread/";
 /// `Ks::Meta` prefix: chunks admitted ops name and this store lacks
 /// (`chunk_debt/` ‖ chunk id → empty): fetched from peers.
 const DEBT: &[u8] = b"chunk_debt/";
+/// `Ks::Meta` prefix: unread ops whose chunk ids no peer has told yet
+/// (`need_chunk_ids/` ‖ OpId → empty): peers that can read them are asked.
+const NEED_IDS: &[u8] = b"need_chunk_ids/";
+/// `Ks::Meta` prefix: the chunk ids a peer said an unread op names
+/// (`chunk_ids/` ‖ OpId → the ids, 32 bytes each), passed on to peers that
+/// cannot read the op either.
+const TOLD_IDS: &[u8] = b"chunk_ids/";
 
 fn prefixed(prefix: &[u8], id: &[u8; 32]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -127,9 +134,11 @@ fn prefixed(prefix: &[u8], id: &[u8; 32]) -> Vec<u8> {
     k
 }
 
-/// Records in `batch` that op `id` was admitted unread.
+/// Records in `batch` that op `id` was admitted unread: its chunk ids are
+/// asked of peers until one tells them.
 pub(crate) fn note_unread(batch: &mut Batch, id: &crate::id::OpId) {
     batch.put(Ks::Meta, prefixed(UNREAD, &id.0), Vec::new());
+    batch.put(Ks::Meta, prefixed(NEED_IDS, &id.0), Vec::new());
 }
 
 /// Records in `batch` that an admitted op names chunk `id`, not stored.
@@ -266,13 +275,23 @@ impl<S: Store> crate::journal::Journal<S> {
     /// in its payload, if this device can open the payload (a device that
     /// cannot learns of no chunk). The op need not be admitted.
     pub fn missing_chunks(&self, env: &crate::envelope::Envelope) -> Result<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        for id in self.named_chunks(env).unwrap_or_default() {
+            if self.store().get(Ks::Chunks, &id)?.is_none() {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every chunk the blob in `env`'s payload names, once each, in order;
+    /// `None` if this device cannot open the payload.
+    fn named_chunks(&self, env: &crate::envelope::Envelope) -> Option<Vec<[u8; 32]>> {
         use crate::payload::{Action, Body};
         if env.kind() != crate::envelope::OpKind::Content {
-            return Ok(Vec::new());
+            return Some(Vec::new());
         }
-        let Ok(payload) = self.load_payload(env) else {
-            return Ok(Vec::new());
-        };
+        let payload = self.load_payload(env).ok()?;
         let blob = match &payload.action {
             Action::Create {
                 body: Body::Blob(b),
@@ -286,15 +305,86 @@ impl<S: Store> crate::journal::Journal<S> {
                 body: Body::Blob(b),
                 ..
             } => b,
-            _ => return Ok(Vec::new()),
+            _ => return Some(Vec::new()),
         };
         let mut out: Vec<[u8; 32]> = Vec::new();
         for c in &blob.chunks {
-            if !out.contains(&c.id) && self.store().get(Ks::Chunks, &c.id)?.is_none() {
+            if !out.contains(&c.id) {
                 out.push(c.id);
             }
         }
+        Some(out)
+    }
+
+    /// The chunk ids op `id` names, for a peer that cannot read it: from
+    /// the payload if this device can read it, else what a peer told
+    /// ([`Journal::learn_chunk_ids`]); `None` if neither (or the op is not
+    /// held).
+    pub fn chunk_ids(&self, id: &crate::id::OpId) -> Result<Option<Vec<[u8; 32]>>> {
+        let Some(env) = self.load(id)? else {
+            return Ok(None);
+        };
+        if let Some(ids) = self.named_chunks(&env) {
+            return Ok(Some(ids));
+        }
+        Ok(self
+            .store()
+            .get(Ks::Meta, &prefixed(TOLD_IDS, &id.0))?
+            .map(|b| {
+                b.chunks_exact(32)
+                    .map(|c| c.try_into().expect("32 bytes"))
+                    .collect()
+            }))
+    }
+
+    /// Unread ops whose chunk ids no peer has told yet, at most `limit`,
+    /// leaving out `skip`: peers are asked for them.
+    pub fn ops_needing_chunk_ids(
+        &self,
+        limit: usize,
+        skip: &std::collections::BTreeSet<crate::id::OpId>,
+    ) -> Result<Vec<crate::id::OpId>> {
+        let mut out = Vec::new();
+        self.store().scan_prefix(Ks::Meta, NEED_IDS, &mut |k, _| {
+            if let Some(id) = crate::id::OpId::from_slice(&k[NEED_IDS.len()..])
+                && !skip.contains(&id)
+            {
+                out.push(id);
+            }
+            if out.len() >= limit {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })?;
         Ok(out)
+    }
+
+    /// Records what a peer said unread op `id` names: the chunks this
+    /// store lacks become debt, fetched like any other. Nothing proves the
+    /// peer right (only a reader of the op could check), so a lying member
+    /// costs this device at most the chunks of that op: they are asked
+    /// for, and nobody has them. Ignored for an op this device can read,
+    /// or whose ids it already knows, and for more ids than a blob may
+    /// name.
+    pub fn learn_chunk_ids(&self, id: &crate::id::OpId, ids: &[[u8; 32]]) -> Result<()> {
+        let need = prefixed(NEED_IDS, &id.0);
+        if ids.len() > crate::limits::BLOB_CHUNKS_MAX
+            || self.store().get(Ks::Meta, &need)?.is_none()
+        {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        for c in ids {
+            if self.store().get(Ks::Chunks, c)?.is_none()
+                && !crate::mutants::active("relay_keeps_told_chunks_unowed")
+            {
+                note_debt(&mut batch, c);
+            }
+        }
+        batch.put(Ks::Meta, prefixed(TOLD_IDS, &id.0), ids.concat());
+        batch.delete(Ks::Meta, need);
+        self.store().commit(batch, Durability::Buffered)
     }
 
     /// Chunks that admitted ops name and this store lacks, at most `limit`:
@@ -339,6 +429,7 @@ impl<S: Store> crate::journal::Journal<S> {
         for id in ids {
             let Some(env) = self.load(&id)? else {
                 batch.delete(Ks::Meta, prefixed(UNREAD, &id.0));
+                batch.delete(Ks::Meta, prefixed(NEED_IDS, &id.0));
                 continue;
             };
             if self.keys().get(&env.header().key_epoch).is_none() {
@@ -347,7 +438,10 @@ impl<S: Store> crate::journal::Journal<S> {
             for c in self.missing_chunks(&env)? {
                 batch.put(Ks::Meta, prefixed(DEBT, &c), Vec::new());
             }
+            // Its own reading now answers peers.
             batch.delete(Ks::Meta, prefixed(UNREAD, &id.0));
+            batch.delete(Ks::Meta, prefixed(NEED_IDS, &id.0));
+            batch.delete(Ks::Meta, prefixed(TOLD_IDS, &id.0));
         }
         if !batch.is_empty() {
             self.store().commit(batch, Durability::Buffered)?;

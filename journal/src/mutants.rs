@@ -29,6 +29,10 @@ pub const ALL: &[(&str, &str)] = &[
         "seal_to_removed",
         "seal a new epoch key to every member ever added, removed ones too",
     ),
+    (
+        "relay_keeps_told_chunks_unowed",
+        "a device that cannot read an op records the chunk ids a peer tells but never fetches them",
+    ),
 ];
 
 /// Whether mutant `name` is switched on.

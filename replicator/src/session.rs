@@ -24,9 +24,14 @@ use std::collections::{BTreeSet, VecDeque};
 
 use vellum_journal::limits::CHUNK_BYTES_MAX;
 use vellum_journal::store::Store;
-use vellum_journal::{Admission, DeviceId, Error as JournalError, Journal, VaultId, VersionVector};
+use vellum_journal::{
+    Admission, DeviceId, Error as JournalError, Journal, OpId, VaultId, VersionVector,
+};
 
-use crate::wire::{BATCH_BYTES_MAX, Message, PROTO, Range, WANT_CHUNKS_MAX, WANT_RANGES_MAX};
+use crate::wire::{
+    BATCH_BYTES_MAX, Message, PROTO, Range, WANT_CHUNK_IDS_OPS_MAX, WANT_CHUNKS_MAX,
+    WANT_RANGES_MAX,
+};
 
 /// A Have goes out at least this often, whatever happened.
 pub const ANTI_ENTROPY_MS: u64 = 30_000;
@@ -37,6 +42,9 @@ pub const WANT_CREDIT_BYTES: u32 = 4 * 1024 * 1024;
 /// Chunk ids asked for at once: as many of the largest chunk as one
 /// credit takes, so a WantChunks is always answered in full.
 pub const WANT_CHUNK_IDS: usize = WANT_CREDIT_BYTES as usize / CHUNK_BYTES_MAX;
+/// Unread ops whose chunk ids are asked for at once.
+pub const WANT_CHUNK_IDS_OPS: usize = 64;
+const _: () = assert!(WANT_CHUNK_IDS_OPS <= WANT_CHUNK_IDS_OPS_MAX);
 /// Messages waiting to be sent before the session stops queueing Haves.
 pub const OUTBOX_MAX: usize = 64;
 
@@ -83,6 +91,15 @@ pub struct Session {
     /// Chunks of the journal's debt (`Journal::chunk_debt`) this peer said
     /// it lacks: not asked of it again until its next Have.
     peer_lacks: BTreeSet<[u8; 32]>,
+    /// Unread ops asked about by the last WantChunkIds, not yet answered.
+    ids_asked: BTreeSet<OpId>,
+    /// Every op asked about in this session (a late answer is fine).
+    ids_ever_asked: BTreeSet<OpId>,
+    /// When the last WantChunkIds went out, while it is unanswered.
+    ids_want_sent: Option<u64>,
+    /// Unread ops whose chunk ids this peer does not know either: not asked
+    /// of it again until its next Have.
+    ids_peer_lacks: BTreeSet<OpId>,
     next_have: u64,
     closed: bool,
 }
@@ -106,6 +123,10 @@ impl Session {
             chunks_want_sent: None,
             chunks_granted: 0,
             peer_lacks: BTreeSet::new(),
+            ids_asked: BTreeSet::new(),
+            ids_ever_asked: BTreeSet::new(),
+            ids_want_sent: None,
+            ids_peer_lacks: BTreeSet::new(),
             next_have: now + ANTI_ENTROPY_MS,
             closed: false,
         };
@@ -133,8 +154,9 @@ impl Session {
         }
         let want = self.want_sent.map(|t| t + WANT_TIMEOUT_MS);
         let chunks = self.chunks_want_sent.map(|t| t + WANT_TIMEOUT_MS);
+        let ids = self.ids_want_sent.map(|t| t + WANT_TIMEOUT_MS);
         Some(
-            [want, chunks]
+            [want, chunks, ids]
                 .into_iter()
                 .flatten()
                 .fold(self.next_have, u64::min),
@@ -177,6 +199,14 @@ impl Session {
             self.chunks_want_sent = None;
             self.chunks_asked.clear();
             self.ask_chunks(now);
+        }
+        if self
+            .ids_want_sent
+            .is_some_and(|t| now >= t + WANT_TIMEOUT_MS)
+        {
+            self.ids_want_sent = None;
+            self.ids_asked.clear();
+            self.ask_chunk_ids(journal, now);
         }
         if now >= self.next_have {
             self.announce(journal, now);
@@ -229,8 +259,10 @@ impl Session {
             _ if self.peer.is_none() => self.misbehaved("a message before Hello".into()),
             Message::Have { vv } => {
                 self.peer_has = vv;
-                // It may have fetched since it said it lacked a chunk.
+                // It may have fetched since it said it lacked a chunk, or
+                // learned what an op names.
                 self.peer_lacks.clear();
+                self.ids_peer_lacks.clear();
                 if self.want_sent.is_none() {
                     self.ask(journal, now);
                 }
@@ -239,6 +271,8 @@ impl Session {
             Message::Ops { ops } => self.receive(journal, ops, now)?,
             Message::WantChunks { credit, ids } => self.serve_chunks(journal, credit, &ids)?,
             Message::Chunks { chunks } => self.receive_chunks(journal, chunks, now)?,
+            Message::WantChunkIds { ops } => self.serve_chunk_ids(journal, &ops)?,
+            Message::ChunkIds { entries } => self.receive_chunk_ids(journal, entries, now)?,
             Message::Bye { reason } => {
                 self.closed = true;
                 self.events.push_back(Event::Closed {
@@ -253,6 +287,7 @@ impl Session {
     /// Asks for what the peer has and the journal lacks, unless a Want is
     /// out already.
     fn ask<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        self.ask_chunk_ids(journal, now);
         self.ask_debt(journal, now);
         if self.want_sent.is_some() {
             return;
@@ -595,6 +630,83 @@ impl Session {
         } else {
             self.ask_chunks(now);
         }
+        Ok(())
+    }
+
+    /// Asks this peer what chunks the unread ops name (ops the journal
+    /// holds but cannot open), unless a WantChunkIds is out already or it
+    /// said it does not know.
+    fn ask_chunk_ids<S: Store>(&mut self, journal: &Journal<S>, now: u64) {
+        if self.ids_want_sent.is_some() {
+            return;
+        }
+        let Ok(ops) = journal.ops_needing_chunk_ids(WANT_CHUNK_IDS_OPS, &self.ids_peer_lacks)
+        else {
+            return;
+        };
+        if ops.is_empty() {
+            return;
+        }
+        self.ids_asked = ops.iter().copied().collect();
+        self.ids_ever_asked.extend(ops.iter().copied());
+        self.ids_want_sent = Some(now);
+        self.send(Message::WantChunkIds { ops });
+    }
+
+    /// Tells the chunk ids of the ops asked about, as far as this journal
+    /// knows them, in messages of at most [`BATCH_BYTES_MAX`] (or one op's).
+    fn serve_chunk_ids<S: Store>(
+        &mut self,
+        journal: &Journal<S>,
+        ops: &[OpId],
+    ) -> Result<(), JournalError> {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for op in ops {
+            let ids = journal.chunk_ids(op)?;
+            let len = 37 + ids.as_ref().map_or(0, |i| 32 * i.len());
+            if bytes + len > BATCH_BYTES_MAX && !entries.is_empty() {
+                self.send(Message::ChunkIds {
+                    entries: std::mem::take(&mut entries),
+                });
+                bytes = 0;
+            }
+            bytes += len;
+            entries.push((*op, ids));
+        }
+        if !entries.is_empty() || ops.is_empty() {
+            self.send(Message::ChunkIds { entries });
+        }
+        Ok(())
+    }
+
+    /// Records the chunk ids the peer told (they become debt, asked for
+    /// like any other), and notes the ops it does not know.
+    fn receive_chunk_ids<S: Store>(
+        &mut self,
+        journal: &Journal<S>,
+        entries: Vec<(OpId, Option<Vec<[u8; 32]>>)>,
+        now: u64,
+    ) -> Result<(), JournalError> {
+        for (op, ids) in entries {
+            if !self.ids_ever_asked.contains(&op) {
+                self.misbehaved("the peer told the chunks of an op not asked about".into());
+                return Ok(());
+            }
+            self.ids_asked.remove(&op);
+            match ids {
+                Some(ids) => journal.learn_chunk_ids(&op, &ids)?,
+                None => {
+                    self.ids_peer_lacks.insert(op);
+                }
+            }
+        }
+        if !self.ids_asked.is_empty() || self.ids_want_sent.is_none() {
+            return Ok(());
+        }
+        self.ids_want_sent = None;
+        self.ask_debt(journal, now);
+        self.ask_chunk_ids(journal, now);
         Ok(())
     }
 

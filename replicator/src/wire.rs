@@ -4,13 +4,13 @@
 //! Decoding checks every length against the bytes present and the limits
 //! below, so garbage is an error, never a panic or a large allocation.
 
-use vellum_journal::limits::{CHUNK_BYTES_MAX, OP_BYTES_MAX};
+use vellum_journal::limits::{BLOB_CHUNKS_MAX, CHUNK_BYTES_MAX, OP_BYTES_MAX};
 use vellum_journal::{DeviceId, OpId, VaultId, VersionVector};
 
 /// The protocol version this build speaks (the first byte of a message).
 pub const WIRE_VERSION: u8 = 1;
 /// The `proto` a Hello carries: the sync protocol revision.
-pub const PROTO: u32 = 1;
+pub const PROTO: u32 = 2;
 /// An Ops message holds ops up to this many bytes, or one larger op.
 pub const BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Largest message accepted: a batch, or one op of the largest size.
@@ -21,6 +21,8 @@ pub const VV_ENTRIES_MAX: usize = 4096;
 pub const WANT_RANGES_MAX: usize = 1024;
 /// Most chunk ids in one WantChunks.
 pub const WANT_CHUNKS_MAX: usize = 1024;
+/// Most ops in one WantChunkIds.
+pub const WANT_CHUNK_IDS_OPS_MAX: usize = 256;
 
 const T_HELLO: u8 = 1;
 const T_HAVE: u8 = 2;
@@ -29,6 +31,8 @@ const T_OPS: u8 = 4;
 const T_BYE: u8 = 5;
 const T_WANT_CHUNKS: u8 = 6;
 const T_CHUNKS: u8 = 7;
+const T_WANT_CHUNK_IDS: u8 = 8;
+const T_CHUNK_IDS: u8 = 9;
 
 /// Ops of one author that a peer asks for: those on the branch ending at
 /// `head` with seq in `from..=to`. `from` is the asker's guess; the server
@@ -63,6 +67,14 @@ pub enum Message {
     WantChunks { credit: u32, ids: Vec<[u8; 32]> },
     /// Stored chunks (nonce ‖ ciphertext), each with its id.
     Chunks { chunks: Vec<([u8; 32], Vec<u8>)> },
+    /// Ops the sender holds but cannot read (a blind member, or a key not
+    /// yet received), whose chunk ids it asks for.
+    WantChunkIds { ops: Vec<OpId> },
+    /// For ops asked about: the chunk ids each names, or `None` where the
+    /// sender does not know them either.
+    ChunkIds {
+        entries: Vec<(OpId, Option<Vec<[u8; 32]>>)>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -133,6 +145,30 @@ impl Message {
                     b.extend_from_slice(id);
                     b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                     b.extend_from_slice(bytes);
+                }
+            }
+            Message::WantChunkIds { ops } => {
+                b.push(T_WANT_CHUNK_IDS);
+                b.extend_from_slice(&(ops.len() as u16).to_le_bytes());
+                for op in ops {
+                    b.extend_from_slice(&op.0);
+                }
+            }
+            Message::ChunkIds { entries } => {
+                b.push(T_CHUNK_IDS);
+                b.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+                for (op, ids) in entries {
+                    b.extend_from_slice(&op.0);
+                    match ids {
+                        None => b.push(0),
+                        Some(ids) => {
+                            b.push(1);
+                            b.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+                            for id in ids {
+                                b.extend_from_slice(id);
+                            }
+                        }
+                    }
                 }
             }
             Message::Bye { reason } => {
@@ -219,6 +255,46 @@ impl Message {
                     chunks.push((id, r.take(len)?.to_vec()));
                 }
                 Message::Chunks { chunks }
+            }
+            T_WANT_CHUNK_IDS => {
+                let n = r.u16()? as usize;
+                if n > WANT_CHUNK_IDS_OPS_MAX {
+                    return Err(WireError::Invalid(format!("{n} ops in one WantChunkIds")));
+                }
+                let mut ops = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ops.push(OpId(r.array()?));
+                }
+                Message::WantChunkIds { ops }
+            }
+            T_CHUNK_IDS => {
+                let n = r.u16()? as usize;
+                if n > WANT_CHUNK_IDS_OPS_MAX {
+                    return Err(WireError::Invalid(format!("{n} ops in one ChunkIds")));
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let op = OpId(r.array()?);
+                    let ids = match r.u8()? {
+                        0 => None,
+                        1 => {
+                            let count = r.u32()? as usize;
+                            if count > BLOB_CHUNKS_MAX {
+                                return Err(WireError::Invalid(format!(
+                                    "{count} chunk ids for one op"
+                                )));
+                            }
+                            let mut ids = Vec::with_capacity(count);
+                            for _ in 0..count {
+                                ids.push(r.array()?);
+                            }
+                            Some(ids)
+                        }
+                        k => return Err(WireError::Invalid(format!("chunk ids marked {k}"))),
+                    };
+                    entries.push((op, ids));
+                }
+                Message::ChunkIds { entries }
             }
             T_BYE => {
                 let len = r.u16()? as usize;
@@ -312,6 +388,16 @@ mod tests {
             },
             Message::Chunks {
                 chunks: vec![([5; 32], vec![1, 2, 3]), ([6; 32], vec![])],
+            },
+            Message::WantChunkIds {
+                ops: vec![OpId([7; 32]), OpId([8; 32])],
+            },
+            Message::ChunkIds {
+                entries: vec![
+                    (OpId([7; 32]), Some(vec![[9; 32], [10; 32]])),
+                    (OpId([8; 32]), None),
+                    (OpId([11; 32]), Some(vec![])),
+                ],
             },
             Message::Bye {
                 reason: "bye".into(),

@@ -597,3 +597,80 @@ fn unasked_or_forged_chunks_close_the_session_and_a_lacking_peer_is_passed_over(
     assert!(b.0.chunk_debt(1000).unwrap().is_empty());
     assert_eq!(read_file(&b.0, "x.bin").len(), 100_000);
 }
+
+/// Device 1's vault with `who` added as a blind member, and that member's
+/// replica: it holds no vault key, so it reads no op.
+fn blind_member(a: &mut Journal<MemStore>, who: u8, e: &mut SeededEntropy) -> Journal<MemStore> {
+    a.write(
+        &key(1),
+        vec![vellum_journal::Write::Add {
+            device: device_id(&key(who)),
+            role: vellum_journal::control::Role::Blind,
+            name: format!("relay {who}"),
+        }],
+        e,
+        T0,
+    )
+    .unwrap();
+    a.empty_replica_keyed(MemStore::new(), Keyring::empty().with_identity(&key(who)))
+        .unwrap()
+}
+
+/// Pumps two journals through fresh sessions until both are quiet.
+fn sync(a: Journal<MemStore>, a_id: u8, b: Journal<MemStore>, b_id: u8) -> (Side, Side) {
+    let sa = Session::new(&a, device_id(&key(a_id)), T0);
+    let sb = Session::new(&b, device_id(&key(b_id)), T0);
+    let (mut a, mut b) = ((a, sa), (b, sb));
+    pump(&mut a, &mut b);
+    assert!(closed(&mut a.1).is_none() && closed(&mut b.1).is_none());
+    (a, b)
+}
+
+#[test]
+fn blind_relays_learn_chunk_ids_from_readers_and_pass_chunks_on() {
+    let (mut a, b, mut e) = pair();
+    let relay = blind_member(&mut a, 3, &mut e);
+    let far_relay = blind_member(&mut a, 4, &mut e);
+    let bytes = blob_op(&mut a, &mut e, "photo.bin", 400_000);
+    // The author's only contact is the first relay: it asks the author
+    // which chunks the op names, and fetches them.
+    let ((a, _), (relay, _)) = sync(a, 1, relay, 3);
+    assert_eq!(relay.admitted(), a.admitted());
+    assert!(relay.chunk_debt(1000).unwrap().is_empty());
+    let held = vellum_journal::blob::stored_chunk_bytes(relay.store()).unwrap();
+    assert!(held > 400_000, "the relay holds {held} bytes of chunks");
+    // A second relay learns the ids from the first, which cannot read the
+    // op either but was told.
+    let ((relay, _), (far_relay, _)) = sync(relay, 3, far_relay, 4);
+    assert_eq!(
+        vellum_journal::blob::stored_chunk_bytes(far_relay.store()).unwrap(),
+        held
+    );
+    // A reader that only ever meets the far relay gets the file whole.
+    let ((_, _), (b, _)) = sync(far_relay, 4, b, 2);
+    assert_eq!(read_file(&b, "photo.bin"), bytes);
+    drop((a, relay));
+}
+
+#[test]
+fn chunk_ids_for_ops_not_asked_about_close_the_session() {
+    let (mut a, _, mut e) = pair();
+    let mut relay = blind_member(&mut a, 3, &mut e);
+    blob_op(&mut a, &mut e, "x.bin", 50_000);
+    copy_all(&a, &mut relay);
+    let mut s = greeted(&mut relay, 3);
+    let told = Message::ChunkIds {
+        entries: vec![(OpId([9; 32]), Some(vec![[1; 32]]))],
+    };
+    s.handle_message(&mut relay, &told.encode(), T0).unwrap();
+    let (why, misbehaved) = closed(&mut s).unwrap();
+    assert!(misbehaved && why.contains("not asked about"), "{why}");
+    // Nothing was recorded: the relay still needs the op's ids, and owes
+    // no chunk.
+    assert!(relay.chunk_debt(10).unwrap().is_empty());
+    let op = a.admitted().get(&device_id(&key(1))).unwrap().head;
+    let needed = relay
+        .ops_needing_chunk_ids(10, &Default::default())
+        .unwrap();
+    assert!(needed.contains(&op), "{needed:?}");
+}

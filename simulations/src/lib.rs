@@ -92,6 +92,9 @@ pub struct Faults {
     pub concurrent_changes: bool,
     /// Per replica, how far its clock is off (ms, may be negative).
     pub skew_ms: Vec<i64>,
+    /// Whether the spare joins as a blind member (a relay that holds no
+    /// key), not a full one: every third seed, so that no other draw moves.
+    pub blind_spare: bool,
 }
 
 /// What a run did and found.
@@ -553,7 +556,11 @@ impl World {
                     by,
                     vec![Write::Add {
                         device,
-                        role: Role::Full,
+                        role: if self.faults.blind_spare {
+                            Role::Blind
+                        } else {
+                            Role::Full
+                        },
                         name: "spare".into(),
                     }],
                     &format!("add {spare}"),
@@ -739,6 +746,27 @@ impl World {
         None
     }
 
+    /// An op some replica cannot read and has not been told the chunk ids
+    /// of, though another replica could tell them: what sync must still ask.
+    fn fetchable_ids(&self) -> Option<(usize, OpId)> {
+        for (i, r) in self.replicas.iter().enumerate() {
+            let need = r
+                .journal
+                .ops_needing_chunk_ids(1000, &BTreeSet::new())
+                .unwrap_or_default();
+            for op in need {
+                if self
+                    .replicas
+                    .iter()
+                    .any(|o| o.journal.chunk_ids(&op).is_ok_and(|x| x.is_some()))
+                {
+                    return Some((i, op));
+                }
+            }
+        }
+        None
+    }
+
     /// The replicas `r` has a session with.
     fn peers_of(&self, r: usize) -> Vec<usize> {
         self.sessions
@@ -814,6 +842,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         skew_ms: (0..=n)
             .map(|_| rng.below(240_000) as i64 - 120_000)
             .collect(),
+        blind_spare: seed % 3 == 2,
     };
     let mut entropy = SeededEntropy::new(seed ^ 0x5eed);
     // Replica n is the spare: it syncs from the start, but is a member only
@@ -1041,7 +1070,8 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             .replicas
             .iter()
             .all(|r| r.journal.admitted() == w.replicas[0].journal.admitted())
-            && w.fetchable_debt().is_none();
+            && w.fetchable_debt().is_none()
+            && w.fetchable_ids().is_none();
         if same && w.queue.is_empty() {
             let since = *quiet_since.get_or_insert(w.now);
             if w.now - since > 1_000 {
@@ -1056,10 +1086,13 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
                 .iter()
                 .map(|r| {
                     format!(
-                        "{} ops + {} pending, {} chunks owed",
+                        "{} ops + {} pending, {} chunks owed, {} unread ops' chunk ids unknown",
                         r.journal.op_count(),
                         r.journal.pending_count().unwrap_or(0),
-                        r.journal.chunk_debt(1000).map_or(0, |d| d.len())
+                        r.journal.chunk_debt(1000).map_or(0, |d| d.len()),
+                        r.journal
+                            .ops_needing_chunk_ids(1000, &BTreeSet::new())
+                            .map_or(0, |d| d.len())
                     )
                 })
                 .collect();
@@ -1095,6 +1128,37 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
         trace_hash: *w.trace.finalize().as_bytes(),
         failure,
     }
+}
+
+/// What a blind member that relays `j0`'s ops lacks, if anything: every
+/// op whose chunk ids some replica can tell must have been told, and every
+/// chunk of every live binary file that some replica holds must be held.
+fn relay_lacks(
+    w: &World,
+    j0: &Journal<MemStore>,
+    head0: &VaultState,
+    j: &Journal<MemStore>,
+) -> Option<String> {
+    if let Some((i, op)) = w.fetchable_ids()
+        && std::ptr::eq(&w.replicas[i].journal, j)
+    {
+        return Some(format!("was never told the chunk ids of op {}", op.short()));
+    }
+    for (path, id, f) in head0.live_files() {
+        let Ok(Body::Blob(blob)) = body_of(j0, *id, f.hash, j0.admitted()) else {
+            continue;
+        };
+        for c in &blob.chunks {
+            let somewhere = w
+                .replicas
+                .iter()
+                .any(|o| o.journal.chunk(&c.id).is_ok_and(|x| x.is_some()));
+            if somewhere && j.chunk(&c.id).is_ok_and(|x| x.is_none()) {
+                return Some(format!("lacks chunk {} of {path}", hex(&c.id[..6])));
+            }
+        }
+    }
+    None
 }
 
 /// The invariants of DESIGN §10 after healing; the first broken one.
@@ -1145,8 +1209,15 @@ fn check(w: &World) -> Option<String> {
             }
             continue;
         }
-        if members.active(&me).is_none() {
-            continue;
+        match members.active(&me) {
+            None => continue,
+            Some(role) if !role.reads() => {
+                if let Some(e) = relay_lacks(w, j0, &head0, j) {
+                    return Some(format!("blind replica {i} {e}"));
+                }
+                continue;
+            }
+            Some(_) => {}
         }
         readers.push(i);
         let head = match TimeMachine::load_head(j) {
