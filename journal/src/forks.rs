@@ -251,13 +251,83 @@ impl<S: Store> Journal<S> {
         let Some(cuts) = d.cutoffs.get(author) else {
             return Ok(false);
         };
-        let forked = self.forks().contains_key(author);
+        // Whether the set forked the author, not the journal: a verdict is a
+        // function of the set's disputes alone (`first_bar_change` relies on
+        // it). For an op in the set the two agree: with one branch in the
+        // set, the op below a cutoff is its ancestor.
+        let forked = d.forked.contains_key(author);
         for (cseq, cid) in cuts {
             if seq > *cseq || (forked && self.ancestor(author, cid, *cseq, seq)?.id != *id) {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// The earliest admitted op, in replay order, that is barred
+    /// differently under `old` and `new` (`None`: every op keeps its
+    /// verdict). A state replayed with `old` up to an op sorting before it
+    /// is what a replay with `new` gives there too: bars are the only way
+    /// forks and removals reach replay.
+    pub fn first_bar_change(
+        &self,
+        old: &Disputes,
+        new: &Disputes,
+    ) -> Result<Option<crate::order::OrderKey>> {
+        if old == new {
+            return Ok(None);
+        }
+        // A verdict on an author's op reads only that author's entries.
+        let mut authors: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        let mut note = |a: &DeviceId, from: u64| {
+            let e = authors.entry(*a).or_insert(from);
+            *e = (*e).min(from);
+        };
+        for a in old.forked.keys().chain(new.forked.keys()) {
+            if old.forked.get(a) != new.forked.get(a)
+                || old.vouched.heads(a) != new.vouched.heads(a)
+            {
+                let f = [old.forked.get(a), new.forked.get(a)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .copied()
+                    .unwrap_or(1);
+                note(a, f);
+            }
+        }
+        for a in old.cutoffs.keys().chain(new.cutoffs.keys()) {
+            if old.cutoffs.get(a) != new.cutoffs.get(a) {
+                note(a, 1);
+            }
+        }
+        for a in old.unseated.symmetric_difference(&new.unseated) {
+            note(a, 1);
+        }
+        let removals: BTreeSet<OpId> = self
+            .controls()
+            .iter()
+            .filter(
+                |c| matches!(&c.control, Control::Member(m) if m.action == MemberAction::Remove),
+            )
+            .map(|c| c.id)
+            .collect();
+        let mut first: Option<crate::order::OrderKey> = None;
+        for (author, from) in authors {
+            for m in self.author_ops_from(&author, from)? {
+                let key = m.order_key();
+                if first.is_some_and(|f| key >= f) {
+                    continue;
+                }
+                let is_removal = removals.contains(&m.id);
+                if self.barred(old, &author, m.seq, &m.id, is_removal)?
+                    != self.barred(new, &author, m.seq, &m.id, is_removal)?
+                {
+                    first = Some(key);
+                }
+            }
+        }
+        Ok(first)
     }
 
     /// Why op `id` of `author` at `seq` has no effect in the set of `d`,

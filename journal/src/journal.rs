@@ -1520,6 +1520,35 @@ impl<S: Store> Journal<S> {
         }))
     }
 
+    /// Every admitted op of `author` at `seq` or above, on every branch,
+    /// by seq then id.
+    pub(crate) fn author_ops_from(&self, author: &DeviceId, seq: u64) -> Result<Vec<OpMeta>> {
+        let lo = slot_key(author, seq);
+        let mut hi = author.0.to_vec();
+        hi.extend_from_slice(&[0xff; 40]);
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store.scan(
+            Ks::Chain,
+            (
+                std::ops::Bound::Included(&lo[..]),
+                std::ops::Bound::Included(&hi[..]),
+            ),
+            false,
+            &mut |k, v| match parse_chain(k, v) {
+                Ok(m) => {
+                    out.push(m);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    err = Some(e);
+                    ControlFlow::Break(())
+                }
+            },
+        )?;
+        err.map_or(Ok(out), Err)
+    }
+
     /// The ops at `author`'s `seq`: one, or more where its chain forked.
     pub fn chain_at(&self, author: &DeviceId, seq: u64) -> Result<Vec<OpMeta>> {
         let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! What the protocol costs on the wire (issue 5): bytes and round trips
-//! for an initial sync of a 10,000-op log, and for catching up 10 ops
-//! between peers that are otherwise in sync.
+//! for an initial sync of a 10,000-op log, for catching up 10 ops between
+//! peers that are otherwise in sync, and for an initial sync of the same
+//! log to a blind relay (which also asks which chunks each op names).
 //!
 //! Two real journals (in memory) and two real sessions, run in lockstep: a
 //! *flight* is everything one side sends in answer to what it last
@@ -112,11 +113,18 @@ fn main() {
     .unwrap();
     a.write(
         &key(1),
-        vec![Write::Add {
-            device: device_id(&key(2)),
-            role: vellum_journal::control::Role::Full,
-            name: "b".into(),
-        }],
+        vec![
+            Write::Add {
+                device: device_id(&key(2)),
+                role: vellum_journal::control::Role::Full,
+                name: "b".into(),
+            },
+            Write::Add {
+                device: device_id(&key(3)),
+                role: vellum_journal::control::Role::Blind,
+                name: "relay".into(),
+            },
+        ],
         &mut e,
         T0,
     )
@@ -163,8 +171,26 @@ fn main() {
     let catch_up_secs = started.elapsed().as_secs_f64();
     assert_eq!(a.0.admitted(), b.0.admitted(), "catch-up did not converge");
 
+    // Initial sync of everything to a blind relay, which holds no key.
+    let c =
+        a.0.empty_replica_keyed(MemStore::new(), Keyring::empty().with_identity(&key(3)))
+            .unwrap();
+    let sa = Session::new(&a.0, device_id(&key(1)), T0 + 3_000);
+    let sc = Session::new(&c, device_id(&key(3)), T0 + 3_000);
+    let (mut a, mut c) = ((a.0, sa), (c, sc));
+    let started = Instant::now();
+    let blind = lockstep(&mut a, &mut c);
+    let blind_secs = started.elapsed().as_secs_f64();
+    assert_eq!(a.0.admitted(), c.0.admitted(), "the relay did not converge");
+    assert!(
+        c.0.ops_needing_chunk_ids(1, &Default::default())
+            .unwrap()
+            .is_empty(),
+        "the relay was not told every op's chunks"
+    );
+
     println!(
-        "{{{}, {}}}",
+        "{{{}, {}, {}}}",
         json(
             "initial_sync",
             initial_ops,
@@ -173,5 +199,12 @@ fn main() {
             initial_secs
         ),
         json("catch_up_10", 10, new_bytes, &catch_up, catch_up_secs),
+        json(
+            "initial_sync_blind",
+            c.0.op_count(),
+            c.0.op_bytes().unwrap(),
+            &blind,
+            blind_secs
+        ),
     );
 }

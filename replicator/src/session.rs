@@ -43,7 +43,7 @@ pub const WANT_CREDIT_BYTES: u32 = 4 * 1024 * 1024;
 /// credit takes, so a WantChunks is always answered in full.
 pub const WANT_CHUNK_IDS: usize = WANT_CREDIT_BYTES as usize / CHUNK_BYTES_MAX;
 /// Unread ops whose chunk ids are asked for at once.
-pub const WANT_CHUNK_IDS_OPS: usize = 64;
+pub const WANT_CHUNK_IDS_OPS: usize = 1024;
 const _: () = assert!(WANT_CHUNK_IDS_OPS <= WANT_CHUNK_IDS_OPS_MAX);
 /// Messages waiting to be sent before the session stops queueing Haves.
 pub const OUTBOX_MAX: usize = 64;

@@ -22,7 +22,7 @@ pub const WANT_RANGES_MAX: usize = 1024;
 /// Most chunk ids in one WantChunks.
 pub const WANT_CHUNKS_MAX: usize = 1024;
 /// Most ops in one WantChunkIds.
-pub const WANT_CHUNK_IDS_OPS_MAX: usize = 256;
+pub const WANT_CHUNK_IDS_OPS_MAX: usize = 1024;
 
 const T_HELLO: u8 = 1;
 const T_HAVE: u8 = 2;

@@ -113,37 +113,12 @@ fn serves<S: Store>(
         .map_err(|e| Error::Corrupt(format!("checkpoint header does not decode: {e}")))?;
     let last: OrderKey = rkyv::deserialize::<OrderKey, rancor::Error>(&header.last)
         .map_err(|e| Error::Corrupt(e.to_string()))?;
-    let applied = VersionVector::from_bytes(&header.applied)?;
-    serves_state(
-        journal,
-        &applied,
-        &last,
-        header.bars.as_slice(),
-        target,
-        bars,
-        before,
-    )
-}
-
-/// Whether a state that applied the ops of `applied`, the last of them
-/// `last`, replayed with removal bars `state_bars`, serves `target` (whose
-/// bars are `bars`), also sorting before `before` when given: the rule of
-/// DESIGN §5, for checkpoints and for the recent states a `Head` keeps.
-pub(crate) fn serves_state<S: Store>(
-    journal: &Journal<S>,
-    applied: &VersionVector,
-    last: &OrderKey,
-    state_bars: &[u8],
-    target: &VersionVector,
-    bars: &[u8],
-    before: Option<&OrderKey>,
-) -> Result<bool> {
-    if before.is_some_and(|b| *last >= *b) {
+    if before.is_some_and(|b| last >= *b) {
         return Ok(false);
     }
     // Removals bar ops by the whole set they are in (DESIGN §7): the
-    // state holds for the target only if both count the same.
-    if state_bars != bars {
+    // checkpoint's state holds for the target only if both count the same.
+    if header.bars.as_slice() != bars {
         return Ok(false);
     }
     // Where a chain forked, what a branch's ops do depends on the whole
@@ -151,16 +126,17 @@ pub(crate) fn serves_state<S: Store>(
     if target.authors().any(|a| journal.forks().contains_key(a)) {
         return Ok(false);
     }
+    let applied = VersionVector::from_bytes(&header.applied)?;
     if !applied.le(target) {
         return Ok(false);
     }
     // A removal bars its device's ops after the cutoff (DESIGN §7), ops the
-    // state may have applied: one the state lacks rules it out.
+    // checkpoint may have applied: one the checkpoint lacks rules it out.
     for c in journal.controls() {
         if let Control::Member(m) = &c.control
             && m.action == MemberAction::Remove
             && journal.includes(target, &c.author, c.seq, &c.id)?
-            && !journal.includes(applied, &c.author, c.seq, &c.id)?
+            && !journal.includes(&applied, &c.author, c.seq, &c.id)?
         {
             return Ok(false);
         }
@@ -173,7 +149,7 @@ pub(crate) fn serves_state<S: Store>(
             let Some(first) = journal.chain_at(author, have + 1)?.into_iter().next() else {
                 return Ok(false);
             };
-            if first.order_key() < *last {
+            if first.order_key() < last {
                 return Ok(false);
             }
         }

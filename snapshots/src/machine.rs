@@ -58,18 +58,21 @@ const RECENT_MAX: usize = 16;
 ///
 /// A late op usually sorts just before the newest applied ops. Rewinding to
 /// a recent state then replays a few ops, where the newest serving
-/// checkpoint may be a thousand ops back. A recent state serves exactly
-/// when a checkpoint would: it holds every op that sorts up to its last op,
-/// and every later rewind past it drops it.
+/// checkpoint may be a thousand ops back. A recent state holds every op
+/// that sorts up to its last op (every later rewind past it drops it), so
+/// it serves unless a fork or removal has since changed what one of those
+/// ops does (`Journal::first_bar_change`). Unlike a checkpoint, it serves
+/// in a journal with forks, where every new op of an unforked device may
+/// vouch for more of a forked chain.
 ///
 /// Drop it whenever the store changes under it (a reopen after a crash, a
 /// restore); a `head_mark` record catches a store that moved anyway.
 #[derive(Default)]
 pub struct Head {
     state: Option<VaultState>,
-    /// Oldest first, with the removal bars each was replayed with; each
-    /// one's last op sorts after the one before.
-    recent: VecDeque<(VaultState, Vec<u8>)>,
+    /// Oldest first, with the disputes (forks and removals) each was
+    /// replayed with; each one's last op sorts after the one before.
+    recent: VecDeque<(VaultState, Disputes)>,
     next_recent: u64,
     /// File versions those states (and the head) name: after a rewind, the
     /// store's content cache (each file's newest version only) lacks most
@@ -86,27 +89,29 @@ impl Head {
         Ok(self.state.as_ref().expect("just loaded"))
     }
 
-    /// Keeps a copy of `state`, replayed with removal bars `bars`, if it is
-    /// far enough past the last one kept.
-    fn remember(&mut self, state: &VaultState, bars: &[u8]) {
+    /// Keeps a copy of `state`, replayed with `disputes`, if it is far
+    /// enough past the last one kept.
+    fn remember(&mut self, state: &VaultState, disputes: &Disputes) {
         if state.ops < self.next_recent {
             return;
         }
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }
-        self.recent.push_back((state.clone(), bars.to_vec()));
+        self.recent.push_back((state.clone(), disputes.clone()));
         self.next_recent = state.ops + RECENT_SPACING_OPS.max(state.paths.len() as u64 / 8);
     }
 
-    /// The newest recent state, if it serves the admitted set by the
-    /// checkpoint rule (whose bars are `bars`) and sorts before `from`,
-    /// after forgetting those a late op at `from` invalidates.
+    /// The newest recent state that sorts before `from` and that a replay
+    /// with `disputes` would also give, after forgetting those a rewind to
+    /// `from` invalidates. A recent state holds every op that sorts up to
+    /// its last (a later op sorting there rewinds past it and drops it), so
+    /// it serves unless an op up to its last is barred differently now.
     fn before<S: Store>(
         &mut self,
         journal: &Journal<S>,
         from: &vellum_journal::OrderKey,
-        bars: &[u8],
+        disputes: &Disputes,
     ) -> Result<Option<VaultState>> {
         while self
             .recent
@@ -116,22 +121,16 @@ impl Head {
             self.recent.pop_back();
         }
         self.next_recent = self.recent.back().map_or(0, |(s, _)| s.ops + 1);
-        let Some((state, state_bars)) = self.recent.back() else {
-            return Ok(None);
-        };
-        let Some(last) = &state.last else {
-            return Ok(None);
-        };
-        let serves = checkpoint::serves_state(
-            journal,
-            &state.applied_vv(),
-            last,
-            state_bars,
-            journal.admitted(),
-            bars,
-            Some(from),
-        )?;
-        Ok(serves.then(|| state.clone()))
+        for (state, was) in self.recent.iter().rev() {
+            let Some(last) = &state.last else {
+                return Ok(None);
+            };
+            match journal.first_bar_change(was, disputes)? {
+                Some(changed) if changed <= *last => continue,
+                _ => return Ok(Some(state.clone())),
+            }
+        }
+        Ok(None)
     }
 
     fn forget_recent(&mut self) {
@@ -325,24 +324,25 @@ impl TimeMachine {
             }
         };
         let mut old = None;
-        // Forks decide which ops of a forked chain take effect, from the
-        // whole set: when they change, everything is replayed again.
+        // Forks and removals decide which ops take effect, from the whole
+        // set: an op whose verdict changed is replayed again, from a state
+        // before it, like a late op.
         let disputes = journal.disputes(journal.admitted())?;
-        let bars = disputes.removal_bytes();
         let was = match journal.store().get(Ks::Meta, HEAD_DISPUTES)? {
             Some(b) => Disputes::from_bytes(&b)?,
             None => Disputes::default(),
         };
-        if disputes != was && state.last.is_some() {
+        let from = match journal.first_bar_change(&was, &disputes)? {
+            Some(changed) if changed < from => {
+                tracing::info!(op = %changed.id.short(), "a fork or removal changed which ops take effect");
+                changed
+            }
+            _ => from,
+        };
+        if state.last.is_some_and(|last| from <= last) {
             out.rewound = true;
             old = Some(state.clone());
-            state = VaultState::default();
-            head.forget_recent();
-            tracing::info!("a fork changed which ops take effect: replaying the journal");
-        } else if state.last.is_some_and(|last| from <= last) {
-            out.rewound = true;
-            old = Some(state.clone());
-            let recent = head.before(journal, &from, &bars)?;
+            let recent = head.before(journal, &from, &disputes)?;
             let stored = checkpoint::newest_serving(journal, journal.admitted(), Some(&from))?;
             state = match (recent, stored) {
                 (Some(r), Some(c)) if c.ops > r.ops => c,
@@ -441,7 +441,7 @@ impl TimeMachine {
             };
             batch.put(Ks::Effects, key.to_bytes().to_vec(), record);
             out.applied += 1;
-            head.remember(&state, &bars);
+            head.remember(&state, &disputes);
             if state.ops >= next_checkpoint {
                 checkpoint::write(&state, &disputes, &mut batch);
                 next_checkpoint = state.ops

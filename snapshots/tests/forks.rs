@@ -94,3 +94,34 @@ fn sync_into_pair(d: &mut Devices, from: usize, to: usize) {
     };
     sync_into(a, b);
 }
+
+/// A replica rewinds for a fork only as far as the first op whose verdict
+/// changed: the ops before it keep their effect, and the head it reaches
+/// is the one a replay from scratch gives.
+#[test]
+fn a_change_of_verdict_rewinds_to_the_first_op_it_touches() {
+    let mut d = Devices::new(2, 24);
+    let note = d.create(A, "note.md", "one\n");
+    let other = d.create(B, "other.md", "b\n");
+    d.sync_all();
+    let old = d.backup(A);
+    let x = d.edit(A, note, "one\ntwo\n").unwrap();
+    let y = d.edit(old, note, "one\nrestored\n").unwrap();
+    d.sync(A, B);
+    d.sync(old, B);
+    let j = &d.journals[B];
+    assert!(j.forks().contains_key(&device(A)));
+    // Nothing B wrote builds on either branch yet: both are barred.
+    let before = j.disputes(j.admitted()).unwrap();
+    assert_eq!(j.first_bar_change(&before, &before).unwrap(), None);
+    // B's next op names both heads: both branches now count.
+    d.edit(B, other, "b\nb2\n");
+    let j = &d.journals[B];
+    let after = j.disputes(j.admitted()).unwrap();
+    let key = |id| j.op_meta(&id).unwrap().unwrap().order_key();
+    let first = key(x).min(key(y));
+    assert_eq!(j.first_bar_change(&before, &after).unwrap(), Some(first));
+    assert_eq!(j.first_bar_change(&after, &before).unwrap(), Some(first));
+    let head = converge(&mut d);
+    assert_eq!(head.open_conflicts, 0);
+}
