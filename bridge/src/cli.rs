@@ -133,4 +133,40 @@ pub enum Command {
     },
     /// Check signatures, chains, admission rules and replay
     Verify,
+    /// Keep the vault's journal and its files in step: record every save as
+    /// it happens, and answer JSON-RPC on .vellum/daemon.sock (one daemon
+    /// per vault; other vellum commands go through it while it runs)
+    Serve {
+        /// Also answer JSON-RPC on stdin/stdout, and stop at end of input
+        #[arg(long)]
+        stdio: bool,
+        /// Wait this long after the last change on disk before recording
+        #[arg(long, default_value_t = 100)]
+        debounce_ms: u64,
+    },
+}
+
+impl Cli {
+    /// Makes every path argument absolute against `cwd`: for a command
+    /// typed in one directory and run by the daemon in another.
+    pub fn absolutize(&mut self, cwd: &std::path::Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        if let Some(v) = &mut self.global.vault {
+            abs(v);
+        }
+        match &mut self.command {
+            Command::Clone { src, dest, .. } => {
+                abs(src);
+                abs(dest);
+            }
+            Command::Export { file, .. } | Command::Import { file } => abs(file),
+            Command::Resolve { with: Some(f), .. } => abs(f),
+            Command::Checkout { dest, .. } => abs(dest),
+            _ => {}
+        }
+    }
 }

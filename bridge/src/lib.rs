@@ -3,7 +3,9 @@
 
 pub mod cli;
 pub mod clone;
+pub mod commands;
 pub mod conflicts;
+pub mod daemon;
 pub mod disk;
 pub mod error;
 pub mod history;

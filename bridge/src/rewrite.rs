@@ -363,16 +363,17 @@ pub fn rollback(
     Ok(RollbackOutcome::Done(write(v, payloads)?))
 }
 
-pub fn print_preview(p: &Preview) {
+pub fn print_preview(p: &Preview, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     for c in &p.changes {
         match &c.from {
-            Some(f) => println!("{:<7} {f} → {}", c.action, c.path),
-            None => println!("{:<7} {}", c.action, c.path),
+            Some(f) => writeln!(out, "{:<7} {f} → {}", c.action, c.path)?,
+            None => writeln!(out, "{:<7} {}", c.action, c.path)?,
         }
     }
-    println!(
+    writeln!(
+        out,
         "{} changes to reach {}",
         p.changes.len(),
         history::short_point(&p.to)
-    );
+    )
 }

@@ -1,0 +1,99 @@
+//! The CLI's side of the daemon: while `vellum serve` holds a vault, every
+//! other command on it is sent to the daemon's socket as a `cli` request,
+//! and prints and exits with exactly what the daemon ran.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use data_encoding::BASE64;
+use vellum_journal::path::VELLUM_DIR;
+
+use super::SOCKET;
+use super::rpc::{CliParams, CliResult, Response};
+use crate::cli::{Cli, Command};
+use crate::vault;
+
+/// The vault a command works on, if it works on one.
+fn vault_of(cli: &Cli) -> Option<PathBuf> {
+    match &cli.command {
+        Command::Init { .. } | Command::Sim(_) | Command::Serve { .. } => None,
+        Command::Clone { src, .. } => vault::find_root(Some(src)).ok(),
+        _ => vault::find_root(cli.global.vault.as_deref()).ok(),
+    }
+}
+
+/// Runs the command through the vault's daemon if one is serving it: its
+/// exit code, or `None` when no daemon answers (the command runs here).
+pub fn forward(cli: &Cli) -> Result<Option<u8>> {
+    let Some(root) = vault_of(cli) else {
+        return Ok(None);
+    };
+    let socket = root.join(VELLUM_DIR).join(SOCKET);
+    // No socket, or one left by a daemon that is gone: nobody serves it.
+    let Ok(stream) = UnixStream::connect(&socket) else {
+        return Ok(None);
+    };
+    let mut argv = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        argv.push(
+            a.into_string()
+                .map_err(|a| anyhow!("an argument is not UTF-8: {}", a.to_string_lossy()))?,
+        );
+    }
+    if cli.global.vault.is_none() {
+        // The daemon runs elsewhere: name the vault this directory is in.
+        argv.push("--vault".into());
+        argv.push(root.to_string_lossy().into_owned());
+    }
+    let params = CliParams {
+        argv,
+        cwd: std::env::current_dir().context("reading the current directory")?,
+    };
+    let result = call(&stream, "cli", serde_json::to_value(params)?)?;
+    let out: CliResult = serde_json::from_value(result).context("the daemon's answer")?;
+    let stdout = BASE64
+        .decode(out.stdout.as_bytes())
+        .context("the daemon's answer")?;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(&stdout).and_then(|()| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r?,
+    }
+    eprint!("{}", out.stderr);
+    Ok(Some(out.code))
+}
+
+/// One request and its answer over a connection to the daemon.
+pub fn call(
+    stream: &UnixStream,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let request =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut line = serde_json::to_vec(&request)?;
+    line.push(b'\n');
+    (&*stream)
+        .write_all(&line)
+        .context("sending to the vault's daemon")?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .context("reading the vault's daemon")?;
+    if answer.is_empty() {
+        return Err(anyhow!(
+            "the vault's daemon closed the connection without answering; see its log"
+        ));
+    }
+    let r: Response =
+        serde_json::from_str(&answer).context("the daemon's answer is not JSON-RPC")?;
+    match (r.result, r.error) {
+        (Some(v), None) => Ok(v),
+        (_, Some(e)) => Err(anyhow!("the vault's daemon refused: {}", e.message)),
+        (None, None) => Err(anyhow!(
+            "the daemon's answer holds neither a result nor an error"
+        )),
+    }
+}

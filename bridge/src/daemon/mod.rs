@@ -1,0 +1,312 @@
+//! `vellum serve`: the per-vault daemon (DESIGN §8).
+//!
+//! One thread owns the vault, as the journal has a single writer: it scans
+//! the disk when something changed and answers requests, one at a time.
+//! Around it a small tokio runtime serves JSON-RPC on `.vellum/daemon.sock`
+//! (and on stdin/stdout with `--stdio`), a notify watcher reports changes
+//! after a debounce, a timer asks for a full comparison every minute (the
+//! watcher can miss changes), and SIGINT, SIGTERM or the end of stdin stop
+//! it: the running job finishes, the socket is removed, the lock released.
+
+pub mod client;
+pub mod rpc;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+use vellum_journal::path::VELLUM_DIR;
+
+use crate::error;
+use crate::scan;
+use crate::vault::Vault;
+
+/// The daemon's socket, in `.vellum/`.
+pub const SOCKET: &str = "daemon.sock";
+/// A full comparison of the disk with the journal this often, whatever
+/// the watcher reported.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// Work for the vault's thread.
+enum Job {
+    /// Files may have changed: compare the disk with the journal.
+    Scan {
+        why: &'static str,
+    },
+    /// A JSON-RPC request, answered on `reply`.
+    Call {
+        request: rpc::Request,
+        reply: oneshot::Sender<rpc::Response>,
+    },
+    Stop,
+}
+
+/// Runs the daemon for the vault at `vault` (or the one around the current
+/// directory) until a signal or, with `stdio`, the end of stdin.
+pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> {
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let (ready_tx, ready) = mpsc::channel::<Result<PathBuf>>();
+    let asked = vault.map(Path::to_path_buf);
+    let owner = std::thread::Builder::new()
+        .name("vault".into())
+        .spawn(move || own_vault(asked.as_deref(), &ready_tx, &queue))
+        .context("starting the vault's thread")?;
+    // Opening takes the vault's lock: a second daemon stops here.
+    let root = match ready.recv() {
+        Ok(Ok(root)) => root,
+        Ok(Err(e)) => {
+            let _ = owner.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = owner.join();
+            return Err(anyhow!(
+                "the vault's thread stopped while opening the vault"
+            ));
+        }
+    };
+    let dot = root.join(VELLUM_DIR);
+    // Only this user may reach the socket inside.
+    std::fs::set_permissions(&dot, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dot.display()))?;
+
+    let watcher_jobs = jobs.clone();
+    let inside = dot.clone();
+    let mut watcher = new_debouncer(
+        Duration::from_millis(debounce_ms),
+        None,
+        move |res: DebounceEventResult| {
+            let why = match res {
+                // The daemon's own files change all the time.
+                Ok(events)
+                    if events
+                        .iter()
+                        .all(|e| e.paths.iter().all(|p| p.starts_with(&inside))) =>
+                {
+                    return;
+                }
+                Ok(_) => "a change on disk",
+                // Missed events (an overflow among them): compare everything.
+                Err(_) => "a watcher error",
+            };
+            let _ = watcher_jobs.send(Job::Scan { why });
+        },
+    )
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&root, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", root.display()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the daemon's runtime")?;
+    let socket = dot.join(SOCKET);
+    let served = runtime.block_on(listen(&socket, stdio, jobs.clone()));
+    drop(watcher);
+    let _ = jobs.send(Job::Stop);
+    let stopped = owner.join();
+    let _ = std::fs::remove_file(&socket);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    stopped.map_err(|_| anyhow!("the vault's thread failed"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The vault's thread: opens the vault (telling `ready`), scans, then runs
+/// jobs until told to stop. Scans asked for while one runs become one.
+fn own_vault(
+    vault: Option<&Path>,
+    ready: &mpsc::Sender<Result<PathBuf>>,
+    queue: &mpsc::Receiver<Job>,
+) {
+    let mut v = match Vault::open(vault) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(v.root.clone()));
+    scan_now(&mut v, "startup");
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(j) => j,
+            None => match queue.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+        };
+        match job {
+            Job::Scan { why } => {
+                // Later scans in the queue are covered by this one.
+                while let Ok(j) = queue.try_recv() {
+                    if !matches!(j, Job::Scan { .. }) {
+                        next = Some(j);
+                        break;
+                    }
+                }
+                scan_now(&mut v, why);
+            }
+            Job::Call { request, reply } => {
+                let _ = reply.send(rpc::handle(&mut v, request));
+            }
+            Job::Stop => return,
+        }
+    }
+}
+
+fn scan_now(v: &mut Vault, why: &str) {
+    match scan::scan(v) {
+        Ok(r) if r.ops_recorded > 0 => {
+            tracing::info!(why, ops = r.ops_recorded, "recorded changes");
+        }
+        Ok(_) => tracing::debug!(why, "nothing changed"),
+        // Nothing is lost: the next scan compares again.
+        Err(e) => tracing::warn!(why, "scan failed: {}", error::one_line(&e)),
+    }
+}
+
+/// Serves the socket (and stdio) until a signal or the end of stdin.
+async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<()> {
+    // A socket left by a daemon that died: the lock, which this process
+    // holds, says nobody serves it.
+    let _ = std::fs::remove_file(socket);
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", socket.display()))?;
+    // The socket was made by this process: its owner is this user.
+    let uid = std::fs::metadata(socket)?.uid();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+    reconcile.tick().await;
+    let stdin_done = {
+        let (done_tx, done) = oneshot::channel::<()>();
+        if stdio {
+            let jobs = jobs.clone();
+            tokio::spawn(async move {
+                converse(tokio::io::stdin(), tokio::io::stdout(), jobs).await;
+                let _ = done_tx.send(());
+            });
+        } else {
+            std::mem::forget(done_tx);
+        }
+        done
+    };
+    tokio::pin!(stdin_done);
+    tracing::info!(socket = %socket.display(), "serving");
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let Ok((stream, _)) = conn else { continue };
+                match stream.peer_cred() {
+                    Ok(c) if c.uid() == uid => {
+                        let (r, w) = stream.into_split();
+                        tokio::spawn(converse(r, w, jobs.clone()));
+                    }
+                    // Another user: refused before reading anything.
+                    _ => tracing::warn!("refused a connection from another user"),
+                }
+            }
+            _ = reconcile.tick() => {
+                let _ = jobs.send(Job::Scan { why: "periodic reconciliation" });
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = &mut stdin_done => break,
+        }
+    }
+    Ok(())
+}
+
+/// One client: requests in, answers out, a line each, until it hangs up.
+/// A line that is not a request gets an error answer; one over the size
+/// limit closes the connection, since where the next begins is unknown.
+async fn converse<R, W>(r: R, mut w: W, jobs: mpsc::Sender<Job>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match read_line(&mut r, &mut line).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(too_long) => {
+                let answer =
+                    rpc::Response::err(serde_json::Value::Null, rpc::INVALID_REQUEST, too_long);
+                let _ = w.write_all(&answer.line()).await;
+                break;
+            }
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let answer = match rpc::parse(&line) {
+            Err(answer) => Some(*answer),
+            Ok(request) => {
+                let notification = request.id.is_none();
+                let (reply, answer) = oneshot::channel();
+                if jobs.send(Job::Call { request, reply }).is_err() {
+                    break;
+                }
+                match answer.await {
+                    Ok(a) if !notification => Some(a),
+                    Ok(_) => None,
+                    Err(_) => break,
+                }
+            }
+        };
+        if let Some(a) = answer
+            && (w.write_all(&a.line()).await.is_err() || w.flush().await.is_err())
+        {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Reads one line (without its newline) into `line`: `Ok(false)` at the
+/// end of input, `Err` when it exceeds [`rpc::REQUEST_BYTES_MAX`].
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    line: &mut Vec<u8>,
+) -> Result<bool, String> {
+    loop {
+        let buf = match r.fill_buf().await {
+            Ok(b) => b,
+            Err(_) => return Ok(false),
+        };
+        if buf.is_empty() {
+            return Ok(!line.is_empty());
+        }
+        let (take, end) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > rpc::REQUEST_BYTES_MAX {
+            return Err(format!(
+                "a request longer than {} bytes",
+                rpc::REQUEST_BYTES_MAX
+            ));
+        }
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take + usize::from(end));
+        if end {
+            return Ok(true);
+        }
+    }
+}

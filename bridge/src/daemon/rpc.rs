@@ -1,0 +1,220 @@
+//! JSON-RPC 2.0, one request or response per line (DESIGN §8): the types,
+//! and the methods the vault's thread answers.
+
+use std::path::{Path, PathBuf};
+
+use data_encoding::BASE64;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cli::Cli;
+use crate::commands::{self, Io, VaultRef, Vaults};
+use crate::error;
+use crate::vault::{self, Vault};
+
+/// Bytes one request line may take; a longer one is refused and its
+/// connection closed.
+pub const REQUEST_BYTES_MAX: usize = 1 << 20;
+
+/// The JSON-RPC 2.0 error codes used here.
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+#[derive(Debug, Deserialize)]
+pub struct Request {
+    #[serde(default)]
+    pub jsonrpc: Option<String>,
+    /// Absent for a notification, which gets no answer.
+    #[serde(default)]
+    pub id: Option<Value>,
+    pub method: String,
+    #[serde(default)]
+    pub params: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    pub jsonrpc: String,
+    pub id: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RpcError>,
+}
+
+impl Response {
+    pub fn ok(id: Value, result: Value) -> Response {
+        Response {
+            jsonrpc: "2.0".into(),
+            id,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(id: Value, code: i64, message: impl Into<String>) -> Response {
+        Response {
+            jsonrpc: "2.0".into(),
+            id,
+            result: None,
+            error: Some(RpcError {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The response as one line, newline included.
+    pub fn line(&self) -> Vec<u8> {
+        let mut b = serde_json::to_vec(self).expect("a response always serialises");
+        b.push(b'\n');
+        b
+    }
+}
+
+/// Parses one request line: the request, or the error response to send.
+pub fn parse(line: &[u8]) -> Result<Request, Box<Response>> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| Response::err(Value::Null, PARSE_ERROR, format!("not JSON: {e}")))?;
+    let id = value.get("id").cloned().unwrap_or(Value::Null);
+    let req: Request = serde_json::from_value(value).map_err(|e| {
+        Response::err(
+            id.clone(),
+            INVALID_REQUEST,
+            format!("not a JSON-RPC request: {e}"),
+        )
+    })?;
+    if req.jsonrpc.as_deref() != Some("2.0") {
+        return Err(Box::new(Response::err(
+            id,
+            INVALID_REQUEST,
+            "not a JSON-RPC 2.0 request (\"jsonrpc\": \"2.0\" is missing)",
+        )));
+    }
+    Ok(req)
+}
+
+/// What the `cli` method takes: a command line as the user typed it (after
+/// the program name), and the directory it was typed in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CliParams {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+/// What the `cli` method answers: exactly what the command would have
+/// printed and exited with.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CliResult {
+    pub code: u8,
+    /// Standard output, base64: it may hold a file's bytes.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Answers one request with the vault this daemon holds.
+pub fn handle(v: &mut Vault, req: Request) -> Response {
+    let id = req.id.clone().unwrap_or(Value::Null);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(v, req)));
+    match out {
+        Ok(Ok(result)) => Response::ok(id, result),
+        Ok(Err((code, message))) => Response::err(id, code, message),
+        Err(_) => Response::err(
+            id,
+            INTERNAL_ERROR,
+            "internal error (a bug; please report it)",
+        ),
+    }
+}
+
+fn dispatch(v: &mut Vault, req: Request) -> Result<Value, (i64, String)> {
+    match req.method.as_str() {
+        "status" => {
+            let s = commands::status(v).map_err(|e| (INTERNAL_ERROR, error::one_line(&e)))?;
+            Ok(serde_json::to_value(s).expect("status serialises"))
+        }
+        "cli" => {
+            let p: CliParams = serde_json::from_value(req.params)
+                .map_err(|e| (INVALID_PARAMS, format!("cli takes {{argv, cwd}}: {e}")))?;
+            Ok(serde_json::to_value(run_cli(v, p)).expect("a result serialises"))
+        }
+        m => Err((METHOD_NOT_FOUND, format!("no method {m:?}"))),
+    }
+}
+
+/// Runs a command line as the CLI would, with this daemon's vault.
+fn run_cli(v: &mut Vault, p: CliParams) -> CliResult {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let argv = std::iter::once("vellum".to_string()).chain(p.argv);
+    let code = match <Cli as clap::Parser>::try_parse_from(argv) {
+        // `--help`, `--version` and usage errors print what clap prints.
+        Err(e) => {
+            let text = e.render().to_string();
+            if e.use_stderr() {
+                stderr.extend_from_slice(text.as_bytes());
+            } else {
+                stdout.extend_from_slice(text.as_bytes());
+            }
+            e.exit_code() as u8
+        }
+        Ok(mut cli) => {
+            cli.absolutize(&p.cwd);
+            let root = v.root.clone();
+            let mut io = Io {
+                out: &mut stdout,
+                err: &mut stderr,
+            };
+            match commands::run(cli, &mut Lend { vault: v, root }, &mut io) {
+                Ok(()) => 0,
+                Err(e) => {
+                    stderr
+                        .extend_from_slice(format!("vellum: {}\n", error::one_line(&e)).as_bytes());
+                    error::exit_code(&e) as u8
+                }
+            }
+        }
+    };
+    CliResult {
+        code,
+        stdout: BASE64.encode(&stdout),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The daemon's vault for commands that name it; any other vault opened
+/// as the CLI would.
+struct Lend<'a> {
+    vault: &'a mut Vault,
+    root: PathBuf,
+}
+
+impl Vaults for Lend<'_> {
+    fn open(&mut self, vault: Option<&Path>) -> anyhow::Result<VaultRef<'_>> {
+        let Some(vault) = vault else {
+            return Ok(VaultRef::Lent(self.vault));
+        };
+        let asked = vault::find_root(Some(vault))?;
+        if same_dir(&asked, &self.root) {
+            Ok(VaultRef::Lent(self.vault))
+        } else {
+            Ok(VaultRef::Opened(Box::new(Vault::open(Some(&asked))?)))
+        }
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
