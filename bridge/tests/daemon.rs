@@ -96,7 +96,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn logged_paths(env: &Env) -> Vec<String> {
-    env.json(&["log"])
+    env.json(&["log", "--limit", "100000"])
         .as_array()
         .unwrap()
         .iter()
@@ -241,4 +241,124 @@ fn stdio_mode_answers_on_stdin_and_stops_at_its_end() {
     let st = wait_bounded(&mut d.child, Duration::from_secs(20));
     assert!(st.success(), "{st}");
     assert!(!env.vault.join(".vellum/daemon.sock").exists());
+}
+
+/// Every file's text as the journal's head has it equals what is on disk.
+fn head_matches_disk(env: &Env, files: &[(String, String)]) -> bool {
+    files.iter().all(|(path, text)| {
+        let out = env.run(&["show", path]);
+        out.status.success() && out.stdout == text.as_bytes()
+    })
+}
+
+#[test]
+fn a_daemon_killed_mid_burst_loses_no_save_after_a_restart() {
+    let env = Env::init();
+    let mut d = Daemon::start(&env, &[]);
+    let mut files = Vec::new();
+    for i in 0..300 {
+        let path = format!("burst/n{i:03}.md");
+        let text = format!("# note {i}\nwritten in a burst\n");
+        std::fs::create_dir_all(env.vault.join("burst")).unwrap();
+        std::fs::write(env.vault.join(&path), &text).unwrap();
+        files.push((path, text));
+        if i == 150 {
+            // SIGKILL: no clean shutdown, a stale socket left behind.
+            d.child.kill().unwrap();
+            d.child.wait().unwrap();
+            break;
+        }
+    }
+    for i in 151..300 {
+        let path = format!("burst/n{i:03}.md");
+        let text = format!("# note {i}\nwritten while nothing ran\n");
+        std::fs::write(env.vault.join(&path), &text).unwrap();
+        files.push((path, text));
+    }
+    drop(d);
+    assert!(env.vault.join(".vellum/daemon.sock").exists());
+    let d = Daemon::start(&env, &[]);
+    eventually("every save recorded", || {
+        env.json(&["status"])["files"] == files.len()
+    });
+    assert!(head_matches_disk(&env, &files));
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn a_thousand_files_at_once_and_ignored_paths() {
+    let env = Env::init();
+    let d = Daemon::start(&env, &[]);
+    let dir = env.vault.join("bulk");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..1000 {
+        std::fs::write(dir.join(format!("f{i}.md")), format!("file {i}\n")).unwrap();
+    }
+    // Paths every device ignores (DESIGN §8), and one Obsidian file that
+    // is synced.
+    std::fs::create_dir_all(env.vault.join(".obsidian")).unwrap();
+    std::fs::create_dir_all(env.vault.join(".trash")).unwrap();
+    std::fs::write(env.vault.join(".obsidian/workspace.json"), "{}").unwrap();
+    std::fs::write(env.vault.join(".obsidian/app.json"), "{\"a\": 1}").unwrap();
+    std::fs::write(env.vault.join(".trash/old.md"), "gone\n").unwrap();
+    std::fs::write(env.vault.join("bulk/.f1.md.swp"), "swap").unwrap();
+    eventually("1,001 files recorded", || {
+        env.json(&["status"])["files"] == 1001
+    });
+    let paths = logged_paths(&env);
+    assert!(paths.contains(&".obsidian/app.json".to_string()));
+    for ignored in [
+        ".obsidian/workspace.json",
+        ".trash/old.md",
+        "bulk/.f1.md.swp",
+    ] {
+        assert!(
+            !paths.contains(&ignored.to_string()),
+            "{ignored} was recorded"
+        );
+    }
+    // A folder of them moved at once is a move, not deletes and creates.
+    std::fs::rename(&dir, env.vault.join("archive")).unwrap();
+    eventually("the folder move", || {
+        env.run(&["show", "archive/f999.md"]).stdout == b"file 999\n"
+    });
+    assert_eq!(env.json(&["status"])["files"], 1001);
+    let renames = env
+        .json(&["log", "--limit", "2000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "rename")
+        .count();
+    assert_eq!(renames, 1000);
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn two_writers_racing_on_one_file_leave_the_last_write_recorded() {
+    let env = Env::init();
+    let d = Daemon::start(&env, &[]);
+    let path = env.vault.join("shared.md");
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    std::fs::write(&path, format!("writer {w} line {i}\n")).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let last = std::fs::read_to_string(&path).unwrap();
+    eventually("the last write", || {
+        env.run(&["show", "shared.md"]).stdout == last.as_bytes()
+    });
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
 }
