@@ -144,6 +144,20 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         debounce_ms: u64,
     },
+    /// Run `vellum serve` for this vault in the background, at login, as a
+    /// systemd user service (install), or stop doing so (uninstall)
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceAction {
+    /// Write and enable a systemd user unit for the vault
+    Install,
+    /// Stop, disable and remove the vault's unit
+    Uninstall,
 }
 
 impl Cli {

@@ -143,6 +143,27 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
         Command::Serve { .. } => {
             return Err(user("vellum serve runs on its own: start it directly"));
         }
+        Command::Service { action } => {
+            let r = match action {
+                crate::cli::ServiceAction::Install => crate::service::install(g.vault.as_deref())?,
+                crate::cli::ServiceAction::Uninstall => {
+                    crate::service::uninstall(g.vault.as_deref())?
+                }
+            };
+            if let Some(n) = &r.note {
+                io.warn(n);
+            }
+            if json {
+                io.json(&r)?;
+            } else {
+                let done = match (action, r.applied) {
+                    (crate::cli::ServiceAction::Install, true) => "installed and started",
+                    (crate::cli::ServiceAction::Install, false) => "installed",
+                    (crate::cli::ServiceAction::Uninstall, _) => "removed",
+                };
+                io.say(format!("{} {done} ({})", r.unit, r.path))?;
+            }
+        }
         Command::Init { name } => {
             let root = match &g.vault {
                 Some(v) => v.clone(),

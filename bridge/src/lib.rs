@@ -14,6 +14,7 @@ pub mod ignore_rules;
 pub mod materialise;
 pub mod rewrite;
 pub mod scan;
+pub mod service;
 pub mod transfer;
 pub mod vault;
 pub mod verify;

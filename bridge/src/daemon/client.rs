@@ -18,7 +18,11 @@ use crate::vault;
 /// The vault a command works on, if it works on one.
 fn vault_of(cli: &Cli) -> Option<PathBuf> {
     match &cli.command {
-        Command::Init { .. } | Command::Sim(_) | Command::Serve { .. } => None,
+        // These need no lock: they run here even while a daemon serves.
+        Command::Init { .. }
+        | Command::Sim(_)
+        | Command::Serve { .. }
+        | Command::Service { .. } => None,
         Command::Clone { src, .. } => vault::find_root(Some(src)).ok(),
         _ => vault::find_root(cli.global.vault.as_deref()).ok(),
     }
