@@ -15,6 +15,7 @@ pub mod materialise;
 pub mod rewrite;
 pub mod scan;
 pub mod service;
+pub mod settings;
 pub mod transfer;
 pub mod vault;
 pub mod verify;

@@ -65,20 +65,18 @@ fn main() -> ExitCode {
     if let Command::Sim(args) = &cli.command {
         return vellum_simulations::cli::run(args);
     }
-    // The daemon says what it does; a command only what went wrong.
-    let default = match cli.command {
-        Command::Serve { .. } => "info,fjall=warn,lsm_tree=warn",
-        _ => "error",
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VELLUM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
+    // A command says only what went wrong; the daemon sets up its own log.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("VELLUM_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+            )
+            .with_target(false)
+            .without_time()
+            .init();
+    }
     std::panic::set_hook(Box::new(|info| {
         if vellum_journal::replay::in_guarded_section() {
             return;

@@ -443,8 +443,15 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
     report.head = v.journal.admitted().to_point_string();
+    // Warnings name paths, which logs show only at debug level.
+    if !report.warnings.is_empty() {
+        tracing::warn!(
+            count = report.warnings.len(),
+            "some files were skipped (unreadable, changing while read, or not allowed); they are tried again at the next scan"
+        );
+    }
     for w in &report.warnings {
-        tracing::warn!("{w}");
+        tracing::debug!("{w}");
     }
     Ok(report)
 }

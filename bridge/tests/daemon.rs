@@ -13,10 +13,13 @@ use serde_json::{Value, json};
 mod common;
 use common::Env;
 
-/// A running `vellum serve`, stopped (SIGTERM) and waited for on drop.
+/// A running `vellum serve`, killed and waited for on drop. Its stderr is
+/// read as it comes (a pipe nobody reads would stall its log).
 struct Daemon {
     child: Child,
     socket: PathBuf,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -30,8 +33,25 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn vellum serve");
+        let mut child = child;
         let socket = env.vault.join(".vellum/daemon.sock");
-        let d = Daemon { child, socket };
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let d = Daemon {
+            child,
+            socket,
+            stderr,
+            reader: Some(reader),
+        };
         d.wait_for_socket();
         d
     }
@@ -56,14 +76,10 @@ impl Daemon {
             .unwrap();
         assert!(st.success());
         let status = wait_bounded(&mut self.child, Duration::from_secs(20));
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        std::mem::forget(self);
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let err = self.stderr.lock().unwrap().clone();
         (status, err)
     }
 }
@@ -361,4 +377,57 @@ fn two_writers_racing_on_one_file_leave_the_last_write_recorded() {
     });
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
+}
+
+#[test]
+fn the_log_goes_to_daily_files_at_the_configured_level_without_note_content() {
+    let env = Env::init();
+    std::fs::write(
+        env.vault.join(".vellum/config.toml"),
+        "[log]\nlevel = \"info\"\nretention_days = 3\n",
+    )
+    .unwrap();
+    let d = Daemon::start(&env, &[]);
+    std::fs::write(
+        env.vault.join("secret-plans.md"),
+        "the surprise party is on friday\n",
+    )
+    .unwrap();
+    eventually("the save", || {
+        logged_paths(&env).contains(&"secret-plans.md".to_string())
+    });
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    let logs: Vec<_> = std::fs::read_dir(env.vault.join(".vellum/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("vellum.") && name.ends_with(".log"),
+        "{name}"
+    );
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains("recorded changes"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    // No note content, and at info no paths.
+    assert!(!log.contains("surprise party"), "{log}");
+    assert!(!log.contains("secret-plans"), "{log}");
+    assert!(!log.contains(&env.vault.display().to_string()), "{log}");
+}
+
+#[test]
+fn a_config_it_cannot_use_stops_the_daemon_with_one_line() {
+    let env = Env::init();
+    std::fs::write(
+        env.vault.join(".vellum/config.toml"),
+        "[log]\nlevel = \"loud\"\n",
+    )
+    .unwrap();
+    let out = env.run(&["serve"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml: log.level is \"loud\""), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -26,7 +26,8 @@ use vellum_journal::path::VELLUM_DIR;
 
 use crate::error;
 use crate::scan;
-use crate::vault::Vault;
+use crate::settings::{self, Settings};
+use crate::vault::{self, Vault};
 
 /// The daemon's socket, in `.vellum/`.
 pub const SOCKET: &str = "daemon.sock";
@@ -51,9 +52,12 @@ enum Job {
 /// Runs the daemon for the vault at `vault` (or the one around the current
 /// directory) until a signal or, with `stdio`, the end of stdin.
 pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> {
+    let asked = vault::find_root(vault)?;
+    let settings = settings::load(&asked)?;
+    let _flush_logs_at_exit = logging(&asked, &settings)?;
     let (jobs, queue) = mpsc::channel::<Job>();
     let (ready_tx, ready) = mpsc::channel::<Result<PathBuf>>();
-    let asked = vault.map(Path::to_path_buf);
+    let asked = Some(asked);
     let owner = std::thread::Builder::new()
         .name("vault".into())
         .spawn(move || own_vault(asked.as_deref(), &ready_tx, &queue))
@@ -122,6 +126,42 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
     Ok(())
 }
 
+/// Logs to stderr and to daily files in `.vellum/logs/`, keeping
+/// `retention_days` of them, at the settings' level (`VELLUM_LOG`
+/// overrides both). What flushes the file at exit is returned.
+fn logging(root: &Path, s: &Settings) -> Result<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let dir = root.join(VELLUM_DIR).join("logs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("vellum")
+        .filename_suffix("log")
+        .max_log_files(s.log.retention_days as usize)
+        .build(&dir)
+        .with_context(|| format!("opening the log in {}", dir.display()))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VELLUM_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},fjall=warn,lsm_tree=warn", s.log.level))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(file)
+                .with_ansi(false)
+                .with_target(false),
+        )
+        .try_init();
+    Ok(guard)
+}
+
 /// The vault's thread: opens the vault (telling `ready`), scans, then runs
 /// jobs until told to stop. Scans asked for while one runs become one.
 fn own_vault(
@@ -172,8 +212,15 @@ fn scan_now(v: &mut Vault, why: &str) {
             tracing::info!(why, ops = r.ops_recorded, "recorded changes");
         }
         Ok(_) => tracing::debug!(why, "nothing changed"),
-        // Nothing is lost: the next scan compares again.
-        Err(e) => tracing::warn!(why, "scan failed: {}", error::one_line(&e)),
+        // Nothing is lost: the next scan compares again. The error may
+        // name a path, which logs show only at debug level.
+        Err(e) => {
+            tracing::warn!(
+                why,
+                "a scan failed; the next change or reconciliation retries it"
+            );
+            tracing::debug!(why, "scan failed: {}", error::one_line(&e));
+        }
     }
 }
 
@@ -205,7 +252,8 @@ async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<(
         done
     };
     tokio::pin!(stdin_done);
-    tracing::info!(socket = %socket.display(), "serving");
+    tracing::info!("serving");
+    tracing::debug!(socket = %socket.display(), "listening");
     loop {
         tokio::select! {
             conn = listener.accept() => {
