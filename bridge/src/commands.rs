@@ -94,7 +94,7 @@ impl Vaults for OpenEach {
 }
 
 /// `vellum status`, and the daemon's `status` method.
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 pub struct Status {
     head: String,
     ops: u64,

@@ -26,7 +26,7 @@ use crate::rewrite::{WriteReport, write};
 use crate::scan;
 use crate::vault::{Vault, now_ms};
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ts_rs::TS)]
 pub struct ConflictEntry {
     pub path: String,
     pub file: String,

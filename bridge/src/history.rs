@@ -70,7 +70,10 @@ pub fn time_string(hlc_value: u64) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
+/// One row of `vellum log` (DESIGN §8). `hlc` is a string: it passes
+/// 2^53, where JSON numbers stop being exact in JavaScript; `seq` and
+/// `lamport` grow by one per op and stay numbers.
+#[derive(Serialize, ts_rs::TS)]
 pub struct LogEntry {
     pub id: String,
     pub author: String,

@@ -17,13 +17,13 @@ use crate::error::user;
 
 pub const FILE: &str = "config.toml";
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub level: String,
@@ -66,7 +66,26 @@ pub fn load(root: &Path) -> Result<Settings> {
     Ok(s)
 }
 
+/// Writes `s` to the vault's `config.toml` (atomically), after checking it.
+pub fn save(root: &Path, s: &Settings) -> Result<()> {
+    s.check().map_err(user)?;
+    let text = toml::to_string_pretty(s)?;
+    let dot = root.join(VELLUM_DIR);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    crate::disk::write_atomic(&dot, FILE, now_ms, &mut |f| {
+        Ok(std::io::Write::write_all(f, text.as_bytes())?)
+    })
+}
+
 impl Settings {
+    /// The `tracing` filter for the log level: this crate's level, quieter
+    /// for the storage engine's own chatter.
+    pub fn log_filter(&self) -> String {
+        format!("{},fjall=warn,lsm_tree=warn", self.log.level)
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         if !LEVELS.contains(&self.log.level.as_str()) {
             return Err(format!(

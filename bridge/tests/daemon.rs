@@ -431,3 +431,132 @@ fn a_config_it_cannot_use_stops_the_daemon_with_one_line() {
     assert!(err.contains("config.toml: log.level is \"loud\""), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// One line-delimited JSON-RPC connection: the socket, or the daemon's
+/// stdin and stdout.
+struct Conn {
+    w: Box<dyn Write>,
+    r: BufReader<Box<dyn Read>>,
+    next: u64,
+}
+
+impl Conn {
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let req = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
+        writeln!(self.w, "{req}").unwrap();
+        self.w.flush().unwrap();
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["id"], self.next, "{v}");
+        v
+    }
+}
+
+/// Every method, on one transport; `env`'s vault holds two notes with an
+/// open conflict on one (made by importing a concurrent edit).
+fn every_method(env: &Env, c: &mut Conn) {
+    let status = c.call("status", Value::Null);
+    assert_eq!(status["result"]["conflicts"], 1, "{status}");
+    let page = c.call("log", json!({"limit": 2}));
+    let newest: Vec<&str> = page["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(newest.len(), 2);
+    let next = c.call("log", json!({"limit": 2, "offset": 1}));
+    assert_eq!(next["result"][0]["id"], newest[1]);
+    let only = c.call("log", json!({"path": "b.md"}));
+    assert!(
+        only["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["path"] == "b.md")
+    );
+    let too_many = c.call("log", json!({"limit": 100_000}));
+    assert_eq!(too_many["error"]["code"], -32602);
+    let unknown_field = c.call("log", json!({"lmit": 2}));
+    assert_eq!(unknown_field["error"]["code"], -32602);
+    let conflicts = c.call("conflicts", Value::Null);
+    let list = conflicts["result"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["path"], "a.md");
+    assert_eq!(list[0]["kind"], "overlap");
+    let settings = c.call("settings.get", Value::Null);
+    assert_eq!(
+        settings["result"],
+        json!({"log": {"level": "info", "retention_days": 14}})
+    );
+    let set = c.call(
+        "settings.set",
+        json!({"log": {"level": "debug", "retention_days": 7}}),
+    );
+    assert_eq!(set["result"]["log"]["level"], "debug", "{set}");
+    let text = std::fs::read_to_string(env.vault.join(".vellum/config.toml")).unwrap();
+    assert!(
+        text.contains("level = \"debug\"") && text.contains("retention_days = 7"),
+        "{text}"
+    );
+    let bad = c.call("settings.set", json!({"log": {"level": "loud"}}));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    // Put it back for the other transport.
+    c.call(
+        "settings.set",
+        json!({"log": {"level": "info", "retention_days": 14}}),
+    );
+    let cli = c.call(
+        "cli",
+        json!({"argv": ["show", "b.md"], "cwd": env.vault.to_str().unwrap()}),
+    );
+    assert_eq!(cli["result"]["code"], 0);
+    assert_eq!(cli["result"]["stdout"], "YgpvbmUK"); // base64 of "b\none\n"
+}
+
+#[test]
+fn every_method_answers_on_the_socket_and_on_stdio() {
+    let env = Env::init();
+    std::fs::write(env.vault.join("a.md"), "one\ntwo\nthree\n").unwrap();
+    std::fs::write(env.vault.join("b.md"), "b\none\n").unwrap();
+    env.ok(&["scan"]);
+    // A concurrent edit of the same line on a second device: a conflict.
+    let other = env.sibling("other");
+    env.ok(&[
+        "clone",
+        env.vault.to_str().unwrap(),
+        other.vault.to_str().unwrap(),
+    ]);
+    std::fs::write(other.vault.join("a.md"), "one\nTWO from the other\nthree\n").unwrap();
+    other.ok(&["scan"]);
+    std::fs::write(env.vault.join("a.md"), "one\n2 from here\nthree\n").unwrap();
+    env.ok(&["scan"]);
+    let export = env.tmp.path().join("other.vx");
+    other.ok(&["export", export.to_str().unwrap()]);
+    env.ok(&["import", export.to_str().unwrap()]);
+
+    let d = Daemon::start(&env, &[]);
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let mut socket = Conn {
+        w: Box::new(s.try_clone().unwrap()),
+        r: BufReader::new(Box::new(s)),
+        next: 0,
+    };
+    every_method(&env, &mut socket);
+    drop(socket);
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+
+    let mut d = Daemon::start(&env, &["--stdio"]);
+    let mut stdio = Conn {
+        w: Box::new(d.child.stdin.take().unwrap()),
+        r: BufReader::new(Box::new(d.child.stdout.take().unwrap())),
+        next: 0,
+    };
+    every_method(&env, &mut stdio);
+    drop(stdio);
+    let st = wait_bounded(&mut d.child, Duration::from_secs(20));
+    assert!(st.success());
+}

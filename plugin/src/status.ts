@@ -1,5 +1,6 @@
 // `vellum status --json`: parsing its output and describing it in the status bar.
 // Pure: no Obsidian API, no IO.
+import type { Status } from "./rpc/Status";
 import { firstLine, type RunResult } from "./run";
 
 /** How often the status bar re-runs `vellum status`. */
@@ -8,18 +9,12 @@ export const STATUS_REFRESH_INTERVAL_MS = 30_000;
 /** Shown until the first `vellum status` finishes. */
 export const STATUS_TEXT_CHECKING = "Vellum: checking…";
 
-/** The `status` shape from the CLI output contract (DESIGN §8). */
-export interface VaultStatus {
-	head: string;
-	ops: number;
-	files: number;
-	conflicts: number;
-	pending: number;
-	quarantined: number;
-	journal_bytes: number;
-	device: string;
-	vault: string;
-}
+/**
+ * The `status` shape from the CLI output contract (DESIGN §8): the Rust
+ * type exported by ts-rs, less the optional `stale` report, which the
+ * status bar does not show yet.
+ */
+export type VaultStatus = Omit<Status, "stale">;
 
 const STRING_FIELDS = ["head", "device", "vault"] as const;
 const COUNT_FIELDS = ["ops", "files", "conflicts", "pending", "quarantined", "journal_bytes"] as const;

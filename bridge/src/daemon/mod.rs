@@ -126,6 +126,18 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
     Ok(())
 }
 
+/// Changes the log level of a running daemon (`settings.set`).
+static LOG_FILTER: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
+/// Applies a new log level at once; retention applies from the next start.
+pub(crate) fn set_log_level(s: &Settings) {
+    if let Some(h) = LOG_FILTER.get() {
+        let _ = h.reload(tracing_subscriber::EnvFilter::new(s.log_filter()));
+    }
+}
+
 /// Logs to stderr and to daily files in `.vellum/logs/`, keeping
 /// `retention_days` of them, at the settings' level (`VELLUM_LOG`
 /// overrides both). What flushes the file at exit is returned.
@@ -142,9 +154,10 @@ fn logging(root: &Path, s: &Settings) -> Result<tracing_appender::non_blocking::
         .build(&dir)
         .with_context(|| format!("opening the log in {}", dir.display()))?;
     let (file, guard) = tracing_appender::non_blocking(appender);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VELLUM_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},fjall=warn,lsm_tree=warn", s.log.level))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VELLUM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(s.log_filter()));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use crate::cli::Cli;
 use crate::commands::{self, Io, VaultRef, Vaults};
-use crate::error;
+use crate::settings::{self, Settings};
 use crate::vault::{self, Vault};
+use crate::{conflicts, error, history};
 
 /// Bytes one request line may take; a longer one is refused and its
 /// connection closed.
@@ -35,7 +36,7 @@ pub struct Request {
     pub params: Value,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RpcError {
     pub code: i64,
     pub message: String,
@@ -105,21 +106,43 @@ pub fn parse(line: &[u8]) -> Result<Request, Box<Response>> {
 
 /// What the `cli` method takes: a command line as the user typed it (after
 /// the program name), and the directory it was typed in.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct CliParams {
     pub argv: Vec<String>,
+    #[ts(type = "string")]
     pub cwd: PathBuf,
 }
 
 /// What the `cli` method answers: exactly what the command would have
 /// printed and exited with.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ts_rs::TS)]
 pub struct CliResult {
     pub code: u8,
     /// Standard output, base64: it may hold a file's bytes.
     pub stdout: String,
     pub stderr: String,
 }
+
+/// `log`: a page of the vault's history, newest first.
+#[derive(Debug, Default, Deserialize, ts_rs::TS)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogParams {
+    /// Only ops on this path (or under this folder).
+    #[ts(optional)]
+    pub path: Option<String>,
+    /// Only ops by this device (id prefix).
+    #[ts(optional)]
+    pub author: Option<String>,
+    /// At most this many entries (default 50, at most 10,000)...
+    #[ts(optional)]
+    pub limit: Option<usize>,
+    /// ...after skipping this many of the newest.
+    #[ts(optional)]
+    pub offset: Option<usize>,
+}
+
+/// Most log entries in one page.
+pub const LOG_PAGE_MAX: usize = 10_000;
 
 /// Answers one request with the vault this daemon holds.
 pub fn handle(v: &mut Vault, req: Request) -> Response {
@@ -147,8 +170,60 @@ fn dispatch(v: &mut Vault, req: Request) -> Result<Value, (i64, String)> {
                 .map_err(|e| (INVALID_PARAMS, format!("cli takes {{argv, cwd}}: {e}")))?;
             Ok(serde_json::to_value(run_cli(v, p)).expect("a result serialises"))
         }
+        "log" => {
+            let p: LogParams = params(req.params)?;
+            let limit = p.limit.unwrap_or(50);
+            if limit > LOG_PAGE_MAX {
+                return Err((INVALID_PARAMS, format!("limit is at most {LOG_PAGE_MAX}")));
+            }
+            let offset = p.offset.unwrap_or(0);
+            let page: Vec<_> = history::log(
+                v,
+                p.path.as_deref(),
+                p.author.as_deref(),
+                offset.saturating_add(limit),
+            )
+            .map_err(user_or_internal)?
+            .into_iter()
+            .skip(offset)
+            .collect();
+            Ok(serde_json::to_value(page).expect("entries serialise"))
+        }
+        "conflicts" => {
+            let list = conflicts::list(v).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(list).expect("conflicts serialise"))
+        }
+        "settings.get" => {
+            let s = settings::load(&v.root).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(s).expect("settings serialise"))
+        }
+        "settings.set" => {
+            let s: Settings = params(req.params)?;
+            settings::save(&v.root, &s).map_err(user_or_internal)?;
+            super::set_log_level(&s);
+            Ok(serde_json::to_value(s).expect("settings serialise"))
+        }
         m => Err((METHOD_NOT_FOUND, format!("no method {m:?}"))),
     }
+}
+
+/// The error a method gives for a failed operation: bad params for what
+/// the user can fix, internal for the rest. One line either way.
+fn user_or_internal(e: anyhow::Error) -> (i64, String) {
+    let code = if error::exit_code(&e) == 1 {
+        INVALID_PARAMS
+    } else {
+        INTERNAL_ERROR
+    };
+    (code, error::one_line(&e))
+}
+
+/// A method's params: absent or null for all defaults.
+fn params<T: serde::de::DeserializeOwned + Default>(p: Value) -> Result<T, (i64, String)> {
+    if p.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(p).map_err(|e| (INVALID_PARAMS, format!("bad params: {e}")))
 }
 
 /// Runs a command line as the CLI would, with this daemon's vault.
