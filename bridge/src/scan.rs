@@ -71,12 +71,53 @@ pub fn mtime_ms(mtime_ns: i64) -> i64 {
     mtime_ns.div_euclid(1_000_000)
 }
 
+/// What a scan compares: the whole vault, or some vault-relative paths
+/// (files or folders, as the OS names them) and what lies under them.
+pub enum Scope<'a> {
+    All,
+    Paths(&'a [String]),
+}
+
 /// Walks the vault: every regular file not ignored, by NFC path.
 fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<Walk> {
     let mut out = BTreeMap::new();
     let mut incomplete = false;
+    walk_from(root, root, rules, warnings, &mut out, &mut incomplete);
+    Ok(Walk {
+        files: out,
+        incomplete,
+    })
+}
+
+/// Walks `paths` (relative to `root`), each a file or a folder; a path that
+/// is not there (any more) is simply not found.
+fn walk_paths(root: &Path, paths: &[String], rules: &Rules, warnings: &mut Vec<String>) -> Walk {
+    let mut out = BTreeMap::new();
+    let mut incomplete = false;
+    for rel in paths {
+        let start = root.join(rel);
+        match std::fs::symlink_metadata(&start) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            _ => walk_from(root, &start, rules, warnings, &mut out, &mut incomplete),
+        }
+    }
+    Walk {
+        files: out,
+        incomplete,
+    }
+}
+
+/// Adds every regular file not ignored at or under `start` to `out`.
+fn walk_from(
+    root: &Path,
+    start: &Path,
+    rules: &Rules,
+    warnings: &mut Vec<String>,
+    out: &mut BTreeMap<String, Found>,
+    incomplete: &mut bool,
+) {
     let root_owned = root.to_path_buf();
-    let walker = ignore::WalkBuilder::new(root)
+    let walker = ignore::WalkBuilder::new(start)
         .standard_filters(false)
         .hidden(false)
         .follow_links(false)
@@ -98,7 +139,7 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<Walk> 
             Ok(e) => e,
             Err(e) => {
                 warnings.push(format!("skipped an unreadable entry: {e}"));
-                incomplete = true;
+                *incomplete = true;
                 continue;
             }
         };
@@ -163,10 +204,25 @@ fn walk(root: &Path, rules: &Rules, warnings: &mut Vec<String>) -> Result<Walk> 
             },
         );
     }
-    Ok(Walk {
-        files: out,
-        incomplete,
-    })
+}
+
+/// `paths` without those inside another of them (a folder covers what is
+/// under it), so no file is walked twice.
+fn outermost(paths: &[String]) -> Vec<String> {
+    let mut sorted: Vec<&String> = paths.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for p in sorted {
+        if out
+            .last()
+            .is_some_and(|q| p.starts_with(q.as_str()) && p.as_bytes().get(q.len()) == Some(&b'/'))
+        {
+            continue;
+        }
+        out.push(p.clone());
+    }
+    out
 }
 
 /// Reads a file for recording: text up to 1 MiB in memory, anything else
@@ -224,13 +280,40 @@ fn similarity_pct(a: &str, b: &str) -> u64 {
     200 * common / (a.len() + b.len()) as u64
 }
 
+/// Records every change in the vault since the last scan.
 pub fn scan(v: &mut Vault) -> Result<ScanReport> {
+    scan_in(v, Scope::All)
+}
+
+/// Records the changes at `scope`: the whole vault, or only some paths and
+/// what is under them (where the watcher saw changes: a save then costs
+/// what that file costs, not what the vault does).
+pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
     let mut report = ScanReport::default();
     let scan_ns = now_ns();
     let head = v.head()?;
-    let recs = v.disk_records()?;
     let rules = Rules::new(&v.root, &head.ignore)?;
-    let walked = walk(&v.root, &rules, &mut report.warnings)?;
+    let (recs, walked) = match scope {
+        Scope::All => (
+            v.disk_records()?,
+            walk(&v.root, &rules, &mut report.warnings)?,
+        ),
+        Scope::Paths(paths) => {
+            let paths = outermost(paths);
+            let mut names = Vec::with_capacity(paths.len());
+            for p in &paths {
+                // Records are by NFC path; one that cannot be a vault path
+                // holds no record.
+                if let Ok(n) = path::normalize(p) {
+                    names.push(n);
+                }
+            }
+            (
+                v.disk_records_under(&names)?,
+                walk_paths(&v.root, &paths, &rules, &mut report.warnings),
+            )
+        }
+    };
     let found = walked.files;
     let dedup_key = v
         .journal

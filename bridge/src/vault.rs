@@ -631,6 +631,28 @@ impl Vault {
         Ok(next_id)
     }
 
+    /// The records at `paths` and under them (as folders).
+    pub fn disk_records_under(&self, paths: &[String]) -> Result<BTreeMap<String, DiskRec>> {
+        let mut out = BTreeMap::new();
+        for p in paths {
+            if let Some(r) = self.journal.store().get(Ks::Disk, p.as_bytes())?
+                && let Some(r) = DiskRec::from_bytes(&r)
+            {
+                out.insert(p.clone(), r);
+            }
+            let prefix = format!("{p}/");
+            self.journal
+                .store()
+                .scan_prefix(Ks::Disk, prefix.as_bytes(), &mut |k, v| {
+                    if let (Ok(p), Some(r)) = (std::str::from_utf8(k), DiskRec::from_bytes(v)) {
+                        out.insert(p.to_string(), r);
+                    }
+                    ControlFlow::Continue(())
+                })?;
+        }
+        Ok(out)
+    }
+
     pub fn disk_records(&self) -> Result<BTreeMap<String, DiskRec>> {
         let mut out = BTreeMap::new();
         self.journal.store().scan(

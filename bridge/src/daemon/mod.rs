@@ -37,9 +37,11 @@ pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// Work for the vault's thread.
 enum Job {
-    /// Files may have changed: compare the disk with the journal.
+    /// Files may have changed: compare the disk with the journal, at these
+    /// vault-relative paths (and under them), or everywhere for `None`.
     Scan {
         why: &'static str,
+        paths: Option<Vec<String>>,
     },
     /// A JSON-RPC request, answered on `reply`.
     Call {
@@ -82,25 +84,30 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
         .with_context(|| format!("restricting {}", dot.display()))?;
 
     let watcher_jobs = jobs.clone();
-    let inside = dot.clone();
+    let watched = root.clone();
     let mut watcher = new_debouncer(
         Duration::from_millis(debounce_ms),
         None,
         move |res: DebounceEventResult| {
-            let why = match res {
-                // The daemon's own files change all the time.
-                Ok(events)
-                    if events
-                        .iter()
-                        .all(|e| e.paths.iter().all(|p| p.starts_with(&inside))) =>
-                {
-                    return;
-                }
-                Ok(_) => "a change on disk",
-                // Missed events (an overflow among them): compare everything.
-                Err(_) => "a watcher error",
+            let job = match res {
+                Ok(events) => match changed_paths(&watched, &events) {
+                    Some(paths) if paths.is_empty() => return,
+                    Some(paths) => Job::Scan {
+                        why: "a change on disk",
+                        paths: Some(paths),
+                    },
+                    None => Job::Scan {
+                        why: "events the watcher could not name",
+                        paths: None,
+                    },
+                },
+                // Missed events: compare everything.
+                Err(_) => Job::Scan {
+                    why: "a watcher error",
+                    paths: None,
+                },
             };
-            let _ = watcher_jobs.send(Job::Scan { why });
+            let _ = watcher_jobs.send(job);
         },
     )
     .context("starting the file watcher")?;
@@ -175,6 +182,33 @@ fn logging(root: &Path, s: &Settings) -> Result<tracing_appender::non_blocking::
     Ok(guard)
 }
 
+/// The vault-relative paths `events` name, outside `.vellum/` (the
+/// daemon's own files change all the time); `None` when some event asks
+/// for a rescan (the kernel's queue overflowed) or names a path that is
+/// not a UTF-8 path under the vault.
+fn changed_paths(
+    root: &Path,
+    events: &[notify_debouncer_full::DebouncedEvent],
+) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for e in events {
+        if e.event.need_rescan() {
+            return None;
+        }
+        for p in &e.event.paths {
+            let rel = p.strip_prefix(root).ok()?.to_str()?;
+            if rel.is_empty() {
+                return None;
+            }
+            if rel == VELLUM_DIR || rel.starts_with(&format!("{VELLUM_DIR}/")) {
+                continue;
+            }
+            out.push(rel.to_string());
+        }
+    }
+    Some(out)
+}
+
 /// The vault's thread: opens the vault (telling `ready`), scans, then runs
 /// jobs until told to stop. Scans asked for while one runs become one.
 fn own_vault(
@@ -190,7 +224,7 @@ fn own_vault(
         }
     };
     let _ = ready.send(Ok(v.root.clone()));
-    scan_now(&mut v, "startup");
+    scan_now(&mut v, "startup", None);
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -201,15 +235,21 @@ fn own_vault(
             },
         };
         match job {
-            Job::Scan { why } => {
-                // Later scans in the queue are covered by this one.
+            Job::Scan { why, mut paths } => {
+                // Scans waiting in the queue join this one.
                 while let Ok(j) = queue.try_recv() {
-                    if !matches!(j, Job::Scan { .. }) {
-                        next = Some(j);
-                        break;
+                    match j {
+                        Job::Scan { paths: more, .. } => match (&mut paths, more) {
+                            (Some(p), Some(m)) => p.extend(m),
+                            _ => paths = None,
+                        },
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
                     }
                 }
-                scan_now(&mut v, why);
+                scan_now(&mut v, why, paths.as_deref());
             }
             Job::Call { request, reply } => {
                 let _ = reply.send(rpc::handle(&mut v, request));
@@ -219,8 +259,12 @@ fn own_vault(
     }
 }
 
-fn scan_now(v: &mut Vault, why: &str) {
-    match scan::scan(v) {
+fn scan_now(v: &mut Vault, why: &str, paths: Option<&[String]>) {
+    let scope = match paths {
+        Some(p) => scan::Scope::Paths(p),
+        None => scan::Scope::All,
+    };
+    match scan::scan_in(v, scope) {
         Ok(r) if r.ops_recorded > 0 => {
             tracing::info!(why, ops = r.ops_recorded, "recorded changes");
         }
@@ -281,7 +325,10 @@ async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<(
                 }
             }
             _ = reconcile.tick() => {
-                let _ = jobs.send(Job::Scan { why: "periodic reconciliation" });
+                let _ = jobs.send(Job::Scan {
+                    why: "periodic reconciliation",
+                    paths: None,
+                });
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
