@@ -58,9 +58,33 @@ pub fn materialise(
     Ok(touched.into_iter().collect())
 }
 
+/// Writes the head's content of `paths` over what the disk holds there
+/// (the scanner recorded it first): for a stale buffer saved over a sync
+/// write, whose merge with the newer version the disk must now show.
+pub fn rewrite(v: &mut Vault, paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let head = v.head()?;
+    let mut batch = Batch::new();
+    for p in paths {
+        if let Some((id, f)) = head.file_at(p) {
+            write_file(v, id, f, &mut batch)?;
+        }
+    }
+    v.journal.store().commit(batch, Durability::Durable)?;
+    Ok(())
+}
+
 /// Writes live file `id` (state `f`) to its path, and its record to `batch`.
 fn write_file(v: &Vault, id: FileId, f: &FileState, batch: &mut Batch) -> Result<()> {
     let body = body_of(&v.journal, id, f.hash, v.journal.admitted())?;
+    let before = v
+        .journal
+        .store()
+        .get(Ks::Disk, f.path.as_bytes())?
+        .and_then(|b| DiskRec::from_bytes(&b))
+        .map(|r| r.hash);
     disk::write_atomic(&v.root, &f.path, f.mtime_ms, &mut |out| {
         Ok(write_body(&v.journal, &body, out)?)
     })?;
@@ -69,6 +93,7 @@ fn write_file(v: &Vault, id: FileId, f: &FileState, batch: &mut Batch) -> Result
         hash: f.hash,
         stat: Stat::of(&meta),
         recorded_ns: now_ns(),
+        replaced: before.filter(|b| *b != f.hash),
     };
     batch.put(Ks::Disk, f.path.as_bytes().to_vec(), rec.to_bytes());
     Ok(())

@@ -442,6 +442,7 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
 
     let now = crate::vault::now_ms() as i64;
     let mut payloads = Vec::new();
+    let mut rewrite = Vec::new();
     let mut entropy = OsEntropy;
     // Deletes first, so their paths are free for what follows.
     for (old, (id, r)) in &gone {
@@ -501,7 +502,16 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
             report.created += 1;
         } else {
             let (id, f) = head.file_at(p).expect("not new, so known");
-            let base = recs.get(p).map_or(f.hash, |r| r.hash);
+            let rec = recs.get(p);
+            let mut base = rec.map_or(f.hash, |r| r.hash);
+            if let Some(r) = rec
+                && let Some(older) = stale_buffer(v, id, r, fresh, scan_ns)?
+            {
+                // The merge keeps the newer work; the disk is then given
+                // the merged text.
+                base = older;
+                rewrite.push(p.clone());
+            }
             if let Some(op) = content_change(
                 v,
                 &head,
@@ -525,6 +535,7 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
     }
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
+    crate::materialise::rewrite(v, &rewrite)?;
     report.head = v.journal.admitted().to_point_string();
     // Warnings name paths, which logs show only at debug level.
     if !report.warnings.is_empty() {
@@ -539,8 +550,52 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
     Ok(report)
 }
 
+/// How long after a sync write a save is checked for being a stale buffer.
+const SYNC_WRITE_WINDOW_NS: i64 = 10_000_000_000;
+
+/// The older content that a save at a file is a stale buffer of, if it is
+/// one (DESIGN §8): within [`SYNC_WRITE_WINDOW_NS`] of a sync write that
+/// replaced `older` (`rec.replaced`), the disk holds `older` itself, or a
+/// text nearer to it than to what the sync wrote: an editor saved the
+/// buffer it had before the sync write, maybe with the user's edits. The
+/// caller takes `older` as the base, so the merge keeps the newer work
+/// instead of recording a revert.
+fn stale_buffer(
+    v: &Vault,
+    file: FileId,
+    rec: &DiskRec,
+    fresh: &Fresh,
+    now_ns: i64,
+) -> Result<Option<ContentHash>> {
+    let Some(older) = rec.replaced else {
+        return Ok(None);
+    };
+    if now_ns.saturating_sub(rec.recorded_ns) > SYNC_WRITE_WINDOW_NS {
+        return Ok(None);
+    }
+    if fresh.hash == older {
+        return Ok(Some(older));
+    }
+    let Read_::Text(disk) = &fresh.content else {
+        return Ok(None);
+    };
+    let text = |hash| -> Result<Option<String>> {
+        Ok(
+            match body_of(&v.journal, file, hash, v.journal.admitted())? {
+                Body::Text(t) => Some(t),
+                Body::Blob(_) => None,
+            },
+        )
+    };
+    let (Some(before), Some(synced)) = (text(older)?, text(rec.hash)?) else {
+        return Ok(None);
+    };
+    Ok((similarity_pct(disk, &before) > similarity_pct(disk, &synced)).then_some(older))
+}
+
 fn rec_of(f: &Fresh, recorded_ns: i64) -> DiskRec {
     DiskRec {
+        replaced: None,
         hash: f.hash,
         stat: f.stat,
         recorded_ns,

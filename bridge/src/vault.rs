@@ -82,6 +82,11 @@ pub struct DiskRec {
     pub stat: Stat,
     /// When the record was made.
     pub recorded_ns: i64,
+    /// For a sync write (Vellum wrote the file for other devices' ops): the
+    /// content the file had before, as Vellum knew it. An editor holding
+    /// that older buffer may save it back over the sync write moments
+    /// later; the scanner then merges instead of reverting (DESIGN §8).
+    pub replaced: Option<ContentHash>,
 }
 
 impl DiskRec {
@@ -103,13 +108,18 @@ impl DiskRec {
         ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
+        if let Some(r) = self.replaced {
+            b.extend_from_slice(&r.0);
+        }
         b
     }
 
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() != 32 + 5 * 8 {
-            return None;
-        }
+        let replaced = match b.len() {
+            72 => None,
+            104 => Some(ContentHash::from_slice(&b[72..]).expect("32")),
+            _ => return None,
+        };
         let n = |i: usize| i64::from_le_bytes(b[32 + 8 * i..40 + 8 * i].try_into().expect("8"));
         Some(DiskRec {
             hash: ContentHash::from_slice(&b[..32]).expect("32"),
@@ -120,6 +130,7 @@ impl DiskRec {
                 ino: n(3) as u64,
             },
             recorded_ns: n(4),
+            replaced,
         })
     }
 }

@@ -560,3 +560,33 @@ fn every_method_answers_on_the_socket_and_on_stdio() {
     let st = wait_bounded(&mut d.child, Duration::from_secs(20));
     assert!(st.success());
 }
+
+#[test]
+fn an_editor_saving_its_old_buffer_right_after_a_sync_write_loses_no_remote_change() {
+    let a = Env::init();
+    std::fs::write(a.vault.join("note.md"), "one\ntwo\nthree\n").unwrap();
+    a.ok(&["scan"]);
+    let b = a.sibling("b");
+    a.ok(&[
+        "clone",
+        a.vault.to_str().unwrap(),
+        b.vault.to_str().unwrap(),
+    ]);
+    std::fs::write(b.vault.join("note.md"), "one\nTWO from b\nthree\n").unwrap();
+    b.ok(&["scan"]);
+    let file = a.tmp.path().join("b.vx");
+    b.ok(&["export", file.to_str().unwrap()]);
+    let d = Daemon::start(&a, &[]);
+    // The import runs in the daemon and writes the note (a sync write)...
+    a.ok(&["import", file.to_str().unwrap()]);
+    // ...and the editor, which still holds the old text, saves it with a
+    // new line at once.
+    std::fs::write(a.vault.join("note.md"), "one\ntwo\nthree\nfour from a\n").unwrap();
+    let merged = "one\nTWO from b\nthree\nfour from a\n";
+    eventually("the merge on disk and in the journal", || {
+        std::fs::read_to_string(a.vault.join("note.md")).unwrap() == merged
+            && a.ok(&["show", "note.md"]) == merged.as_bytes()
+    });
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+}
