@@ -24,10 +24,18 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &Env, extra: &[&str]) -> Daemon {
+        Daemon::start_logging(env, extra, None)
+    }
+
+    /// With `level`, `VELLUM_LOG` overrides the vault's log settings.
+    fn start_logging(env: &Env, extra: &[&str], level: Option<&str>) -> Daemon {
         let mut args = vec!["serve"];
         args.extend_from_slice(extra);
-        let child = env
-            .cmd(&args)
+        let mut cmd = env.cmd(&args);
+        if let Some(l) = level {
+            cmd.env("VELLUM_LOG", l);
+        }
+        let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -589,4 +597,22 @@ fn an_editor_saving_its_old_buffer_right_after_a_sync_write_loses_no_remote_chan
     });
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
+}
+
+#[test]
+fn reading_files_is_not_a_change_so_an_idle_daemon_stops_scanning() {
+    let env = Env::init();
+    for i in 0..200 {
+        std::fs::create_dir_all(env.vault.join(format!("d{}", i % 10))).unwrap();
+        std::fs::write(env.vault.join(format!("d{}/n{i}.md", i % 10)), "text\n").unwrap();
+    }
+    let d = Daemon::start_logging(&env, &[], Some("vellum_bridge=debug"));
+    eventually("the startup scan", || env.json(&["status"])["files"] == 200);
+    // A scan opens every folder and reads files; were those reads taken
+    // for changes, each scan would ask for the next, for ever.
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    let scans = err.matches("nothing changed").count() + err.matches("recorded changes").count();
+    assert!(scans <= 3, "{scans} scans in an idle daemon:\n{err}");
 }

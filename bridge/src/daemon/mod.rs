@@ -185,15 +185,24 @@ fn logging(root: &Path, s: &Settings) -> Result<tracing_appender::non_blocking::
 /// The vault-relative paths `events` name, outside `.vellum/` (the
 /// daemon's own files change all the time); `None` when some event asks
 /// for a rescan (the kernel's queue overflowed) or names a path that is
-/// not a UTF-8 path under the vault.
+/// not a UTF-8 path under the vault. Reads are not changes: a scan opens
+/// every folder and the files it hashes, and counting those would make
+/// each scan ask for the next.
 fn changed_paths(
     root: &Path,
     events: &[notify_debouncer_full::DebouncedEvent],
 ) -> Option<Vec<String>> {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
     let mut out = Vec::new();
     for e in events {
         if e.event.need_rescan() {
             return None;
+        }
+        if let EventKind::Access(kind) = e.event.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            continue;
         }
         for p in &e.event.paths {
             let rel = p.strip_prefix(root).ok()?.to_str()?;
