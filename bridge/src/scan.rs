@@ -289,9 +289,35 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
 /// what is under them (where the watcher saw changes: a save then costs
 /// what that file costs, not what the vault does).
 pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
+    // The head is read in place: a copy of a 10k-file state costs more
+    // than recording a save does.
+    v.load_head()?;
+    let (mut report, payloads, extra, rewrite) = plan(v, scope)?;
+    report.ops_recorded = payloads.len() as u64;
+    v.append(payloads, extra)?;
+    crate::materialise::rewrite(v, &rewrite)?;
+    report.head = v.journal.admitted().to_point_string();
+    // Warnings name paths, which logs show only at debug level.
+    if !report.warnings.is_empty() {
+        tracing::warn!(
+            count = report.warnings.len(),
+            "some files were skipped (unreadable, changing while read, or not allowed); they are tried again at the next scan"
+        );
+    }
+    for w in &report.warnings {
+        tracing::debug!("{w}");
+    }
+    Ok(report)
+}
+
+/// What a scan at `scope` records: the report so far, the ops, the disk
+/// records to write with them, and the paths to write the head's text to.
+type Plan = (ScanReport, Vec<Payload>, Batch, Vec<String>);
+
+fn plan(v: &Vault, scope: Scope<'_>) -> Result<Plan> {
     let mut report = ScanReport::default();
     let scan_ns = now_ns();
-    let head = v.head()?;
+    let head = v.head_state();
     let rules = Rules::new(&v.root, &head.ignore)?;
     let (recs, walked) = match scope {
         Scope::All => (
@@ -469,7 +495,7 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
         if fresh.hash != r.hash
             && let Some(op) = content_change(
                 v,
-                &head,
+                head,
                 id,
                 r.hash,
                 new,
@@ -514,7 +540,7 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
             }
             if let Some(op) = content_change(
                 v,
-                &head,
+                head,
                 id,
                 base,
                 p,
@@ -533,21 +559,7 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
             rec_of(fresh, scan_ns).to_bytes(),
         );
     }
-    report.ops_recorded = payloads.len() as u64;
-    v.append(payloads, extra)?;
-    crate::materialise::rewrite(v, &rewrite)?;
-    report.head = v.journal.admitted().to_point_string();
-    // Warnings name paths, which logs show only at debug level.
-    if !report.warnings.is_empty() {
-        tracing::warn!(
-            count = report.warnings.len(),
-            "some files were skipped (unreadable, changing while read, or not allowed); they are tried again at the next scan"
-        );
-    }
-    for w in &report.warnings {
-        tracing::debug!("{w}");
-    }
-    Ok(report)
+    Ok((report, payloads, extra, rewrite))
 }
 
 /// How long after a sync write a save is checked for being a stale buffer.

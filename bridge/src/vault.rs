@@ -396,6 +396,20 @@ impl Vault {
         Ok(self.head.state(&self.journal)?.clone())
     }
 
+    /// Loads the head state into memory, if it is not there yet.
+    pub fn load_head(&mut self) -> Result<()> {
+        self.head.state(&self.journal)?;
+        Ok(())
+    }
+
+    /// The head state in memory: call [`Vault::load_head`] (or anything
+    /// that replays) first.
+    pub fn head_state(&self) -> &VaultState {
+        self.head
+            .loaded()
+            .expect("the head is loaded before it is read in place")
+    }
+
     /// Applies admitted ops not yet in the head state.
     pub fn catch_up(&mut self) -> Result<vellum_snapshots::CatchUp> {
         Ok(TimeMachine::catch_up_cached(

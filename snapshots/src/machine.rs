@@ -81,6 +81,11 @@ pub struct Head {
 }
 
 impl Head {
+    /// The state, if it is in memory.
+    pub fn loaded(&self) -> Option<&VaultState> {
+        self.state.as_ref()
+    }
+
     /// The state, loaded from the store if not in memory yet.
     pub fn state<S: Store>(&mut self, journal: &Journal<S>) -> Result<&VaultState> {
         if self.state.is_none() {

@@ -9,6 +9,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::{Batch, Durability, Ks, Store, Visit};
 use crate::error::Result;
 
+/// fjall's block cache. Its default (32 MiB) alone would take half of the
+/// daemon's memory budget (DESIGN §11: under 64 MB at 10k notes); reads
+/// here are mostly sequential replay and point lookups of recent ops.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
 const MEMTABLE_BYTES_MAX: u64 = 8 * 1024 * 1024;
 const JOURNALING_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
@@ -29,6 +34,7 @@ impl FjallStore {
         // ciphertext, and fjall's recovery re-compresses every compressed
         // entry to check its checksum, which made opening ~20% slower.
         let db = Database::builder(dir)
+            .cache_size(CACHE_BYTES)
             .max_journaling_size(JOURNALING_BYTES_MAX)
             .journal_compression(fjall::CompressionType::None)
             .open()?;
