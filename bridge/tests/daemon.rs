@@ -572,18 +572,7 @@ fn every_method_answers_on_the_socket_and_on_stdio() {
 #[test]
 fn an_editor_saving_its_old_buffer_right_after_a_sync_write_loses_no_remote_change() {
     let a = Env::init();
-    std::fs::write(a.vault.join("note.md"), "one\ntwo\nthree\n").unwrap();
-    a.ok(&["scan"]);
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
-    std::fs::write(b.vault.join("note.md"), "one\nTWO from b\nthree\n").unwrap();
-    b.ok(&["scan"]);
-    let file = a.tmp.path().join("b.vx");
-    b.ok(&["export", file.to_str().unwrap()]);
+    let file = common::note_changed_elsewhere(&a);
     let d = Daemon::start(&a, &[]);
     // The import runs in the daemon and writes the note (a sync write)...
     a.ok(&["import", file.to_str().unwrap()]);

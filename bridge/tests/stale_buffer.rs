@@ -11,18 +11,7 @@ use common::Env;
 /// (a sync write) while A's editor still holds the old text.
 fn synced() -> Env {
     let a = Env::init();
-    std::fs::write(a.vault.join("note.md"), "one\ntwo\nthree\n").unwrap();
-    a.ok(&["scan"]);
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
-    std::fs::write(b.vault.join("note.md"), "one\nTWO from b\nthree\n").unwrap();
-    b.ok(&["scan"]);
-    let file = a.tmp.path().join("b.vx");
-    b.ok(&["export", file.to_str().unwrap()]);
+    let file = common::note_changed_elsewhere(&a);
     a.ok(&["import", file.to_str().unwrap()]);
     assert_eq!(
         std::fs::read_to_string(a.vault.join("note.md")).unwrap(),

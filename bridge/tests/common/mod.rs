@@ -169,3 +169,23 @@ pub fn redact(v: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// `a`'s vault with note.md ("one\ntwo\nthree\n") recorded, a second device
+/// of it that changed the second line to "TWO from b", and that device's
+/// export: importing it into `a` writes the note for another device's op
+/// (a sync write). The export's path.
+pub fn note_changed_elsewhere(a: &Env) -> PathBuf {
+    std::fs::write(a.vault.join("note.md"), "one\ntwo\nthree\n").unwrap();
+    a.ok(&["scan"]);
+    let b = a.sibling("b");
+    a.ok(&[
+        "clone",
+        a.vault.to_str().unwrap(),
+        b.vault.to_str().unwrap(),
+    ]);
+    std::fs::write(b.vault.join("note.md"), "one\nTWO from b\nthree\n").unwrap();
+    b.ok(&["scan"]);
+    let file = a.tmp.path().join("b.vx");
+    b.ok(&["export", file.to_str().unwrap()]);
+    file
+}
