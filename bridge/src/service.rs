@@ -118,9 +118,7 @@ pub fn install(vault: Option<&Path>) -> Result<ServiceReport> {
     let home = std::env::var("VELLUM_HOME").ok().filter(|h| !h.is_empty());
     let path = dir.join(&unit);
     let text = unit_text(&root, &exe, home.as_deref());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::vault::now_ms() as i64;
     crate::disk::write_atomic(&dir, &unit, now_ms, &mut |f| {
         Ok(std::io::Write::write_all(f, text.as_bytes())?)
     })?;

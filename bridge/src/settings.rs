@@ -71,9 +71,7 @@ pub fn save(root: &Path, s: &Settings) -> Result<()> {
     s.check().map_err(user)?;
     let text = toml::to_string_pretty(s)?;
     let dot = root.join(VELLUM_DIR);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::vault::now_ms() as i64;
     crate::disk::write_atomic(&dot, FILE, now_ms, &mut |f| {
         Ok(std::io::Write::write_all(f, text.as_bytes())?)
     })

@@ -162,13 +162,6 @@ fn copied_from(root: &Path, instance: &str) -> Result<Option<PathBuf>> {
         Some(r) if r == here => Ok(None),
         Some(r) => {
             // The same folder under another path (a bind mount) is not a copy.
-            let same_dir = |a: &Path, b: &Path| -> bool {
-                use std::os::unix::fs::MetadataExt;
-                match (fs::metadata(a), fs::metadata(b)) {
-                    (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-                    _ => false,
-                }
-            };
             let holds_instance = fs::read_to_string(r.join(VELLUM_DIR).join("instance"))
                 .is_ok_and(|s| s.trim() == instance);
             if holds_instance && !same_dir(&r.join(VELLUM_DIR), &here.join(VELLUM_DIR)) {
@@ -246,6 +239,16 @@ pub fn check_new_root(root: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether `a` and `b` are one folder (the same device and inode), even
+/// under two paths (a symlink, a bind mount).
+pub(crate) fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Finds the vault root: `--vault DIR` exactly, else the nearest ancestor

@@ -279,17 +279,10 @@ impl Vaults for Lend<'_> {
             return Ok(VaultRef::Lent(self.vault));
         };
         let asked = vault::find_root(Some(vault))?;
-        if same_dir(&asked, &self.root) {
+        if vault::same_dir(&asked, &self.root) {
             Ok(VaultRef::Lent(self.vault))
         } else {
             Ok(VaultRef::Opened(Box::new(Vault::open(Some(&asked))?)))
         }
-    }
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
     }
 }
