@@ -133,6 +133,12 @@ pub enum Command {
     },
     /// Check signatures, chains, admission rules and replay
     Verify,
+    /// Review batches held back from the disk: mass deletes from another
+    /// device, or a scan that found many files reverted or re-created
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
     /// Keep the vault's journal and its files in step: record every save as
     /// it happens, and answer JSON-RPC on .vellum/daemon.sock (one daemon
     /// per vault; other vellum commands go through it while it runs)
@@ -149,6 +155,23 @@ pub enum Command {
     Service {
         #[command(subcommand)]
         action: ServiceAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum QuarantineAction {
+    /// List the held batches and their files
+    List,
+    /// Let a batch reach the disk (a scan's changes are recorded)
+    Accept {
+        /// The batch id, or a prefix of it
+        id: String,
+    },
+    /// Undo a batch: files come back (recorded as new ops); nothing the
+    /// user wrote is dropped
+    Reject {
+        /// The batch id, or a prefix of it
+        id: String,
     },
 }
 

@@ -16,7 +16,7 @@ use vellum_snapshots::TimeMachine;
 use crate::cli::{Cli, Command};
 use crate::error::user;
 use crate::vault::{self, Vault};
-use crate::{clone, conflicts, history, rewrite, scan, transfer, verify};
+use crate::{clone, conflicts, history, quarantine, rewrite, scan, transfer, verify};
 
 /// Where a command's output goes: `out` is its stdout (the `--json`
 /// document, a file's bytes), `err` takes warnings, one line each.
@@ -126,7 +126,7 @@ pub fn status(v: &Vault) -> Result<Status> {
         files: TimeMachine::head_live_files(&v.journal)?,
         conflicts: TimeMachine::head_open_conflicts(&v.journal)?,
         pending: v.journal.pending_count()?,
-        quarantined: 0,
+        quarantined: quarantine::held_files(v)?,
         journal_bytes: v.journal_bytes()?,
         device: v.device().to_hex(),
         vault: v.vault_id().to_hex(),
@@ -207,6 +207,9 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                     report.deleted,
                     report.renamed
                 ))?;
+                if report.quarantined > 0 {
+                    io.say(quarantine_note(report.quarantined))?;
+                }
             }
         }
         Command::Status => {
@@ -225,6 +228,9 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                     s.pending,
                     s.journal_bytes
                 ))?;
+                if s.quarantined > 0 {
+                    io.say(quarantine_note(s.quarantined))?;
+                }
                 if let Some(st) = s.stale {
                     io.say(format!(
                         "stale: the journal holds this device's ops up to {} of {}; import an export from another device to recover",
@@ -377,6 +383,9 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                         st.wrote
                     ))?;
                 }
+                if r.quarantined > 0 {
+                    io.say(quarantine_note(r.quarantined))?;
+                }
                 for c in &r.new_conflicts {
                     io.say(format!(
                         "conflict in {} (op {}): see 'vellum conflicts'",
@@ -448,6 +457,47 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                 }
             }
         }
+        Command::Quarantine { action } => {
+            let mut v = vaults.open(g.vault.as_deref())?;
+            match action {
+                crate::cli::QuarantineAction::List => {
+                    let list = quarantine::list(&v)?;
+                    if json {
+                        io.json(&list)?;
+                    } else if list.is_empty() {
+                        io.say("nothing is held")?;
+                    } else {
+                        for h in &list {
+                            print_held(io, h)?;
+                        }
+                    }
+                }
+                crate::cli::QuarantineAction::Accept { id } => {
+                    let r = quarantine::accept(&mut v, &id)?;
+                    if json {
+                        io.json(&r)?;
+                    } else {
+                        io.say(format!(
+                            "accepted: {} ops recorded, {} paths changed on disk",
+                            r.ops_recorded,
+                            r.changed.len()
+                        ))?;
+                    }
+                }
+                crate::cli::QuarantineAction::Reject { id } => {
+                    let r = quarantine::reject(&mut v, &id)?;
+                    if json {
+                        io.json(&r)?;
+                    } else {
+                        io.say(format!(
+                            "rejected: {} ops recorded, {} paths changed on disk",
+                            r.ops_recorded,
+                            r.changed.len()
+                        ))?;
+                    }
+                }
+            }
+        }
         Command::Verify => {
             let v = vaults.open(g.vault.as_deref())?;
             let r = verify::verify(&v)?;
@@ -468,6 +518,37 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+fn quarantine_note(files: u64) -> String {
+    format!(
+        "{files} file(s) held back from the disk for review: see 'vellum quarantine list', then accept or reject"
+    )
+}
+
+fn print_held(io: &mut Io<'_>, h: &quarantine::Held) -> Result<()> {
+    let from = match (&h.source, &h.author) {
+        (quarantine::Source::Remote, Some(a)) => {
+            format!("{} op(s) from device {}", h.ops.len(), &a[..12])
+        }
+        _ => "a scan of this vault".to_string(),
+    };
+    io.say(format!(
+        "{}  {} file(s), {from}, {}",
+        h.id,
+        h.files.len(),
+        h.time
+    ))?;
+    for f in &h.files {
+        let change = match f.change {
+            quarantine::Change::Delete => "delete",
+            quarantine::Change::Empty => "empty",
+            quarantine::Change::Revert => "revert",
+            quarantine::Change::Recreate => "recreate",
+        };
+        io.say(format!("  {change:<8} {}", f.path))?;
     }
     Ok(())
 }

@@ -118,6 +118,29 @@ fn create_filled(
     Ok(f)
 }
 
+/// The content hash of the regular file at `rel` under `root`, or `None`
+/// if nothing is there. A symlink or a folder there is an error: it is not
+/// a file Vellum wrote.
+pub fn hash_file(root: &Path, rel: &str) -> Result<Option<vellum_journal::ContentHash>> {
+    let target = safe_target(root, rel)?;
+    let meta = match fs::symlink_metadata(&target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("checking {}", target.display())),
+    };
+    if !meta.is_file() {
+        bail!("{} is not a regular file", target.display());
+    }
+    let mut f = match File::open(&target) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
+    };
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", target.display()))?;
+    Ok(Some(vellum_journal::ContentHash(*h.finalize().as_bytes())))
+}
+
 /// Removes `rel` and then every folder it leaves empty, up to `root`.
 pub fn remove_file(root: &Path, rel: &str) -> Result<()> {
     let target = safe_target(root, rel)?;

@@ -256,6 +256,7 @@ pub fn log(
             match c {
                 Cause::Restore { .. } => summary.push_str(" [restore]"),
                 Cause::Rollback { .. } => summary.push_str(" [rollback]"),
+                Cause::Reject { .. } => summary.push_str(" [quarantine reject]"),
             }
         }
         if let Some(rec) = v.journal.store().get(Ks::Effects, &key.to_bytes())?

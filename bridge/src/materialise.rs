@@ -1,7 +1,8 @@
 //! Bringing the disk in line with the head state after ops were written
 //! (restore, rollback; import and sync later): removals first, then atomic
 //! writes, then the materialised-state records, so a later scan sees
-//! Vellum's own writes as known content, not as user edits.
+//! Vellum's own writes as known content, not as user edits. Files a
+//! quarantined batch holds are left alone until it is accepted or rejected.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -12,8 +13,8 @@ use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{ContentHash, FileId};
 use vellum_snapshots::contents::{body_of, write_body};
 
-use crate::disk;
 use crate::vault::{DiskRec, Stat, Vault, now_ns};
+use crate::{disk, quarantine};
 
 /// Writes what changed between `old` and `new` for `files`; returns the
 /// paths touched, sorted.
@@ -25,12 +26,16 @@ pub fn materialise(
 ) -> Result<Vec<String>> {
     let mut touched = BTreeSet::new();
     let mut batch = Batch::new();
+    let hold = quarantine::hold(v)?;
     // Paths that will hold a file afterwards are never removed.
     let keep: BTreeSet<&String> = new.paths.keys().collect();
     for id in files {
         let Some(o) = old.files.get(id).filter(|f| f.exists) else {
             continue;
         };
+        if hold.covers(id, &o.path) {
+            continue;
+        }
         let moved_or_gone = new
             .files
             .get(id)
@@ -45,6 +50,9 @@ pub fn materialise(
         let Some(n) = new.files.get(id).filter(|f| f.exists) else {
             continue;
         };
+        if hold.covers(id, &n.path) {
+            continue;
+        }
         let unchanged = old.files.get(id).is_some_and(|o| {
             o.exists && o.path == n.path && o.hash == n.hash && o.mtime_ms == n.mtime_ms
         });
@@ -106,10 +114,11 @@ fn write_file(v: &Vault, id: FileId, f: &FileState, batch: &mut Batch) -> Result
 /// removed only if its bytes are still the recorded ones.
 pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
     let recs = v.disk_records()?;
+    let hold = quarantine::hold(v)?;
     let mut touched = BTreeSet::new();
     let mut batch = Batch::new();
     for (p, r) in &recs {
-        if new.paths.contains_key(p) {
+        if new.paths.contains_key(p) || hold.paths.contains(p) {
             continue;
         }
         let on_disk = fs::read(v.root.join(p)).ok().map(|b| ContentHash::of(&b));
@@ -120,11 +129,75 @@ pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
         }
     }
     for (p, id, f) in new.live_files() {
-        if recs.get(p).is_some_and(|r| r.hash == f.hash) {
+        if recs.get(p).is_some_and(|r| r.hash == f.hash) || hold.covers(id, p) {
             continue;
         }
         write_file(v, *id, f, &mut batch)?;
         touched.insert(p.clone());
+    }
+    v.journal.store().commit(batch, Durability::Durable)?;
+    Ok(touched.into_iter().collect())
+}
+
+/// Puts the head's content at each of `items`' paths on disk, for a held
+/// batch being accepted or rejected (`release`, whose hold no longer
+/// counts). What the disk holds there is dropped only if it is the
+/// recorded content or the item's allowed hash: bytes history holds. Any
+/// other content is left where it is (the next scan records it). Returns
+/// the paths written or removed, sorted.
+pub fn settle(
+    v: &mut Vault,
+    items: &[(String, Option<ContentHash>)],
+    release: Option<&str>,
+) -> Result<Vec<String>> {
+    let head = v.head()?;
+    let hold = quarantine::hold_except(v, release)?;
+    let mut touched = BTreeSet::new();
+    let mut batch = Batch::new();
+    for (p, allowed) in items {
+        if hold.paths.contains(p) {
+            continue;
+        }
+        let rec = v
+            .journal
+            .store()
+            .get(Ks::Disk, p.as_bytes())?
+            .and_then(|b| DiskRec::from_bytes(&b));
+        let disk = disk::hash_file(&v.root, p)?;
+        let droppable = |h: ContentHash| rec.is_some_and(|r| r.hash == h) || *allowed == Some(h);
+        match head.file_at(p) {
+            Some((id, f)) => {
+                if hold.files.contains(&id) {
+                    continue;
+                }
+                if disk == Some(f.hash) {
+                    let meta = fs::symlink_metadata(v.root.join(p))?;
+                    let rec = DiskRec {
+                        hash: f.hash,
+                        stat: Stat::of(&meta),
+                        recorded_ns: now_ns(),
+                        replaced: None,
+                    };
+                    batch.put(Ks::Disk, p.as_bytes().to_vec(), rec.to_bytes());
+                } else if disk.is_none_or(droppable) {
+                    write_file(v, id, f, &mut batch)?;
+                    touched.insert(p.clone());
+                } else {
+                    tracing::warn!("a held file changed while it was being settled; left as it is");
+                }
+            }
+            None => match disk {
+                Some(h) if !droppable(h) => {
+                    tracing::warn!("a held file changed while it was being settled; left as it is");
+                }
+                Some(_) => {
+                    disk::remove_file(&v.root, p)?;
+                    batch.delete(Ks::Disk, p.as_bytes().to_vec());
+                    touched.insert(p.clone());
+                }
+                None => batch.delete(Ks::Disk, p.as_bytes().to_vec()),
+            },
+        }
     }
     v.journal.store().commit(batch, Durability::Durable)?;
     Ok(touched.into_iter().collect())

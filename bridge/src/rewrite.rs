@@ -19,20 +19,9 @@ use crate::materialise::materialise;
 use crate::scan;
 use crate::vault::{Vault, now_ms};
 
-/// A batch that deletes or empties more than this many files is held for
-/// review (`--yes`), as is one over `QUARANTINE_SHARE_PCT` of the files
-/// when that is at least `QUARANTINE_SHARE_MIN_FILES`.
-pub const QUARANTINE_FILES_MAX: usize = 20;
-pub const QUARANTINE_SHARE_PCT: usize = 10;
-pub const QUARANTINE_SHARE_MIN_FILES: usize = 5;
-
-pub fn over_quarantine_threshold(destructive: usize, live_files: usize) -> bool {
-    destructive > QUARANTINE_FILES_MAX
-        || (destructive >= QUARANTINE_SHARE_MIN_FILES
-            && destructive * 100 > live_files * QUARANTINE_SHARE_PCT)
-}
-
-#[derive(Serialize, Debug)]
+/// What `restore`, `rollback`, `resolve` and `quarantine accept|reject`
+/// did (DESIGN §8).
+#[derive(Serialize, Debug, ts_rs::TS)]
 pub struct WriteReport {
     pub ops_recorded: u64,
     pub changed: Vec<String>,
@@ -57,7 +46,7 @@ pub struct Preview {
 
 /// A content change from `cur` to `want`'s body: an Edit when a patch
 /// reproduces it, else a Replace.
-fn content_op(
+pub(crate) fn content_op(
     v: &Vault,
     file: FileId,
     cur: &FileState,
@@ -345,7 +334,8 @@ pub fn rollback(
             .is_none_or(|pre| p == pre || p.starts_with(&format!("{pre}/")))
     };
     let (payloads, changes, destructive) = plan(v, &head, &target, &vv, &in_scope, &cause)?;
-    let needs_yes = over_quarantine_threshold(destructive, head.paths.len());
+    // Over the quarantine threshold, a rollback needs --yes (DESIGN §5).
+    let needs_yes = crate::quarantine::over_threshold(destructive, head.paths.len());
     let preview = Preview {
         to: vv.to_point_string(),
         changes,

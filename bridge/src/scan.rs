@@ -19,6 +19,7 @@ use vellum_journal::{merge, path};
 use vellum_snapshots::contents::body_of;
 
 use crate::ignore_rules::Rules;
+use crate::quarantine;
 use crate::vault::{DiskRec, Stat, Vault, now_ns};
 
 /// Content similarity at or above which a vanished file and a new one are
@@ -34,9 +35,32 @@ pub struct ScanReport {
     pub edited: u64,
     pub deleted: u64,
     pub renamed: u64,
+    /// Files held back for review instead of recorded: the scan found many
+    /// of them reverted to an older version or re-created (see
+    /// `vellum quarantine list`).
+    pub quarantined: u64,
     pub head: String,
     #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// How a scan treats quarantine.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanOpts<'a> {
+    /// Hold the scan's reverts, re-creates and deletes back for review
+    /// when it finds too many files reverted or re-created.
+    pub screen: bool,
+    /// A held batch being accepted or rejected: its paths are scanned.
+    pub release: Option<&'a str>,
+}
+
+impl Default for ScanOpts<'_> {
+    fn default() -> Self {
+        ScanOpts {
+            screen: true,
+            release: None,
+        }
+    }
 }
 
 /// What a walk of the vault found.
@@ -289,10 +313,16 @@ pub fn scan(v: &mut Vault) -> Result<ScanReport> {
 /// what is under them (where the watcher saw changes: a save then costs
 /// what that file costs, not what the vault does).
 pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
+    scan_with(v, scope, ScanOpts::default())
+}
+
+/// [`scan_in`], with a say on quarantine. Paths that held batches keep
+/// from the disk are skipped, but those of `opts.release`.
+pub fn scan_with(v: &mut Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<ScanReport> {
     // The head is read in place: a copy of a 10k-file state costs more
     // than recording a save does.
     v.load_head()?;
-    let (mut report, payloads, extra, rewrite) = plan(v, scope)?;
+    let (mut report, payloads, extra, rewrite) = plan(v, scope, opts)?;
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
     crate::materialise::rewrite(v, &rewrite)?;
@@ -307,6 +337,12 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
     for w in &report.warnings {
         tracing::debug!("{w}");
     }
+    if report.quarantined > 0 {
+        tracing::warn!(
+            files = report.quarantined,
+            "a scan found many files reverted to older versions or re-created, and held them back for review ('vellum quarantine list')"
+        );
+    }
     Ok(report)
 }
 
@@ -314,11 +350,12 @@ pub fn scan_in(v: &mut Vault, scope: Scope<'_>) -> Result<ScanReport> {
 /// records to write with them, and the paths to write the head's text to.
 type Plan = (ScanReport, Vec<Payload>, Batch, Vec<String>);
 
-fn plan(v: &Vault, scope: Scope<'_>) -> Result<Plan> {
+fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
     let mut report = ScanReport::default();
     let scan_ns = now_ns();
     let head = v.head_state();
     let rules = Rules::new(&v.root, &head.ignore)?;
+    let hold = quarantine::hold_except(v, opts.release)?;
     let (recs, walked) = match scope {
         Scope::All => (
             v.disk_records()?,
@@ -340,7 +377,12 @@ fn plan(v: &Vault, scope: Scope<'_>) -> Result<Plan> {
             )
         }
     };
-    let found = walked.files;
+    // Held paths are left as they are, on disk and in the records.
+    let (mut found, mut recs) = (walked.files, recs);
+    if !hold.is_empty() {
+        found.retain(|p, _| !hold.paths.contains(p));
+        recs.retain(|p, _| !hold.paths.contains(p));
+    }
     let dedup_key = v
         .journal
         .write_epoch()?
@@ -391,11 +433,12 @@ fn plan(v: &Vault, scope: Scope<'_>) -> Result<Plan> {
             "part of the vault could not be read: no deletions are recorded until it can".into(),
         );
     }
+    let mut forget = Vec::new();
     for (p, r) in &recs {
         if found.contains_key(p) || walked.incomplete {
             continue;
         }
-        extra.delete(Ks::Disk, p.as_bytes().to_vec());
+        forget.push(p.clone());
         if rules.ignored(p, false) {
             continue;
         }
@@ -408,6 +451,23 @@ fn plan(v: &Vault, scope: Scope<'_>) -> Result<Plan> {
         .filter(|p| head.file_at(p).is_none())
         .cloned()
         .collect();
+
+    if opts.screen
+        && let Some(held) = screen(v, head, &recs, &gone, &changed, &new_paths, scan_ns)?
+    {
+        for f in &held.files {
+            gone.remove(&f.path);
+            changed.remove(&f.path);
+            new_paths.remove(&f.path);
+        }
+        let held_paths: BTreeSet<&str> = held.files.iter().map(|f| f.path.as_str()).collect();
+        forget.retain(|p| !held_paths.contains(p.as_str()));
+        report.quarantined = held.files.len() as u64;
+        quarantine::save_into(&held, &mut extra);
+    }
+    for p in forget {
+        extra.delete(Ks::Disk, p.into_bytes());
+    }
 
     // Renames: identical content first, then similar text.
     let mut renames: Vec<(String, String)> = Vec::new();
@@ -560,6 +620,83 @@ fn plan(v: &Vault, scope: Scope<'_>) -> Result<Plan> {
         );
     }
     Ok((report, payloads, extra, rewrite))
+}
+
+/// The batch a scan holds back instead of recording (DESIGN §8), if any:
+/// when more files than the quarantine threshold are reverted to an older
+/// version of themselves or re-created with a deleted file's content (a
+/// vault folder restored from an old copy), those and the files the scan
+/// found gone. Fewer changes than could ever reach the threshold are not
+/// looked at, so an ordinary save costs nothing here.
+#[allow(clippy::too_many_arguments)]
+fn screen(
+    v: &Vault,
+    head: &VaultState,
+    recs: &BTreeMap<String, DiskRec>,
+    gone: &BTreeMap<String, (FileId, DiskRec)>,
+    changed: &BTreeMap<String, Fresh>,
+    new_paths: &BTreeSet<String>,
+    scan_ns: i64,
+) -> Result<Option<quarantine::Held>> {
+    if gone.len() + changed.len() < quarantine::SHARE_MIN_FILES {
+        return Ok(None);
+    }
+    let mut files = Vec::new();
+    for (p, fresh) in changed {
+        let Some(rec) = recs.get(p) else { continue };
+        if new_paths.contains(p) {
+            continue;
+        }
+        let Some((id, _)) = head.file_at(p) else {
+            continue;
+        };
+        if fresh.hash != rec.hash && quarantine::versions_of(v, id)?.contains(&fresh.hash) {
+            files.push(quarantine::HeldFile {
+                path: p.clone(),
+                file: Some(id.to_hex()),
+                change: quarantine::Change::Revert,
+                disk: Some(fresh.hash.to_hex()),
+            });
+        }
+    }
+    if !new_paths.is_empty() {
+        let mut deleted: HashMap<&str, Vec<(FileId, ContentHash)>> = HashMap::new();
+        for (id, f) in &head.files {
+            if !f.exists {
+                deleted
+                    .entry(f.path.as_str())
+                    .or_default()
+                    .push((*id, f.hash));
+            }
+        }
+        for p in new_paths {
+            let hash = changed[p].hash;
+            if let Some((id, _)) = deleted
+                .get(p.as_str())
+                .and_then(|ds| ds.iter().find(|(_, h)| *h == hash))
+            {
+                files.push(quarantine::HeldFile {
+                    path: p.clone(),
+                    file: Some(id.to_hex()),
+                    change: quarantine::Change::Recreate,
+                    disk: Some(hash.to_hex()),
+                });
+            }
+        }
+    }
+    if !quarantine::over_threshold(files.len(), head.paths.len()) {
+        return Ok(None);
+    }
+    for (p, (id, _)) in gone {
+        files.push(quarantine::HeldFile {
+            path: p.clone(),
+            file: Some(id.to_hex()),
+            change: quarantine::Change::Delete,
+            disk: None,
+        });
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Some(quarantine::scan_batch(files, scan_ns)))
 }
 
 /// How long after a sync write a save is checked for being a stale buffer.

@@ -19,14 +19,15 @@ use vellum_journal::blob;
 use vellum_journal::envelope::Envelope;
 use vellum_journal::limits::{CHUNK_BYTES_MAX, OP_BYTES_MAX};
 use vellum_journal::payload::{Action, Body};
+use vellum_journal::replay::VaultState;
 use vellum_journal::store::{Ks, Store};
-use vellum_journal::{Admission, Error as JournalError, OpId, VaultId, VersionVector};
+use vellum_journal::{Admission, Error as JournalError, FileId, OpId, VaultId, VersionVector};
 
 use crate::error::user;
 use crate::history::resolve;
 use crate::materialise::{materialise, sync_disk};
-use crate::scan;
 use crate::vault::{Stale, Vault, now_ms};
+use crate::{quarantine, scan};
 
 /// The first bytes of an export file.
 const MAGIC: &[u8; 14] = b"vellum-export\n";
@@ -287,6 +288,11 @@ pub struct ImportReport {
     /// This device's new id, when the import brought ops of its own chain
     /// that the journal lacked and the device took a new identity.
     pub new_identity: Option<String>,
+    /// Files held back from the disk for review: a batch of the imported
+    /// ops deletes or empties too many (`vellum quarantine list`).
+    pub quarantined: u64,
+    /// The held batches' ids.
+    pub held: Vec<String>,
 }
 
 #[derive(Serialize, Debug)]
@@ -382,16 +388,11 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
         report.new_identity = Some(v.renew_identity()?.to_hex());
         scan::scan(v)?;
         let new = v.head()?;
+        hold_mass_changes(v, &old, &new, &mut report)?;
         report.changed = sync_disk(v, &new)?;
     } else {
         let new = v.head()?;
-        let files: BTreeSet<_> = old
-            .files
-            .keys()
-            .chain(new.files.keys())
-            .filter(|id| old.files.get(*id) != new.files.get(*id))
-            .copied()
-            .collect();
+        let files = hold_mass_changes(v, &old, &new, &mut report)?;
         report.changed = materialise(v, &old, &new, &files)?;
     }
     let new = v.head()?;
@@ -406,6 +407,28 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
         }
     }
     Ok(report)
+}
+
+/// Holds back batches of the imported ops that delete or empty too many
+/// files (DESIGN §8); returns the files whose state changed.
+fn hold_mass_changes(
+    v: &Vault,
+    old: &VaultState,
+    new: &VaultState,
+    report: &mut ImportReport,
+) -> Result<BTreeSet<FileId>> {
+    let files: BTreeSet<FileId> = old
+        .files
+        .keys()
+        .chain(new.files.keys())
+        .filter(|id| old.files.get(*id) != new.files.get(*id))
+        .copied()
+        .collect();
+    for h in quarantine::screen(v, old, new, &files)? {
+        report.quarantined += h.files.len() as u64;
+        report.held.push(h.id);
+    }
+    Ok(files)
 }
 
 fn store_chunks(v: &Vault, chunks: Vec<([u8; 32], Vec<u8>)>) -> Result<u64> {

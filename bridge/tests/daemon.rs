@@ -516,6 +516,12 @@ fn every_method(env: &Env, c: &mut Conn) {
         "settings.set",
         json!({"log": {"level": "info", "retention_days": 14}}),
     );
+    let held = c.call("quarantine.list", Value::Null);
+    assert_eq!(held["result"], json!([]), "{held}");
+    let no_batch = c.call("quarantine.accept", json!({"id": "0123456789ab"}));
+    assert_eq!(no_batch["error"]["code"], -32602, "{no_batch}");
+    let no_id = c.call("quarantine.reject", Value::Null);
+    assert_eq!(no_id["error"]["code"], -32602, "{no_id}");
     let cli = c.call(
         "cli",
         json!({"argv": ["show", "b.md"], "cwd": env.vault.to_str().unwrap()}),
@@ -604,4 +610,52 @@ fn reading_files_is_not_a_change_so_an_idle_daemon_stops_scanning() {
     assert!(st.success(), "{err}");
     let scans = err.matches("nothing changed").count() + err.matches("recorded changes").count();
     assert!(scans <= 3, "{scans} scans in an idle daemon:\n{err}");
+}
+
+#[test]
+fn a_startup_scan_that_would_revert_many_files_is_held_and_rejected_over_rpc() {
+    let env = Env::init();
+    let old: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("n{i:02}.md"), format!("note {i}\n")))
+        .collect();
+    for (p, t) in &old {
+        env.write(p, t);
+    }
+    env.ok(&["scan"]);
+    for (p, t) in &old {
+        env.write(p, format!("{t}newer work\n"));
+    }
+    env.ok(&["scan"]);
+    let head = env.head();
+    let newer = common::tree(&env.vault);
+    // While no daemon ran, the notes came back from an old copy.
+    for (p, t) in &old {
+        env.write(p, t);
+    }
+    let d = Daemon::start(&env, &[]);
+    let s = UnixStream::connect(&d.socket).unwrap();
+    let mut c = Conn {
+        w: Box::new(s.try_clone().unwrap()),
+        r: BufReader::new(Box::new(s)),
+        next: 0,
+    };
+    eventually("the startup scan to hold the reverts", || {
+        c.call("status", Value::Null)["result"]["quarantined"] == 30
+    });
+    let list = c.call("quarantine.list", Value::Null);
+    let batch = &list["result"][0];
+    assert_eq!(batch["source"], "scan", "{list}");
+    assert_eq!(batch["files"].as_array().unwrap().len(), 30);
+    let id = batch["id"].as_str().unwrap();
+    let done = c.call("quarantine.reject", json!({"id": id}));
+    assert_eq!(done["result"]["ops_recorded"], 0, "{done}");
+    assert_eq!(done["result"]["changed"].as_array().unwrap().len(), 30);
+    assert_eq!(common::tree(&env.vault), newer);
+    // The daemon's watcher sees the writes as its own: nothing recorded.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.call("status", Value::Null)["result"]["head"], head);
+    assert_eq!(c.call("status", Value::Null)["result"]["quarantined"], 0);
+    drop(c);
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
 }

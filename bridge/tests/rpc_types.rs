@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use ts_rs::{Config, TS};
 use vellum_bridge::commands::Status;
 use vellum_bridge::conflicts::ConflictEntry;
-use vellum_bridge::daemon::rpc::{CliParams, CliResult, LogParams, RpcError};
+use vellum_bridge::daemon::rpc::{CliParams, CliResult, LogParams, QuarantineParams, RpcError};
 use vellum_bridge::history::LogEntry;
+use vellum_bridge::quarantine::{Change, Held, HeldFile, Source};
+use vellum_bridge::rewrite::WriteReport;
 use vellum_bridge::settings::{LogSettings, Settings};
 use vellum_bridge::vault::Stale;
 
@@ -43,6 +45,12 @@ fn generated_typescript_matches_the_committed_files() {
         generated::<CliParams>(&cfg),
         generated::<CliResult>(&cfg),
         generated::<RpcError>(&cfg),
+        generated::<QuarantineParams>(&cfg),
+        generated::<Held>(&cfg),
+        generated::<HeldFile>(&cfg),
+        generated::<Source>(&cfg),
+        generated::<Change>(&cfg),
+        generated::<WriteReport>(&cfg),
     ];
     let dir = dir();
     if std::env::var_os("VELLUM_WRITE_RPC_TYPES").is_some() {

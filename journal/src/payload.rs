@@ -115,6 +115,9 @@ pub enum Cause {
     Restore { point: String },
     /// `vellum rollback`: the point, as a `vv:` string.
     Rollback { point: String },
+    /// `vellum quarantine reject`: the rejected batch, named by its first
+    /// op (hex id); the op undoes what the batch did to one file.
+    Reject { batch: String },
 }
 
 impl Payload {

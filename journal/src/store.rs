@@ -62,10 +62,13 @@ pub enum Ks {
     Checkpoints,
     /// path → what Vellum last wrote or read there (the materialised state).
     Disk,
+    /// batch id → a batch of changes held back from the disk for review
+    /// (the bridge's quarantine, DESIGN §8). Device-local, like `Disk`.
+    Quarantine,
 }
 
 impl Ks {
-    pub const ALL: [Ks; 17] = [
+    pub const ALL: [Ks; 18] = [
         Ks::Ops,
         Ks::Chain,
         Ks::Order,
@@ -83,6 +86,7 @@ impl Ks {
         Ks::CheckpointHeaders,
         Ks::Checkpoints,
         Ks::Disk,
+        Ks::Quarantine,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +108,7 @@ impl Ks {
             Ks::CheckpointHeaders => "checkpoint_headers",
             Ks::Checkpoints => "checkpoints",
             Ks::Disk => "disk",
+            Ks::Quarantine => "quarantine",
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::cli::Cli;
 use crate::commands::{self, Io, VaultRef, Vaults};
 use crate::settings::{self, Settings};
 use crate::vault::{self, Vault};
-use crate::{conflicts, error, history};
+use crate::{conflicts, error, history, quarantine};
 
 /// Bytes one request line may take; a longer one is refused and its
 /// connection closed.
@@ -141,6 +141,14 @@ pub struct LogParams {
     pub offset: Option<usize>,
 }
 
+/// `quarantine.accept` and `quarantine.reject`: which held batch.
+#[derive(Debug, Default, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineParams {
+    /// The batch id, or a prefix of it.
+    pub id: String,
+}
+
 /// Most log entries in one page.
 pub const LOG_PAGE_MAX: usize = 10_000;
 
@@ -202,6 +210,21 @@ fn dispatch(v: &mut Vault, req: Request) -> Result<Value, (i64, String)> {
             settings::save(&v.root, &s).map_err(user_or_internal)?;
             super::set_log_level(&s);
             Ok(serde_json::to_value(s).expect("settings serialise"))
+        }
+        "quarantine.list" => {
+            let list = quarantine::list(v).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(list).expect("held batches serialise"))
+        }
+        "quarantine.accept" | "quarantine.reject" => {
+            let p: QuarantineParams = serde_json::from_value(req.params)
+                .map_err(|e| (INVALID_PARAMS, format!("{} takes {{id}}: {e}", req.method)))?;
+            let r = if req.method == "quarantine.accept" {
+                quarantine::accept(v, &p.id)
+            } else {
+                quarantine::reject(v, &p.id)
+            }
+            .map_err(user_or_internal)?;
+            Ok(serde_json::to_value(r).expect("a write report serialises"))
         }
         m => Err((METHOD_NOT_FOUND, format!("no method {m:?}"))),
     }
