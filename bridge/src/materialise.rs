@@ -16,6 +16,146 @@ use vellum_snapshots::contents::{body_of, write_body};
 use crate::vault::{DiskRec, Stat, Vault, now_ns};
 use crate::{disk, quarantine};
 
+/// `Ks::Meta` key present while the disk is being brought in line with the
+/// head, and left when some path could not be: a crash, a full disk, a
+/// symlink in the way, or a file the user changed meanwhile. The next full
+/// scan records what the user did and then finishes the job
+/// ([`catch_up_disk`]).
+const DISK_BEHIND: &[u8] = b"bridge_disk_behind";
+
+/// One pass of disk writes: the records to commit with them, the paths
+/// written or removed, and how many could not be.
+struct Pass<'a> {
+    v: &'a Vault,
+    batch: Batch,
+    touched: BTreeSet<String>,
+    behind: usize,
+    first_error: Option<String>,
+}
+
+impl<'a> Pass<'a> {
+    fn begin(v: &'a Vault) -> Result<Pass<'a>> {
+        let mut mark = Batch::new();
+        mark.put(Ks::Meta, DISK_BEHIND.to_vec(), Vec::new());
+        v.journal.store().commit(mark, Durability::Durable)?;
+        Ok(Pass {
+            v,
+            batch: Batch::new(),
+            touched: BTreeSet::new(),
+            behind: 0,
+            first_error: None,
+        })
+    }
+
+    fn record(&self, p: &str) -> Result<Option<DiskRec>> {
+        Ok(self
+            .v
+            .journal
+            .store()
+            .get(Ks::Disk, p.as_bytes())?
+            .and_then(|b| DiskRec::from_bytes(&b)))
+    }
+
+    /// Whether the disk at `p` holds what Vellum last wrote or read there,
+    /// so it may be replaced: a file the user changed, created or deleted
+    /// since the last scan is theirs until a scan records it (DESIGN §8:
+    /// any local change is ingested before an overwrite).
+    fn as_recorded(&self, p: &str, rec: Option<&DiskRec>) -> Result<bool> {
+        match (fs::symlink_metadata(self.v.root.join(p)), rec) {
+            (Err(e), rec) if e.kind() == std::io::ErrorKind::NotFound => Ok(rec.is_none()),
+            (Err(e), _) => Err(e.into()),
+            (Ok(_), None) => Ok(false),
+            (Ok(m), Some(r)) if Stat::of(&m) == r.stat => Ok(true),
+            (Ok(_), Some(r)) => Ok(disk::hash_file(&self.v.root, p)? == Some(r.hash)),
+        }
+    }
+
+    fn fail(&mut self, p: &str, e: &anyhow::Error) {
+        self.behind += 1;
+        tracing::warn!(
+            error = %crate::error::one_line(e),
+            "a file could not be written; the next scan tries again"
+        );
+        tracing::debug!("could not write {p}");
+        if self.first_error.is_none() {
+            self.first_error = Some(crate::error::one_line(e));
+        }
+    }
+
+    fn skip(&mut self, p: &str) {
+        self.behind += 1;
+        tracing::debug!("{p} changed on disk since the last scan; written after the next one");
+    }
+
+    /// Writes live file `id` (state `f`) to its path.
+    fn write(&mut self, id: FileId, f: &FileState) -> Result<()> {
+        let rec = self.record(&f.path)?;
+        match self.as_recorded(&f.path, rec.as_ref()) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.skip(&f.path);
+                return Ok(());
+            }
+            Err(e) => {
+                self.fail(&f.path, &e);
+                return Ok(());
+            }
+        }
+        match write_file(self.v, id, f, rec.map(|r| r.hash), &mut self.batch) {
+            Ok(()) => {
+                self.touched.insert(f.path.clone());
+            }
+            Err(e) => self.fail(&f.path, &e),
+        }
+        Ok(())
+    }
+
+    /// Removes the file at `p`, unless it holds bytes no scan recorded.
+    fn remove(&mut self, p: &str) -> Result<()> {
+        let rec = self.record(p)?;
+        let gone = fs::symlink_metadata(self.v.root.join(p))
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if !gone {
+            match self.as_recorded(p, rec.as_ref()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.skip(p);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.fail(p, &e);
+                    return Ok(());
+                }
+            }
+            if let Err(e) = disk::remove_file(&self.v.root, p) {
+                self.fail(p, &e);
+                return Ok(());
+            }
+            self.touched.insert(p.to_string());
+        }
+        self.batch.delete(Ks::Disk, p.as_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Commits the records; the mark goes only if every path was done.
+    fn finish(mut self) -> Result<Vec<String>> {
+        if self.behind == 0 {
+            self.batch.delete(Ks::Meta, DISK_BEHIND.to_vec());
+        }
+        self.v
+            .journal
+            .store()
+            .commit(self.batch, Durability::Durable)?;
+        if let Some(e) = self.first_error {
+            anyhow::bail!(
+                "{} file(s) could not be written to disk ({e}); the journal holds them, and the next scan writes them",
+                self.behind
+            );
+        }
+        Ok(self.touched.into_iter().collect())
+    }
+}
+
 /// Writes what changed between `old` and `new` for `files`; returns the
 /// paths touched, sorted.
 pub fn materialise(
@@ -24,8 +164,7 @@ pub fn materialise(
     new: &VaultState,
     files: &BTreeSet<FileId>,
 ) -> Result<Vec<String>> {
-    let mut touched = BTreeSet::new();
-    let mut batch = Batch::new();
+    let mut pass = Pass::begin(v)?;
     let hold = quarantine::hold(v)?;
     // Paths that will hold a file afterwards are never removed.
     let keep: BTreeSet<&String> = new.paths.keys().collect();
@@ -41,9 +180,7 @@ pub fn materialise(
             .get(id)
             .is_none_or(|n| !n.exists || n.path != o.path);
         if moved_or_gone && !keep.contains(&o.path) {
-            disk::remove_file(&v.root, &o.path)?;
-            batch.delete(Ks::Disk, o.path.as_bytes().to_vec());
-            touched.insert(o.path.clone());
+            pass.remove(&o.path)?;
         }
     }
     for id in files {
@@ -59,11 +196,9 @@ pub fn materialise(
         if unchanged {
             continue;
         }
-        write_file(v, *id, n, &mut batch)?;
-        touched.insert(n.path.clone());
+        pass.write(*id, n)?;
     }
-    v.journal.store().commit(batch, Durability::Durable)?;
-    Ok(touched.into_iter().collect())
+    pass.finish()
 }
 
 /// Writes the head's content of `paths` over what the disk holds there
@@ -74,29 +209,29 @@ pub fn rewrite(v: &mut Vault, paths: &[String]) -> Result<()> {
         return Ok(());
     }
     let head = v.head()?;
-    let mut batch = Batch::new();
+    let mut pass = Pass::begin(v)?;
     for p in paths {
         if let Some((id, f)) = head.file_at(p) {
-            write_file(v, id, f, &mut batch)?;
+            pass.write(id, f)?;
         }
     }
-    v.journal.store().commit(batch, Durability::Durable)?;
+    pass.finish()?;
     Ok(())
 }
 
-/// Writes live file `id` (state `f`) to its path, and its record to `batch`.
-fn write_file(v: &Vault, id: FileId, f: &FileState, batch: &mut Batch) -> Result<()> {
+/// Writes live file `id` (state `f`) to its path, and its record to
+/// `batch`; `before` is the content recorded there.
+fn write_file(
+    v: &Vault,
+    id: FileId,
+    f: &FileState,
+    before: Option<ContentHash>,
+    batch: &mut Batch,
+) -> Result<()> {
     let body = body_of(&v.journal, id, f.hash, v.journal.admitted())?;
-    let before = v
-        .journal
-        .store()
-        .get(Ks::Disk, f.path.as_bytes())?
-        .and_then(|b| DiskRec::from_bytes(&b))
-        .map(|r| r.hash);
-    disk::write_atomic(&v.root, &f.path, f.mtime_ms, &mut |out| {
+    let meta = disk::write_atomic(&v.root, &f.path, f.mtime_ms, &mut |out| {
         Ok(write_body(&v.journal, &body, out)?)
     })?;
-    let meta = fs::symlink_metadata(v.root.join(&f.path))?;
     let rec = DiskRec {
         hash: f.hash,
         stat: Stat::of(&meta),
@@ -109,34 +244,41 @@ fn write_file(v: &Vault, id: FileId, f: &FileState, batch: &mut Batch) -> Result
 
 /// Brings the disk in line with `new` from the materialised records rather
 /// than from a previous state: for a journal whose records and head drifted
-/// apart (one restored from an older copy). Call it right after a scan, so
-/// the records describe the disk. A recorded path that `new` lacks is
-/// removed only if its bytes are still the recorded ones.
+/// apart (one restored from an older copy), or a disk left behind the head
+/// ([`DISK_BEHIND`]). Call it right after a scan, so the records describe
+/// the disk. A path whose bytes are not the recorded ones is left alone.
 pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
     let recs = v.disk_records()?;
     let hold = quarantine::hold(v)?;
-    let mut touched = BTreeSet::new();
-    let mut batch = Batch::new();
-    for (p, r) in &recs {
+    let mut pass = Pass::begin(v)?;
+    for p in recs.keys() {
         if new.paths.contains_key(p) || hold.paths.contains(p) {
             continue;
         }
-        let on_disk = fs::read(v.root.join(p)).ok().map(|b| ContentHash::of(&b));
-        if on_disk.is_none_or(|h| h == r.hash) {
-            disk::remove_file(&v.root, p)?;
-            batch.delete(Ks::Disk, p.as_bytes().to_vec());
-            touched.insert(p.clone());
-        }
+        pass.remove(p)?;
     }
     for (p, id, f) in new.live_files() {
         if recs.get(p).is_some_and(|r| r.hash == f.hash) || hold.covers(id, p) {
             continue;
         }
-        write_file(v, *id, f, &mut batch)?;
-        touched.insert(p.clone());
+        pass.write(*id, f)?;
     }
-    v.journal.store().commit(batch, Durability::Durable)?;
-    Ok(touched.into_iter().collect())
+    pass.finish()
+}
+
+/// Whether an earlier pass left the disk behind the head.
+pub fn disk_behind(v: &Vault) -> Result<bool> {
+    Ok(v.journal.store().get(Ks::Meta, DISK_BEHIND)?.is_some())
+}
+
+/// Finishes what an earlier pass could not write, if anything: call it
+/// after a full scan, which recorded what the user did meanwhile.
+pub fn catch_up_disk(v: &mut Vault) -> Result<Vec<String>> {
+    if !disk_behind(v)? {
+        return Ok(Vec::new());
+    }
+    let head = v.head()?;
+    sync_disk(v, &head)
 }
 
 /// Puts the head's content at each of `items`' paths on disk, for a held
@@ -180,7 +322,7 @@ pub fn settle(
                     };
                     batch.put(Ks::Disk, p.as_bytes().to_vec(), rec.to_bytes());
                 } else if disk.is_none_or(droppable) {
-                    write_file(v, id, f, &mut batch)?;
+                    write_file(v, id, f, rec.map(|r| r.hash), &mut batch)?;
                     touched.insert(p.clone());
                 } else {
                     tracing::warn!("a held file changed while it was being settled; left as it is");

@@ -189,7 +189,7 @@ fn walk_from(
             ));
             continue;
         }
-        if !ft.is_file() {
+        if !ft.is_file() || rel_str.ends_with(crate::disk::TEMP_SUFFIX) {
             continue;
         }
         let mut p = match path::normalize(rel_str) {
@@ -322,10 +322,18 @@ pub fn scan_with(v: &mut Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<
     // The head is read in place: a copy of a 10k-file state costs more
     // than recording a save does.
     v.load_head()?;
+    let whole = matches!(scope, Scope::All);
     let (mut report, payloads, extra, rewrite) = plan(v, scope, opts)?;
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
     crate::materialise::rewrite(v, &rewrite)?;
+    if whole {
+        // Writes an earlier pass could not make, now that what the user
+        // did meanwhile is recorded.
+        if let Err(e) = crate::materialise::catch_up_disk(v) {
+            report.warnings.push(crate::error::one_line(&e));
+        }
+    }
     report.head = v.journal.admitted().to_point_string();
     // Warnings name paths, which logs show only at debug level.
     if !report.warnings.is_empty() {

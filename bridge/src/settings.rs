@@ -74,7 +74,8 @@ pub fn save(root: &Path, s: &Settings) -> Result<()> {
     let now_ms = crate::vault::now_ms() as i64;
     crate::disk::write_atomic(&dot, FILE, now_ms, &mut |f| {
         Ok(std::io::Write::write_all(f, text.as_bytes())?)
-    })
+    })?;
+    Ok(())
 }
 
 impl Settings {
