@@ -119,7 +119,32 @@ fn walk_paths(root: &Path, paths: &[String], rules: &Rules, warnings: &mut Vec<S
     let mut out = BTreeMap::new();
     let mut incomplete = false;
     for rel in paths {
-        let start = root.join(rel);
+        // The walker follows a symlink it starts from, so every component
+        // is checked first: a link anywhere on the way is skipped, as a
+        // full walk skips it.
+        let mut start = root.to_path_buf();
+        let mut through_link = None;
+        for c in Path::new(rel).components() {
+            start.push(c);
+            match std::fs::symlink_metadata(&start) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    through_link = Some(start.clone());
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if let Some(link) = through_link {
+            let shown = link
+                .strip_prefix(root)
+                .unwrap_or(&link)
+                .display()
+                .to_string();
+            warnings.push(format!(
+                "skipped symlink {shown}: Vellum does not follow links"
+            ));
+            continue;
+        }
         match std::fs::symlink_metadata(&start) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             _ => walk_from(root, &start, rules, warnings, &mut out, &mut incomplete),
@@ -560,8 +585,8 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
             mtime_ms: mtime_ms(fresh.stat.mtime_ns),
         }));
         report.renamed += 1;
-        if fresh.hash != r.hash
-            && let Some(op) = content_change(
+        if fresh.hash != r.hash {
+            let change = content_change(
                 v,
                 head,
                 id,
@@ -571,10 +596,16 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
                 &found[new],
                 &dedup_key,
                 &mut entropy,
-            )?
-        {
-            payloads.push(op);
-            report.edited += 1;
+            );
+            match unsteady(change, &mut report.warnings)? {
+                // Recorded at the next scan, against the renamed file.
+                None => continue,
+                Some(Some(op)) => {
+                    payloads.push(op);
+                    report.edited += 1;
+                }
+                Some(None) => {}
+            }
         }
         extra.put(
             Ks::Disk,
@@ -587,7 +618,10 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
             continue;
         }
         if new_paths.contains(p) {
-            let body = body_for(v, fresh, &found[p], false, &dedup_key, &mut entropy)?;
+            let body = body_for(v, fresh, &found[p], false, &dedup_key, &mut entropy);
+            let Some(body) = unsteady(body, &mut report.warnings)? else {
+                continue;
+            };
             payloads.push(Payload::new(Action::Create {
                 path: p.clone(),
                 mtime_ms: mtime_ms(fresh.stat.mtime_ns),
@@ -606,7 +640,7 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
                 base = older;
                 rewrite.push(p.clone());
             }
-            if let Some(op) = content_change(
+            let change = content_change(
                 v,
                 head,
                 id,
@@ -616,9 +650,17 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
                 &found[p],
                 &dedup_key,
                 &mut entropy,
-            )? {
-                payloads.push(op);
-                report.edited += 1;
+            );
+            match unsteady(change, &mut report.warnings)? {
+                None => {
+                    rewrite.retain(|r| r != p);
+                    continue;
+                }
+                Some(Some(op)) => {
+                    payloads.push(op);
+                    report.edited += 1;
+                }
+                Some(None) => {}
             }
         }
         extra.put(
@@ -759,6 +801,28 @@ fn rec_of(f: &Fresh, recorded_ns: i64) -> DiskRec {
     }
 }
 
+/// A file that vanished or changed between being hashed and being stored:
+/// nothing is recorded for it (not even its stat), so the next scan reads
+/// it again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} changed or vanished while it was being read; it is read again at the next scan")]
+struct Unsteady(String);
+
+/// `Some(x)` for a result, `None` (with a warning) for an [`Unsteady`]
+/// file, and any other error as it is.
+fn unsteady<T>(r: Result<T>, warnings: &mut Vec<String>) -> Result<Option<T>> {
+    match r {
+        Ok(x) => Ok(Some(x)),
+        Err(e) => match e.downcast_ref::<Unsteady>() {
+            Some(u) => {
+                warnings.push(u.to_string());
+                Ok(None)
+            }
+            None => Err(e),
+        },
+    }
+}
+
 /// The body to record for fresh content: text inline, anything else (or
 /// anything for a file that has been binary) as a blob.
 fn body_for(
@@ -772,14 +836,17 @@ fn body_for(
     match &fresh.content {
         Read_::Text(t) if !sticky_binary => Ok(Body::Text(t.clone())),
         _ => {
-            let file = File::open(&found.abs)
-                .with_context(|| format!("reading {}", found.abs.display()))?;
+            let shown = || found.abs.display().to_string();
+            let file = match File::open(&found.abs) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Unsteady(shown()).into());
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", shown())),
+            };
             let blob = blob::store_blob(v.journal.store(), file, dedup_key, entropy)?;
             if blob.hash != fresh.hash {
-                anyhow::bail!(
-                    "{} changed while it was being read; run the scan again",
-                    found.abs.display()
-                );
+                return Err(Unsteady(shown()).into());
             }
             Ok(Body::Blob(blob))
         }

@@ -659,3 +659,56 @@ fn a_startup_scan_that_would_revert_many_files_is_held_and_rejected_over_rpc() {
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
 }
+
+#[test]
+fn symlinks_pointing_outside_the_vault_are_skipped_and_never_written_through() {
+    let a = Env::init();
+    a.write("note.md", "hello\n");
+    a.ok(&["scan"]);
+    let b = a.sibling("b");
+    a.ok(&[
+        "clone",
+        a.vault.to_str().unwrap(),
+        b.vault.to_str().unwrap(),
+    ]);
+    let outside = a.tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.md"), "not the vault's\n").unwrap();
+    let d = Daemon::start(&b, &[]);
+    let ops = b.json(&["status"])["ops"].clone();
+    std::os::unix::fs::symlink(&outside, b.vault.join("docs")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.md"), b.vault.join("link.md")).unwrap();
+    b.write("seen.md", "after the links\n");
+    eventually("the save after the links", || {
+        logged_paths(&b).contains(&"seen.md".to_string())
+    });
+    assert!(
+        !logged_paths(&b)
+            .iter()
+            .any(|p| p == "link.md" || p.starts_with("docs"))
+    );
+    assert_eq!(b.json(&["status"])["ops"], ops.as_u64().unwrap() + 1);
+
+    // Another device writes into a folder this one has as a link.
+    a.write("docs/plan.md", "the plan\n");
+    a.write("link.md", "a note of the same name\n");
+    a.ok(&["scan"]);
+    let file = a.tmp.path().join("a.vx");
+    a.ok(&["export", file.to_str().unwrap()]);
+    let out = b.run(&["import", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("symlink"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        1,
+        "nothing lands outside the vault"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("secret.md")).unwrap(),
+        "not the vault's\n"
+    );
+    assert_eq!(b.ok(&["show", "docs/plan.md"]), b"the plan\n");
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+}
