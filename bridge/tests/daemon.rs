@@ -35,14 +35,17 @@ impl Daemon {
         if let Some(l) = level {
             cmd.env("VELLUM_LOG", l);
         }
-        let child = cmd
+        Daemon::spawn(cmd, env.vault.join(".vellum/daemon.sock"))
+    }
+
+    /// Runs `cmd`, a `vellum serve`, and waits for `socket`.
+    fn spawn(mut cmd: Command, socket: PathBuf) -> Daemon {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn vellum serve");
-        let mut child = child;
-        let socket = env.vault.join(".vellum/daemon.sock");
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
@@ -711,4 +714,126 @@ fn symlinks_pointing_outside_the_vault_are_skipped_and_never_written_through() {
     assert_eq!(b.ok(&["show", "docs/plan.md"]), b"the plan\n");
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
+}
+
+/// A command run as the unprivileged user `nobody` (uid 65534).
+fn as_nobody(home: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_vellum"))
+        .args(args)
+        .env("VELLUM_HOME", home)
+        .env_remove("VELLUM_VAULT");
+    c
+}
+
+#[test]
+fn a_socket_connection_from_another_user_is_refused_before_any_data() {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "this test runs a daemon as another user, which needs root"
+    );
+    // The daemon runs as nobody; this test connects as root, which the
+    // socket's mode (0600) lets through: the daemon's own check of the
+    // peer's uid is what refuses it.
+    let tmp = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::{PermissionsExt, chown};
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (vault, home) = (tmp.path().join("vault"), tmp.path().join("home"));
+    for d in [&vault, &home] {
+        std::fs::create_dir_all(d).unwrap();
+        chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let v = vault.to_str().unwrap();
+    let st = as_nobody(&home, &["init", "--vault", v, "--name", "nobody"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let d = Daemon::spawn(
+        as_nobody(&home, &["serve", "--vault", v]),
+        vault.join(".vellum/daemon.sock"),
+    );
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"status\"}\n");
+    let mut answer = String::new();
+    let n = BufReader::new(&s).read_line(&mut answer).unwrap_or(0);
+    assert_eq!((n, answer.as_str()), (0, ""), "root got an answer");
+    // Its own user is answered.
+    let out = as_nobody(&home, &["status", "--json", "--vault", v])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    assert!(
+        err.contains("refused a connection from another user"),
+        "{err}"
+    );
+}
+
+/// The process's peak resident memory so far, in KiB.
+fn peak_rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+#[test]
+fn a_64_mib_attachment_is_recorded_in_bounded_memory() {
+    const MIB: usize = 1 << 20;
+    let env = Env::init();
+    env.write("note.md", "hello\n");
+    let d = Daemon::start(&env, &[]);
+    eventually("the startup scan", || env.json(&["status"])["files"] == 1);
+    let before = peak_rss_kib(&d.pid());
+    // Written beside the vault, then moved in whole, as a copy tool would.
+    let staged = env.tmp.path().join("video.bin");
+    let mut hasher = blake3::Hasher::new();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&staged).unwrap());
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut chunk = vec![0u8; MIB];
+        for _ in 0..64 {
+            for b in chunk.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = state as u8;
+            }
+            hasher.update(&chunk);
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    std::fs::create_dir_all(env.vault.join("attachments")).unwrap();
+    std::fs::rename(&staged, env.vault.join("attachments/video.bin")).unwrap();
+    eventually("the attachment's op", || {
+        logged_paths(&env).contains(&"attachments/video.bin".to_string())
+    });
+    let peak = peak_rss_kib(&d.pid());
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    println!(
+        "peak RSS {} MiB before, {} MiB after",
+        before / 1024,
+        peak / 1024
+    );
+    // Streamed in chunks: the file never sits in memory whole. What is in
+    // flight is bounded by the store: a memtable being filled and the
+    // sealed ones fjall queues (8 MiB each), and its block cache.
+    assert!(
+        peak < before + 48 * 1024,
+        "peak RSS grew from {before} KiB to {peak} KiB for a 64 MiB file"
+    );
+    let shown = env.ok(&["show", "attachments/video.bin"]);
+    assert_eq!(blake3::hash(&shown), hasher.finalize());
 }

@@ -22,7 +22,7 @@ use crate::store::{Batch, Durability, Ks, Store};
 
 const NONCE_BYTES: usize = 24;
 /// Buffered chunk writes are committed in groups of about this many bytes.
-const CHUNK_GROUP_BYTES: usize = 8 * 1024 * 1024;
+const CHUNK_GROUP_BYTES: usize = 1024 * 1024;
 
 /// Chunks, seals and stores a blob read from `reader`. Every chunk is
 /// durable when this returns, so the op that names the blob may follow.
