@@ -94,20 +94,20 @@ impl Vaults for OpenEach {
 }
 
 /// `vellum status`, and the daemon's `status` method.
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, ts_rs::TS)]
 pub struct Status {
-    head: String,
-    ops: u64,
-    files: u64,
-    conflicts: u64,
-    pending: u64,
-    quarantined: u64,
-    journal_bytes: u64,
-    device: String,
-    vault: String,
+    pub head: String,
+    pub ops: u64,
+    pub files: u64,
+    pub conflicts: u64,
+    pub pending: u64,
+    pub quarantined: u64,
+    pub journal_bytes: u64,
+    pub device: String,
+    pub vault: String,
     /// Set when the journal lacks some of this device's own ops (restored
     /// from an older copy): nothing can be written until they arrive.
-    stale: Option<vault::Stale>,
+    pub stale: Option<vault::Stale>,
 }
 
 pub fn default_device_name() -> String {
@@ -316,9 +316,9 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                 let info = history::show(&v, &path, &at, &mut std::io::sink())?;
                 io.json(&info)?;
             } else {
-                let mut buf = Vec::new();
-                history::show(&v, &path, &at, &mut buf)?;
-                io.write(&buf)?;
+                // Streamed: a large attachment never sits in memory whole.
+                history::show(&v, &path, &at, &mut *io.out)?;
+                io.out.flush()?;
             }
         }
         Command::Clone { src, dest, name } => {

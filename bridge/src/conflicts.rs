@@ -26,7 +26,7 @@ use crate::rewrite::{WriteReport, write};
 use crate::scan;
 use crate::vault::{Vault, now_ms};
 
-#[derive(Serialize, Debug, ts_rs::TS)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, ts_rs::TS)]
 pub struct ConflictEntry {
     pub path: String,
     pub file: String,
@@ -182,8 +182,10 @@ pub enum Take<'a> {
     Incoming,
     /// The file as it was at this point (an op id or any point).
     At(&'a str),
-    /// These bytes.
+    /// The bytes of this file.
     File(&'a Path),
+    /// These bytes (a merge the user edited in the plugin).
+    Bytes(Vec<u8>),
 }
 
 /// Writes a Resolve closing every open conflict of `path` (or the one of
@@ -211,6 +213,7 @@ pub fn resolve_path(v: &mut Vault, path_arg: &str, take: Take<'_>) -> Result<Wri
             vellum_snapshots::contents::body_of(&v.journal, file, then.hash, &vv)?
         }
         Take::File(src) => body_from_file(v, src, f.kind)?,
+        Take::Bytes(bytes) => body_from_bytes(v, bytes, f.kind)?,
     };
     let sides: Vec<OpId> = f.conflicts.iter().map(|c| c.op).collect();
     let resolve = Payload::new(Action::Resolve {
@@ -230,21 +233,94 @@ fn body_from_file(v: &Vault, src: &Path, kind: FileKind) -> Result<Body> {
         std::fs::metadata(src).map_err(|e| user(format!("cannot read {}: {e}", src.display())))?;
     if kind == FileKind::Text && meta.len() <= TEXT_BYTES_MAX as u64 {
         let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-        if let Ok(t) = String::from_utf8(bytes) {
-            return Ok(Body::Text(t));
+        return body_from_bytes(v, bytes, kind);
+    }
+    let reader = std::fs::File::open(src).with_context(|| format!("reading {}", src.display()))?;
+    store_blob(v, reader)
+}
+
+/// Text inline for a text file that stays valid UTF-8 within the text
+/// limit, else a blob (the kind is sticky: a binary file stays one).
+fn body_from_bytes(v: &Vault, bytes: Vec<u8>, kind: FileKind) -> Result<Body> {
+    if kind == FileKind::Text && bytes.len() <= TEXT_BYTES_MAX {
+        match String::from_utf8(bytes) {
+            Ok(t) => return Ok(Body::Text(t)),
+            Err(e) => return store_blob(v, std::io::Cursor::new(e.into_bytes())),
         }
     }
+    store_blob(v, std::io::Cursor::new(bytes))
+}
+
+fn store_blob(v: &Vault, reader: impl std::io::Read) -> Result<Body> {
     let dedup = v
         .journal
-        .keys()
-        .dedup_key(&v.journal.genesis())
-        .ok_or_else(|| anyhow::anyhow!("no dedup key for the vault's epoch"))?;
-    let reader = std::fs::File::open(src).with_context(|| format!("reading {}", src.display()))?;
+        .write_epoch()?
+        .and_then(|epoch| v.journal.keys().dedup_key(&epoch))
+        .ok_or_else(|| anyhow::anyhow!("this device holds no vault key it may write with"))?;
     let b = blob::store_blob(v.journal.store(), reader, &dedup, &mut OsEntropy)?;
     Ok(Body::Blob(b))
 }
 
-/// For printing: a short hash.
+/// The three sides of a file's open conflict, for a side-by-side view:
+/// texts (absent for a binary side), the incoming op and who wrote it.
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
+pub struct ConflictSides {
+    pub path: String,
+    pub kind: &'static str,
+    /// The op whose change conflicted (hex).
+    pub op: String,
+    /// The device that wrote it (hex), and when (RFC 3339).
+    pub incoming_device: String,
+    pub incoming_time: String,
+    pub base: SideText,
+    pub current: SideText,
+    pub incoming: SideText,
+}
+
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
+pub struct SideText {
+    pub hash: String,
+    pub size: u64,
+    /// The text; absent when this side is binary.
+    pub text: Option<String>,
+}
+
+/// The sides of `path`'s conflict of op `op` (an id prefix), or of its
+/// newest one.
+pub fn sides(v: &mut Vault, path_arg: &str, op: Option<&str>) -> Result<ConflictSides> {
+    let (p, file, _, c) = conflict_of(v, path_arg, op)?;
+    let side = |side| -> Result<SideText> {
+        let body = side_body(v, file, &c, side)?;
+        Ok(SideText {
+            hash: body.hash().to_hex(),
+            size: body.size(),
+            text: match body {
+                Body::Text(t) => Some(t),
+                Body::Blob(_) => None,
+            },
+        })
+    };
+    let (base, current, incoming) = (
+        side(Side::Base)?,
+        side(Side::Current)?,
+        side(Side::Incoming)?,
+    );
+    let meta = v
+        .journal
+        .op_meta(&c.op)?
+        .ok_or_else(|| Error::Corrupt(format!("conflict op {} is missing", c.op.short())))?;
+    Ok(ConflictSides {
+        path: p,
+        kind: c.kind.name(),
+        op: c.op.to_hex(),
+        incoming_device: meta.author.to_hex(),
+        incoming_time: crate::history::time_string(meta.hlc),
+        base,
+        current,
+        incoming,
+    })
+}
+
 pub fn short(h: &str) -> &str {
     &h[..12.min(h.len())]
 }

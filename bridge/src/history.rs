@@ -73,7 +73,7 @@ pub fn time_string(hlc_value: u64) -> String {
 /// One row of `vellum log` (DESIGN §8). `hlc` is a string: it passes
 /// 2^53, where JSON numbers stop being exact in JavaScript; `seq` and
 /// `lamport` grow by one per op and stay numbers.
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, ts_rs::TS)]
 pub struct LogEntry {
     pub id: String,
     pub author: String,
@@ -145,139 +145,161 @@ pub fn log(
         {
             continue;
         }
-        let env = v.journal.load_at(&key)?;
-        let payload = match v.journal.load_payload(&env) {
-            Ok(p) => p,
-            // Sealed under a key this device does not hold (yet, or since
-            // it was removed): listed, unread.
-            Err(vellum_journal::Error::Keys(_)) => {
-                if path_filter.is_none() {
-                    out.push(LogEntry::new(
-                        &key,
-                        seq,
-                        env.header().hlc,
-                        "sealed",
-                        None,
-                        None,
-                        "sealed under a key this device does not hold".to_string(),
-                    ));
-                }
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let file = match &payload.action {
-            Action::Create { .. } => Some(key.id),
-            _ => payload.file(),
-        };
-        let current = file
-            .and_then(|f| head.files.get(&head.route(f)))
-            .map(|f| f.path.clone());
-        let (op_path, mut summary) = match &payload.action {
-            Action::Genesis { merge_version } => (
-                None,
-                format!("vault created (merge version {merge_version})"),
-            ),
-            Action::DeviceInfo { name } => (None, format!("device named {name:?}")),
-            Action::Member { name } => match Control::parse(env.control()) {
-                Ok(Control::Member(m)) => (
-                    None,
-                    format!(
-                        "added device {} ({name:?}) as a {} member",
-                        m.device.short(),
-                        role_name(m.role)
-                    ),
-                ),
-                _ => (None, format!("member op for {name:?}")),
-            },
-            Action::Control => match Control::parse(env.control()) {
-                Ok(Control::Member(m)) => (None, format!("removed device {}", m.device.short())),
-                Ok(Control::KeyRotate(r)) => (
-                    None,
-                    format!("new vault key, sealed to {} devices", r.sealed.len()),
-                ),
-                Ok(Control::KeyShare(s)) => (
-                    None,
-                    format!(
-                        "shared the key of {} with {} devices",
-                        s.epoch.short(),
-                        s.sealed.len()
-                    ),
-                ),
-                Err(_) => (None, "control op".to_string()),
-            },
-            Action::VaultConfig { ignore, .. } => (
-                None,
-                format!("vault config ({} ignore rules)", ignore.len()),
-            ),
-            Action::Create { path, body, .. } => (
-                Some(path.clone()),
-                format!("create {path} ({})", size_text(body.size())),
-            ),
-            Action::Edit { result_size, .. } => (
-                current.clone(),
-                format!(
-                    "edit {} ({})",
-                    current.as_deref().unwrap_or("?"),
-                    size_text(*result_size)
-                ),
-            ),
-            Action::Replace { body, .. } => (
-                current.clone(),
-                format!(
-                    "replace {} ({})",
-                    current.as_deref().unwrap_or("?"),
-                    size_text(body.size())
-                ),
-            ),
-            Action::Delete { .. } => (
-                current.clone(),
-                format!("delete {}", current.as_deref().unwrap_or("?")),
-            ),
-            Action::Rename { from, to, .. } => (Some(to.clone()), format!("rename {from} → {to}")),
-            Action::Resolve { .. } => (
-                current.clone(),
-                format!("resolve {}", current.as_deref().unwrap_or("?")),
-            ),
-        };
+        let d = describe(v, &head, &key, seq)?;
         if let Some(pf) = &path_filter {
             let under = |p: &str| p == pf || p.starts_with(&format!("{pf}/"));
-            let renamed_from =
-                matches!(&payload.action, Action::Rename { from, .. } if under(from));
-            if !(op_path.as_deref().is_some_and(under)
-                || current.as_deref().is_some_and(under)
-                || renamed_from)
-            {
+            if !d.paths.iter().any(|p| under(p)) {
                 continue;
             }
         }
-        if let Some(c) = &payload.cause {
-            use vellum_journal::payload::Cause;
-            match c {
-                Cause::Restore { .. } => summary.push_str(" [restore]"),
-                Cause::Rollback { .. } => summary.push_str(" [rollback]"),
-                Cause::Reject { .. } => summary.push_str(" [quarantine reject]"),
-            }
-        }
-        if let Some(rec) = v.journal.store().get(Ks::Effects, &key.to_bytes())?
-            && rec.first() == Some(&EFFECT_NO_EFFECT)
-        {
-            summary.push_str(&format!(
-                " (no effect: {})",
-                String::from_utf8_lossy(&rec[2..])
-            ));
-        }
-        out.push(LogEntry::new(
-            &key,
-            seq,
-            env.header().hlc,
-            payload.kind_name(),
-            op_path,
-            file,
-            summary,
-        ));
+        out.push(d.entry);
     }
     Ok(out)
+}
+
+/// One op as `vellum log` shows it, and the paths it is about (where it
+/// put its file, where the file is now, where a rename took it from), for
+/// filtering by path.
+pub struct Described {
+    pub entry: LogEntry,
+    pub paths: Vec<String>,
+}
+
+/// Describes admitted op `key` (at `seq` in its author's chain) against
+/// the `head` state.
+pub fn describe(v: &Vault, head: &VaultState, key: &OrderKey, seq: u64) -> Result<Described> {
+    let env = v.journal.load_at(key)?;
+    let payload = match v.journal.load_payload(&env) {
+        Ok(p) => p,
+        // Sealed under a key this device does not hold (yet, or since it
+        // was removed): listed, unread.
+        Err(vellum_journal::Error::Keys(_)) => {
+            return Ok(Described {
+                entry: LogEntry::new(
+                    key,
+                    seq,
+                    env.header().hlc,
+                    "sealed",
+                    None,
+                    None,
+                    "sealed under a key this device does not hold".to_string(),
+                ),
+                paths: Vec::new(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let file = match &payload.action {
+        Action::Create { .. } => Some(key.id),
+        _ => payload.file(),
+    };
+    let current = file
+        .and_then(|f| head.files.get(&head.route(f)))
+        .map(|f| f.path.clone());
+    let (op_path, mut summary) = match &payload.action {
+        Action::Genesis { merge_version } => (
+            None,
+            format!("vault created (merge version {merge_version})"),
+        ),
+        Action::DeviceInfo { name } => (None, format!("device named {name:?}")),
+        Action::Member { name } => match Control::parse(env.control()) {
+            Ok(Control::Member(m)) => (
+                None,
+                format!(
+                    "added device {} ({name:?}) as a {} member",
+                    m.device.short(),
+                    role_name(m.role)
+                ),
+            ),
+            _ => (None, format!("member op for {name:?}")),
+        },
+        Action::Control => match Control::parse(env.control()) {
+            Ok(Control::Member(m)) => (None, format!("removed device {}", m.device.short())),
+            Ok(Control::KeyRotate(r)) => (
+                None,
+                format!("new vault key, sealed to {} devices", r.sealed.len()),
+            ),
+            Ok(Control::KeyShare(s)) => (
+                None,
+                format!(
+                    "shared the key of {} with {} devices",
+                    s.epoch.short(),
+                    s.sealed.len()
+                ),
+            ),
+            Err(_) => (None, "control op".to_string()),
+        },
+        Action::VaultConfig { ignore, .. } => (
+            None,
+            format!("vault config ({} ignore rules)", ignore.len()),
+        ),
+        Action::Create { path, body, .. } => (
+            Some(path.clone()),
+            format!("create {path} ({})", size_text(body.size())),
+        ),
+        Action::Edit { result_size, .. } => (
+            current.clone(),
+            format!(
+                "edit {} ({})",
+                current.as_deref().unwrap_or("?"),
+                size_text(*result_size)
+            ),
+        ),
+        Action::Replace { body, .. } => (
+            current.clone(),
+            format!(
+                "replace {} ({})",
+                current.as_deref().unwrap_or("?"),
+                size_text(body.size())
+            ),
+        ),
+        Action::Delete { .. } => (
+            current.clone(),
+            format!("delete {}", current.as_deref().unwrap_or("?")),
+        ),
+        Action::Rename { from, to, .. } => (Some(to.clone()), format!("rename {from} → {to}")),
+        Action::Resolve { .. } => (
+            current.clone(),
+            format!("resolve {}", current.as_deref().unwrap_or("?")),
+        ),
+    };
+    if let Some(c) = &payload.cause {
+        use vellum_journal::payload::Cause;
+        match c {
+            Cause::Restore { .. } => summary.push_str(" [restore]"),
+            Cause::Rollback { .. } => summary.push_str(" [rollback]"),
+            Cause::Reject { .. } => summary.push_str(" [quarantine reject]"),
+        }
+    }
+    if let Some(rec) = v.journal.store().get(Ks::Effects, &key.to_bytes())?
+        && rec.first() == Some(&EFFECT_NO_EFFECT)
+    {
+        summary.push_str(&format!(
+            " (no effect: {})",
+            String::from_utf8_lossy(&rec[2..])
+        ));
+    }
+    let renamed_from = match &payload.action {
+        Action::Rename { from, .. } => Some(from.clone()),
+        _ => None,
+    };
+    let entry = LogEntry::new(
+        key,
+        seq,
+        env.header().hlc,
+        payload.kind_name(),
+        op_path.clone(),
+        file,
+        summary,
+    );
+    Ok(Described {
+        entry,
+        paths: op_path
+            .into_iter()
+            .chain(current)
+            .chain(renamed_from)
+            .collect(),
+    })
 }
 
 fn role_name(role: vellum_journal::control::Role) -> &'static str {
@@ -317,26 +339,20 @@ pub fn show(v: &Vault, path_arg: &str, point: &str, out: &mut dyn Write) -> Resu
         Body::Text(t) => Some(t.clone()),
         Body::Blob(_) => None,
     };
-    if let Some(o) = Some(out) {
-        write_body(&v.journal, &body, o)?;
-    }
+    write_body(&v.journal, &body, out)?;
     Ok(ShowInfo {
         path: p,
         file: id.short(),
         hash: f.hash.to_hex(),
         size: f.size,
         mtime: time_string((f.mtime_ms.max(0) as u64) << hlc::LOGICAL_BITS),
-        kind: if f.kind == FileKind::Text {
-            "text"
-        } else {
-            "binary"
-        }
-        .into(),
+        kind: kind_name(f.kind).into(),
         text,
     })
 }
 
-#[derive(Serialize)]
+/// A file as of a point (`vellum show --json`, the `show` method).
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
 pub struct ShowInfo {
     pub path: String,
     pub file: String,
@@ -344,7 +360,64 @@ pub struct ShowInfo {
     pub size: u64,
     pub mtime: String,
     pub kind: String,
+    /// The text; absent for a binary file.
     pub text: Option<String>,
+}
+
+/// The vault's files as of a point (`checkout.preview`).
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
+pub struct Tree {
+    /// The point, as a `vv:` string.
+    pub at: String,
+    pub files: Vec<TreeFile>,
+}
+
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
+pub struct TreeFile {
+    pub path: String,
+    pub file: String,
+    pub hash: String,
+    pub size: u64,
+    pub mtime: String,
+    pub kind: String,
+}
+
+/// The files `checkout --at point` would write (those under `prefix`),
+/// by path; nothing is written.
+pub fn tree(v: &Vault, point: &str, prefix: Option<&str>) -> Result<Tree> {
+    let prefix = prefix.map(|p| vault_path(v, p)).transpose()?;
+    let vv = resolve(v, point)?;
+    let state = state_at(v, &vv)?;
+    let rules = Rules::new(&v.root, &state.ignore)?;
+    let files = state
+        .live_files()
+        .filter(|(p, _, _)| !rules.ignored(p, false))
+        .filter(|(p, _, _)| {
+            prefix
+                .as_deref()
+                .is_none_or(|pre| p.as_str() == pre || p.starts_with(&format!("{pre}/")))
+        })
+        .map(|(p, id, f)| TreeFile {
+            path: p.clone(),
+            file: id.short(),
+            hash: f.hash.to_hex(),
+            size: f.size,
+            mtime: time_string((f.mtime_ms.max(0) as u64) << hlc::LOGICAL_BITS),
+            kind: kind_name(f.kind).into(),
+        })
+        .collect();
+    Ok(Tree {
+        at: vv.to_point_string(),
+        files,
+    })
+}
+
+fn kind_name(k: FileKind) -> &'static str {
+    if k == FileKind::Text {
+        "text"
+    } else {
+        "binary"
+    }
 }
 
 #[derive(Serialize)]
@@ -421,7 +494,8 @@ pub fn checkout(v: &Vault, point: &str, dest: &Path) -> Result<CheckoutReport> {
 /// A file on one side of a diff, if it is live there.
 type Side<'a> = Option<(FileId, &'a vellum_journal::replay::FileState)>;
 
-#[derive(Serialize, Debug, PartialEq, Eq)]
+/// One changed file of `vellum diff --json`.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, ts_rs::TS)]
 pub struct DiffEntry {
     pub path: String,
     pub change: String,

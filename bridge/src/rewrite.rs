@@ -28,7 +28,7 @@ pub struct WriteReport {
     pub head: String,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
 pub struct PreviewEntry {
     pub path: String,
     pub action: String,
@@ -36,7 +36,7 @@ pub struct PreviewEntry {
 }
 
 /// What a rollback would do, and whether it needs `--yes`.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Clone, Debug, ts_rs::TS)]
 pub struct Preview {
     pub to: String,
     pub changes: Vec<PreviewEntry>,

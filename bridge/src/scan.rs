@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use vellum_journal::blob;
 use vellum_journal::entropy::OsEntropy;
-use vellum_journal::limits::TEXT_BYTES_MAX;
+use vellum_journal::limits::{BLOB_BYTES_MAX, TEXT_BYTES_MAX};
 use vellum_journal::payload::{Action, Body, Payload};
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Batch, Ks};
@@ -429,6 +429,15 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
         if rec.is_some_and(|r| r.unchanged(&f.stat)) {
             continue;
         }
+        if f.stat.size > BLOB_BYTES_MAX {
+            // Not even read: a scan every minute must not hash it again.
+            report.warnings.push(format!(
+                "skipped {p}: {} MiB is more than the {} MiB a file may have",
+                f.stat.size >> 20,
+                BLOB_BYTES_MAX >> 20
+            ));
+            continue;
+        }
         let fresh = match read_fresh(f) {
             Ok(x) => x,
             Err(e) => {
@@ -801,19 +810,27 @@ fn rec_of(f: &Fresh, recorded_ns: i64) -> DiskRec {
     }
 }
 
-/// A file that vanished or changed between being hashed and being stored:
-/// nothing is recorded for it (not even its stat), so the next scan reads
-/// it again.
+/// A file the scan records nothing for (not even its stat), with the
+/// warning why: it vanished or changed between being hashed and being
+/// stored (the next scan reads it again), or it is too large to store.
 #[derive(Debug, thiserror::Error)]
-#[error("{0} changed or vanished while it was being read; it is read again at the next scan")]
-struct Unsteady(String);
+#[error("{0}")]
+struct Skip(String);
 
-/// `Some(x)` for a result, `None` (with a warning) for an [`Unsteady`]
-/// file, and any other error as it is.
+impl Skip {
+    fn unsteady(shown: String) -> Skip {
+        Skip(format!(
+            "{shown} changed or vanished while it was being read; it is read again at the next scan"
+        ))
+    }
+}
+
+/// `Some(x)` for a result, `None` (with a warning) for a file to [`Skip`],
+/// and any other error as it is.
 fn unsteady<T>(r: Result<T>, warnings: &mut Vec<String>) -> Result<Option<T>> {
     match r {
         Ok(x) => Ok(Some(x)),
-        Err(e) => match e.downcast_ref::<Unsteady>() {
+        Err(e) => match e.downcast_ref::<Skip>() {
             Some(u) => {
                 warnings.push(u.to_string());
                 Ok(None)
@@ -840,13 +857,19 @@ fn body_for(
             let file = match File::open(&found.abs) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Unsteady(shown()).into());
+                    return Err(Skip::unsteady(shown()).into());
                 }
                 Err(e) => return Err(e).with_context(|| format!("reading {}", shown())),
             };
-            let blob = blob::store_blob(v.journal.store(), file, dedup_key, entropy)?;
+            let blob = match blob::store_blob(v.journal.store(), file, dedup_key, entropy) {
+                Ok(b) => b,
+                Err(vellum_journal::Error::Usage(why)) => {
+                    return Err(Skip(format!("skipped {}: {why}", shown())).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if blob.hash != fresh.hash {
-                return Err(Unsteady(shown()).into());
+                return Err(Skip::unsteady(shown()).into());
             }
             Ok(Body::Blob(blob))
         }

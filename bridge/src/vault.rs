@@ -179,7 +179,7 @@ fn copied_from(root: &Path, instance: &str) -> Result<Option<PathBuf>> {
 }
 
 /// A journal behind this device's own chain (see [`Vault::stale`]).
-#[derive(Clone, Copy, Debug, serde::Serialize, ts_rs::TS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
 pub struct Stale {
     /// This device's ops the journal holds.
     pub held: u64,

@@ -466,8 +466,9 @@ impl Conn {
 }
 
 /// Every method, on one transport; `env`'s vault holds two notes with an
-/// open conflict on one (made by importing a concurrent edit).
-fn every_method(env: &Env, c: &mut Conn) {
+/// open conflict on one (made by importing a concurrent edit). Methods
+/// that change the vault change nothing but on the `last` transport.
+fn every_method(env: &Env, c: &mut Conn, last: bool) {
     let status = c.call("status", Value::Null);
     assert_eq!(status["result"]["conflicts"], 1, "{status}");
     let page = c.call("log", json!({"limit": 2}));
@@ -519,6 +520,73 @@ fn every_method(env: &Env, c: &mut Conn) {
         "settings.set",
         json!({"log": {"level": "info", "retention_days": 14}}),
     );
+    // Reading the past.
+    let shown = c.call("show", json!({"path": "b.md"}));
+    assert_eq!(shown["result"]["text"], "b\none\n", "{shown}");
+    assert_eq!(shown["result"]["kind"], "text");
+    let missing = c.call("show", json!({"path": "nope.md"}));
+    assert_eq!(missing["error"]["code"], -32602, "{missing}");
+    let no_path = c.call("show", Value::Null);
+    assert_eq!(no_path["error"]["code"], -32602, "{no_path}");
+    let history = c.call("log", json!({"path": "a.md"}));
+    let first_a = history["result"].as_array().unwrap().last().unwrap()["id"].clone();
+    let diff = c.call("diff", json!({"from": first_a, "path": "a.md"}));
+    assert_eq!(diff["result"]["changes"][0]["path"], "a.md", "{diff}");
+    assert_eq!(diff["result"]["changes"][0]["change"], "modified");
+    let text = diff["result"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("-two") && text.contains("+2 from here"),
+        "{text}"
+    );
+    let whole = c.call("diff", json!({"from": first_a}));
+    assert_eq!(whole["result"]["text"], Value::Null);
+    let tree = c.call("checkout.preview", json!({"at": first_a}));
+    let files: Vec<&str> = tree["result"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    // The point is a.md's first op with its causal past: b.md came later.
+    assert_eq!(files, ["a.md"], "{tree}");
+    assert!(tree["result"]["at"].as_str().unwrap().starts_with("vv:"));
+    let sides = c.call("conflict.sides", json!({"path": "a.md"}));
+    let r = &sides["result"];
+    assert_eq!(r["base"]["text"], "one\ntwo\nthree\n", "{sides}");
+    assert_eq!(r["current"]["text"], "one\n2 from here\nthree\n");
+    assert_eq!(r["incoming"]["text"], "one\nTWO from the other\nthree\n");
+    assert_eq!(r["kind"], "overlap");
+    assert_eq!(r["incoming_device"].as_str().unwrap().len(), 64);
+    // Writing history forward: no change where the point is the head.
+    let head = c.call("status", Value::Null)["result"]["head"].clone();
+    let same = c.call("restore", json!({"path": "b.md", "at": head}));
+    assert_eq!(same["result"]["ops_recorded"], 0, "{same}");
+    let preview = c.call("rollback.preview", json!({"to": first_a}));
+    assert!(preview["result"]["changes"].is_array(), "{preview}");
+    assert_eq!(preview["result"]["needs_yes"], false);
+    let rolled = c.call("rollback.apply", json!({"to": head}));
+    assert_eq!(rolled["result"]["ops_recorded"], 0, "{rolled}");
+    let both = c.call(
+        "resolve",
+        json!({"path": "a.md", "take": "current", "text": "x"}),
+    );
+    assert_eq!(both["error"]["code"], -32602, "{both}");
+    if last {
+        let merged = "one\ntwo, merged by hand\nthree\n";
+        let done = c.call("resolve", json!({"path": "a.md", "text": merged}));
+        assert_eq!(done["result"]["ops_recorded"], 1, "{done}");
+        assert_eq!(
+            std::fs::read_to_string(env.vault.join("a.md")).unwrap(),
+            merged
+        );
+        assert_eq!(c.call("status", Value::Null)["result"]["conflicts"], 0);
+        let back = c.call("restore", json!({"path": "a.md", "at": first_a}));
+        assert_eq!(back["result"]["ops_recorded"], 1, "{back}");
+        assert_eq!(
+            std::fs::read_to_string(env.vault.join("a.md")).unwrap(),
+            "one\ntwo\nthree\n"
+        );
+    }
     let held = c.call("quarantine.list", Value::Null);
     assert_eq!(held["result"], json!([]), "{held}");
     let no_batch = c.call("quarantine.accept", json!({"id": "0123456789ab"}));
@@ -561,7 +629,7 @@ fn every_method_answers_on_the_socket_and_on_stdio() {
         r: BufReader::new(Box::new(s)),
         next: 0,
     };
-    every_method(&env, &mut socket);
+    every_method(&env, &mut socket, false);
     drop(socket);
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
@@ -572,7 +640,7 @@ fn every_method_answers_on_the_socket_and_on_stdio() {
         r: BufReader::new(Box::new(d.child.stdout.take().unwrap())),
         next: 0,
     };
-    every_method(&env, &mut stdio);
+    every_method(&env, &mut stdio, true);
     drop(stdio);
     let st = wait_bounded(&mut d.child, Duration::from_secs(20));
     assert!(st.success());
@@ -836,4 +904,106 @@ fn a_64_mib_attachment_is_recorded_in_bounded_memory() {
     );
     let shown = env.ok(&["show", "attachments/video.bin"]);
     assert_eq!(blake3::hash(&shown), hasher.finalize());
+}
+
+/// Reads notifications from a subscribed connection until `want` accepts
+/// one (bounded); every one read is returned.
+fn events_until(r: &mut BufReader<UnixStream>, mut want: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    // What a read that timed out mid-line got stays here for the next.
+    let mut line = String::new();
+    loop {
+        assert!(Instant::now() < until, "the event never came; saw {seen:?}");
+        match r.read_line(&mut line) {
+            Ok(0) => panic!("the daemon closed the connection; saw {seen:?}"),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => panic!("{e}"),
+        }
+        let v: Value = serde_json::from_str(&std::mem::take(&mut line)).unwrap();
+        assert_eq!(v["method"], "event", "{v}");
+        let done = want(&v["params"]);
+        seen.push(v["params"].clone());
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn subscribers_hear_of_saves_and_of_other_devices_ops_with_provenance() {
+    let a = Env::init();
+    for i in 0..30 {
+        a.write(&format!("n{i:02}.md"), format!("note {i}\n"));
+    }
+    a.ok(&["scan"]);
+    let b = a.sibling("b");
+    a.ok(&[
+        "clone",
+        a.vault.to_str().unwrap(),
+        b.vault.to_str().unwrap(),
+    ]);
+    let d = Daemon::start(&a, &[]);
+    let s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    writeln!(w, r#"{{"jsonrpc": "2.0", "id": 1, "method": "subscribe"}}"#).unwrap();
+    let mut line = String::new();
+    while line.is_empty() {
+        let _ = r.read_line(&mut line);
+    }
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["result"]["subscribed"], true, "{answer}");
+
+    // A save here: a local op.
+    a.write("fresh.md", "typed here\n");
+    let seen = events_until(&mut r, |e| e["kind"] == "ops");
+    let ops = &seen.last().unwrap()["ops"];
+    assert_eq!(ops[0]["op"]["path"], "fresh.md", "{ops}");
+    assert_eq!(ops[0]["provenance"], json!({"source": "local"}));
+    events_until(&mut r, |e| {
+        e["kind"] == "status" && e["status"]["files"] == 31
+    });
+
+    // Ops from B, through an import: remote, naming B and the op; then a
+    // mass delete from B is held, and subscribers hear of that too.
+    b.write("n03.md", "note 3, edited on b\n");
+    b.ok(&["scan"]);
+    for i in 10..30 {
+        std::fs::remove_file(b.vault.join(format!("n{i:02}.md"))).unwrap();
+    }
+    b.ok(&["scan"]);
+    let file = a.tmp.path().join("b.vx");
+    b.ok(&["export", file.to_str().unwrap()]);
+    a.ok(&["import", file.to_str().unwrap()]);
+    let b_device = b.json(&["status"])["device"].as_str().unwrap().to_string();
+    let seen = events_until(&mut r, |e| {
+        e["kind"] == "quarantine" && e["held"].as_array().is_some_and(|h| !h.is_empty())
+    });
+    let ops: Vec<&Value> = seen
+        .iter()
+        .filter(|e| e["kind"] == "ops")
+        .flat_map(|e| e["ops"].as_array().unwrap())
+        .collect();
+    let edit = ops
+        .iter()
+        .find(|o| o["op"]["path"] == "n03.md")
+        .unwrap_or_else(|| panic!("no edit from b in {seen:?}"));
+    assert_eq!(edit["provenance"]["source"], "remote");
+    assert_eq!(edit["provenance"]["device"], b_device.as_str());
+    assert!(
+        edit["provenance"]["op"]
+            .as_str()
+            .unwrap()
+            .starts_with(edit["op"]["id"].as_str().unwrap())
+    );
+    let held = &seen.last().unwrap()["held"];
+    assert_eq!(held[0]["files"].as_array().unwrap().len(), 20, "{held}");
+    drop(w);
+    drop(r);
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
 }

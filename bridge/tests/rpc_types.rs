@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 
 use ts_rs::{Config, TS};
 use vellum_bridge::commands::Status;
-use vellum_bridge::conflicts::ConflictEntry;
-use vellum_bridge::daemon::rpc::{CliParams, CliResult, LogParams, QuarantineParams, RpcError};
-use vellum_bridge::history::LogEntry;
+use vellum_bridge::conflicts::{ConflictEntry, ConflictSides, SideText};
+use vellum_bridge::daemon::events::{Event, OpEvent, Provenance};
+use vellum_bridge::daemon::rpc::{
+    CliParams, CliResult, DiffParams, DiffResult, LogParams, QuarantineParams, ResolveParams,
+    RestoreParams, RollbackParams, RpcError, ShowParams, SidesParams, TreeParams,
+};
+use vellum_bridge::history::{DiffEntry, LogEntry, ShowInfo, Tree, TreeFile};
 use vellum_bridge::quarantine::{Change, Held, HeldFile, Source};
-use vellum_bridge::rewrite::WriteReport;
+use vellum_bridge::rewrite::{Preview, PreviewEntry, WriteReport};
 use vellum_bridge::settings::{LogSettings, Settings};
 use vellum_bridge::vault::Stale;
 
@@ -51,6 +55,25 @@ fn generated_typescript_matches_the_committed_files() {
         generated::<Source>(&cfg),
         generated::<Change>(&cfg),
         generated::<WriteReport>(&cfg),
+        generated::<ShowParams>(&cfg),
+        generated::<ShowInfo>(&cfg),
+        generated::<DiffParams>(&cfg),
+        generated::<DiffResult>(&cfg),
+        generated::<DiffEntry>(&cfg),
+        generated::<TreeParams>(&cfg),
+        generated::<Tree>(&cfg),
+        generated::<TreeFile>(&cfg),
+        generated::<RestoreParams>(&cfg),
+        generated::<RollbackParams>(&cfg),
+        generated::<Preview>(&cfg),
+        generated::<PreviewEntry>(&cfg),
+        generated::<SidesParams>(&cfg),
+        generated::<ConflictSides>(&cfg),
+        generated::<SideText>(&cfg),
+        generated::<ResolveParams>(&cfg),
+        generated::<Event>(&cfg),
+        generated::<OpEvent>(&cfg),
+        generated::<Provenance>(&cfg),
     ];
     let dir = dir();
     if std::env::var_os("VELLUM_WRITE_RPC_TYPES").is_some() {

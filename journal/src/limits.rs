@@ -20,6 +20,12 @@ pub const CHUNK_MAX_BYTES: usize = 256 * 1024;
 /// (each chunk reference is about 100 bytes). At the 64 KiB average chunk
 /// size that is roughly 600 MiB per file.
 pub const BLOB_CHUNKS_MAX: usize = 10_000;
+/// Largest file the scanner records, in bytes: well inside
+/// `BLOB_CHUNKS_MAX` at the average chunk size (8,192 chunks), so content
+/// that chunks finer than average still fits. A larger file is skipped
+/// with a warning (not read, not recorded) until ops can list chunks
+/// indirectly.
+pub const BLOB_BYTES_MAX: u64 = 512 * 1024 * 1024;
 /// Ops per checkpoint of the replayed state.
 pub const CHECKPOINT_INTERVAL_OPS: u64 = 1024;
 /// Most ops held back in the pending buffer (missing prev/deps, future hlc).

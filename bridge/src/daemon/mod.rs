@@ -9,6 +9,7 @@
 //! it: the running job finishes, the socket is removed, the lock released.
 
 pub mod client;
+pub mod events;
 pub mod rpc;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -21,7 +22,7 @@ use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use vellum_journal::path::VELLUM_DIR;
 
 use crate::error;
@@ -34,6 +35,8 @@ pub const SOCKET: &str = "daemon.sock";
 /// A full comparison of the disk with the journal this often, whatever
 /// the watcher reported.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// Events a subscriber may fall behind by before it is told it lagged.
+const EVENTS_QUEUED_MAX: usize = 256;
 
 /// Work for the vault's thread.
 enum Job {
@@ -59,10 +62,12 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
     let _flush_logs_at_exit = logging(&asked, &settings)?;
     let (jobs, queue) = mpsc::channel::<Job>();
     let (ready_tx, ready) = mpsc::channel::<Result<PathBuf>>();
+    let (bus, _) = broadcast::channel::<events::Event>(EVENTS_QUEUED_MAX);
     let asked = Some(asked);
+    let vault_bus = bus.clone();
     let owner = std::thread::Builder::new()
         .name("vault".into())
-        .spawn(move || own_vault(asked.as_deref(), &ready_tx, &queue))
+        .spawn(move || own_vault(asked.as_deref(), &ready_tx, &queue, &vault_bus))
         .context("starting the vault's thread")?;
     // Opening takes the vault's lock: a second daemon stops here.
     let root = match ready.recv() {
@@ -121,7 +126,7 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
         .build()
         .context("starting the daemon's runtime")?;
     let socket = dot.join(SOCKET);
-    let served = runtime.block_on(listen(&socket, stdio, jobs.clone()));
+    let served = runtime.block_on(listen(&socket, stdio, jobs.clone(), bus));
     drop(watcher);
     let _ = jobs.send(Job::Stop);
     let stopped = owner.join();
@@ -224,6 +229,7 @@ fn own_vault(
     vault: Option<&Path>,
     ready: &mpsc::Sender<Result<PathBuf>>,
     queue: &mpsc::Receiver<Job>,
+    bus: &broadcast::Sender<events::Event>,
 ) {
     let mut v = match Vault::open(vault) {
         Ok(v) => v,
@@ -233,7 +239,9 @@ fn own_vault(
         }
     };
     let _ = ready.send(Ok(v.root.clone()));
+    let mut watch = events::Watch::new(&v);
     scan_now(&mut v, "startup", None);
+    publish(&mut v, &mut watch, bus);
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -265,6 +273,19 @@ fn own_vault(
             }
             Job::Stop => return,
         }
+        publish(&mut v, &mut watch, bus);
+    }
+}
+
+/// Tells subscribers what the last job changed.
+fn publish(v: &mut Vault, watch: &mut events::Watch, bus: &broadcast::Sender<events::Event>) {
+    match watch.changes(v, bus.receiver_count() > 0) {
+        Ok(evs) => {
+            for e in evs {
+                let _ = bus.send(e);
+            }
+        }
+        Err(e) => tracing::warn!("could not gather events: {}", error::one_line(&e)),
     }
 }
 
@@ -298,7 +319,12 @@ fn scan_now(v: &mut Vault, why: &str, paths: Option<&[String]>) {
 }
 
 /// Serves the socket (and stdio) until a signal or the end of stdin.
-async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<()> {
+async fn listen(
+    socket: &Path,
+    stdio: bool,
+    jobs: mpsc::Sender<Job>,
+    bus: broadcast::Sender<events::Event>,
+) -> Result<()> {
     // A socket left by a daemon that died: the lock, which this process
     // holds, says nobody serves it.
     let _ = std::fs::remove_file(socket);
@@ -314,9 +340,9 @@ async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<(
     let stdin_done = {
         let (done_tx, done) = oneshot::channel::<()>();
         if stdio {
-            let jobs = jobs.clone();
+            let (jobs, bus) = (jobs.clone(), bus.clone());
             tokio::spawn(async move {
-                converse(tokio::io::stdin(), tokio::io::stdout(), jobs).await;
+                converse(tokio::io::stdin(), tokio::io::stdout(), jobs, bus).await;
                 let _ = done_tx.send(());
             });
         } else {
@@ -334,7 +360,7 @@ async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<(
                 match stream.peer_cred() {
                     Ok(c) if c.uid() == uid => {
                         let (r, w) = stream.into_split();
-                        tokio::spawn(converse(r, w, jobs.clone()));
+                        tokio::spawn(converse(r, w, jobs.clone(), bus.clone()));
                     }
                     // Another user: refused before reading anything.
                     _ => tracing::warn!("refused a connection from another user"),
@@ -357,50 +383,91 @@ async fn listen(socket: &Path, stdio: bool, jobs: mpsc::Sender<Job>) -> Result<(
 /// One client: requests in, answers out, a line each, until it hangs up.
 /// A line that is not a request gets an error answer; one over the size
 /// limit closes the connection, since where the next begins is unknown.
-async fn converse<R, W>(r: R, mut w: W, jobs: mpsc::Sender<Job>)
-where
+/// After `subscribe`, every event is sent too, as a notification.
+async fn converse<R, W>(
+    r: R,
+    mut w: W,
+    jobs: mpsc::Sender<Job>,
+    bus: broadcast::Sender<events::Event>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut r = BufReader::new(r);
     let mut line = Vec::new();
+    let mut events: Option<broadcast::Receiver<events::Event>> = None;
     loop {
-        line.clear();
-        match read_line(&mut r, &mut line).await {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(too_long) => {
+        // An event may interrupt a line being read: `line` keeps what has
+        // arrived, and reading goes on after the event is sent.
+        let next = tokio::select! {
+            got = read_line(&mut r, &mut line) => Incoming::Line(got),
+            ev = next_event(&mut events) => Incoming::Event(ev),
+        };
+        let out = match next {
+            Incoming::Event(ev) => Some(ev.notification()),
+            Incoming::Line(Ok(false)) => break,
+            Incoming::Line(Err(too_long)) => {
                 let answer =
                     rpc::Response::err(serde_json::Value::Null, rpc::INVALID_REQUEST, too_long);
                 let _ = w.write_all(&answer.line()).await;
                 break;
             }
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let answer = match rpc::parse(&line) {
-            Err(answer) => Some(*answer),
-            Ok(request) => {
-                let notification = request.id.is_none();
-                let (reply, answer) = oneshot::channel();
-                if jobs.send(Job::Call { request, reply }).is_err() {
-                    break;
-                }
-                match answer.await {
-                    Ok(a) if !notification => Some(a),
-                    Ok(_) => None,
-                    Err(_) => break,
-                }
+            Incoming::Line(Ok(true)) => {
+                let answer = if line.iter().all(u8::is_ascii_whitespace) {
+                    None
+                } else {
+                    match rpc::parse(&line) {
+                        Err(answer) => Some(*answer),
+                        Ok(request) if request.method == "subscribe" => {
+                            events.get_or_insert_with(|| bus.subscribe());
+                            request.id.map(|id| {
+                                rpc::Response::ok(id, serde_json::json!({"subscribed": true}))
+                            })
+                        }
+                        Ok(request) => {
+                            let notification = request.id.is_none();
+                            let (reply, answer) = oneshot::channel();
+                            if jobs.send(Job::Call { request, reply }).is_err() {
+                                break;
+                            }
+                            match answer.await {
+                                Ok(a) if !notification => Some(a),
+                                Ok(_) => None,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                };
+                line.clear();
+                answer.map(|a| a.line())
             }
         };
-        if let Some(a) = answer
-            && (w.write_all(&a.line()).await.is_err() || w.flush().await.is_err())
+        if let Some(bytes) = out
+            && (w.write_all(&bytes).await.is_err() || w.flush().await.is_err())
         {
             break;
         }
     }
     let _ = w.shutdown().await;
+}
+
+enum Incoming {
+    Line(Result<bool, String>),
+    Event(events::Event),
+}
+
+/// The next event for a subscriber; never, for a connection that did not
+/// subscribe.
+async fn next_event(events: &mut Option<broadcast::Receiver<events::Event>>) -> events::Event {
+    let Some(rx) = events else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(e) => e,
+        Err(broadcast::error::RecvError::Lagged(missed)) => events::Event::Lagged { missed },
+        // The daemon is stopping.
+        Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+    }
 }
 
 /// Reads one line (without its newline) into `line`: `Ok(false)` at the

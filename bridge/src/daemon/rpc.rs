@@ -11,7 +11,7 @@ use crate::cli::Cli;
 use crate::commands::{self, Io, VaultRef, Vaults};
 use crate::settings::{self, Settings};
 use crate::vault::{self, Vault};
-use crate::{conflicts, error, history, quarantine};
+use crate::{conflicts, error, history, quarantine, rewrite};
 
 /// Bytes one request line may take; a longer one is refused and its
 /// connection closed.
@@ -141,6 +141,96 @@ pub struct LogParams {
     pub offset: Option<usize>,
 }
 
+/// `show`: a file as of a point.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct ShowParams {
+    pub path: String,
+    /// A point (DESIGN §5); default `head`.
+    #[ts(optional)]
+    pub at: Option<String>,
+}
+
+/// `diff`: what changed between two points.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct DiffParams {
+    pub from: String,
+    /// Default `head`.
+    #[ts(optional)]
+    pub to: Option<String>,
+    /// Only this file or folder; the unified diff text comes with it.
+    #[ts(optional)]
+    pub path: Option<String>,
+}
+
+/// What `diff` answers.
+#[derive(Debug, Serialize, ts_rs::TS)]
+pub struct DiffResult {
+    pub changes: Vec<history::DiffEntry>,
+    /// The unified diff of the files under `path`, when it was given.
+    pub text: Option<String>,
+}
+
+/// `checkout.preview`: the vault's files as of a point, nothing written.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct TreeParams {
+    pub at: String,
+    /// Only files under this folder.
+    #[ts(optional)]
+    pub path: Option<String>,
+}
+
+/// `restore`: one file as it was at a point.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreParams {
+    pub path: String,
+    pub at: String,
+}
+
+/// `rollback.preview` and `rollback.apply`.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackParams {
+    pub to: String,
+    /// Only files under this folder.
+    #[ts(optional)]
+    pub path: Option<String>,
+    /// `apply` only: go ahead although the preview needs confirming
+    /// (many files deleted or emptied).
+    #[ts(optional)]
+    pub yes: Option<bool>,
+}
+
+/// `conflict.sides`: the three texts of a file's open conflict.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct SidesParams {
+    pub path: String,
+    /// The conflict's op (an id prefix); default the newest.
+    #[ts(optional)]
+    pub op: Option<String>,
+}
+
+/// `resolve`: close a file's conflicts with one side, a point's version,
+/// or a merged text.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveParams {
+    pub path: String,
+    /// `current`, `incoming`, or a point whose version to keep.
+    #[ts(optional)]
+    pub take: Option<String>,
+    /// The content to keep, as text (exclusive with `take`).
+    #[ts(optional)]
+    pub text: Option<String>,
+}
+
+/// Largest unified diff text `diff` sends, in bytes.
+pub const DIFF_TEXT_BYTES_MAX: usize = 8 << 20;
+
 /// `quarantine.accept` and `quarantine.reject`: which held batch.
 #[derive(Debug, Default, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +301,88 @@ fn dispatch(v: &mut Vault, req: Request) -> Result<Value, (i64, String)> {
             super::set_log_level(&s);
             Ok(serde_json::to_value(s).expect("settings serialise"))
         }
+        "show" => {
+            let p: ShowParams = required(req.params, "show takes {path, at?}")?;
+            let info = history::show(
+                v,
+                &p.path,
+                p.at.as_deref().unwrap_or("head"),
+                &mut std::io::sink(),
+            )
+            .map_err(user_or_internal)?;
+            Ok(serde_json::to_value(info).expect("show info serialises"))
+        }
+        "diff" => {
+            let p: DiffParams = required(req.params, "diff takes {from, to?, path?}")?;
+            let to = p.to.as_deref().unwrap_or("head");
+            let (changes, text) = match &p.path {
+                Some(path) => {
+                    let mut buf = Vec::new();
+                    let changes = history::diff(v, &p.from, to, Some(path), Some(&mut buf))
+                        .map_err(user_or_internal)?;
+                    if buf.len() > DIFF_TEXT_BYTES_MAX {
+                        return Err((
+                            INVALID_PARAMS,
+                            format!(
+                                "the diff is over {} MiB; narrow the path",
+                                DIFF_TEXT_BYTES_MAX >> 20
+                            ),
+                        ));
+                    }
+                    (changes, Some(String::from_utf8_lossy(&buf).into_owned()))
+                }
+                None => (
+                    history::diff(v, &p.from, to, None, None).map_err(user_or_internal)?,
+                    None,
+                ),
+            };
+            Ok(serde_json::to_value(DiffResult { changes, text }).expect("a diff serialises"))
+        }
+        "checkout.preview" => {
+            let p: TreeParams = required(req.params, "checkout.preview takes {at, path?}")?;
+            let tree = history::tree(v, &p.at, p.path.as_deref()).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(tree).expect("a tree serialises"))
+        }
+        "restore" => {
+            let p: RestoreParams = required(req.params, "restore takes {path, at}")?;
+            let r = rewrite::restore(v, &p.path, &p.at).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(r).expect("a write report serialises"))
+        }
+        "rollback.preview" | "rollback.apply" => {
+            let p: RollbackParams = required(req.params, "rollback takes {to, path?, yes?}")?;
+            let dry_run = req.method == "rollback.preview";
+            let out =
+                rewrite::rollback(v, &p.to, p.path.as_deref(), dry_run, p.yes.unwrap_or(false))
+                    .map_err(user_or_internal)?;
+            Ok(match out {
+                rewrite::RollbackOutcome::Preview(p) => serde_json::to_value(p),
+                rewrite::RollbackOutcome::Done(r) => serde_json::to_value(r),
+            }
+            .expect("a rollback serialises"))
+        }
+        "conflict.sides" => {
+            let p: SidesParams = required(req.params, "conflict.sides takes {path, op?}")?;
+            let s = conflicts::sides(v, &p.path, p.op.as_deref()).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(s).expect("sides serialise"))
+        }
+        "resolve" => {
+            let p: ResolveParams = required(req.params, "resolve takes {path, take? | text?}")?;
+            let take = match (&p.take, p.text) {
+                (Some(_), Some(_)) => {
+                    return Err((
+                        INVALID_PARAMS,
+                        "resolve takes take or text, not both".into(),
+                    ));
+                }
+                (None, Some(t)) => conflicts::Take::Bytes(t.into_bytes()),
+                (Some(t), None) if t == "current" => conflicts::Take::Current,
+                (Some(t), None) if t == "incoming" => conflicts::Take::Incoming,
+                (Some(t), None) => conflicts::Take::At(t),
+                (None, None) => return Err((INVALID_PARAMS, "resolve needs take or text".into())),
+            };
+            let r = conflicts::resolve_path(v, &p.path, take).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(r).expect("a write report serialises"))
+        }
         "quarantine.list" => {
             let list = quarantine::list(v).map_err(user_or_internal)?;
             Ok(serde_json::to_value(list).expect("held batches serialise"))
@@ -239,6 +411,12 @@ fn user_or_internal(e: anyhow::Error) -> (i64, String) {
         INTERNAL_ERROR
     };
     (code, error::one_line(&e))
+}
+
+/// A method's params, which it cannot do without: `usage` says what it
+/// takes.
+fn required<T: serde::de::DeserializeOwned>(p: Value, usage: &str) -> Result<T, (i64, String)> {
+    serde_json::from_value(p).map_err(|e| (INVALID_PARAMS, format!("{usage}: {e}")))
 }
 
 /// A method's params: absent or null for all defaults.
