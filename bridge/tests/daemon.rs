@@ -887,23 +887,27 @@ fn a_64_mib_attachment_is_recorded_in_bounded_memory() {
     eventually("the attachment's op", || {
         logged_paths(&env).contains(&"attachments/video.bin".to_string())
     });
+    let recorded = peak_rss_kib(&d.pid());
+    // Read back through the daemon: its output streams to the client.
+    let shown = env.ok(&["show", "attachments/video.bin"]);
+    assert_eq!(blake3::hash(&shown), hasher.finalize());
     let peak = peak_rss_kib(&d.pid());
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
     println!(
-        "peak RSS {} MiB before, {} MiB after",
+        "peak RSS {} MiB before, {} MiB after recording, {} MiB after reading back",
         before / 1024,
+        recorded / 1024,
         peak / 1024
     );
-    // Streamed in chunks: the file never sits in memory whole. What is in
-    // flight is bounded by the store: a memtable being filled and the
-    // sealed ones fjall queues (8 MiB each), and its block cache.
+    // Streamed in chunks both ways: the file never sits in memory whole.
+    // What is in flight is bounded by the store (a memtable being filled
+    // and the sealed ones fjall queues, 8 MiB each, and its block cache)
+    // and by the output chunks queued for the client.
     assert!(
         peak < before + 48 * 1024,
         "peak RSS grew from {before} KiB to {peak} KiB for a 64 MiB file"
     );
-    let shown = env.ok(&["show", "attachments/video.bin"]);
-    assert_eq!(blake3::hash(&shown), hasher.finalize());
 }
 
 /// Reads notifications from a subscribed connection until `want` accepts

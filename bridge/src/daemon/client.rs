@@ -54,26 +54,48 @@ pub fn forward(cli: &Cli) -> Result<Option<u8>> {
     let params = CliParams {
         argv,
         cwd: std::env::current_dir().context("reading the current directory")?,
+        stream: Some(true),
     };
-    let result = call(&stream, "cli", serde_json::to_value(params)?)?;
+    let mut o = std::io::stdout().lock();
+    // A reader that went away (`vellum show big.bin | head`) is no error.
+    let mut piped = |bytes: &[u8]| -> Result<()> {
+        match o.write_all(bytes).and_then(|()| o.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => Ok(r?),
+        }
+    };
+    let result = call_streaming(
+        &stream,
+        "cli",
+        serde_json::to_value(params)?,
+        &mut |chunk| piped(&chunk),
+    )?;
     let out: CliResult = serde_json::from_value(result).context("the daemon's answer")?;
     let stdout = BASE64
         .decode(out.stdout.as_bytes())
         .context("the daemon's answer")?;
-    let mut o = std::io::stdout().lock();
-    match o.write_all(&stdout).and_then(|()| o.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        r => r?,
-    }
+    piped(&stdout)?;
     eprint!("{}", out.stderr);
     Ok(Some(out.code))
 }
 
-/// One request and its answer over a connection to the daemon.
+/// Sends one request on `stream` and reads its answer: the result, or the
+/// daemon's error as an error.
 pub fn call(
     stream: &UnixStream,
     method: &str,
     params: serde_json::Value,
+) -> Result<serde_json::Value> {
+    call_streaming(stream, method, params, &mut |_| Ok(()))
+}
+
+/// [`call`], handing each `cli.stdout` notification's bytes that come
+/// before the answer to `stdout`.
+pub fn call_streaming(
+    stream: &UnixStream,
+    method: &str,
+    params: serde_json::Value,
+    stdout: &mut dyn FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<serde_json::Value> {
     let request =
         serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
@@ -82,22 +104,35 @@ pub fn call(
     (&*stream)
         .write_all(&line)
         .context("sending to the vault's daemon")?;
-    let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .context("reading the vault's daemon")?;
-    if answer.is_empty() {
-        return Err(anyhow!(
-            "the vault's daemon closed the connection without answering; see its log"
-        ));
-    }
-    let r: Response =
-        serde_json::from_str(&answer).context("the daemon's answer is not JSON-RPC")?;
-    match (r.result, r.error) {
-        (Some(v), None) => Ok(v),
-        (_, Some(e)) => Err(anyhow!("the vault's daemon refused: {}", e.message)),
-        (None, None) => Err(anyhow!(
-            "the daemon's answer holds neither a result nor an error"
-        )),
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut answer = String::new();
+        r.read_line(&mut answer)
+            .context("reading the vault's daemon")?;
+        if answer.is_empty() {
+            return Err(anyhow!(
+                "the vault's daemon closed the connection without answering; see its log"
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&answer).context("the daemon's answer is not JSON")?;
+        if v.get("method").and_then(|m| m.as_str()) == Some("cli.stdout") {
+            let data = v["params"]["data"].as_str().unwrap_or_default();
+            stdout(
+                BASE64
+                    .decode(data.as_bytes())
+                    .context("the daemon's output is not base64")?,
+            )?;
+            continue;
+        }
+        let r: Response =
+            serde_json::from_value(v).context("the daemon's answer is not JSON-RPC")?;
+        return match (r.result, r.error) {
+            (Some(v), None) => Ok(v),
+            (_, Some(e)) => Err(anyhow!("the vault's daemon refused: {}", e.message)),
+            (None, None) => Err(anyhow!(
+                "the daemon's answer holds neither a result nor an error"
+            )),
+        };
     }
 }

@@ -35,6 +35,8 @@ pub const SOCKET: &str = "daemon.sock";
 /// A full comparison of the disk with the journal this often, whatever
 /// the watcher reported.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// Chunks of a streamed `cli` call's output queued for its connection.
+const STDOUT_CHUNKS_QUEUED: usize = 8;
 /// Events a subscriber may fall behind by before it is told it lagged.
 const EVENTS_QUEUED_MAX: usize = 256;
 
@@ -46,10 +48,12 @@ enum Job {
         why: &'static str,
         paths: Option<Vec<String>>,
     },
-    /// A JSON-RPC request, answered on `reply`.
+    /// A JSON-RPC request, answered on `reply`; a streamed `cli` call's
+    /// standard output goes to `stdout` as it is written.
     Call {
         request: rpc::Request,
         reply: oneshot::Sender<rpc::Response>,
+        stdout: Option<rpc::Stdout>,
     },
     Stop,
 }
@@ -268,8 +272,12 @@ fn own_vault(
                 }
                 scan_now(&mut v, why, paths.as_deref());
             }
-            Job::Call { request, reply } => {
-                let _ = reply.send(rpc::handle(&mut v, request));
+            Job::Call {
+                request,
+                reply,
+                stdout,
+            } => {
+                let _ = reply.send(rpc::handle(&mut v, request, stdout));
             }
             Job::Stop => return,
         }
@@ -426,14 +434,43 @@ async fn converse<R, W>(
                         }
                         Ok(request) => {
                             let notification = request.id.is_none();
-                            let (reply, answer) = oneshot::channel();
-                            if jobs.send(Job::Call { request, reply }).is_err() {
+                            let streamed = request.method == "cli"
+                                && request.params.get("stream")
+                                    == Some(&serde_json::Value::Bool(true));
+                            let (reply, mut answer) = oneshot::channel();
+                            let (stdout, mut chunks) =
+                                tokio::sync::mpsc::channel(STDOUT_CHUNKS_QUEUED);
+                            let stdout = streamed.then_some(stdout);
+                            if jobs
+                                .send(Job::Call {
+                                    request,
+                                    reply,
+                                    stdout,
+                                })
+                                .is_err()
+                            {
                                 break;
                             }
-                            match answer.await {
-                                Ok(a) if !notification => Some(a),
-                                Ok(_) => None,
-                                Err(_) => break,
+                            // Standard output first, as it comes; the
+                            // answer after the last of it.
+                            let answered = loop {
+                                tokio::select! {
+                                    biased;
+                                    Some(chunk) = chunks.recv() => {
+                                        if w.write_all(&stdout_notification(&chunk)).await.is_err() {
+                                            // The vault's thread sees the
+                                            // channel close and stops.
+                                            break None;
+                                        }
+                                    }
+                                    a = &mut answer => break Some(a),
+                                }
+                            };
+                            match answered {
+                                None => break,
+                                Some(Ok(a)) if !notification => Some(a),
+                                Some(Ok(_)) => None,
+                                Some(Err(_)) => break,
                             }
                         }
                     }
@@ -449,6 +486,18 @@ async fn converse<R, W>(
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// A chunk of a streamed `cli` call's standard output, as a notification.
+fn stdout_notification(chunk: &[u8]) -> Vec<u8> {
+    let mut b = serde_json::to_vec(&serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "cli.stdout",
+        "params": {"data": data_encoding::BASE64.encode(chunk)},
+    }))
+    .expect("a notification serialises");
+    b.push(b'\n');
+    b
 }
 
 enum Incoming {

@@ -111,7 +111,20 @@ pub struct CliParams {
     pub argv: Vec<String>,
     #[ts(type = "string")]
     pub cwd: PathBuf,
+    /// Send standard output as it is written, in `cli.stdout`
+    /// notifications (`{data: base64}`) before the answer, whose `stdout`
+    /// is then empty: a large file never sits in memory whole.
+    #[serde(default)]
+    #[ts(optional)]
+    pub stream: Option<bool>,
 }
+
+/// Where a streamed `cli` call's standard output goes: chunks to the
+/// connection, which sends each as a notification.
+pub type Stdout = tokio::sync::mpsc::Sender<Vec<u8>>;
+
+/// Bytes of standard output sent per `cli.stdout` notification.
+pub const STDOUT_CHUNK_BYTES: usize = 64 * 1024;
 
 /// What the `cli` method answers: exactly what the command would have
 /// printed and exited with.
@@ -243,9 +256,9 @@ pub struct QuarantineParams {
 pub const LOG_PAGE_MAX: usize = 10_000;
 
 /// Answers one request with the vault this daemon holds.
-pub fn handle(v: &mut Vault, req: Request) -> Response {
+pub fn handle(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Response {
     let id = req.id.clone().unwrap_or(Value::Null);
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(v, req)));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(v, req, stdout)));
     match out {
         Ok(Ok(result)) => Response::ok(id, result),
         Ok(Err((code, message))) => Response::err(id, code, message),
@@ -257,7 +270,7 @@ pub fn handle(v: &mut Vault, req: Request) -> Response {
     }
 }
 
-fn dispatch(v: &mut Vault, req: Request) -> Result<Value, (i64, String)> {
+fn dispatch(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Result<Value, (i64, String)> {
     match req.method.as_str() {
         "status" => {
             let s = commands::status(v).map_err(|e| (INTERNAL_ERROR, error::one_line(&e)))?;
@@ -266,7 +279,8 @@ fn dispatch(v: &mut Vault, req: Request) -> Result<Value, (i64, String)> {
         "cli" => {
             let p: CliParams = serde_json::from_value(req.params)
                 .map_err(|e| (INVALID_PARAMS, format!("cli takes {{argv, cwd}}: {e}")))?;
-            Ok(serde_json::to_value(run_cli(v, p)).expect("a result serialises"))
+            let stdout = stdout.filter(|_| p.stream == Some(true));
+            Ok(serde_json::to_value(run_cli(v, p, stdout)).expect("a result serialises"))
         }
         "log" => {
             let p: LogParams = params(req.params)?;
@@ -428,9 +442,13 @@ fn params<T: serde::de::DeserializeOwned + Default>(p: Value) -> Result<T, (i64,
 }
 
 /// Runs a command line as the CLI would, with this daemon's vault.
-fn run_cli(v: &mut Vault, p: CliParams) -> CliResult {
+fn run_cli(v: &mut Vault, p: CliParams, stream: Option<Stdout>) -> CliResult {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
+    let mut chunks = stream.map(|tx| Chunks {
+        tx,
+        buf: Vec::with_capacity(STDOUT_CHUNK_BYTES),
+    });
     let argv = std::iter::once("vellum".to_string()).chain(p.argv);
     let code = match <Cli as clap::Parser>::try_parse_from(argv) {
         // `--help`, `--version` and usage errors print what clap prints.
@@ -446,11 +464,17 @@ fn run_cli(v: &mut Vault, p: CliParams) -> CliResult {
         Ok(mut cli) => {
             cli.absolutize(&p.cwd);
             let root = v.root.clone();
+            let out: &mut dyn std::io::Write = match &mut chunks {
+                Some(c) => c,
+                None => &mut stdout,
+            };
             let mut io = Io {
-                out: &mut stdout,
+                out,
                 err: &mut stderr,
             };
-            match commands::run(cli, &mut Lend { vault: v, root }, &mut io) {
+            let ran = commands::run(cli, &mut Lend { vault: v, root }, &mut io);
+            let flushed = io.out.flush();
+            match ran.and_then(|()| flushed.map_err(anyhow::Error::from)) {
                 Ok(()) => 0,
                 Err(e) => {
                     stderr
@@ -464,6 +488,33 @@ fn run_cli(v: &mut Vault, p: CliParams) -> CliResult {
         code,
         stdout: BASE64.encode(&stdout),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Standard output sent on as it is written, in chunks; the vault's thread
+/// waits while the connection is behind, so memory stays bounded.
+struct Chunks {
+    tx: Stdout,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= STDOUT_CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(STDOUT_CHUNK_BYTES));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client hung up"))
     }
 }
 

@@ -4,4 +4,10 @@
  * What the `cli` method takes: a command line as the user typed it (after
  * the program name), and the directory it was typed in.
  */
-export type CliParams = { argv: Array<string>, cwd: string, };
+export type CliParams = { argv: Array<string>, cwd: string, 
+/**
+ * Send standard output as it is written, in `cli.stdout`
+ * notifications (`{data: base64}`) before the answer, whose `stdout`
+ * is then empty: a large file never sits in memory whole.
+ */
+stream?: boolean, };
