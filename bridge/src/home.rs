@@ -192,8 +192,12 @@ pub fn read_mark(instance: &str) -> Result<Option<ChainMark>> {
     }
 }
 
-/// Replaces the chain mark atomically (temp file, fsync, rename).
-pub fn write_mark(instance: &str, mark: &ChainMark) -> Result<()> {
+/// Replaces the chain mark atomically (temp file, rename), with an fsync
+/// first when `durable`. A mark that a crash leaves behind the journal, or
+/// damaged (then ignored), only narrows what it catches: a `.vellum/`
+/// restored from a copy newer than the mark. So the mark that follows each
+/// local op skips the fsync, and one that retires an identity does not.
+pub fn write_mark(instance: &str, mark: &ChainMark, durable: bool) -> Result<()> {
     let dir = key_dir(instance)?;
     let tmp = dir.join(format!("{CHAIN_MARK}.tmp"));
     let mut f = fs::OpenOptions::new()
@@ -204,7 +208,9 @@ pub fn write_mark(instance: &str, mark: &ChainMark) -> Result<()> {
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(&mark.to_bytes())?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     fs::rename(&tmp, dir.join(CHAIN_MARK)).with_context(|| format!("writing {}", tmp.display()))?;
     Ok(())
 }

@@ -348,7 +348,8 @@ pub fn scan_with(v: &mut Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<
     // than recording a save does.
     v.load_head()?;
     let whole = matches!(scope, Scope::All);
-    let (mut report, payloads, extra, rewrite) = plan(v, scope, opts)?;
+    let rules = v.rules()?;
+    let (mut report, payloads, extra, rewrite) = plan(v, scope, opts, &rules)?;
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
     crate::materialise::rewrite(v, &rewrite)?;
@@ -383,16 +384,15 @@ pub fn scan_with(v: &mut Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<
 /// records to write with them, and the paths to write the head's text to.
 type Plan = (ScanReport, Vec<Payload>, Batch, Vec<String>);
 
-fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
+fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>, rules: &Rules) -> Result<Plan> {
     let mut report = ScanReport::default();
     let scan_ns = now_ns();
     let head = v.head_state();
-    let rules = Rules::new(&v.root, &head.ignore)?;
     let hold = quarantine::hold_except(v, opts.release)?;
     let (recs, walked) = match scope {
         Scope::All => (
             v.disk_records()?,
-            walk(&v.root, &rules, &mut report.warnings)?,
+            walk(&v.root, rules, &mut report.warnings)?,
         ),
         Scope::Paths(paths) => {
             let paths = outermost(paths);
@@ -406,7 +406,7 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<Plan> {
             }
             (
                 v.disk_records_under(&names)?,
-                walk_paths(&v.root, &paths, &rules, &mut report.warnings),
+                walk_paths(&v.root, &paths, rules, &mut report.warnings),
             )
         }
     };

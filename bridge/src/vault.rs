@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -19,6 +20,7 @@ use vellum_snapshots::{Head, TimeMachine};
 
 use crate::error::user;
 use crate::home::{self, DeviceKeys};
+use crate::ignore_rules::Rules;
 
 /// The vault-wide ignore rules a new vault starts with (gitignore syntax).
 pub const DEFAULT_IGNORES: &[&str] = &[
@@ -149,6 +151,8 @@ pub struct Vault {
     copy_of: Option<PathBuf>,
     /// The head state, loaded once and kept current by `append`.
     head: Head,
+    /// The ignore rules compiled for the head's config, while it holds.
+    rules: Option<(Vec<String>, Arc<Rules>)>,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
 }
@@ -312,6 +316,7 @@ impl Vault {
             stale: None,
             copy_of: None,
             head: Head::default(),
+            rules: None,
             _lock: lock,
         };
         home::write_root(&instance, &fs::canonicalize(root)?)?;
@@ -358,6 +363,7 @@ impl Vault {
             stale: None,
             copy_of,
             head: Head::default(),
+            rules: None,
             _lock: lock,
         };
         v.catch_up()?;
@@ -386,6 +392,7 @@ impl Vault {
             stale: None,
             copy_of: None,
             head: Head::default(),
+            rules: None,
             _lock: lock,
         }
     }
@@ -411,6 +418,21 @@ impl Vault {
         self.head
             .loaded()
             .expect("the head is loaded before it is read in place")
+    }
+
+    /// The vault-wide ignore rules of the head's config, compiled once per
+    /// config rather than once per scan.
+    pub fn rules(&mut self) -> Result<Arc<Rules>> {
+        self.load_head()?;
+        let ignore = &self.head_state().ignore;
+        if let Some((globs, rules)) = &self.rules
+            && globs == ignore
+        {
+            return Ok(rules.clone());
+        }
+        let rules = Arc::new(Rules::new(&self.root, ignore)?);
+        self.rules = Some((ignore.clone(), rules.clone()));
+        Ok(rules)
     }
 
     /// Applies admitted ops not yet in the head state.
@@ -477,7 +499,7 @@ impl Vault {
             });
             if !mark.retire {
                 mark.retire = true;
-                home::write_mark(&self.instance, &mark)?;
+                home::write_mark(&self.instance, &mark, true)?;
             }
         } else {
             self.stale = None;
@@ -503,7 +525,7 @@ impl Vault {
             (mark.seq, mark.head) = highest;
         }
         mark.retire = true;
-        home::write_mark(&self.instance, &mark)?;
+        home::write_mark(&self.instance, &mark, true)?;
         self.check_own_chain()
     }
 
@@ -525,6 +547,7 @@ impl Vault {
                     head: e.head,
                     retire,
                 },
+                retire,
             )?;
         }
         Ok(())

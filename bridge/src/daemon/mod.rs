@@ -11,6 +11,7 @@
 pub mod client;
 pub mod events;
 pub mod rpc;
+mod watch;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,8 +19,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{broadcast, oneshot};
@@ -92,37 +91,7 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
     std::fs::set_permissions(&dot, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", dot.display()))?;
 
-    let watcher_jobs = jobs.clone();
-    let watched = root.clone();
-    // The debouncer checks for quiet paths every tick (a quarter of the
-    // timeout by default): a tenth keeps the wait close to the timeout.
-    let debounce = Duration::from_millis(debounce_ms);
-    let tick = (debounce / 10).max(Duration::from_millis(1));
-    let mut watcher = new_debouncer(debounce, Some(tick), move |res: DebounceEventResult| {
-        let job = match res {
-            Ok(events) => match changed_paths(&watched, &events) {
-                Some(paths) if paths.is_empty() => return,
-                Some(paths) => Job::Scan {
-                    why: "a change on disk",
-                    paths: Some(paths),
-                },
-                None => Job::Scan {
-                    why: "events the watcher could not name",
-                    paths: None,
-                },
-            },
-            // Missed events: compare everything.
-            Err(_) => Job::Scan {
-                why: "a watcher error",
-                paths: None,
-            },
-        };
-        let _ = watcher_jobs.send(job);
-    })
-    .context("starting the file watcher")?;
-    watcher
-        .watch(&root, RecursiveMode::Recursive)
-        .with_context(|| format!("watching {}", root.display()))?;
+    let watcher = watch::start(&root, Duration::from_millis(debounce_ms), jobs.clone())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -189,42 +158,6 @@ fn logging(root: &Path, s: &Settings) -> Result<tracing_appender::non_blocking::
         )
         .try_init();
     Ok(guard)
-}
-
-/// The vault-relative paths `events` name, outside `.vellum/` (the
-/// daemon's own files change all the time); `None` when some event asks
-/// for a rescan (the kernel's queue overflowed) or names a path that is
-/// not a UTF-8 path under the vault. Reads are not changes: a scan opens
-/// every folder and the files it hashes, and counting those would make
-/// each scan ask for the next.
-fn changed_paths(
-    root: &Path,
-    events: &[notify_debouncer_full::DebouncedEvent],
-) -> Option<Vec<String>> {
-    use notify::EventKind;
-    use notify::event::{AccessKind, AccessMode};
-    let mut out = Vec::new();
-    for e in events {
-        if e.event.need_rescan() {
-            return None;
-        }
-        if let EventKind::Access(kind) = e.event.kind
-            && kind != AccessKind::Close(AccessMode::Write)
-        {
-            continue;
-        }
-        for p in &e.event.paths {
-            let rel = p.strip_prefix(root).ok()?.to_str()?;
-            if rel.is_empty() {
-                return None;
-            }
-            if rel == VELLUM_DIR || rel.starts_with(&format!("{VELLUM_DIR}/")) {
-                continue;
-            }
-            out.push(rel.to_string());
-        }
-    }
-    Some(out)
 }
 
 /// The vault's thread: opens the vault (telling `ready`), scans, then runs
