@@ -558,12 +558,7 @@ fn two_devices() -> (Env, Env) {
     let a = Env::init();
     a.write("shared.md", "# shared\n");
     a.scan();
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     (a, b)
 }
 

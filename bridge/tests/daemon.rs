@@ -620,18 +620,12 @@ fn every_method_answers_on_the_socket_and_on_stdio() {
     std::fs::write(env.vault.join("b.md"), "b\none\n").unwrap();
     env.ok(&["scan"]);
     // A concurrent edit of the same line on a second device: a conflict.
-    let other = env.sibling("other");
-    env.ok(&[
-        "clone",
-        env.vault.to_str().unwrap(),
-        other.vault.to_str().unwrap(),
-    ]);
+    let other = env.clone_to("other");
     std::fs::write(other.vault.join("a.md"), "one\nTWO from the other\nthree\n").unwrap();
     other.ok(&["scan"]);
     std::fs::write(env.vault.join("a.md"), "one\n2 from here\nthree\n").unwrap();
     env.ok(&["scan"]);
-    let export = env.tmp.path().join("other.vx");
-    other.ok(&["export", export.to_str().unwrap()]);
+    let export = other.export("other.vx");
     env.ok(&["import", export.to_str().unwrap()]);
 
     let d = Daemon::start(&env, &[]);
@@ -748,12 +742,7 @@ fn symlinks_pointing_outside_the_vault_are_skipped_and_never_written_through() {
     let a = Env::init();
     a.write("note.md", "hello\n");
     a.ok(&["scan"]);
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     let outside = a.tmp.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("secret.md"), "not the vault's\n").unwrap();
@@ -776,8 +765,7 @@ fn symlinks_pointing_outside_the_vault_are_skipped_and_never_written_through() {
     a.write("docs/plan.md", "the plan\n");
     a.write("link.md", "a note of the same name\n");
     a.ok(&["scan"]);
-    let file = a.tmp.path().join("a.vx");
-    a.ok(&["export", file.to_str().unwrap()]);
+    let file = a.export("a.vx");
     let out = b.run(&["import", file.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -954,12 +942,7 @@ fn subscribers_hear_of_saves_and_of_other_devices_ops_with_provenance() {
         a.write(&format!("n{i:02}.md"), format!("note {i}\n"));
     }
     a.ok(&["scan"]);
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     let d = Daemon::start(&a, &[]);
     let s = UnixStream::connect(&d.socket).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
@@ -992,8 +975,7 @@ fn subscribers_hear_of_saves_and_of_other_devices_ops_with_provenance() {
         std::fs::remove_file(b.vault.join(format!("n{i:02}.md"))).unwrap();
     }
     b.ok(&["scan"]);
-    let file = a.tmp.path().join("b.vx");
-    b.ok(&["export", file.to_str().unwrap()]);
+    let file = b.export("b.vx");
     a.ok(&["import", file.to_str().unwrap()]);
     let b_device = b.json(&["status"])["device"].as_str().unwrap().to_string();
     let seen = events_until(&mut r, |e| {

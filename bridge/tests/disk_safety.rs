@@ -153,12 +153,7 @@ fn a_full_disk_during_an_import_leaves_no_partial_file_and_loses_nothing() {
     let a = Env::init();
     a.write("note.md", "hello\n");
     a.scan();
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     // A 1 MiB attachment that does not compress.
     let big: Vec<u8> = (0..1u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -166,8 +161,7 @@ fn a_full_disk_during_an_import_leaves_no_partial_file_and_loses_nothing() {
     a.write("attachments/big.bin", &big);
     a.write("attachments/small.md", "small\n");
     a.scan();
-    let file = a.tmp.path().join("a.vx");
-    a.ok(&["export", file.to_str().unwrap()]);
+    let file = a.export("a.vx");
 
     let attachments = b.vault.join("attachments");
     let full = Tmpfs::mount(&attachments, "256k");
@@ -197,12 +191,7 @@ fn a_symlinked_folder_in_the_vault_blocks_writes_into_it_until_removed() {
     let a = Env::init();
     a.write("note.md", "hello\n");
     a.scan();
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     let outside = a.tmp.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     symlink(&outside, b.vault.join("docs")).unwrap();
@@ -215,8 +204,7 @@ fn a_symlinked_folder_in_the_vault_blocks_writes_into_it_until_removed() {
 
     a.write("docs/plan.md", "the plan\n");
     a.scan();
-    let file = a.tmp.path().join("a.vx");
-    a.ok(&["export", file.to_str().unwrap()]);
+    let file = a.export("a.vx");
     let out = b.run(&["import", file.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

@@ -21,20 +21,13 @@ fn two_devices() -> (Env, Env) {
         a.write(&note(i), body(i));
     }
     a.scan();
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     (a, b)
 }
 
 /// `from`'s whole journal, as an export file.
 fn export(from: &Env, name: &str) -> String {
-    let file = from.tmp.path().join(name);
-    from.ok(&["export", file.to_str().unwrap()]);
-    file.to_string_lossy().into_owned()
+    from.export(name).to_string_lossy().into_owned()
 }
 
 /// B deletes notes 0..30; A imports that. Returns A's import report.
@@ -179,12 +172,7 @@ fn a_rollback_on_another_device_that_deletes_many_files_is_held() {
         a.write(&note(i), body(i));
     }
     a.scan();
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     // B needs --yes for it; A holds it all the same.
     assert!(b.fails(&["rollback", "--to", &point]).contains("--yes"));
     b.ok(&["rollback", "--to", &point, "--yes"]);

@@ -36,6 +36,24 @@ impl Env {
         }
     }
 
+    /// A second device of this vault, cloned into a sibling folder.
+    pub fn clone_to(&self, name: &str) -> Env {
+        let other = self.sibling(name);
+        self.ok(&[
+            "clone",
+            self.vault.to_str().unwrap(),
+            other.vault.to_str().unwrap(),
+        ]);
+        other
+    }
+
+    /// This vault's whole journal, exported to `name` beside it.
+    pub fn export(&self, name: &str) -> PathBuf {
+        let file = self.tmp.path().join(name);
+        self.ok(&["export", file.to_str().unwrap()]);
+        file
+    }
+
     /// A fresh, initialised, empty vault.
     pub fn init() -> Env {
         let env = Env::new();
@@ -177,15 +195,8 @@ pub fn redact(v: &Value) -> Value {
 pub fn note_changed_elsewhere(a: &Env) -> PathBuf {
     std::fs::write(a.vault.join("note.md"), "one\ntwo\nthree\n").unwrap();
     a.ok(&["scan"]);
-    let b = a.sibling("b");
-    a.ok(&[
-        "clone",
-        a.vault.to_str().unwrap(),
-        b.vault.to_str().unwrap(),
-    ]);
+    let b = a.clone_to("b");
     std::fs::write(b.vault.join("note.md"), "one\nTWO from b\nthree\n").unwrap();
     b.ok(&["scan"]);
-    let file = a.tmp.path().join("b.vx");
-    b.ok(&["export", file.to_str().unwrap()]);
-    file
+    b.export("b.vx")
 }
