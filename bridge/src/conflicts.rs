@@ -262,7 +262,7 @@ fn store_blob(v: &Vault, reader: impl std::io::Read) -> Result<Body> {
 }
 
 /// The three sides of a file's open conflict, for a side-by-side view:
-/// texts (absent for a binary side), the incoming op and who wrote it.
+/// texts (null for a binary side), the incoming op and who wrote it.
 #[derive(Serialize, Clone, Debug, ts_rs::TS)]
 pub struct ConflictSides {
     pub path: String,
@@ -281,7 +281,7 @@ pub struct ConflictSides {
 pub struct SideText {
     pub hash: String,
     pub size: u64,
-    /// The text; absent when this side is binary.
+    /// The text; null when this side is binary.
     pub text: Option<String>,
 }
 

@@ -341,12 +341,7 @@ pub fn show(v: &Vault, path_arg: &str, point: &str, out: &mut dyn Write) -> Resu
     };
     write_body(&v.journal, &body, out)?;
     Ok(ShowInfo {
-        path: p,
-        file: id.short(),
-        hash: f.hash.to_hex(),
-        size: f.size,
-        mtime: time_string((f.mtime_ms.max(0) as u64) << hlc::LOGICAL_BITS),
-        kind: kind_name(f.kind).into(),
+        info: FileInfo::of(&p, id, f),
         text,
     })
 }
@@ -354,13 +349,10 @@ pub fn show(v: &Vault, path_arg: &str, point: &str, out: &mut dyn Write) -> Resu
 /// A file as of a point (`vellum show --json`, the `show` method).
 #[derive(Serialize, Clone, Debug, ts_rs::TS)]
 pub struct ShowInfo {
-    pub path: String,
-    pub file: String,
-    pub hash: String,
-    pub size: u64,
-    pub mtime: String,
-    pub kind: String,
-    /// The text; absent for a binary file.
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub info: FileInfo,
+    /// The text; null for a binary file.
     pub text: Option<String>,
 }
 
@@ -369,17 +361,32 @@ pub struct ShowInfo {
 pub struct Tree {
     /// The point, as a `vv:` string.
     pub at: String,
-    pub files: Vec<TreeFile>,
+    pub files: Vec<FileInfo>,
 }
 
+/// A live file as of some point: where, which, what content, how big,
+/// when it was last changed, text or binary.
 #[derive(Serialize, Clone, Debug, ts_rs::TS)]
-pub struct TreeFile {
+pub struct FileInfo {
     pub path: String,
     pub file: String,
     pub hash: String,
     pub size: u64,
     pub mtime: String,
     pub kind: String,
+}
+
+impl FileInfo {
+    fn of(path: &str, id: FileId, f: &vellum_journal::replay::FileState) -> FileInfo {
+        FileInfo {
+            path: path.to_string(),
+            file: id.short(),
+            hash: f.hash.to_hex(),
+            size: f.size,
+            mtime: time_string((f.mtime_ms.max(0) as u64) << hlc::LOGICAL_BITS),
+            kind: kind_name(f.kind).into(),
+        }
+    }
 }
 
 /// The files `checkout --at point` would write (those under `prefix`),
@@ -397,14 +404,7 @@ pub fn tree(v: &Vault, point: &str, prefix: Option<&str>) -> Result<Tree> {
                 .as_deref()
                 .is_none_or(|pre| p.as_str() == pre || p.starts_with(&format!("{pre}/")))
         })
-        .map(|(p, id, f)| TreeFile {
-            path: p.clone(),
-            file: id.short(),
-            hash: f.hash.to_hex(),
-            size: f.size,
-            mtime: time_string((f.mtime_ms.max(0) as u64) << hlc::LOGICAL_BITS),
-            kind: kind_name(f.kind).into(),
-        })
+        .map(|(p, id, f)| FileInfo::of(p, *id, f))
         .collect();
     Ok(Tree {
         at: vv.to_point_string(),

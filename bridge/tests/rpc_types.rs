@@ -14,7 +14,7 @@ use vellum_bridge::daemon::rpc::{
     CliParams, CliResult, DiffParams, DiffResult, LogParams, QuarantineParams, ResolveParams,
     RestoreParams, RollbackParams, RpcError, ShowParams, SidesParams, TreeParams,
 };
-use vellum_bridge::history::{DiffEntry, LogEntry, ShowInfo, Tree, TreeFile};
+use vellum_bridge::history::{DiffEntry, FileInfo, LogEntry, ShowInfo, Tree};
 use vellum_bridge::quarantine::{Change, Held, HeldFile, Source};
 use vellum_bridge::rewrite::{Preview, PreviewEntry, WriteReport};
 use vellum_bridge::settings::{LogSettings, Settings};
@@ -62,7 +62,7 @@ fn generated_typescript_matches_the_committed_files() {
         generated::<DiffEntry>(&cfg),
         generated::<TreeParams>(&cfg),
         generated::<Tree>(&cfg),
-        generated::<TreeFile>(&cfg),
+        generated::<FileInfo>(&cfg),
         generated::<RestoreParams>(&cfg),
         generated::<RollbackParams>(&cfg),
         generated::<Preview>(&cfg),

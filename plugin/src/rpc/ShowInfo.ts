@@ -3,8 +3,8 @@
 /**
  * A file as of a point (`vellum show --json`, the `show` method).
  */
-export type ShowInfo = { path: string, file: string, hash: string, size: number, mtime: string, kind: string, 
+export type ShowInfo = { 
 /**
- * The text; absent for a binary file.
+ * The text; null for a binary file.
  */
-text: string | null, };
+text: string | null, path: string, file: string, hash: string, size: number, mtime: string, kind: string, };

@@ -2,6 +2,6 @@
 
 export type SideText = { hash: string, size: number, 
 /**
- * The text; absent when this side is binary.
+ * The text; null when this side is binary.
  */
 text: string | null, };
