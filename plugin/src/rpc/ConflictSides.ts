@@ -3,7 +3,7 @@ import type { SideText } from "./SideText";
 
 /**
  * The three sides of a file's open conflict, for a side-by-side view:
- * texts (absent for a binary side), the incoming op and who wrote it.
+ * texts (null for a binary side), the incoming op and who wrote it.
  */
 export type ConflictSides = { path: string, kind: string, 
 /**
