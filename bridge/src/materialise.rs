@@ -19,8 +19,8 @@ use crate::{disk, quarantine};
 /// `Ks::Meta` key present while the disk is being brought in line with the
 /// head, and left when some path could not be: a crash, a full disk, a
 /// symlink in the way, or a file the user changed meanwhile. The next full
-/// scan records what the user did and then finishes the job
-/// ([`catch_up_disk`]).
+/// scan, or the next that records something, records what the user did
+/// and then finishes the job ([`catch_up_disk`]).
 const DISK_BEHIND: &[u8] = b"bridge_disk_behind";
 
 /// One pass of disk writes: the records to commit with them, the paths
@@ -272,7 +272,7 @@ pub fn disk_behind(v: &Vault) -> Result<bool> {
 }
 
 /// Finishes what an earlier pass could not write, if anything: call it
-/// after a full scan, which recorded what the user did meanwhile.
+/// after a scan, which recorded what the user did meanwhile.
 pub fn catch_up_disk(v: &mut Vault) -> Result<Vec<String>> {
     if !disk_behind(v)? {
         return Ok(Vec::new());

@@ -353,9 +353,9 @@ pub fn scan_with(v: &mut Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
     crate::materialise::rewrite(v, &rewrite)?;
-    if whole {
-        // Writes an earlier pass could not make, now that what the user
-        // did meanwhile is recorded.
+    if whole || report.ops_recorded > 0 {
+        // Writes an earlier pass could not make (the user was changing
+        // the file, say), now that what the user did is recorded.
         if let Err(e) = crate::materialise::catch_up_disk(v) {
             report.warnings.push(crate::error::one_line(&e));
         }
