@@ -453,15 +453,32 @@ struct Conn {
 
 impl Conn {
     fn call(&mut self, method: &str, params: Value) -> Value {
+        let (answer, notes) = self.call_noting(method, params);
+        assert!(
+            notes.is_empty(),
+            "notifications before the answer: {notes:?}"
+        );
+        answer
+    }
+
+    /// A call, and the notifications that came before its answer.
+    fn call_noting(&mut self, method: &str, params: Value) -> (Value, Vec<Value>) {
         self.next += 1;
         let req = json!({"jsonrpc": "2.0", "id": self.next, "method": method, "params": params});
         writeln!(self.w, "{req}").unwrap();
         self.w.flush().unwrap();
-        let mut line = String::new();
-        self.r.read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["id"], self.next, "{v}");
-        v
+        let mut notes = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v.get("id").is_none() {
+                notes.push(v);
+                continue;
+            }
+            assert_eq!(v["id"], self.next, "{v}");
+            return (v, notes);
+        }
     }
 }
 
@@ -611,6 +628,19 @@ fn every_method(env: &Env, c: &mut Conn, last: bool) {
     );
     assert_eq!(cli["result"]["code"], 0);
     assert_eq!(cli["result"]["stdout"], "YgpvbmUK"); // base64 of "b\none\n"
+    // Streamed output comes first, in cli.stdout notifications.
+    let (streamed, notes) = c.call_noting(
+        "cli",
+        json!({"argv": ["show", "b.md"], "cwd": env.vault.to_str().unwrap(), "stream": true}),
+    );
+    assert_eq!(streamed["result"]["code"], 0, "{streamed}");
+    assert_eq!(streamed["result"]["stdout"], "");
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["method"], "cli.stdout");
+    assert_eq!(notes[0]["params"]["data"], "YgpvbmUK");
+    // Last: from here on, events may come between answers.
+    let sub = c.call("subscribe", Value::Null);
+    assert_eq!(sub["result"]["subscribed"], true, "{sub}");
 }
 
 #[test]
