@@ -236,7 +236,7 @@ fn body_from_file(v: &Vault, src: &Path, kind: FileKind) -> Result<Body> {
         return body_from_bytes(v, bytes, kind);
     }
     let reader = std::fs::File::open(src).with_context(|| format!("reading {}", src.display()))?;
-    store_blob(v, reader)
+    store_blob(v, reader, meta.len())
 }
 
 /// Text inline for a text file that stays valid UTF-8 within the text
@@ -245,19 +245,24 @@ fn body_from_bytes(v: &Vault, bytes: Vec<u8>, kind: FileKind) -> Result<Body> {
     if kind == FileKind::Text && bytes.len() <= TEXT_BYTES_MAX {
         match String::from_utf8(bytes) {
             Ok(t) => return Ok(Body::Text(t)),
-            Err(e) => return store_blob(v, std::io::Cursor::new(e.into_bytes())),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                let size = bytes.len() as u64;
+                return store_blob(v, std::io::Cursor::new(bytes), size);
+            }
         }
     }
-    store_blob(v, std::io::Cursor::new(bytes))
+    let size = bytes.len() as u64;
+    store_blob(v, std::io::Cursor::new(bytes), size)
 }
 
-fn store_blob(v: &Vault, reader: impl std::io::Read) -> Result<Body> {
+fn store_blob(v: &Vault, reader: impl std::io::Read, size: u64) -> Result<Body> {
     let dedup = v
         .journal
         .write_epoch()?
         .and_then(|epoch| v.journal.keys().dedup_key(&epoch))
         .ok_or_else(|| anyhow::anyhow!("this device holds no vault key it may write with"))?;
-    let b = blob::store_blob(v.journal.store(), reader, &dedup, &mut OsEntropy)?;
+    let b = blob::store_blob_of_size(v.journal.store(), reader, size, &dedup, &mut OsEntropy)?;
     Ok(Body::Blob(b))
 }
 

@@ -861,13 +861,15 @@ fn body_for(
                 }
                 Err(e) => return Err(e).with_context(|| format!("reading {}", shown())),
             };
-            let blob = match blob::store_blob(v.journal.store(), file, dedup_key, entropy) {
-                Ok(b) => b,
-                Err(vellum_journal::Error::Usage(why)) => {
-                    return Err(Skip(format!("skipped {}: {why}", shown())).into());
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let size = fresh.stat.size;
+            let blob =
+                match blob::store_blob_of_size(v.journal.store(), file, size, dedup_key, entropy) {
+                    Ok(b) => b,
+                    Err(vellum_journal::Error::Usage(why)) => {
+                        return Err(Skip(format!("skipped {}: {why}", shown())).into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             if blob.hash != fresh.hash {
                 return Err(Skip::unsteady(shown()).into());
             }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::id::ContentHash;
 use crate::limits::{
     BLOB_CHUNKS_MAX, CHUNK_AVG_BYTES, CHUNK_BYTES_MAX, CHUNK_MAX_BYTES, CHUNK_MIN_BYTES,
+    LARGE_BLOB_BYTES, LARGE_CHUNK_AVG_BYTES, LARGE_CHUNK_MIN_BYTES,
 };
 use crate::payload::{BlobRef, ChunkRef};
 use crate::store::{Batch, Durability, Ks, Store};
@@ -32,6 +33,20 @@ pub fn store_blob<S: Store + ?Sized>(
     dedup_key: &[u8; 32],
     entropy: &mut dyn Entropy,
 ) -> Result<BlobRef> {
+    store_blob_of_size(store, reader, 0, dedup_key, entropy)
+}
+
+/// [`store_blob`] for content of about `size` bytes (a file's length; 0
+/// when unknown): a file over `LARGE_BLOB_BYTES` is cut into coarser
+/// chunks, within `CHUNK_MAX_BYTES`, so its chunk list fits an op.
+pub fn store_blob_of_size<S: Store + ?Sized>(
+    store: &S,
+    reader: impl Read,
+    size: u64,
+    dedup_key: &[u8; 32],
+    entropy: &mut dyn Entropy,
+) -> Result<BlobRef> {
+    let (min, avg, max) = chunk_sizes(size);
     let mut blob_key = [0u8; 32];
     entropy.fill(&mut blob_key);
     let cipher = XChaCha20Poly1305::new(&blob_key.into());
@@ -41,8 +56,7 @@ pub fn store_blob<S: Store + ?Sized>(
     let mut batch = Batch::new();
     let mut batch_bytes = 0;
     let mut new_bytes = 0u64;
-    let cdc =
-        fastcdc::v2020::StreamCDC::new(reader, CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES);
+    let cdc = fastcdc::v2020::StreamCDC::new(reader, min, avg, max);
     for chunk in cdc {
         let chunk = chunk.map_err(|e| match e {
             fastcdc::v2020::Error::IoError(io) => Error::Io(io),
@@ -132,6 +146,20 @@ fn prefixed(prefix: &[u8], id: &[u8; 32]) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(id);
     k
+}
+
+/// FastCDC's minimum, average and maximum chunk sizes for content of
+/// `size` bytes.
+pub fn chunk_sizes(size: u64) -> (usize, usize, usize) {
+    if size > LARGE_BLOB_BYTES {
+        (
+            LARGE_CHUNK_MIN_BYTES,
+            LARGE_CHUNK_AVG_BYTES,
+            CHUNK_MAX_BYTES,
+        )
+    } else {
+        (CHUNK_MIN_BYTES, CHUNK_AVG_BYTES, CHUNK_MAX_BYTES)
+    }
 }
 
 /// Records in `batch` that op `id` was admitted unread: its chunk ids are
@@ -466,6 +494,29 @@ mod tests {
         let mut v = vec![0; len];
         e.fill(&mut v);
         v
+    }
+
+    #[test]
+    fn files_over_the_large_size_are_chunked_coarser_within_the_same_limit() {
+        assert_eq!(chunk_sizes(LARGE_BLOB_BYTES).1, CHUNK_AVG_BYTES);
+        assert_eq!(chunk_sizes(LARGE_BLOB_BYTES + 1).1, LARGE_CHUNK_AVG_BYTES);
+        // A 1 GiB file fits an op's chunk list, where 64 KiB chunks would not.
+        let gib = 1u64 << 30;
+        assert!(gib / LARGE_CHUNK_AVG_BYTES as u64 * 3 / 2 < BLOB_CHUNKS_MAX as u64);
+        assert!(gib / CHUNK_AVG_BYTES as u64 > BLOB_CHUNKS_MAX as u64);
+        // The size is a hint; 8 MiB chunked as if it were large.
+        let store = MemStore::new();
+        let mut e = SeededEntropy::new(3);
+        let data = noise(8 << 20, 4);
+        let blob =
+            store_blob_of_size(&store, &data[..], LARGE_BLOB_BYTES + 1, &[6; 32], &mut e).unwrap();
+        let lens: Vec<usize> = blob.chunks.iter().map(|c| c.len as usize).collect();
+        assert!(lens.iter().all(|l| *l <= CHUNK_MAX_BYTES), "{lens:?}");
+        let avg = data.len() / lens.len();
+        assert!(avg > 128 * 1024, "average chunk {avg} B");
+        let mut out = Vec::new();
+        read_blob(&store, &blob, &mut out).unwrap();
+        assert_eq!(out, data);
     }
 
     #[test]

@@ -17,15 +17,21 @@ pub const CHUNK_MIN_BYTES: usize = 16 * 1024;
 pub const CHUNK_AVG_BYTES: usize = 64 * 1024;
 pub const CHUNK_MAX_BYTES: usize = 256 * 1024;
 /// Most chunks one blob may list, so its op stays under `OP_BYTES_MAX`
-/// (each chunk reference is about 100 bytes). At the 64 KiB average chunk
-/// size that is roughly 600 MiB per file.
+/// (each chunk reference is about 100 bytes).
 pub const BLOB_CHUNKS_MAX: usize = 10_000;
-/// Largest file the scanner records, in bytes: well inside
-/// `BLOB_CHUNKS_MAX` at the average chunk size (8,192 chunks), so content
+/// Files larger than this are chunked coarser, within the same chunk size
+/// limit, so their chunk list still fits an op: at the 64 KiB average,
+/// `BLOB_CHUNKS_MAX` chunks hold only about 600 MiB.
+pub const LARGE_BLOB_BYTES: u64 = 512 * 1024 * 1024;
+/// FastCDC parameters for files over `LARGE_BLOB_BYTES`, in bytes.
+pub const LARGE_CHUNK_MIN_BYTES: usize = 64 * 1024;
+pub const LARGE_CHUNK_AVG_BYTES: usize = 192 * 1024;
+/// Largest file the scanner records, in bytes: at the large-file average
+/// chunk size, 8,192 chunks, well inside `BLOB_CHUNKS_MAX`, so content
 /// that chunks finer than average still fits. A larger file is skipped
 /// with a warning (not read, not recorded) until ops can list chunks
 /// indirectly.
-pub const BLOB_BYTES_MAX: u64 = 512 * 1024 * 1024;
+pub const BLOB_BYTES_MAX: u64 = 1536 * 1024 * 1024;
 /// Ops per checkpoint of the replayed state.
 pub const CHECKPOINT_INTERVAL_OPS: u64 = 1024;
 /// Most ops held back in the pending buffer (missing prev/deps, future hlc).
