@@ -72,11 +72,9 @@ impl<'a> Pass<'a> {
 
     fn fail(&mut self, p: &str, e: &anyhow::Error) {
         self.behind += 1;
-        tracing::warn!(
-            error = %crate::error::one_line(e),
-            "a file could not be written; the next scan tries again"
-        );
-        tracing::debug!("could not write {p}");
+        // The error names the path, which logs show only at debug level.
+        tracing::warn!("a file could not be written; the next scan tries again");
+        tracing::debug!("could not write {p}: {}", crate::error::one_line(e));
         if self.first_error.is_none() {
             self.first_error = Some(crate::error::one_line(e));
         }

@@ -226,7 +226,11 @@ fn publish(v: &mut Vault, watch: &mut events::Watch, bus: &broadcast::Sender<eve
                 let _ = bus.send(e);
             }
         }
-        Err(e) => tracing::warn!("could not gather events: {}", error::one_line(&e)),
+        Err(e) => {
+            // The error may name a path: logs show those only at debug level.
+            tracing::warn!("could not gather the events of a change; subscribers may miss it");
+            tracing::debug!("gathering events failed: {}", error::one_line(&e));
+        }
     }
 }
 
