@@ -530,9 +530,10 @@ fn quarantine_note(files: u64) -> String {
 
 fn print_held(io: &mut Io<'_>, h: &quarantine::Held) -> Result<()> {
     let from = match (&h.source, &h.author) {
-        (quarantine::Source::Remote, Some(a)) => {
-            format!("{} op(s) from device {}", h.ops.len(), &a[..12])
-        }
+        (quarantine::Source::Remote, Some(a)) => match &h.author_name {
+            Some(name) => format!("{} op(s) from {name:?} ({})", h.ops.len(), &a[..12]),
+            None => format!("{} op(s) from device {}", h.ops.len(), &a[..12]),
+        },
         _ => "a scan of this vault".to_string(),
     };
     io.say(format!(

@@ -274,8 +274,10 @@ pub struct ConflictSides {
     pub kind: &'static str,
     /// The op whose change conflicted (hex).
     pub op: String,
-    /// The device that wrote it (hex), and when (RFC 3339).
+    /// The device that wrote it (hex), its name if it gave one, and when
+    /// (RFC 3339).
     pub incoming_device: String,
+    pub incoming_device_name: Option<String>,
     pub incoming_time: String,
     pub base: SideText,
     pub current: SideText,
@@ -319,6 +321,7 @@ pub fn sides(v: &mut Vault, path_arg: &str, op: Option<&str>) -> Result<Conflict
         kind: c.kind.name(),
         op: c.op.to_hex(),
         incoming_device: meta.author.to_hex(),
+        incoming_device_name: v.head_state().device_names.get(&meta.author).cloned(),
         incoming_time: crate::history::time_string(meta.hlc),
         base,
         current,

@@ -98,6 +98,9 @@ pub struct Held {
     pub source: Source,
     /// The device whose ops these are (remote batches; hex).
     pub author: Option<String>,
+    /// That device's name, if it gave one.
+    #[serde(default)]
+    pub author_name: Option<String>,
     /// The batch's ops (remote batches; hex ids, oldest first).
     pub ops: Vec<String>,
     /// When the batch's first op was written, or when the scan ran
@@ -286,7 +289,8 @@ pub fn screen(
             {
                 j += 1;
             }
-            held.push(remote_batch(author, &list[i..j]));
+            let name = new.device_names.get(&author).cloned();
+            held.push(remote_batch(author, name, &list[i..j]));
             i = j;
         }
     }
@@ -307,6 +311,7 @@ pub fn screen(
 
 fn remote_batch(
     author: DeviceId,
+    author_name: Option<String>,
     hits: &[(u64, OpId, FileId, Change, String, ContentHash)],
 ) -> Held {
     let mut ops: Vec<OpId> = Vec::new();
@@ -319,6 +324,7 @@ fn remote_batch(
         id: ops[0].to_hex()[..12].to_string(),
         source: Source::Remote,
         author: Some(author.to_hex()),
+        author_name,
         ops: ops.iter().map(OpId::to_hex).collect(),
         time: time_string(hits[0].0),
         files: hits
@@ -349,6 +355,7 @@ pub(crate) fn scan_batch(files: Vec<HeldFile>, now_ns: i64) -> Held {
         id: h.finalize().to_hex()[..12].to_string(),
         source: Source::Scan,
         author: None,
+        author_name: None,
         ops: Vec::new(),
         time,
         files,

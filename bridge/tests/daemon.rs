@@ -586,6 +586,7 @@ fn every_method(env: &Env, c: &mut Conn, last: bool) {
     );
     assert_eq!(r["kind"], "overlap");
     assert_eq!(r["incoming_device"].as_str().unwrap().len(), 64);
+    assert!(!r["incoming_device_name"].as_str().unwrap().is_empty());
     // Writing history forward: no change where the point is the head.
     let head = c.call("status", Value::Null)["result"]["head"].clone();
     let same = c.call("restore", json!({"path": "b.md", "at": head}));

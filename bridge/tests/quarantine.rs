@@ -69,6 +69,8 @@ fn an_import_that_deletes_most_of_the_vault_is_held_back_from_the_disk() {
         b.json(&["status"])["device"],
         "the batch names the device that wrote it"
     );
+    let name = batch["author_name"].as_str().unwrap();
+    assert!(name.ends_with("(clone)"), "named as the clone was: {name}");
     let files = batch["files"].as_array().unwrap();
     assert_eq!(files.len(), 30);
     assert!(files.iter().all(|f| f["change"] == "delete"));

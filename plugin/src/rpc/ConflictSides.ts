@@ -11,6 +11,7 @@ export type ConflictSides = { path: string, kind: string,
  */
 op: string, 
 /**
- * The device that wrote it (hex), and when (RFC 3339).
+ * The device that wrote it (hex), its name if it gave one, and when
+ * (RFC 3339).
  */
-incoming_device: string, incoming_time: string, base: SideText, current: SideText, incoming: SideText, };
+incoming_device: string, incoming_device_name: string | null, incoming_time: string, base: SideText, current: SideText, incoming: SideText, };

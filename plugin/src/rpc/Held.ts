@@ -15,6 +15,10 @@ id: string, source: Source,
  */
 author: string | null, 
 /**
+ * That device's name, if it gave one.
+ */
+author_name: string | null, 
+/**
  * The batch's ops (remote batches; hex ids, oldest first).
  */
 ops: Array<string>, 
