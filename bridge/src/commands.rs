@@ -531,8 +531,12 @@ fn quarantine_note(files: u64) -> String {
 fn print_held(io: &mut Io<'_>, h: &quarantine::Held) -> Result<()> {
     let from = match (&h.source, &h.author) {
         (quarantine::Source::Remote, Some(a)) => match &h.author_name {
-            Some(name) => format!("{} op(s) from {name:?} ({})", h.ops.len(), &a[..12]),
-            None => format!("{} op(s) from device {}", h.ops.len(), &a[..12]),
+            Some(name) => format!(
+                "{} op(s) from {name:?} ({})",
+                h.ops.len(),
+                conflicts::short(a)
+            ),
+            None => format!("{} op(s) from device {}", h.ops.len(), conflicts::short(a)),
         },
         _ => "a scan of this vault".to_string(),
     };

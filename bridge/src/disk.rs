@@ -115,6 +115,14 @@ fn open<'a>(root: &Path, rel: &'a str, create: bool) -> Result<Option<Opened<'a>
     Ok(Some(Opened { fds, folders, name }))
 }
 
+/// [`open`], creating missing folders. A folder removed between its
+/// creation and its opening (another program at work) is an error.
+fn open_creating<'a>(root: &Path, rel: &'a str) -> Result<Opened<'a>> {
+    open(root, rel, true)?.ok_or_else(|| {
+        anyhow::anyhow!("cannot write {rel}: a folder on its way vanished while it was made")
+    })
+}
+
 fn shown(root: &Path, parts: &[&OsStr]) -> String {
     let mut p = root.to_path_buf();
     p.extend(parts);
@@ -183,7 +191,7 @@ pub fn write_atomic(
     mtime_ms: i64,
     fill: &mut dyn FnMut(&mut File) -> Result<()>,
 ) -> Result<std::fs::Metadata> {
-    let o = open(root, rel, true)?.expect("folders are created");
+    let o = open_creating(root, rel)?;
     check_target(&o, root, rel)?;
     let target = root.join(rel);
     let mut tmp = o.name.to_os_string();
@@ -222,7 +230,7 @@ pub fn write_new(
     mtime_ms: i64,
     fill: &mut dyn FnMut(&mut File) -> Result<()>,
 ) -> Result<()> {
-    let o = open(root, rel, true)?.expect("folders are created");
+    let o = open_creating(root, rel)?;
     create_filled(o.dir(), o.name, mtime_ms, fill)
         .with_context(|| format!("writing {}", root.join(rel).display()))?;
     Ok(())

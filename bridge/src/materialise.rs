@@ -47,15 +47,6 @@ impl<'a> Pass<'a> {
         })
     }
 
-    fn record(&self, p: &str) -> Result<Option<DiskRec>> {
-        Ok(self
-            .v
-            .journal
-            .store()
-            .get(Ks::Disk, p.as_bytes())?
-            .and_then(|b| DiskRec::from_bytes(&b)))
-    }
-
     /// Whether the disk at `p` holds what Vellum last wrote or read there,
     /// so it may be replaced: a file the user changed, created or deleted
     /// since the last scan is theirs until a scan records it (DESIGN §8:
@@ -87,7 +78,7 @@ impl<'a> Pass<'a> {
 
     /// Writes live file `id` (state `f`) to its path.
     fn write(&mut self, id: FileId, f: &FileState) -> Result<()> {
-        let rec = self.record(&f.path)?;
+        let rec = self.v.disk_record(&f.path)?;
         match self.as_recorded(&f.path, rec.as_ref()) {
             Ok(true) => {}
             Ok(false) => {
@@ -110,7 +101,7 @@ impl<'a> Pass<'a> {
 
     /// Removes the file at `p`, unless it holds bytes no scan recorded.
     fn remove(&mut self, p: &str) -> Result<()> {
-        let rec = self.record(p)?;
+        let rec = self.v.disk_record(p)?;
         let gone = fs::symlink_metadata(self.v.root.join(p))
             .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
         if !gone {
@@ -298,11 +289,7 @@ pub fn settle(
         if hold.paths.contains(p) {
             continue;
         }
-        let rec = v
-            .journal
-            .store()
-            .get(Ks::Disk, p.as_bytes())?
-            .and_then(|b| DiskRec::from_bytes(&b));
+        let rec = v.disk_record(p)?;
         let disk = disk::hash_file(&v.root, p)?;
         let droppable = |h: ContentHash| rec.is_some_and(|r| r.hash == h) || *allowed == Some(h);
         match head.file_at(p) {

@@ -36,7 +36,7 @@ use crate::history::time_string;
 use crate::materialise::settle;
 use crate::rewrite::{WriteReport, content_op};
 use crate::scan::{self, ScanOpts, Scope};
-use crate::vault::{DiskRec, Vault, now_ms};
+use crate::vault::{Vault, now_ms};
 
 /// A batch that deletes or empties (or, for a scan, reverts or re-creates)
 /// more than this many files is held...
@@ -490,10 +490,7 @@ fn compensate(v: &mut Vault, h: &Held) -> Result<Vec<Payload>> {
             continue;
         };
         let mtime_ms = v
-            .journal
-            .store()
-            .get(Ks::Disk, f.path.as_bytes())?
-            .and_then(|b| DiskRec::from_bytes(&b))
+            .disk_record(&f.path)?
             .map_or(now_ms() as i64, |r| crate::scan::mtime_ms(r.stat.mtime_ns));
         let cur = head.files.get(&id);
         match cur {

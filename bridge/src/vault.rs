@@ -682,13 +682,20 @@ impl Vault {
         Ok(next_id)
     }
 
+    /// What Vellum last wrote or read at vault path `p`, if anything.
+    pub fn disk_record(&self, p: &str) -> Result<Option<DiskRec>> {
+        Ok(self
+            .journal
+            .store()
+            .get(Ks::Disk, p.as_bytes())?
+            .and_then(|b| DiskRec::from_bytes(&b)))
+    }
+
     /// The records at `paths` and under them (as folders).
     pub fn disk_records_under(&self, paths: &[String]) -> Result<BTreeMap<String, DiskRec>> {
         let mut out = BTreeMap::new();
         for p in paths {
-            if let Some(r) = self.journal.store().get(Ks::Disk, p.as_bytes())?
-                && let Some(r) = DiskRec::from_bytes(&r)
-            {
+            if let Some(r) = self.disk_record(p)? {
                 out.insert(p.clone(), r);
             }
             let prefix = format!("{p}/");
