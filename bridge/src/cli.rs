@@ -149,13 +149,38 @@ pub enum Command {
         /// Wait this long after the last change on disk before recording
         #[arg(long, default_value_t = 100)]
         debounce_ms: u64,
+        #[command(flatten)]
+        net: NetArgs,
     },
+    /// List the vault's other devices: connected now, last seen, and how
+    /// many ops each lacks
+    Peers,
     /// Run `vellum serve` for this vault in the background, at login, as a
     /// systemd user service (install), or stop doing so (uninstall)
     Service {
         #[command(subcommand)]
         action: ServiceAction,
     },
+}
+
+/// How `vellum serve` uses the network (each overrides config.toml).
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetArgs {
+    /// Do not sync over the network at all (the vault is still watched and
+    /// served over RPC)
+    #[arg(long)]
+    pub offline: bool,
+    /// Do not look for this vault's devices on the LAN by mDNS
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Listen on this libp2p address instead of OS-assigned ports on
+    /// every interface (repeatable), e.g. /ip4/0.0.0.0/tcp/4101
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Dial a device at this address, ending in /p2p/<peer id>
+    /// (repeatable), as well as those in config.toml
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Vec<String>,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]

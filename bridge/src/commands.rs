@@ -108,6 +108,8 @@ pub struct Status {
     /// Set when the journal lacks some of this device's own ops (restored
     /// from an older copy): nothing can be written until they arrive.
     pub stale: Option<vault::Stale>,
+    /// Set while a daemon syncs this vault: its addresses and peers.
+    pub network: Option<crate::peers::NetStatus>,
 }
 
 pub fn default_device_name() -> String {
@@ -131,6 +133,7 @@ pub fn status(v: &Vault) -> Result<Status> {
         device: v.device().to_hex(),
         vault: v.vault_id().to_hex(),
         stale: v.stale,
+        network: v.net.as_ref().map(|n| n.status(v.journal.admitted())),
     })
 }
 
@@ -236,6 +239,18 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                         "stale: the journal holds this device's ops up to {} of {}; import an export from another device to recover",
                         st.held, st.wrote
                     ))?;
+                }
+                match &s.network {
+                    Some(n) => {
+                        io.say(format!(
+                            "syncing: {} peer(s) connected, {} op(s) to fetch",
+                            n.connected, n.incoming_ops
+                        ))?;
+                        for a in &n.listening {
+                            io.say(format!("listening on {a}"))?;
+                        }
+                    }
+                    None => io.say("not syncing: no daemon runs for this vault (vellum serve)")?,
                 }
             }
         }
@@ -454,6 +469,33 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                             r.changed.len()
                         ))?;
                     }
+                }
+            }
+        }
+        Command::Peers => {
+            let mut v = vaults.open(g.vault.as_deref())?;
+            let list = crate::peers::list(&mut v)?;
+            if json {
+                io.json(&list)?;
+            } else if list.is_empty() {
+                io.say("no other devices yet: add one with `vellum invite` or `vellum clone`")?;
+            } else {
+                for p in &list {
+                    let name = p.name.as_deref().unwrap_or("(unnamed)");
+                    let state = if p.connected {
+                        "connected".to_string()
+                    } else {
+                        match &p.last_seen {
+                            Some(t) => format!("last seen {t}"),
+                            None => "never seen".to_string(),
+                        }
+                    };
+                    io.say(format!(
+                        "{}  {name}  {}  {state}  {} op(s) behind",
+                        &p.device[..12],
+                        p.role,
+                        p.behind_ops
+                    ))?;
                 }
             }
         }

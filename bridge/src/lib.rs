@@ -12,6 +12,7 @@ pub mod history;
 pub mod home;
 pub mod ignore_rules;
 pub mod materialise;
+pub mod peers;
 pub mod quarantine;
 pub mod rewrite;
 pub mod scan;

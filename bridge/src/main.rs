@@ -38,8 +38,13 @@ impl Write for Stdout {
 /// Runs the command: through the vault's daemon when one holds it, else
 /// here. Returns the exit code.
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    if let Command::Serve { stdio, debounce_ms } = &cli.command {
-        daemon::serve(cli.global.vault.as_deref(), *stdio, *debounce_ms)?;
+    if let Command::Serve {
+        stdio,
+        debounce_ms,
+        net,
+    } = &cli.command
+    {
+        daemon::serve(cli.global.vault.as_deref(), *stdio, *debounce_ms, net)?;
         return Ok(0);
     }
     if let Some(code) = daemon::client::forward(&cli)? {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use anyhow::Result;
+use vellum_journal::payload::Body;
 use vellum_journal::replay::{FileState, VaultState};
 use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{ContentHash, FileId};
@@ -31,19 +32,35 @@ struct Pass<'a> {
     touched: BTreeSet<String>,
     behind: usize,
     first_error: Option<String>,
+    /// The mark may go when this pass is done: it covers the whole vault,
+    /// or no earlier pass left paths behind.
+    may_clear: bool,
+}
+
+/// What a pass covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Some files: paths an earlier pass left behind stay behind.
+    Some,
+    /// Every path of the head and of the records.
+    Whole,
 }
 
 impl<'a> Pass<'a> {
-    fn begin(v: &'a Vault) -> Result<Pass<'a>> {
-        let mut mark = Batch::new();
-        mark.put(Ks::Meta, DISK_BEHIND.to_vec(), Vec::new());
-        v.journal.store().commit(mark, Durability::Durable)?;
+    fn begin(v: &'a Vault, reach: Reach) -> Result<Pass<'a>> {
+        let was_behind = disk_behind(v)?;
+        if !was_behind {
+            let mut mark = Batch::new();
+            mark.put(Ks::Meta, DISK_BEHIND.to_vec(), Vec::new());
+            v.journal.store().commit(mark, Durability::Durable)?;
+        }
         Ok(Pass {
             v,
             batch: Batch::new(),
             touched: BTreeSet::new(),
             behind: 0,
             first_error: None,
+            may_clear: reach == Reach::Whole || !was_behind,
         })
     }
 
@@ -76,6 +93,20 @@ impl<'a> Pass<'a> {
         tracing::debug!("{p} changed on disk since the last scan; written after the next one");
     }
 
+    /// Whether `body` is an attachment whose chunks are still on their way
+    /// from a peer: it is written once they arrive, not failed now.
+    fn awaits_chunks(&self, body: &Body) -> Result<bool> {
+        let Body::Blob(blob) = body else {
+            return Ok(false);
+        };
+        for c in &blob.chunks {
+            if self.v.journal.awaits_chunk(&c.id)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Writes live file `id` (state `f`) to its path.
     fn write(&mut self, id: FileId, f: &FileState) -> Result<()> {
         let rec = self.v.disk_record(&f.path)?;
@@ -90,7 +121,19 @@ impl<'a> Pass<'a> {
                 return Ok(());
             }
         }
-        match write_file(self.v, id, f, rec.map(|r| r.hash), &mut self.batch) {
+        let body = match body_of(&self.v.journal, id, f.hash, self.v.journal.admitted()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail(&f.path, &e.into());
+                return Ok(());
+            }
+        };
+        if self.awaits_chunks(&body)? {
+            self.behind += 1;
+            tracing::debug!("{} waits for its chunks", f.path);
+            return Ok(());
+        }
+        match write_file(self.v, f, &body, rec.map(|r| r.hash), &mut self.batch) {
             Ok(()) => {
                 self.touched.insert(f.path.clone());
             }
@@ -128,7 +171,7 @@ impl<'a> Pass<'a> {
 
     /// Commits the records; the mark goes only if every path was done.
     fn finish(mut self) -> Result<Vec<String>> {
-        if self.behind == 0 {
+        if self.behind == 0 && self.may_clear {
             self.batch.delete(Ks::Meta, DISK_BEHIND.to_vec());
         }
         self.v
@@ -153,7 +196,7 @@ pub fn materialise(
     new: &VaultState,
     files: &BTreeSet<FileId>,
 ) -> Result<Vec<String>> {
-    let mut pass = Pass::begin(v)?;
+    let mut pass = Pass::begin(v, Reach::Some)?;
     let hold = quarantine::hold(v)?;
     // Paths that will hold a file afterwards are never removed.
     let keep: BTreeSet<&String> = new.paths.keys().collect();
@@ -198,7 +241,7 @@ pub fn rewrite(v: &mut Vault, paths: &[String]) -> Result<()> {
         return Ok(());
     }
     let head = v.head()?;
-    let mut pass = Pass::begin(v)?;
+    let mut pass = Pass::begin(v, Reach::Some)?;
     for p in paths {
         if let Some((id, f)) = head.file_at(p) {
             pass.write(id, f)?;
@@ -212,14 +255,13 @@ pub fn rewrite(v: &mut Vault, paths: &[String]) -> Result<()> {
 /// `batch`; `before` is the content recorded there.
 fn write_file(
     v: &Vault,
-    id: FileId,
     f: &FileState,
+    body: &Body,
     before: Option<ContentHash>,
     batch: &mut Batch,
 ) -> Result<()> {
-    let body = body_of(&v.journal, id, f.hash, v.journal.admitted())?;
     let meta = disk::write_atomic(&v.root, &f.path, f.mtime_ms, &mut |out| {
-        Ok(write_body(&v.journal, &body, out)?)
+        Ok(write_body(&v.journal, body, out)?)
     })?;
     let rec = DiskRec {
         hash: f.hash,
@@ -239,7 +281,7 @@ fn write_file(
 pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
     let recs = v.disk_records()?;
     let hold = quarantine::hold(v)?;
-    let mut pass = Pass::begin(v)?;
+    let mut pass = Pass::begin(v, Reach::Whole)?;
     for p in recs.keys() {
         if new.paths.contains_key(p) || hold.paths.contains(p) {
             continue;
@@ -307,7 +349,8 @@ pub fn settle(
                     };
                     batch.put(Ks::Disk, p.as_bytes().to_vec(), rec.to_bytes());
                 } else if disk.is_none_or(droppable) {
-                    write_file(v, id, f, rec.map(|r| r.hash), &mut batch)?;
+                    let body = body_of(&v.journal, id, f.hash, v.journal.admitted())?;
+                    write_file(v, f, &body, rec.map(|r| r.hash), &mut batch)?;
                     touched.insert(p.clone());
                 } else {
                     tracing::warn!("a held file changed while it was being settled; left as it is");

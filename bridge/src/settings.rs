@@ -2,6 +2,11 @@
 //! local: vault-wide rules (ignore globs) live in the journal instead.
 //!
 //! ```toml
+//! mdns = true           # find this vault's devices on the LAN by mDNS
+//! listen = []           # e.g. ["/ip4/0.0.0.0/tcp/4101"]; empty: OS-assigned ports
+//! peers = []            # where to dial devices mDNS cannot find, e.g.
+//!                       # ["/ip4/192.0.2.7/tcp/4101/p2p/12D3KooW..."]
+//!
 //! [log]
 //! level = "info"        # error, warn, info, debug or trace
 //! retention_days = 14   # daily files kept in .vellum/logs/
@@ -13,14 +18,35 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use vellum_journal::path::VELLUM_DIR;
 
+use vellum_replicator::net::{Multiaddr, PeerId, Protocol};
+
 use crate::error::user;
 
 pub const FILE: &str = "config.toml";
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, ts_rs::TS)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// Find this vault's other devices on the LAN by mDNS.
+    pub mdns: bool,
+    /// libp2p addresses to listen on; empty: every interface, TCP and
+    /// QUIC, on ports the OS picks.
+    pub listen: Vec<String>,
+    /// Addresses (ending in `/p2p/<peer id>`) of devices to dial even when
+    /// mDNS does not find them.
+    pub peers: Vec<String>,
     pub log: LogSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            mdns: true,
+            listen: Vec::new(),
+            peers: Vec::new(),
+            log: LogSettings::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, ts_rs::TS)]
@@ -82,7 +108,10 @@ impl Settings {
     /// The `tracing` filter for the log level: this crate's level, quieter
     /// for the storage engine's own chatter.
     pub fn log_filter(&self) -> String {
-        format!("{},fjall=warn,lsm_tree=warn", self.log.level)
+        format!(
+            "{},fjall=warn,lsm_tree=warn,libp2p_swarm=warn,libp2p_mdns=warn,libp2p_gossipsub=warn,libp2p_tcp=warn,libp2p_quic=warn",
+            self.log.level
+        )
     }
 
     fn check(&self) -> std::result::Result<(), String> {
@@ -96,6 +125,32 @@ impl Settings {
         if self.log.retention_days == 0 {
             return Err("log.retention_days must be at least 1".into());
         }
+        for a in &self.listen {
+            listen_addr(a).map_err(|e| format!("listen: {e}"))?;
+        }
+        for a in &self.peers {
+            peer_addr(a).map_err(|e| format!("peers: {e}"))?;
+        }
         Ok(())
+    }
+}
+
+/// A listen address, as `--listen` and `listen` take it.
+pub fn listen_addr(a: &str) -> std::result::Result<Multiaddr, String> {
+    a.parse::<Multiaddr>()
+        .map_err(|e| format!("{a:?} is not a libp2p address ({e}); try /ip4/0.0.0.0/tcp/4101"))
+}
+
+/// A device's address, as `--peer` and `peers` take it: it must end in
+/// the device's `/p2p/<peer id>`.
+pub fn peer_addr(a: &str) -> std::result::Result<(PeerId, Multiaddr), String> {
+    let addr = a
+        .parse::<Multiaddr>()
+        .map_err(|e| format!("{a:?} is not a libp2p address ({e})"))?;
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Ok((peer, addr)),
+        _ => Err(format!(
+            "{a:?} does not end in /p2p/<peer id>; `vellum status` on that device shows its full addresses"
+        )),
     }
 }

@@ -409,6 +409,51 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
     Ok(report)
 }
 
+/// What [`settle_remote`] did.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Paths written or removed on disk, sorted.
+    pub changed: Vec<String>,
+    /// Files held back from the disk for review.
+    pub quarantined: u64,
+}
+
+/// After a sync session admitted ops or stored chunks: replays them and
+/// brings the disk in line, as an import does. Batches that delete or
+/// empty too many files are held; a journal still short of this device's
+/// own chain leaves the disk alone; once the chain is whole again, the
+/// device takes a new identity first.
+pub fn settle_remote(v: &mut Vault) -> Result<Settled> {
+    let recovering = v.stale.is_some() || v.retiring()?;
+    let old = v.head()?;
+    v.catch_up()?;
+    let mut report = ImportReport::default();
+    let mut out = Settled::default();
+    if recovering {
+        v.check_own_chain()?;
+        if v.stale.is_some() {
+            return Ok(out);
+        }
+        v.renew_identity()?;
+        scan::scan(v)?;
+        let new = v.head()?;
+        hold_mass_changes(v, &old, &new, &mut report)?;
+        out.changed = sync_disk(v, &new)?;
+    } else {
+        let new = v.head()?;
+        let files = hold_mass_changes(v, &old, &new, &mut report)?;
+        out.changed = materialise(v, &old, &new, &files)?;
+        // Chunks that arrived after their ops: files the writer could not
+        // write before.
+        let late = crate::materialise::catch_up_disk(v)?;
+        out.changed.extend(late);
+        out.changed.sort();
+        out.changed.dedup();
+    }
+    out.quarantined = report.quarantined;
+    Ok(out)
+}
+
 /// Holds back batches of the imported ops that delete or empty too many
 /// files (DESIGN §8); returns the files whose state changed.
 fn hold_mass_changes(

@@ -153,6 +153,8 @@ pub struct Vault {
     head: Head,
     /// The ignore rules compiled for the head's config, while it holds.
     rules: Option<(Vec<String>, Arc<Rules>)>,
+    /// The network as a syncing daemon sees it; `None` outside one.
+    pub net: Option<crate::peers::NetView>,
     // Held for the vault's lifetime: the journal has a single writer.
     _lock: File,
 }
@@ -317,6 +319,7 @@ impl Vault {
             copy_of: None,
             head: Head::default(),
             rules: None,
+            net: None,
             _lock: lock,
         };
         home::write_root(&instance, &fs::canonicalize(root)?)?;
@@ -364,6 +367,7 @@ impl Vault {
             copy_of,
             head: Head::default(),
             rules: None,
+            net: None,
             _lock: lock,
         };
         v.catch_up()?;
@@ -393,6 +397,7 @@ impl Vault {
             copy_of: None,
             head: Head::default(),
             rules: None,
+            net: None,
             _lock: lock,
         }
     }

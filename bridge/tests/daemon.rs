@@ -5,122 +5,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod common;
 use common::Env;
-
-/// A running `vellum serve`, killed and waited for on drop. Its stderr is
-/// read as it comes (a pipe nobody reads would stall its log).
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn start(env: &Env, extra: &[&str]) -> Daemon {
-        Daemon::start_logging(env, extra, None)
-    }
-
-    /// With `level`, `VELLUM_LOG` overrides the vault's log settings.
-    fn start_logging(env: &Env, extra: &[&str], level: Option<&str>) -> Daemon {
-        let mut args = vec!["serve"];
-        args.extend_from_slice(extra);
-        let mut cmd = env.cmd(&args);
-        if let Some(l) = level {
-            cmd.env("VELLUM_LOG", l);
-        }
-        Daemon::spawn(cmd, env.vault.join(".vellum/daemon.sock"))
-    }
-
-    /// Runs `cmd`, a `vellum serve`, and waits for `socket`.
-    fn spawn(mut cmd: Command, socket: PathBuf) -> Daemon {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn vellum serve");
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let d = Daemon {
-            child,
-            socket,
-            stderr,
-            reader: Some(reader),
-        };
-        d.wait_for_socket();
-        d
-    }
-
-    fn wait_for_socket(&self) {
-        let until = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&self.socket).is_err() {
-            assert!(Instant::now() < until, "the daemon never opened its socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit; its status and stderr.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.pid()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let status = wait_bounded(&mut self.child, Duration::from_secs(20));
-        if let Some(r) = self.reader.take() {
-            r.join().unwrap();
-        }
-        let err = self.stderr.lock().unwrap().clone();
-        (status, err)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let until = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        assert!(Instant::now() < until, "the daemon did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Polls `check` every 50 ms until it holds, for at most 20 s.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::daemon::{Daemon, eventually, wait_bounded};
 
 fn logged_paths(env: &Env) -> Vec<String> {
     env.json(&["log", "--limit", "100000"])
@@ -183,7 +75,7 @@ fn saves_become_ops_and_other_commands_go_through_the_daemon() {
 fn a_second_daemon_on_the_same_vault_is_refused() {
     let env = Env::init();
     let d = Daemon::start(&env, &[]);
-    let second = env.run(&["serve"]);
+    let second = env.run(&["serve", "--offline"]);
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -436,7 +328,7 @@ fn a_config_it_cannot_use_stops_the_daemon_with_one_line() {
         "[log]\nlevel = \"loud\"\n",
     )
     .unwrap();
-    let out = env.run(&["serve"]);
+    let out = env.run(&["serve", "--offline"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.toml: log.level is \"loud\""), "{err}");
@@ -515,10 +407,24 @@ fn every_method(env: &Env, c: &mut Conn, last: bool) {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["path"], "a.md");
     assert_eq!(list[0]["kind"], "overlap");
+    // The clone made above, never connected: this daemon is offline.
+    let peers = c.call("peers", Value::Null);
+    assert_eq!(peers["result"].as_array().unwrap().len(), 1, "{peers}");
+    assert_eq!(peers["result"][0]["connected"], false);
+    assert_eq!(peers["result"][0]["last_seen"], Value::Null);
+    assert_eq!(
+        c.call("status", Value::Null)["result"]["network"],
+        Value::Null
+    );
     let settings = c.call("settings.get", Value::Null);
     assert_eq!(
         settings["result"],
-        json!({"log": {"level": "info", "retention_days": 14}})
+        json!({
+            "mdns": true,
+            "listen": [],
+            "peers": [],
+            "log": {"level": "info", "retention_days": 14}
+        })
     );
     let set = c.call(
         "settings.set",
@@ -535,7 +441,12 @@ fn every_method(env: &Env, c: &mut Conn, last: bool) {
     // Put it back for the other transport.
     c.call(
         "settings.set",
-        json!({"log": {"level": "info", "retention_days": 14}}),
+        json!({
+            "mdns": true,
+            "listen": [],
+            "peers": [],
+            "log": {"level": "info", "retention_days": 14}
+        }),
     );
     // Reading the past.
     let shown = c.call("show", json!({"path": "b.md"}));
@@ -851,7 +762,7 @@ fn a_socket_connection_from_another_user_is_refused_before_any_data() {
         .unwrap();
     assert!(st.success());
     let d = Daemon::spawn(
-        as_nobody(&home, &["serve", "--vault", v]),
+        as_nobody(&home, &["serve", "--offline", "--vault", v]),
         vault.join(".vellum/daemon.sock"),
     );
     let mut s = UnixStream::connect(&d.socket).unwrap();

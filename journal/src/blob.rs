@@ -415,6 +415,15 @@ impl<S: Store> crate::journal::Journal<S> {
         self.store().commit(batch, Durability::Buffered)
     }
 
+    /// Whether the store still waits for chunk `id` from a peer: an
+    /// admitted op named it, and it has not arrived.
+    pub fn awaits_chunk(&self, id: &[u8; 32]) -> Result<bool> {
+        if self.store().get(Ks::Meta, &prefixed(DEBT, id))?.is_none() {
+            return Ok(false);
+        }
+        Ok(self.store().get(Ks::Chunks, id)?.is_none())
+    }
+
     /// Chunks that admitted ops name and this store lacks, at most `limit`:
     /// those of ops admitted before this device could read them (a member
     /// that joined, a key that came late). Peers are asked for them.

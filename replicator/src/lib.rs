@@ -3,9 +3,11 @@
 //! - [`wire`]: the messages and their byte layout (docs/PROTOCOL.md §10).
 //! - [`session`]: one peer session as a sans-IO state machine: no IO, no
 //!   clock and no randomness of its own. The simulator drives it in
-//!   simulated time; the libp2p driver (feature `net`, issue 7) over real
-//!   streams.
+//!   simulated time; the libp2p driver over real streams.
+//! - [`net`] (feature `net`): the libp2p driver.
 
+#[cfg(feature = "net")]
+pub mod net;
 pub mod session;
 pub mod wire;
 

@@ -55,6 +55,9 @@ pub enum Event {
     Connected { peer: DeviceId },
     /// Ops from the peer were admitted: the driver replays.
     Admitted { ops: u64 },
+    /// Chunks from the peer were stored: files that waited for them can
+    /// be written now.
+    Chunks { stored: u64 },
     /// The session is over: the peer broke the protocol (it should be
     /// disconnected and backed off), or said goodbye.
     Closed { reason: String, misbehaved: bool },
@@ -141,6 +144,11 @@ impl Session {
 
     pub fn peer(&self) -> Option<DeviceId> {
         self.peer
+    }
+
+    /// What the peer last said it holds (empty before its Hello).
+    pub fn peer_has(&self) -> &VersionVector {
+        &self.peer_has
     }
 
     pub fn is_closed(&self) -> bool {
@@ -588,6 +596,9 @@ impl Session {
             }
         }
         if !late.is_empty() {
+            self.events.push_back(Event::Chunks {
+                stored: late.len() as u64,
+            });
             vellum_journal::blob::store_chunks(journal.store(), late)?;
         }
         let chunks = fresh;
@@ -619,6 +630,11 @@ impl Session {
             }
             self.chunks_needed.remove(&id);
             keep.push((id, c));
+        }
+        if !keep.is_empty() {
+            self.events.push_back(Event::Chunks {
+                stored: keep.len() as u64,
+            });
         }
         vellum_journal::blob::store_chunks(journal.store(), keep)?;
         if !self.chunks_asked.is_empty() {

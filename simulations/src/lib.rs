@@ -316,7 +316,7 @@ impl World {
                 match e {
                     Event::Admitted { .. } => replay = true,
                     Event::Closed { reason, misbehaved } => closed = Some((reason, misbehaved)),
-                    Event::Connected { .. } => {}
+                    Event::Connected { .. } | Event::Chunks { .. } => {}
                 }
             }
         }

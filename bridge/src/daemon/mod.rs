@@ -11,6 +11,7 @@
 pub mod client;
 pub mod events;
 pub mod rpc;
+mod sync;
 mod watch;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -34,6 +35,8 @@ pub const SOCKET: &str = "daemon.sock";
 /// A full comparison of the disk with the journal this often, whatever
 /// the watcher reported.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How often sync sessions are checked for re-requests and anti-entropy.
+const SYNC_TICK: Duration = Duration::from_secs(1);
 /// Chunks of a streamed `cli` call's output queued for its connection.
 const STDOUT_CHUNKS_QUEUED: usize = 8;
 /// Events a subscriber may fall behind by before it is told it lagged.
@@ -54,17 +57,40 @@ enum Job {
         reply: oneshot::Sender<rpc::Response>,
         stdout: Option<rpc::Stdout>,
     },
+    /// Start syncing with this node (once, after the vault opened).
+    StartSync {
+        net: vellum_replicator::net::Handle,
+        dial: Vec<(vellum_journal::DeviceId, vellum_replicator::net::Multiaddr)>,
+    },
+    /// Something happened on the network.
+    Net(vellum_replicator::net::NetEvent),
+    /// Time passed: sessions may have re-requests or anti-entropy due.
+    Tick,
     Stop,
+}
+
+/// What the vault's thread tells `serve` once the vault is open.
+struct Opened {
+    root: PathBuf,
+    vault: vellum_journal::VaultId,
+    /// The device key's seed: the libp2p identity.
+    seed: [u8; 32],
 }
 
 /// Runs the daemon for the vault at `vault` (or the one around the current
 /// directory) until a signal or, with `stdio`, the end of stdin.
-pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> {
+pub fn serve(
+    vault: Option<&Path>,
+    stdio: bool,
+    debounce_ms: u64,
+    net_args: &crate::cli::NetArgs,
+) -> Result<()> {
     let asked = vault::find_root(vault)?;
     let settings = settings::load(&asked)?;
+    let net_plan = net_plan(&settings, net_args)?;
     let _flush_logs_at_exit = logging(&asked, &settings)?;
     let (jobs, queue) = mpsc::channel::<Job>();
-    let (ready_tx, ready) = mpsc::channel::<Result<PathBuf>>();
+    let (ready_tx, ready) = mpsc::channel::<Result<Opened>>();
     let (bus, _) = broadcast::channel::<events::Event>(EVENTS_QUEUED_MAX);
     let asked = Some(asked);
     let vault_bus = bus.clone();
@@ -73,8 +99,8 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
         .spawn(move || own_vault(asked.as_deref(), &ready_tx, &queue, &vault_bus))
         .context("starting the vault's thread")?;
     // Opening takes the vault's lock: a second daemon stops here.
-    let root = match ready.recv() {
-        Ok(Ok(root)) => root,
+    let opened = match ready.recv() {
+        Ok(Ok(o)) => o,
         Ok(Err(e)) => {
             let _ = owner.join();
             return Err(e);
@@ -86,6 +112,7 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
             ));
         }
     };
+    let root = opened.root.clone();
     let dot = root.join(VELLUM_DIR);
     // Only this user may reach the socket inside.
     std::fs::set_permissions(&dot, std::fs::Permissions::from_mode(0o700))
@@ -98,8 +125,44 @@ pub fn serve(vault: Option<&Path>, stdio: bool, debounce_ms: u64) -> Result<()> 
         .enable_all()
         .build()
         .context("starting the daemon's runtime")?;
+    let syncing = match net_plan {
+        Some(plan) => {
+            let _in_runtime = runtime.enter();
+            let sink_jobs = jobs.clone();
+            let cfg = vellum_replicator::net::Config {
+                vault: opened.vault,
+                listen: plan.listen,
+                mdns: plan.mdns,
+            };
+            let started = vellum_replicator::net::start(
+                cfg,
+                opened.seed,
+                Box::new(move |ev| {
+                    let _ = sink_jobs.send(Job::Net(ev));
+                }),
+            );
+            match started {
+                Ok(net) => {
+                    let _ = jobs.send(Job::StartSync {
+                        net,
+                        dial: plan.dial,
+                    });
+                    true
+                }
+                Err(e) => {
+                    drop(watcher);
+                    let _ = jobs.send(Job::Stop);
+                    let _ = owner.join();
+                    return Err(crate::error::user(format!(
+                        "{e}; pick another with --listen, or run with --offline"
+                    )));
+                }
+            }
+        }
+        None => false,
+    };
     let socket = dot.join(SOCKET);
-    let served = runtime.block_on(listen(&socket, stdio, jobs.clone(), bus));
+    let served = runtime.block_on(listen(&socket, stdio, syncing, jobs.clone(), bus));
     drop(watcher);
     let _ = jobs.send(Job::Stop);
     let stopped = owner.join();
@@ -164,7 +227,7 @@ fn logging(root: &Path, s: &Settings) -> Result<tracing_appender::non_blocking::
 /// jobs until told to stop. Scans asked for while one runs become one.
 fn own_vault(
     vault: Option<&Path>,
-    ready: &mpsc::Sender<Result<PathBuf>>,
+    ready: &mpsc::Sender<Result<Opened>>,
     queue: &mpsc::Receiver<Job>,
     bus: &broadcast::Sender<events::Event>,
 ) {
@@ -175,17 +238,37 @@ fn own_vault(
             return;
         }
     };
-    let _ = ready.send(Ok(v.root.clone()));
+    let _ = ready.send(Ok(Opened {
+        root: v.root.clone(),
+        vault: v.vault_id(),
+        seed: v.keys.signing.to_bytes(),
+    }));
     let mut watch = events::Watch::new(&v);
     scan_now(&mut v, "startup", None);
     publish(&mut v, &mut watch, bus);
+    let mut sync: Option<sync::Sync> = None;
+    let mut early = Vec::new();
     let mut next = None;
     loop {
         let job = match next.take() {
             Some(j) => j,
-            None => match queue.recv() {
+            None => match queue.try_recv() {
                 Ok(j) => j,
-                Err(_) => return,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    // Nothing waits: remote ops admitted meanwhile reach
+                    // the disk now.
+                    if let Some(s) = sync.as_mut().filter(|s| s.due().is_some()) {
+                        s.apply(&mut v);
+                        s.after_job(&mut v);
+                        publish(&mut v, &mut watch, bus);
+                        continue;
+                    }
+                    match queue.recv() {
+                        Ok(j) => j,
+                        Err(_) => break,
+                    }
+                }
             },
         };
         match job {
@@ -212,10 +295,79 @@ fn own_vault(
             } => {
                 let _ = reply.send(rpc::handle(&mut v, request, stdout));
             }
-            Job::Stop => return,
+            Job::StartSync { net, dial } => match sync::Sync::new(&mut v, net.clone(), dial) {
+                Ok(mut s) => {
+                    for ev in early.drain(..) {
+                        s.handle(&mut v, ev);
+                    }
+                    sync = Some(s);
+                }
+                Err(e) => {
+                    net.shutdown();
+                    tracing::warn!("sync could not start: {}", error::one_line(&e));
+                }
+            },
+            Job::Net(ev) => match sync.as_mut() {
+                Some(s) => s.handle(&mut v, ev),
+                // The node runs before this thread hears of it: its first
+                // events (listeners) wait for the start.
+                None => early.push(ev),
+            },
+            Job::Tick => {
+                if let Some(s) = sync.as_mut() {
+                    s.tick(&mut v);
+                }
+            }
+            Job::Stop => break,
+        }
+        if let Some(s) = sync.as_mut() {
+            if s.due().is_some_and(|d| d <= std::time::Instant::now()) {
+                s.apply(&mut v);
+            }
+            s.after_job(&mut v);
         }
         publish(&mut v, &mut watch, bus);
     }
+    if let Some(s) = sync {
+        s.shutdown();
+    }
+}
+
+/// How `serve` uses the network: `None` for `--offline`.
+struct NetPlan {
+    listen: Vec<vellum_replicator::net::Multiaddr>,
+    mdns: bool,
+    dial: Vec<(vellum_journal::DeviceId, vellum_replicator::net::Multiaddr)>,
+}
+
+fn net_plan(s: &Settings, args: &crate::cli::NetArgs) -> Result<Option<NetPlan>> {
+    if args.offline {
+        return Ok(None);
+    }
+    let listen_from = if args.listen.is_empty() {
+        &s.listen
+    } else {
+        &args.listen
+    };
+    let listen = listen_from
+        .iter()
+        .map(|a| settings::listen_addr(a).map_err(crate::error::user))
+        .collect::<Result<Vec<_>>>()?;
+    let mut dial = Vec::new();
+    for a in s.peers.iter().chain(&args.peer) {
+        let (peer, addr) = settings::peer_addr(a).map_err(crate::error::user)?;
+        let device = vellum_replicator::net::device_of(&peer).ok_or_else(|| {
+            crate::error::user(format!(
+                "{a:?} does not name a vellum device (an ed25519 peer id)"
+            ))
+        })?;
+        dial.push((device, addr));
+    }
+    Ok(Some(NetPlan {
+        listen,
+        mdns: s.mdns && !args.no_mdns,
+        dial,
+    }))
 }
 
 /// Tells subscribers what the last job changed.
@@ -267,6 +419,7 @@ fn scan_now(v: &mut Vault, why: &str, paths: Option<&[String]>) {
 async fn listen(
     socket: &Path,
     stdio: bool,
+    syncing: bool,
     jobs: mpsc::Sender<Job>,
     bus: broadcast::Sender<events::Event>,
 ) -> Result<()> {
@@ -282,6 +435,8 @@ async fn listen(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
     reconcile.tick().await;
+    let mut sync_tick = tokio::time::interval(SYNC_TICK);
+    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stdin_done = {
         let (done_tx, done) = oneshot::channel::<()>();
         if stdio {
@@ -316,6 +471,9 @@ async fn listen(
                     why: "periodic reconciliation",
                     paths: None,
                 });
+            }
+            _ = sync_tick.tick(), if syncing => {
+                let _ = jobs.send(Job::Tick);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,

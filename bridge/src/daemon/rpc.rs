@@ -397,6 +397,10 @@ fn dispatch(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Result<Value
             let r = conflicts::resolve_path(v, &p.path, take).map_err(user_or_internal)?;
             Ok(serde_json::to_value(r).expect("a write report serialises"))
         }
+        "peers" => {
+            let list = crate::peers::list(v).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(list).expect("peers serialise"))
+        }
         "quarantine.list" => {
             let list = quarantine::list(v).map_err(user_or_internal)?;
             Ok(serde_json::to_value(list).expect("held batches serialise"))

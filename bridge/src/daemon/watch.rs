@@ -31,12 +31,15 @@ pub fn start(
     debounce: Duration,
     jobs: mpsc::Sender<Job>,
 ) -> Result<RecommendedWatcher> {
+    // Events name paths as the watch was given: an absolute root makes
+    // every one of them relative to it, whatever the current directory.
+    let root =
+        std::fs::canonicalize(root).with_context(|| format!("finding {}", root.display()))?;
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(tx).context("starting the file watcher")?;
     watcher
-        .watch(root, RecursiveMode::Recursive)
+        .watch(&root, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", root.display()))?;
-    let root = root.to_path_buf();
     std::thread::Builder::new()
         .name("watch".into())
         .spawn(move || gather(&root, debounce, &rx, &jobs))

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod daemon;
+
 pub struct Env {
     pub tmp: std::rc::Rc<tempfile::TempDir>,
     pub vault: PathBuf,

@@ -1,0 +1,353 @@
+//! Live sync on the vault's thread: one [`Session`] per connected member,
+//! fed by the libp2p node's events, and what admitted remote ops do to the
+//! disk (DESIGN §6, §7, §8).
+//!
+//! The node (in `vellum_replicator::net`) moves bytes on the tokio
+//! runtime; everything that touches the journal happens here, on the
+//! thread that owns the vault, between its other jobs. Ops admitted by a
+//! session are replayed and written to disk in one pass once the queue of
+//! network messages runs dry (or [`APPLY_EVERY`] has passed), through the
+//! same path as an import: quarantine screening, then the disk writer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use vellum_journal::{DeviceId, VersionVector};
+use vellum_replicator::net::{self, Handle, NetEvent};
+use vellum_replicator::{Event, Message, Session};
+
+use crate::error;
+use crate::peers::{self, NetView};
+use crate::transfer;
+use crate::vault::{Vault, now_ms};
+
+/// Admitted remote ops wait at most this long for the disk, however busy
+/// the stream is.
+pub const APPLY_EVERY: Duration = Duration::from_millis(200);
+/// How long a peer that broke the protocol is refused.
+pub const MISBEHAVED_BACKOFF: Duration = Duration::from_secs(60);
+
+struct Live {
+    stream: u64,
+    session: Session,
+}
+
+pub struct Sync {
+    net: Handle,
+    sessions: HashMap<DeviceId, Live>,
+    /// Remote ops or chunks arrived and are not on disk yet: since when.
+    unapplied: Option<Instant>,
+    /// What the sessions were last told the journal holds.
+    announced: VersionVector,
+    /// The member set the node was last given.
+    members: BTreeSet<DeviceId>,
+}
+
+impl Sync {
+    /// Takes over a started node: tells it the members and where the
+    /// address book and `dial` say they are.
+    pub fn new(v: &mut Vault, net: Handle, dial: Vec<(DeviceId, net::Multiaddr)>) -> Result<Sync> {
+        v.net = Some(NetView {
+            peer_id: net.local_peer_id().to_string(),
+            ..NetView::default()
+        });
+        let mut s = Sync {
+            net,
+            sessions: HashMap::new(),
+            unapplied: None,
+            announced: v.journal.admitted().clone(),
+            members: BTreeSet::new(),
+        };
+        s.update_members(v)?;
+        for (d, rec) in peers::load_all(v)? {
+            let addrs: Vec<net::Multiaddr> =
+                rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            if !addrs.is_empty() {
+                s.net.dial(d, addrs);
+            }
+        }
+        for (d, a) in dial {
+            s.net.dial(d, vec![a]);
+        }
+        Ok(s)
+    }
+
+    /// Whether admitted ops wait for the disk, and for how long at most
+    /// before [`Sync::apply`] must run.
+    pub fn due(&self) -> Option<Instant> {
+        self.unapplied.map(|t| t + APPLY_EVERY)
+    }
+
+    pub fn handle(&mut self, v: &mut Vault, ev: NetEvent) {
+        let now = now_ms();
+        match ev {
+            NetEvent::Listening { addr } => {
+                let full = format!("{addr}/p2p/{}", self.net.local_peer_id());
+                tracing::info!(addr = %full, "listening");
+                let view = v.net.get_or_insert_default();
+                if !view.listening.contains(&full) {
+                    view.listening.push(full);
+                }
+            }
+            NetEvent::Unlistened { addr } => {
+                let full = format!("{addr}/p2p/{}", self.net.local_peer_id());
+                if let Some(view) = v.net.as_mut() {
+                    view.listening.retain(|a| *a != full);
+                }
+            }
+            NetEvent::Connected { peer, addr } => {
+                tracing::info!(peer = %peer.short(), %addr, "connected");
+                if let Some(view) = v.net.as_mut() {
+                    view.connected.insert(peer, addr.to_string());
+                }
+                self.remember(v, peer, |r| r.add_addr(addr.to_string()));
+            }
+            NetEvent::Disconnected { peer } => {
+                tracing::info!(peer = %peer.short(), "disconnected");
+                if let Some(view) = v.net.as_mut() {
+                    view.connected.remove(&peer);
+                }
+                self.seen(v, peer, now);
+            }
+            NetEvent::Refused { peer } => {
+                tracing::info!(
+                    peer = peer.map(|p| p.to_string()).unwrap_or_default(),
+                    "refused a connection from a device that is not a member"
+                );
+            }
+            NetEvent::Opened { peer, stream } => {
+                let session = Session::new(&v.journal, v.device(), now);
+                self.sessions.insert(peer, Live { stream, session });
+                self.drain(v, peer);
+            }
+            NetEvent::Frame {
+                peer,
+                stream,
+                bytes,
+                permit,
+            } => {
+                let Some(live) = self.sessions.get_mut(&peer).filter(|l| l.stream == stream) else {
+                    // From a stream that was replaced or closed.
+                    return;
+                };
+                if let Err(e) = live.session.handle_message(&mut v.journal, &bytes, now) {
+                    // The journal's storage failed: nothing was admitted
+                    // past what is durable; the session starts over.
+                    tracing::warn!(peer = %peer.short(), "sync stopped by a storage error: {}", error::one_line(&e.into()));
+                    self.net.close(peer, stream, Duration::ZERO);
+                    self.sessions.remove(&peer);
+                    return;
+                }
+                drop(permit);
+                self.drain(v, peer);
+            }
+            NetEvent::Closed {
+                peer,
+                stream,
+                error,
+            } => {
+                if self.sessions.get(&peer).is_some_and(|l| l.stream == stream) {
+                    self.end(v, peer);
+                    match error {
+                        Some(e) => tracing::debug!(peer = %peer.short(), "sync stream ended: {e}"),
+                        None => tracing::debug!(peer = %peer.short(), "sync stream ended"),
+                    }
+                }
+            }
+            NetEvent::Discovered { peer, addrs } => {
+                self.remember(v, peer, |r| {
+                    for a in &addrs {
+                        r.add_addr(a.to_string());
+                    }
+                });
+            }
+            NetEvent::Gossip { from, bytes } => {
+                // A member not connected directly says what it holds: if
+                // that is news, try to reach it (a session asks for the
+                // rest).
+                if self.sessions.contains_key(&from) {
+                    return;
+                }
+                if let Ok(Message::Have { vv }) = Message::decode(&bytes)
+                    && peers::ahead_by(&vv, v.journal.admitted()) > 0
+                {
+                    self.net.dial(from, Vec::new());
+                }
+            }
+        }
+    }
+
+    /// Sends what a session queued and acts on its events.
+    fn drain(&mut self, v: &mut Vault, peer: DeviceId) {
+        let Some(live) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        let stream = live.stream;
+        let mut overloaded = false;
+        while let Some(bytes) = live.session.poll_transmit() {
+            if let Err(e) = self.net.send(stream, bytes) {
+                overloaded = e == net::SendError::Overloaded;
+                break;
+            }
+        }
+        let mut closed = None;
+        while let Some(e) = live.session.poll_event() {
+            match e {
+                Event::Connected { .. } => {}
+                Event::Admitted { .. } | Event::Chunks { .. } => {
+                    self.unapplied.get_or_insert_with(Instant::now);
+                }
+                Event::Closed { reason, misbehaved } => closed = Some((reason, misbehaved)),
+            }
+        }
+        let has = live.session.peer_has().clone();
+        if let Some(view) = v.net.as_mut() {
+            view.has.insert(peer, has);
+        }
+        if overloaded {
+            closed = Some(("the peer does not read what it asked for".into(), true));
+        }
+        if let Some((reason, misbehaved)) = closed {
+            if misbehaved {
+                tracing::warn!(peer = %peer.short(), "disconnected a peer that broke the protocol: {reason}");
+            } else {
+                tracing::info!(peer = %peer.short(), "sync session ended: {reason}");
+            }
+            let backoff = if misbehaved {
+                MISBEHAVED_BACKOFF
+            } else {
+                Duration::ZERO
+            };
+            self.end(v, peer);
+            self.net.close(peer, stream, backoff);
+        }
+    }
+
+    /// Forgets a peer's session, noting when it was last in touch and what
+    /// it held.
+    fn end(&mut self, v: &mut Vault, peer: DeviceId) {
+        self.sessions.remove(&peer);
+        self.seen(v, peer, now_ms());
+    }
+
+    fn seen(&self, v: &Vault, peer: DeviceId, now: u64) {
+        let has = v.net.as_ref().and_then(|n| n.has.get(&peer)).cloned();
+        self.remember(v, peer, |r| {
+            r.last_seen_ms = Some(now);
+            if let Some(h) = &has {
+                r.has = Some(vellum_journal::id::hex(&h.to_bytes()));
+            }
+        });
+    }
+
+    fn remember(&self, v: &Vault, peer: DeviceId, change: impl FnOnce(&mut peers::PeerRecord)) {
+        let saved = peers::load(v, &peer).and_then(|mut rec| {
+            let before = rec.clone();
+            change(&mut rec);
+            if rec != before {
+                peers::save(v, &peer, &rec)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = saved {
+            tracing::warn!("could not update the address book: {}", error::one_line(&e));
+        }
+    }
+
+    /// Re-requests and anti-entropy for sessions that are due.
+    pub fn tick(&mut self, v: &mut Vault) {
+        let now = now_ms();
+        let due: Vec<DeviceId> = self
+            .sessions
+            .iter()
+            .filter(|(_, l)| l.session.next_timeout().is_some_and(|t| t <= now))
+            .map(|(d, _)| *d)
+            .collect();
+        for d in due {
+            if let Some(l) = self.sessions.get_mut(&d) {
+                l.session.handle_timeout(&v.journal, now);
+            }
+            self.drain(v, d);
+        }
+    }
+
+    /// Replays what sessions admitted and brings the disk in line, through
+    /// the import's path (quarantine, then the writer).
+    pub fn apply(&mut self, v: &mut Vault) {
+        if self.unapplied.take().is_none() {
+            return;
+        }
+        let started = Instant::now();
+        match transfer::settle_remote(v) {
+            Ok(r) => {
+                if !r.changed.is_empty() || r.quarantined > 0 {
+                    tracing::info!(
+                        files = r.changed.len(),
+                        held = r.quarantined,
+                        ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+                        "applied remote changes"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "remote changes could not all be applied; the next scan retries the disk"
+                );
+                tracing::debug!("applying remote changes failed: {}", error::one_line(&e));
+            }
+        }
+    }
+
+    /// After any job: tells peers about new ops (eager push), and the node
+    /// about a changed member set.
+    pub fn after_job(&mut self, v: &mut Vault) {
+        if *v.journal.admitted() == self.announced {
+            return;
+        }
+        self.announced = v.journal.admitted().clone();
+        let now = now_ms();
+        let peers: Vec<DeviceId> = self.sessions.keys().copied().collect();
+        for p in peers {
+            if let Some(l) = self.sessions.get_mut(&p) {
+                l.session.announce(&v.journal, now);
+            }
+            self.drain(v, p);
+        }
+        self.net.publish(
+            Message::Have {
+                vv: self.announced.clone(),
+            }
+            .encode(),
+        );
+        if let Err(e) = self.update_members(v) {
+            tracing::warn!("could not read the member set: {}", error::one_line(&e));
+        }
+    }
+
+    fn update_members(&mut self, v: &Vault) -> Result<()> {
+        let me = v.device();
+        let m = v.journal.members(v.journal.admitted())?;
+        let now: BTreeSet<DeviceId> = m
+            .roles
+            .keys()
+            .filter(|d| **d != me && m.active(d).is_some())
+            .copied()
+            .collect();
+        if now != self.members {
+            // Sessions with devices no longer members end at once.
+            for gone in self.members.difference(&now) {
+                if let Some(l) = self.sessions.remove(gone) {
+                    self.net.close(*gone, l.stream, Duration::ZERO);
+                }
+            }
+            self.members = now.clone();
+            self.net.set_members(now);
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(&self) {
+        self.net.shutdown();
+    }
+}

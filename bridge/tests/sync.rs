@@ -1,0 +1,210 @@
+//! Live sync between real `vellum serve` processes over real libp2p
+//! connections on loopback (mDNS off): edits flow both ways and land on
+//! disk byte for byte, concurrent edits merge, a mass delete from a peer
+//! is held, and strangers are refused.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+mod common;
+use common::daemon::{Daemon, eventually};
+use common::{Env, tree};
+
+/// The first address a syncing daemon listens on, with its peer id.
+fn address(env: &Env) -> String {
+    let mut addr = String::new();
+    eventually("the daemon to listen", || {
+        let s = env.json(&["status"]);
+        match s["network"]["listening"].get(0).and_then(Value::as_str) {
+            Some(a) => {
+                addr = a.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    addr
+}
+
+/// Starts syncing daemons for `envs`, each told the first one's address.
+fn serve_all(envs: &[&Env]) -> Vec<Daemon> {
+    let first = Daemon::start_net(envs[0], &[]);
+    let addr = address(envs[0]);
+    let mut out = vec![first];
+    for e in &envs[1..] {
+        out.push(Daemon::start_net(e, &["--peer", &addr]));
+    }
+    out
+}
+
+fn connected(env: &Env) -> u64 {
+    env.json(&["status"])["network"]["connected"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until every vault holds the same files, byte for byte, as the
+/// first, and the first holds `expect` (path → content).
+fn converge(envs: &[&Env], expect: &[(&str, &[u8])]) {
+    eventually("the vaults to converge", || {
+        let t0 = tree(&envs[0].vault);
+        expect
+            .iter()
+            .all(|(p, c)| t0.get(*p).map(Vec::as_slice) == Some(*c))
+            && envs[1..].iter().all(|e| tree(&e.vault) == t0)
+    });
+}
+
+fn heads(envs: &[&Env]) -> Vec<String> {
+    envs.iter().map(|e| e.head()).collect()
+}
+
+#[test]
+fn two_daemons_sync_saves_both_ways_within_moments() {
+    let a = Env::init();
+    a.write("note.md", "# Note\nfirst line\n");
+    a.write("img/pic.png", [0u8, 1, 2, 3, 255, 254]);
+    a.scan();
+    let b = a.clone_to("b");
+    let _d = serve_all(&[&a, &b]);
+    eventually("the two to connect", || {
+        connected(&a) == 1 && connected(&b) == 1
+    });
+
+    a.write("note.md", "# Note\nfirst line\nfrom a\n");
+    converge(&[&a, &b], &[("note.md", b"# Note\nfirst line\nfrom a\n")]);
+    b.write("new.md", "written on b\n");
+    converge(&[&a, &b], &[("new.md", b"written on b\n")]);
+    b.write("img/pic.png", [9u8; 70_000]);
+    converge(&[&a, &b], &[("img/pic.png", &[9u8; 70_000])]);
+    std::fs::remove_file(a.vault.join("new.md")).unwrap();
+    eventually("the delete to reach b", || !b.vault.join("new.md").exists());
+
+    // Both journals hold the same ops, so history is the same on both.
+    eventually("the heads to agree", || {
+        let h = heads(&[&a, &b]);
+        h[0] == h[1]
+    });
+    let log_a = a.json(&["log"]);
+    let log_b = b.json(&["log"]);
+    assert_eq!(log_a, log_b);
+
+    let peers = a.json(&["peers"]);
+    assert_eq!(peers.as_array().unwrap().len(), 1, "{peers}");
+    assert_eq!(peers[0]["connected"], true);
+    assert_eq!(peers[0]["behind_ops"], 0);
+}
+
+#[test]
+fn concurrent_edits_made_apart_merge_when_the_devices_meet() {
+    let a = Env::init();
+    a.write("plan.md", "one\ntwo\nthree\n");
+    a.scan();
+    let b = a.clone_to("b");
+    let c = a.clone_to("c");
+    // Apart: each changes its own line, and all three add a file of the
+    // same name.
+    a.write("plan.md", "one by a\ntwo\nthree\n");
+    b.write("plan.md", "one\ntwo by b\nthree\n");
+    c.write("plan.md", "one\ntwo\nthree by c\n");
+    for (e, who) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        e.write("same.md", format!("from {who}\n"));
+        e.scan();
+    }
+    let _d = serve_all(&[&a, &b, &c]);
+    converge(
+        &[&a, &b, &c],
+        &[("plan.md", b"one by a\ntwo by b\nthree by c\n")],
+    );
+    // Same-path creates keep every side's lines: nothing is lost.
+    let same = String::from_utf8(a.read("same.md")).unwrap();
+    for who in ["a", "b", "c"] {
+        assert!(same.contains(&format!("from {who}")), "{same}");
+    }
+    eventually("the heads to agree", || {
+        let h = heads(&[&a, &b, &c]);
+        h[0] == h[1] && h[1] == h[2]
+    });
+}
+
+#[test]
+fn a_mass_delete_from_a_peer_is_held_and_the_files_stay() {
+    let a = Env::init();
+    for i in 0..30 {
+        a.write(&format!("notes/n{i}.md"), format!("note {i}\n"));
+    }
+    a.scan();
+    let b = a.clone_to("b");
+    let _d = serve_all(&[&a, &b]);
+    eventually("the two to connect", || connected(&b) == 1);
+    // While b's daemon runs, a loses most of its notes at once.
+    for i in 0..25 {
+        std::fs::remove_file(a.vault.join(format!("notes/n{i}.md"))).unwrap();
+    }
+    eventually("b to hold the deletes", || {
+        b.json(&["status"])["quarantined"].as_u64() == Some(25)
+    });
+    // The ops are in b's journal; the files are still on its disk.
+    assert_eq!(b.head(), a.head());
+    for i in 0..30 {
+        assert!(b.vault.join(format!("notes/n{i}.md")).exists(), "n{i}");
+    }
+    // Rejecting writes the files back as new ops, which reach a too.
+    let held = b.json(&["quarantine", "list"]);
+    let id = held[0]["id"].as_str().unwrap().to_string();
+    b.ok(&["quarantine", "reject", &id]);
+    eventually("a to get its notes back", || {
+        (0..30).all(|i| a.vault.join(format!("notes/n{i}.md")).exists())
+    });
+    assert_eq!(a.read("notes/n3.md"), b"note 3\n");
+}
+
+#[test]
+fn a_device_of_another_vault_is_refused_before_any_data() {
+    let a = Env::init();
+    a.write("secret.md", "only for members\n");
+    a.scan();
+    let stranger = a.sibling("stranger");
+    std::fs::create_dir_all(&stranger.vault).unwrap();
+    stranger.ok(&["init", "--name", "stranger"]);
+    let ops_before = stranger.json(&["status"])["ops"].clone();
+    let da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    let _ds = Daemon::start_net(&stranger, &["--peer", &addr]);
+    eventually("a to refuse the stranger", || {
+        da.stderr
+            .lock()
+            .unwrap()
+            .contains("refused a connection from a device that is not a member")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!stranger.vault.join("secret.md").exists());
+    assert_eq!(connected(&a), 0);
+    assert_eq!(stranger.json(&["status"])["ops"], ops_before);
+}
+
+#[test]
+fn a_listen_address_in_use_is_one_clear_error() {
+    let a = Env::init();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let out = a.run(&["serve", "--no-mdns", "--listen", &listen]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    // Nothing was left running: the vault is free for the next command.
+    a.ok(&["status"]);
+}
+
+#[test]
+fn a_bad_peer_address_is_a_user_error() {
+    let a = Env::init();
+    let err = a.fails(&["serve", "--no-mdns", "--peer", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(err.contains("/p2p/"), "{err}");
+    let err = a.fails(&["serve", "--no-mdns", "--listen", "not an address"]);
+    assert!(err.contains("not a libp2p address"), "{err}");
+}

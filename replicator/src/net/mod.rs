@@ -1,0 +1,119 @@
+//! The libp2p driver (DESIGN §7): a swarm on the caller's tokio runtime
+//! that carries [`crate::Session`] messages between members.
+//!
+//! The driver moves bytes; it never touches the journal. Sessions live
+//! with the journal's single writer (the daemon's vault thread), which
+//! gets every [`NetEvent`] through a sink and answers through [`Handle`].
+//! That keeps the protocol core sans-IO and the swarm free of storage.
+//!
+//! - The device key is the libp2p identity: a device's [`DeviceId`] is
+//!   its ed25519 public key, so its [`PeerId`] follows from it.
+//! - TCP (Noise, Yamux) and QUIC, on OS-assigned ports unless told
+//!   otherwise; mDNS (libp2p's, with a random instance name) when asked.
+//! - Connections are gated to the member set the caller passes
+//!   ([`Handle::set_members`]): libp2p's allow list refuses anyone else
+//!   right after the handshake, before any protocol runs.
+//! - One `/vellum/sync/1` stream per member, opened by the device whose id
+//!   sorts first; messages are framed by [`frames`].
+//! - A per-vault gossipsub topic carries Have announcements for members
+//!   not directly connected.
+//! - Known members are dialled again with a backoff, and at once when the
+//!   host's addresses change or it resumes from sleep.
+
+pub mod frames;
+mod node;
+
+pub use libp2p::multiaddr::Protocol;
+pub use libp2p::{Multiaddr, PeerId};
+pub use node::{Handle, Permit, SendError, start};
+
+use vellum_journal::{DeviceId, VaultId};
+
+/// The protocol name of the sync stream.
+pub const SYNC_PROTOCOL: &str = "/vellum/sync/1";
+/// What identify announces as the protocol version.
+pub const IDENTIFY_PROTOCOL: &str = "/vellum/id/1";
+
+/// How the node runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub vault: VaultId,
+    /// Addresses to listen on; empty means every interface, IPv4 and
+    /// IPv6, TCP and QUIC, on ports the OS picks.
+    pub listen: Vec<Multiaddr>,
+    /// Discover members on the LAN by mDNS (real multicast).
+    pub mdns: bool,
+}
+
+/// What the node tells its owner.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A listener is up at `addr` (the real port, for port 0).
+    Listening { addr: Multiaddr },
+    /// A listen address went away (an interface went down).
+    Unlistened { addr: Multiaddr },
+    /// The first connection to a member is up.
+    Connected { peer: DeviceId, addr: Multiaddr },
+    /// The last connection to a member closed.
+    Disconnected { peer: DeviceId },
+    /// Somebody who is not a member tried to connect, and was refused.
+    Refused { peer: Option<PeerId> },
+    /// A sync stream with `peer` opened: start a session on it. A newer
+    /// stream with the same peer replaces an older one.
+    Opened { peer: DeviceId, stream: u64 },
+    /// One message on a sync stream. The stream reads no further while
+    /// [`node::STREAM_FRAMES_QUEUED`] of its frames are alive: drop the
+    /// permit once the message is handled.
+    Frame {
+        peer: DeviceId,
+        stream: u64,
+        bytes: Vec<u8>,
+        permit: Permit,
+    },
+    /// A sync stream ended; `error` says why, when it was not a clean end.
+    Closed {
+        peer: DeviceId,
+        stream: u64,
+        error: Option<String>,
+    },
+    /// Addresses where a member can be reached (mDNS, or what it told us).
+    Discovered {
+        peer: DeviceId,
+        addrs: Vec<Multiaddr>,
+    },
+    /// A Have a member announced on the vault's gossip topic.
+    Gossip { from: DeviceId, bytes: Vec<u8> },
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot listen on {addr}: {error}")]
+    Listen { addr: Multiaddr, error: String },
+    #[error("cannot start the network: {0}")]
+    Setup(String),
+}
+
+/// The libp2p peer id of a device.
+pub fn peer_id(device: &DeviceId) -> Option<PeerId> {
+    let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
+    Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// The device a peer id names, for an ed25519 peer id (the key is inlined
+/// in it); `None` for any other kind.
+pub fn device_of(peer: &PeerId) -> Option<DeviceId> {
+    let mh = peer.as_ref();
+    // 0x00: the identity multihash, which holds the key itself.
+    if mh.code() != 0x00 {
+        return None;
+    }
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    let ed = pk.try_into_ed25519().ok()?;
+    Some(DeviceId(ed.to_bytes()))
+}
+
+/// The gossipsub topic a vault's Have announcements go to.
+pub fn have_topic(vault: &VaultId) -> String {
+    format!("/vellum/have/1/{}", vault.to_hex())
+}

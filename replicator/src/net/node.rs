@@ -1,0 +1,732 @@
+//! The swarm task and the handle its owner drives it with.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::{AsyncReadExt, StreamExt};
+use libp2p::core::ConnectedPoint;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, gossipsub, identify, mdns, noise,
+    ping, tcp, yamux,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use vellum_journal::DeviceId;
+
+use super::{Config, IDENTIFY_PROTOCOL, NetError, NetEvent, SYNC_PROTOCOL, frames, have_topic};
+
+/// Frames of one stream handed to the owner and not yet handled: the
+/// stream is not read further until one is (backpressure to the peer).
+pub const STREAM_FRAMES_QUEUED: usize = 16;
+/// Bytes queued to one stream before [`Handle::send`] refuses: a peer
+/// that does not read is not allowed to fill this process's memory.
+pub const STREAM_SEND_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Addresses kept per member.
+const ADDRS_PER_PEER_MAX: usize = 16;
+/// How often the node checks whom to dial and which streams to open.
+const TICK: Duration = Duration::from_secs(2);
+/// The first wait before dialling a member again; it doubles up to
+/// [`REDIAL_MAX`].
+const REDIAL_MIN: Duration = Duration::from_secs(2);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+/// Wall time passing this much faster than monotonic time between two
+/// ticks means the host slept: dial everyone again.
+const RESUME_GAP: Duration = Duration::from_secs(10);
+
+/// Keeps a received frame counted against its stream until dropped.
+#[derive(Debug)]
+pub struct Permit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Why a message could not be queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    #[error("the stream is closed")]
+    Closed,
+    #[error("the peer is not reading: over {STREAM_SEND_BYTES_MAX} bytes queued to it")]
+    Overloaded,
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    gossipsub: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// One open sync stream, as the handle sees it.
+struct Outgoing {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+type Streams = Arc<Mutex<HashMap<u64, Outgoing>>>;
+
+enum Cmd {
+    Members(BTreeSet<DeviceId>),
+    Dial(DeviceId, Vec<Multiaddr>),
+    Close(DeviceId, u64, Duration),
+    Publish(Vec<u8>),
+    StreamReady(PeerId, libp2p::Stream),
+    OpenFailed(PeerId, String),
+    StreamEnded(u64, PeerId, Option<String>),
+    Shutdown,
+}
+
+/// Drives a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    streams: Streams,
+    local: PeerId,
+}
+
+impl Handle {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// The devices allowed to connect (and dialled): the vault's members,
+    /// minus this device. Connections to anyone dropped are closed.
+    pub fn set_members(&self, members: BTreeSet<DeviceId>) {
+        let _ = self.cmd.send(Cmd::Members(members));
+    }
+
+    /// Addresses to try for a member (from config, an invite, or the
+    /// address book); the node dials it if it is not connected.
+    pub fn dial(&self, peer: DeviceId, addrs: Vec<Multiaddr>) {
+        let _ = self.cmd.send(Cmd::Dial(peer, addrs));
+    }
+
+    /// Queues a message on a sync stream.
+    pub fn send(&self, stream: u64, bytes: Vec<u8>) -> Result<(), SendError> {
+        let streams = self.streams.lock().expect("streams lock");
+        let out = streams.get(&stream).ok_or(SendError::Closed)?;
+        let len = bytes.len();
+        if out.queued.load(Ordering::Relaxed) + len > STREAM_SEND_BYTES_MAX {
+            return Err(SendError::Overloaded);
+        }
+        out.queued.fetch_add(len, Ordering::Relaxed);
+        out.tx.send(bytes).map_err(|_| SendError::Closed)
+    }
+
+    /// Ends a stream and disconnects its peer. With a `backoff`, the peer
+    /// (it broke the protocol) is refused and not dialled for that long.
+    pub fn close(&self, peer: DeviceId, stream: u64, backoff: Duration) {
+        let _ = self.cmd.send(Cmd::Close(peer, stream, backoff));
+    }
+
+    /// Announces bytes (an encoded Have) on the vault's gossip topic.
+    pub fn publish(&self, bytes: Vec<u8>) {
+        let _ = self.cmd.send(Cmd::Publish(bytes));
+    }
+
+    /// Stops the node: streams end, connections close.
+    pub fn shutdown(&self) {
+        let _ = self.cmd.send(Cmd::Shutdown);
+    }
+}
+
+/// Starts a node on the current tokio runtime. Listeners are bound before
+/// this returns, so a port in use is an error here; the addresses they
+/// got (and later changes) arrive as [`NetEvent::Listening`].
+pub fn start(
+    cfg: Config,
+    device_seed: [u8; 32],
+    sink: Box<dyn Fn(NetEvent) + Send + Sync>,
+) -> Result<Handle, NetError> {
+    let key = libp2p::identity::Keypair::ed25519_from_bytes(device_seed)
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let local = key.public().to_peer_id();
+    let mdns_on = cfg.mdns;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_quic()
+        .with_behaviour(|key| {
+            let gossip = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_secs(1))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(crate::wire::MESSAGE_BYTES_MAX)
+                .build()?;
+            let mdns = if mdns_on {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                )?)
+            } else {
+                None
+            };
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
+                allow: allow_block_list::Behaviour::default(),
+                mdns: mdns.into(),
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip,
+                )?,
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                        .with_agent_version(format!("vellum/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+                stream: libp2p_stream::Behaviour::new(),
+            })
+        })
+        .map_err(|e| NetError::Setup(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+
+    let topic = gossipsub::IdentTopic::new(have_topic(&cfg.vault));
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let listen = if cfg.listen.is_empty() {
+        [
+            "/ip4/0.0.0.0/tcp/0",
+            "/ip4/0.0.0.0/udp/0/quic-v1",
+            "/ip6/::/tcp/0",
+            "/ip6/::/udp/0/quic-v1",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("a valid multiaddr"))
+        .collect()
+    } else {
+        cfg.listen.clone()
+    };
+    let mut listening = 0;
+    for addr in listen {
+        match swarm.listen_on(addr.clone()) {
+            Ok(_) => listening += 1,
+            // IPv6 may be off on this host: the default set is best effort.
+            Err(e) if cfg.listen.is_empty() => {
+                tracing::debug!(%addr, "not listening: {e}");
+            }
+            Err(e) => {
+                return Err(NetError::Listen {
+                    addr,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    if listening == 0 {
+        return Err(NetError::Setup(
+            "no address to listen on could be opened".into(),
+        ));
+    }
+
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control
+        .accept(StreamProtocol::new(SYNC_PROTOCOL))
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let streams: Streams = Arc::default();
+    let handle = Handle {
+        cmd: cmd_tx.clone(),
+        streams: streams.clone(),
+        local,
+    };
+    // Inbound streams come back to the swarm task as commands, so every
+    // change to the stream table happens in one place.
+    {
+        let cmd = cmd_tx.clone();
+        tokio::spawn(async move {
+            let mut incoming = incoming;
+            while let Some((peer, stream)) = incoming.next().await {
+                if cmd.send(Cmd::StreamReady(peer, stream)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let node = Node {
+        swarm,
+        topic,
+        control,
+        cmd: cmd_tx,
+        streams,
+        sink: Arc::from(sink),
+        local,
+        members: HashMap::new(),
+        dialled: HashMap::new(),
+        banned: HashMap::new(),
+        addrs: HashMap::new(),
+        redial: HashMap::new(),
+        active: HashMap::new(),
+        opening: HashSet::new(),
+        connected: HashSet::new(),
+        next_stream: Arc::new(AtomicU64::new(1)),
+    };
+    tokio::spawn(node.run(cmd_rx));
+    Ok(handle)
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    topic: gossipsub::IdentTopic,
+    control: libp2p_stream::Control,
+    cmd: mpsc::UnboundedSender<Cmd>,
+    streams: Streams,
+    sink: Arc<dyn Fn(NetEvent) + Send + Sync>,
+    local: PeerId,
+    /// Members other than this device, by peer id.
+    members: HashMap<PeerId, DeviceId>,
+    /// Devices dialled on purpose that are not members (yet).
+    dialled: HashMap<PeerId, DeviceId>,
+    /// Peers refused until then (they broke the protocol).
+    banned: HashMap<PeerId, Instant>,
+    /// Where members were seen or said to be, newest last.
+    addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// When to dial a member next, and the wait after that.
+    redial: HashMap<PeerId, (Instant, Duration)>,
+    /// The sync stream in use with each member.
+    active: HashMap<PeerId, (u64, DeviceId)>,
+    /// Members a stream is being opened to.
+    opening: HashSet<PeerId>,
+    connected: HashSet<PeerId>,
+    next_stream: Arc<AtomicU64>,
+}
+
+impl Node {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = (Instant::now(), SystemTime::now());
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm(ev),
+                cmd = cmds.recv() => match cmd {
+                    Some(Cmd::Shutdown) | None => break,
+                    Some(c) => self.on_cmd(c),
+                },
+                _ = tick.tick() => {
+                    let (mono, wall) = (Instant::now(), SystemTime::now());
+                    let slept = wall
+                        .duration_since(last.1)
+                        .unwrap_or_default()
+                        .saturating_sub(mono - last.0);
+                    if slept > RESUME_GAP {
+                        tracing::info!("resumed after sleep; dialling members again");
+                        self.redial_all_now();
+                    }
+                    last = (mono, wall);
+                    self.maintain();
+                }
+            }
+        }
+        // Dropping the senders ends every writer; the connections close
+        // with the swarm.
+        self.streams.lock().expect("streams lock").clear();
+    }
+
+    fn emit(&self, ev: NetEvent) {
+        (self.sink)(ev);
+    }
+
+    fn on_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Members(devices) => {
+                let want: HashMap<PeerId, DeviceId> = devices
+                    .into_iter()
+                    .filter_map(|d| super::peer_id(&d).map(|p| (p, d)))
+                    .filter(|(p, _)| *p != self.local)
+                    .collect();
+                let gone: Vec<PeerId> = self
+                    .members
+                    .keys()
+                    .filter(|p| !want.contains_key(p))
+                    .copied()
+                    .collect();
+                for p in gone {
+                    if self.dialled.contains_key(&p) {
+                        continue;
+                    }
+                    // Closes its connections too.
+                    self.swarm.behaviour_mut().allow.disallow_peer(p);
+                    self.addrs.remove(&p);
+                    self.redial.remove(&p);
+                }
+                for p in want.keys() {
+                    if !self.banned.contains_key(p) {
+                        self.swarm.behaviour_mut().allow.allow_peer(*p);
+                    }
+                }
+                self.members = want;
+                self.maintain();
+            }
+            Cmd::Dial(device, addrs) => {
+                let Some(peer) = super::peer_id(&device) else {
+                    return;
+                };
+                if peer == self.local {
+                    return;
+                }
+                if !self.members.contains_key(&peer) && !addrs.is_empty() {
+                    // Dialled on purpose (a `--peer`, an invite): allowed
+                    // out, though it gets no sync stream unless a member.
+                    self.dialled.insert(peer, device);
+                    self.swarm.behaviour_mut().allow.allow_peer(peer);
+                }
+                for a in addrs {
+                    self.learn(peer, a);
+                }
+                self.redial.remove(&peer);
+                self.maintain();
+            }
+            Cmd::Close(device, stream, backoff) => {
+                let Some(peer) = super::peer_id(&device) else {
+                    return;
+                };
+                self.drop_stream(stream);
+                if !backoff.is_zero() {
+                    self.banned.insert(peer, Instant::now() + backoff);
+                    self.swarm.behaviour_mut().allow.disallow_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
+            Cmd::Publish(bytes) => {
+                let topic = self.topic.clone();
+                // Nobody subscribed yet, or the same Have twice: fine.
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                    tracing::trace!("gossip not published: {e}");
+                }
+            }
+            Cmd::StreamReady(peer, stream) => {
+                self.opening.remove(&peer);
+                let Some(device) = self.members.get(&peer).copied() else {
+                    // Not (or no longer) a member: the stream just drops.
+                    return;
+                };
+                self.adopt(peer, device, stream);
+            }
+            Cmd::OpenFailed(peer, error) => {
+                self.opening.remove(&peer);
+                tracing::debug!(%peer, "could not open a sync stream: {error}");
+            }
+            Cmd::StreamEnded(id, peer, error) => {
+                if self.active.get(&peer).is_some_and(|(a, _)| *a == id) {
+                    let (_, device) = self.active.remove(&peer).expect("checked");
+                    self.emit(NetEvent::Closed {
+                        peer: device,
+                        stream: id,
+                        error,
+                    });
+                }
+                self.streams.lock().expect("streams lock").remove(&id);
+            }
+            Cmd::Shutdown => {}
+        }
+    }
+
+    /// Takes a new sync stream with `peer` into use, replacing any older.
+    fn adopt(&mut self, peer: PeerId, device: DeviceId, stream: libp2p::Stream) {
+        if let Some((old, _)) = self.active.remove(&peer) {
+            self.drop_stream(old);
+            self.emit(NetEvent::Closed {
+                peer: device,
+                stream: old,
+                error: Some("replaced by a newer stream".into()),
+            });
+        }
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        self.streams.lock().expect("streams lock").insert(
+            id,
+            Outgoing {
+                tx,
+                queued: queued.clone(),
+            },
+        );
+        self.active.insert(peer, (id, device));
+        self.emit(NetEvent::Opened {
+            peer: device,
+            stream: id,
+        });
+        tokio::spawn(pump(
+            id,
+            peer,
+            device,
+            stream,
+            rx,
+            queued,
+            self.sink.clone(),
+            self.cmd.clone(),
+        ));
+    }
+
+    fn drop_stream(&mut self, id: u64) {
+        // The writer ends when its sender drops, which closes the stream;
+        // the reader then sees the end.
+        self.streams.lock().expect("streams lock").remove(&id);
+        self.active.retain(|_, (a, _)| *a != id);
+    }
+
+    fn learn(&mut self, peer: PeerId, addr: Multiaddr) {
+        let addrs = self.addrs.entry(peer).or_default();
+        addrs.retain(|a| *a != addr);
+        addrs.push(addr);
+        if addrs.len() > ADDRS_PER_PEER_MAX {
+            addrs.remove(0);
+        }
+    }
+
+    fn redial_all_now(&mut self) {
+        self.redial.clear();
+        self.maintain();
+    }
+
+    /// Dials members that are due, re-admits peers whose ban ran out, and
+    /// opens missing sync streams.
+    fn maintain(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in expired {
+            self.banned.remove(&p);
+            if self.members.contains_key(&p) || self.dialled.contains_key(&p) {
+                self.swarm.behaviour_mut().allow.allow_peer(p);
+            }
+        }
+        let targets: Vec<PeerId> = self
+            .members
+            .keys()
+            .chain(self.dialled.keys())
+            .copied()
+            .collect();
+        for peer in targets {
+            if self.banned.contains_key(&peer) {
+                continue;
+            }
+            if self.connected.contains(&peer) {
+                self.redial.remove(&peer);
+                self.open_stream(peer);
+                continue;
+            }
+            let Some(addrs) = self.addrs.get(&peer).filter(|a| !a.is_empty()) else {
+                continue;
+            };
+            let (due, wait) = self.redial.get(&peer).copied().unwrap_or((now, REDIAL_MIN));
+            if due > now {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs.clone())
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "dial not started: {e}");
+            }
+            self.redial
+                .insert(peer, (now + wait, (wait * 2).min(REDIAL_MAX)));
+        }
+    }
+
+    /// The device whose peer id sorts first (as bytes) opens the one sync
+    /// stream of a pair, so two devices never race to open two.
+    fn open_stream(&mut self, peer: PeerId) {
+        if !self.members.contains_key(&peer) {
+            return;
+        }
+        let opens = self.local.to_bytes() < peer.to_bytes();
+        if !opens || self.active.contains_key(&peer) || !self.opening.insert(peer) {
+            return;
+        }
+        let mut control = self.control.clone();
+        let cmd = self.cmd.clone();
+        tokio::spawn(async move {
+            let result = control
+                .open_stream(peer, StreamProtocol::new(SYNC_PROTOCOL))
+                .await;
+            let _ = cmd.send(match result {
+                Ok(s) => Cmd::StreamReady(peer, s),
+                Err(e) => Cmd::OpenFailed(peer, e.to_string()),
+            });
+        });
+    }
+
+    fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::debug!(%address, "listening");
+                self.emit(NetEvent::Listening { addr: address });
+                // A new address often means the network changed.
+                self.redial_all_now();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.emit(NetEvent::Unlistened { addr: address });
+                self.redial_all_now();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let Some(device) = self.members.get(&peer_id).copied() else {
+                    return;
+                };
+                let addr = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => address,
+                    ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
+                };
+                if self.connected.insert(peer_id) {
+                    self.emit(NetEvent::Connected { peer: device, addr });
+                }
+                self.redial.remove(&peer_id);
+                self.open_stream(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if self.connected.remove(&peer_id) => {
+                if let Some(device) = self.members.get(&peer_id) {
+                    self.emit(NetEvent::Disconnected { peer: *device });
+                }
+            }
+            SwarmEvent::IncomingConnectionError { peer_id, error, .. } => {
+                if peer_id.is_some_and(|p| !self.members.contains_key(&p))
+                    || matches!(error, libp2p::swarm::ListenError::Denied { .. })
+                {
+                    self.emit(NetEvent::Refused { peer: peer_id });
+                } else {
+                    tracing::debug!("an incoming connection failed: {error}");
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (p, a) in found {
+                    if self.members.contains_key(&p) {
+                        by_peer.entry(p).or_default().push(a);
+                    }
+                }
+                for (p, addrs) in by_peer {
+                    self.found(p, addrs);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if self.members.contains_key(&peer_id) => {
+                self.found(peer_id, info.listen_addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                ..
+            })) => {
+                let from = message.source.and_then(|s| self.members.get(&s).copied());
+                if let Some(from) = from {
+                    self.emit(NetEvent::Gossip {
+                        from,
+                        bytes: message.data,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A member is reachable at `addrs`: remember them, tell the owner
+    /// (it keeps an address book), and dial if not connected.
+    fn found(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let Some(device) = self.members.get(&peer).copied() else {
+            return;
+        };
+        let addrs: Vec<Multiaddr> = addrs.into_iter().filter(dialable).collect();
+        if addrs.is_empty() {
+            return;
+        }
+        for a in &addrs {
+            self.learn(peer, a.clone());
+        }
+        self.emit(NetEvent::Discovered {
+            peer: device,
+            addrs,
+        });
+        if !self.connected.contains(&peer) {
+            self.redial.remove(&peer);
+            self.maintain();
+        }
+    }
+}
+
+/// Whether an announced address can be dialled at all (not a wildcard).
+fn dialable(a: &Multiaddr) -> bool {
+    use libp2p::multiaddr::Protocol;
+    !a.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Moves frames between one stream and the owner until either side ends.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    id: u64,
+    peer: PeerId,
+    device: DeviceId,
+    stream: libp2p::Stream,
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    sink: Arc<dyn Fn(NetEvent) + Send + Sync>,
+    cmd: mpsc::UnboundedSender<Cmd>,
+) {
+    let (mut r, mut w) = stream.split();
+    let writer = async {
+        while let Some(msg) = outgoing.recv().await {
+            let len = msg.len();
+            let sent = frames::write(&mut w, &msg).await;
+            queued.fetch_sub(len, Ordering::Relaxed);
+            sent?;
+        }
+        // The owner dropped the stream: end it cleanly.
+        futures::AsyncWriteExt::close(&mut w).await?;
+        Ok::<_, frames::FrameError>(())
+    };
+    let permits = Arc::new(Semaphore::new(STREAM_FRAMES_QUEUED));
+    let reader = async {
+        loop {
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            match frames::read(&mut r).await? {
+                Some(bytes) => sink(NetEvent::Frame {
+                    peer: device,
+                    stream: id,
+                    bytes,
+                    permit: Permit(permit),
+                }),
+                None => return Ok::<_, frames::FrameError>(()),
+            }
+        }
+    };
+    // Whichever side ends first ends the stream.
+    let error = tokio::select! {
+        r = writer => r.err(),
+        r = reader => r.err(),
+    };
+    let _ = cmd.send(Cmd::StreamEnded(id, peer, error.map(|e| e.to_string())));
+}
