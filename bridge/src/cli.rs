@@ -155,6 +155,30 @@ pub enum Command {
     /// List the vault's other devices: connected now, last seen, and how
     /// many ops each lacks
     Peers,
+    /// Invite a new device: print a one-time code and its QR code (valid
+    /// 10 minutes) for `vellum join`, then approve the device that uses it
+    Invite {
+        /// Approve the first device that proves the code, without asking
+        /// (for scripts)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Make the folder given by --vault a new device of the vault whose
+    /// invite code this is: pair, fetch the vault, write its files
+    Join {
+        /// The code `vellum invite` printed on the inviting device
+        code: String,
+        /// The folder already holds a copy of the vault: keep its files
+        /// (identical ones collapse, different ones become conflicts)
+        #[arg(long)]
+        merge: bool,
+        /// Do not ask to confirm the digits both devices show
+        #[arg(long)]
+        yes: bool,
+        /// This device's name, shown to other devices
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Run `vellum serve` for this vault in the background, at login, as a
     /// systemd user service (install), or stop doing so (uninstall)
     Service {

@@ -143,8 +143,8 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
     match cli.command {
         // `main` runs the simulator before anything else.
         Command::Sim(_) => return Err(user("vellum sim runs on its own: start it directly")),
-        Command::Serve { .. } => {
-            return Err(user("vellum serve runs on its own: start it directly"));
+        Command::Serve { .. } | Command::Invite { .. } | Command::Join { .. } => {
+            return Err(user("this command runs on its own: start it directly"));
         }
         Command::Service { action } => {
             let r = match action {

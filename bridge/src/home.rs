@@ -86,6 +86,60 @@ pub fn create_with(
     })
 }
 
+/// Creates the device key of a device joining over the network: it has no
+/// vault key yet, and learns it from the seal its Member add carries
+/// ([`write_vault_key`] stores it then).
+pub fn create_joining(instance: &str, entropy: &mut dyn Entropy) -> Result<DeviceKeys> {
+    let dir = key_dir(instance)?;
+    let home = dir.parent().expect("instance dir has a parent");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)
+        .with_context(|| format!("creating {}", home.display()))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating key directory {}", dir.display()))?;
+    let mut seed = [0u8; 32];
+    entropy.fill(&mut seed);
+    write_secret(&dir.join(DEVICE_KEY), &seed)?;
+    let signing = SigningKey::from_bytes(&seed);
+    Ok(DeviceKeys {
+        keyring: Keyring::empty().with_identity(&signing),
+        signing,
+    })
+}
+
+/// Stores the vault's genesis key, once a joining device has learned it.
+pub fn write_vault_key(instance: &str, key: &EpochKey) -> Result<()> {
+    write_secret(&key_dir(instance)?.join(VAULT_KEY), &key.0)
+}
+
+/// A private file of an instance, beside its keys (0600 when written by
+/// [`write_private`]).
+pub fn instance_file(instance: &str, name: &str) -> Result<PathBuf> {
+    Ok(key_dir(instance)?.join(name))
+}
+
+/// Replaces a private file of an instance atomically, mode 0600.
+pub fn write_private(instance: &str, name: &str, bytes: &[u8]) -> Result<()> {
+    let dir = key_dir(instance)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(name)).with_context(|| format!("writing {}", dir.display()))?;
+    File::open(&dir)?.sync_all()?;
+    Ok(())
+}
+
 /// Loads the keys of an instance.
 pub fn load(instance: &str) -> Result<DeviceKeys> {
     let dir = key_dir(instance)?;

@@ -11,6 +11,8 @@ pub mod error;
 pub mod history;
 pub mod home;
 pub mod ignore_rules;
+pub mod invite;
+pub mod join;
 pub mod materialise;
 pub mod peers;
 pub mod quarantine;

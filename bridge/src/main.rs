@@ -7,7 +7,7 @@ use clap::Parser;
 
 use vellum_bridge::cli::{Cli, Command};
 use vellum_bridge::commands::{self, Io, OpenEach};
-use vellum_bridge::{daemon, error};
+use vellum_bridge::{daemon, error, join};
 
 /// Stdout for command output: a closed pipe (`vellum log | head`) ends the
 /// output quietly instead of failing the command.
@@ -47,6 +47,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         daemon::serve(cli.global.vault.as_deref(), *stdio, *debounce_ms, net)?;
         return Ok(0);
     }
+    if let Command::Invite { yes } = &cli.command {
+        return daemon::invite_cli::run(cli.global.vault.as_deref(), *yes, cli.global.json);
+    }
+    if let Command::Join {
+        code,
+        merge,
+        yes,
+        name,
+    } = &cli.command
+    {
+        return join(&cli, code, *merge, *yes, name.as_deref());
+    }
     if let Some(code) = daemon::client::forward(&cli)? {
         return Ok(code);
     }
@@ -60,6 +72,59 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             err: &mut err,
         },
     )?;
+    Ok(0)
+}
+
+/// What `vellum join` asks on the terminal.
+struct Terminal {
+    yes: bool,
+}
+
+impl join::Prompt for Terminal {
+    fn confirm_sas(&mut self, sas: &str) -> bool {
+        let (a, b) = sas.split_at(3.min(sas.len()));
+        eprintln!("Both devices should show the digits {a} {b}.");
+        if self.yes {
+            return true;
+        }
+        eprint!("Do they match the inviting device? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+    }
+
+    fn say(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+fn join(cli: &Cli, code: &str, merge: bool, yes: bool, name: Option<&str>) -> anyhow::Result<u8> {
+    let dest = match &cli.global.vault {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()?,
+    };
+    let name = name
+        .map(str::to_string)
+        .unwrap_or_else(commands::default_device_name);
+    let (_, report) = join::join(code, &dest, &name, merge, &mut Terminal { yes })?;
+    if cli.global.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "joined vault {} as device {}: {} files, {} ops{}\nrun `vellum serve --vault {}` to stay in sync",
+            report.vault,
+            &report.device[..12],
+            report.files,
+            report.ops,
+            if report.merged > 0 {
+                format!(", {} of this folder's changes merged", report.merged)
+            } else {
+                String::new()
+            },
+            dest.display()
+        );
+    }
     Ok(0)
 }
 

@@ -97,6 +97,9 @@ pub struct NetView {
     pub listening: Vec<String>,
     /// Connected members, with the address of the connection.
     pub connected: BTreeMap<DeviceId, String>,
+    /// Connected devices that are not members (a joiner, a `--peer` of
+    /// another vault).
+    pub strangers: BTreeMap<DeviceId, String>,
     /// What each peer with a session said it holds, most recently.
     pub has: BTreeMap<DeviceId, VersionVector>,
 }

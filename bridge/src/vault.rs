@@ -402,6 +402,11 @@ impl Vault {
         }
     }
 
+    /// This vault's instance id: its keys' folder under `$VELLUM_HOME`.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     pub fn device(&self) -> DeviceId {
         vellum_journal::keys::device_id(&self.keys.signing)
     }

@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use ts_rs::{Config, TS};
 use vellum_bridge::commands::Status;
 use vellum_bridge::conflicts::{ConflictEntry, ConflictSides, SideText};
-use vellum_bridge::daemon::events::{Event, OpEvent, Provenance};
+use vellum_bridge::daemon::events::{Event, OpEvent, PairStage, Provenance};
 use vellum_bridge::daemon::rpc::{
-    CliParams, CliResult, DiffParams, DiffResult, LogParams, QuarantineParams, ResolveParams,
-    RestoreParams, RollbackParams, RpcError, ShowParams, SidesParams, TreeParams,
+    ApproveParams, CliParams, CliResult, DiffParams, DiffResult, InviteParams, LogParams,
+    QuarantineParams, ResolveParams, RestoreParams, RollbackParams, RpcError, ShowParams,
+    SidesParams, TreeParams,
 };
 use vellum_bridge::history::{DiffEntry, FileInfo, LogEntry, ShowInfo, Tree};
+use vellum_bridge::invite::InviteInfo;
+use vellum_bridge::peers::{NetStatus, PeerEntry};
 use vellum_bridge::quarantine::{Change, Held, HeldFile, Source};
 use vellum_bridge::rewrite::{Preview, PreviewEntry, WriteReport};
 use vellum_bridge::settings::{LogSettings, Settings};
@@ -74,6 +77,12 @@ fn generated_typescript_matches_the_committed_files() {
         generated::<Event>(&cfg),
         generated::<OpEvent>(&cfg),
         generated::<Provenance>(&cfg),
+        generated::<PairStage>(&cfg),
+        generated::<NetStatus>(&cfg),
+        generated::<PeerEntry>(&cfg),
+        generated::<InviteInfo>(&cfg),
+        generated::<InviteParams>(&cfg),
+        generated::<ApproveParams>(&cfg),
     ];
     let dir = dir();
     if std::env::var_os("VELLUM_WRITE_RPC_TYPES").is_some() {

@@ -293,15 +293,29 @@ impl<S: Store> Journal<S> {
 
     /// [`Journal::empty_replica`] for another device, holding `keys`.
     pub fn empty_replica_keyed<T: Store>(&self, store: T, keys: Keyring) -> Result<Journal<T>> {
+        Journal::empty_of(store, self.vault, self.genesis, self.genesis_author, keys)
+    }
+
+    /// An empty journal of the vault whose genesis op is `genesis`, by
+    /// `genesis_author`: a device joining over the network, which learns
+    /// the vault's keys from the seals its Member add carries.
+    pub fn empty_of(
+        store: S,
+        vault: VaultId,
+        genesis: OpId,
+        genesis_author: DeviceId,
+        keys: Keyring,
+    ) -> Result<Journal<S>> {
+        if store.get(Ks::Meta, meta::GENESIS)?.is_some() {
+            return Err(Error::Usage(
+                "this journal already belongs to a vault".into(),
+            ));
+        }
         let mut batch = Batch::new();
-        batch.put(Ks::Meta, meta::VAULT, self.vault.0.to_vec());
-        batch.put(Ks::Meta, meta::GENESIS, self.genesis.0.to_vec());
-        batch.put(
-            Ks::Meta,
-            meta::GENESIS_AUTHOR,
-            self.genesis_author.0.to_vec(),
-        );
-        store.commit(batch, Durability::Buffered)?;
+        batch.put(Ks::Meta, meta::VAULT, vault.0.to_vec());
+        batch.put(Ks::Meta, meta::GENESIS, genesis.0.to_vec());
+        batch.put(Ks::Meta, meta::GENESIS_AUTHOR, genesis_author.0.to_vec());
+        store.commit(batch, Durability::Durable)?;
         Journal::open(store, keys)
     }
 

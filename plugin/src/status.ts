@@ -11,10 +11,10 @@ export const STATUS_TEXT_CHECKING = "Vellum: checking…";
 
 /**
  * The `status` shape from the CLI output contract (DESIGN §8): the Rust
- * type exported by ts-rs, less the optional `stale` report, which the
- * status bar does not show yet.
+ * type exported by ts-rs, less the optional `stale` and `network` reports,
+ * which the status bar does not show yet.
  */
-export type VaultStatus = Omit<Status, "stale">;
+export type VaultStatus = Omit<Status, "stale" | "network">;
 
 const STRING_FIELDS = ["head", "device", "vault"] as const;
 const COUNT_FIELDS = ["ops", "files", "conflicts", "pending", "quarantined", "journal_bytes"] as const;

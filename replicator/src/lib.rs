@@ -4,10 +4,12 @@
 //! - [`session`]: one peer session as a sans-IO state machine: no IO, no
 //!   clock and no randomness of its own. The simulator drives it in
 //!   simulated time; the libp2p driver over real streams.
+//! - [`pair`]: invite codes and the pairing exchange's messages and proofs.
 //! - [`net`] (feature `net`): the libp2p driver.
 
 #[cfg(feature = "net")]
 pub mod net;
+pub mod pair;
 pub mod session;
 pub mod wire;
 

@@ -151,6 +151,19 @@ impl Session {
         &self.peer_has
     }
 
+    /// What the peer holds as far as this session knows: what it said,
+    /// raised by what was sent to it since (the stream is reliable), per
+    /// author by seq. For progress figures; asking uses exact heads.
+    pub fn peer_holds(&self) -> VersionVector {
+        let mut vv = self.peer_has.clone();
+        for (author, e) in self.sent.iter() {
+            if e.seq > vv.seq(author) {
+                vv.set(*author, e.seq, e.head);
+            }
+        }
+        vv
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed
     }

@@ -22,6 +22,8 @@ fn vault_of(cli: &Cli) -> Option<PathBuf> {
         Command::Init { .. }
         | Command::Sim(_)
         | Command::Serve { .. }
+        | Command::Invite { .. }
+        | Command::Join { .. }
         | Command::Service { .. } => None,
         Command::Clone { src, .. } => vault::find_root(Some(src)).ok(),
         _ => vault::find_root(cli.global.vault.as_deref()).ok(),

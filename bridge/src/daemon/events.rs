@@ -37,6 +37,33 @@ pub enum Event {
     /// This subscriber fell behind and missed `missed` events: read the
     /// state again.
     Lagged { missed: u64 },
+    /// A device is pairing through this one's invite (DESIGN §7).
+    Pairing {
+        stage: PairStage,
+        /// The joining device's id (hex).
+        device: String,
+        /// The name it gave.
+        name: String,
+        /// The six digits both devices show, once it proved the secret.
+        sas: Option<String>,
+        /// Why it was turned away.
+        reason: Option<String>,
+    },
+}
+
+/// Where a pairing stands.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum PairStage {
+    /// It proved the invite's secret and waits for approval
+    /// (`invite.approve`), unless the invite was pre-approved.
+    Request,
+    /// It is a member now.
+    Joined,
+    /// The person said no.
+    Declined,
+    /// It failed the check (a wrong secret).
+    Refused,
 }
 
 /// One op that joined the journal.

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod events;
+pub mod invite_cli;
 pub mod rpc;
 mod sync;
 mod watch;
@@ -84,6 +85,18 @@ pub fn serve(
     stdio: bool,
     debounce_ms: u64,
     net_args: &crate::cli::NetArgs,
+) -> Result<()> {
+    serve_until(vault, stdio, debounce_ms, net_args, None)
+}
+
+/// [`serve`], stopping also when `stop` fires (or its sender drops): for
+/// `vellum invite`, which serves its invite itself when no daemon runs.
+pub fn serve_until(
+    vault: Option<&Path>,
+    stdio: bool,
+    debounce_ms: u64,
+    net_args: &crate::cli::NetArgs,
+    stop: Option<oneshot::Receiver<()>>,
 ) -> Result<()> {
     let asked = vault::find_root(vault)?;
     let settings = settings::load(&asked)?;
@@ -162,7 +175,7 @@ pub fn serve(
         None => false,
     };
     let socket = dot.join(SOCKET);
-    let served = runtime.block_on(listen(&socket, stdio, syncing, jobs.clone(), bus));
+    let served = runtime.block_on(listen(&socket, stdio, syncing, stop, jobs.clone(), bus));
     drop(watcher);
     let _ = jobs.send(Job::Stop);
     let stopped = owner.join();
@@ -288,6 +301,17 @@ fn own_vault(
                 }
                 scan_now(&mut v, why, paths.as_deref());
             }
+            Job::Call { request, reply, .. } if request.method.starts_with("invite.") => {
+                let answer = match sync.as_mut() {
+                    Some(s) => s.invite_rpc(&mut v, request),
+                    None => rpc::Response::err(
+                        request.id.unwrap_or(serde_json::Value::Null),
+                        rpc::INVALID_PARAMS,
+                        "this daemon does not sync (--offline): invites need the network",
+                    ),
+                };
+                let _ = reply.send(answer);
+            }
             Job::Call {
                 request,
                 reply,
@@ -325,6 +349,9 @@ fn own_vault(
                 s.apply(&mut v);
             }
             s.after_job(&mut v);
+            for e in s.take_events() {
+                let _ = bus.send(e);
+            }
         }
         publish(&mut v, &mut watch, bus);
     }
@@ -420,6 +447,7 @@ async fn listen(
     socket: &Path,
     stdio: bool,
     syncing: bool,
+    stop: Option<oneshot::Receiver<()>>,
     jobs: mpsc::Sender<Job>,
     bus: broadcast::Sender<events::Event>,
 ) -> Result<()> {
@@ -451,6 +479,15 @@ async fn listen(
         done
     };
     tokio::pin!(stdin_done);
+    let stop = async move {
+        match stop {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
     tracing::info!("serving");
     tracing::debug!(socket = %socket.display(), "listening");
     loop {
@@ -478,6 +515,7 @@ async fn listen(
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = &mut stdin_done => break,
+            _ = &mut stop => break,
         }
     }
     Ok(())

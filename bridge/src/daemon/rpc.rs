@@ -244,6 +244,22 @@ pub struct ResolveParams {
 /// Largest unified diff text `diff` sends, in bytes.
 pub const DIFF_TEXT_BYTES_MAX: usize = 8 << 20;
 
+/// `invite.create`.
+#[derive(Deserialize, Default, ts_rs::TS)]
+#[serde(default, deny_unknown_fields)]
+pub struct InviteParams {
+    /// Approve the first joiner that proves the secret, without asking.
+    pub yes: bool,
+}
+
+/// `invite.approve`: the answer for the device waiting for approval.
+#[derive(Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveParams {
+    /// Let the waiting joiner in (true) or turn it away (false).
+    pub approve: bool,
+}
+
 /// `quarantine.accept` and `quarantine.reject`: which held batch.
 #[derive(Debug, Default, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]

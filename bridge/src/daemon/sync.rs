@@ -14,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use vellum_journal::{DeviceId, VersionVector};
-use vellum_replicator::net::{self, Handle, NetEvent};
+use vellum_replicator::net::{self, Handle, NetEvent, StreamKind};
 use vellum_replicator::{Event, Message, Session};
 
+mod pairing;
+
+use crate::daemon::events;
 use crate::error;
 use crate::peers::{self, NetView};
 use crate::transfer;
@@ -42,6 +45,10 @@ pub struct Sync {
     announced: VersionVector,
     /// The member set the node was last given.
     members: BTreeSet<DeviceId>,
+    /// A device pairing with this one through the pending invite.
+    joiner: Option<pairing::Joiner>,
+    /// Events for subscribers that only sync knows of (pairing).
+    events: Vec<events::Event>,
 }
 
 impl Sync {
@@ -58,7 +65,16 @@ impl Sync {
             unapplied: None,
             announced: v.journal.admitted().clone(),
             members: BTreeSet::new(),
+            joiner: None,
+            events: Vec::new(),
         };
+        // An invite from before a restart still stands, unless used or
+        // expired.
+        match crate::invite::load(v)? {
+            Some(p) if !p.used && !p.expired(now_ms()) => s.net.set_invite(true),
+            Some(_) => crate::invite::remove(v)?,
+            None => {}
+        }
         s.update_members(v)?;
         for (d, rec) in peers::load_all(v)? {
             let addrs: Vec<net::Multiaddr> =
@@ -97,6 +113,12 @@ impl Sync {
                 }
             }
             NetEvent::Connected { peer, addr } => {
+                if !self.members.contains(&peer) {
+                    if let Some(view) = v.net.as_mut() {
+                        view.strangers.insert(peer, addr.to_string());
+                    }
+                    return;
+                }
                 tracing::info!(peer = %peer.short(), %addr, "connected");
                 if let Some(view) = v.net.as_mut() {
                     view.connected.insert(peer, addr.to_string());
@@ -107,6 +129,7 @@ impl Sync {
                 tracing::info!(peer = %peer.short(), "disconnected");
                 if let Some(view) = v.net.as_mut() {
                     view.connected.remove(&peer);
+                    view.strangers.remove(&peer);
                 }
                 self.seen(v, peer, now);
             }
@@ -116,7 +139,16 @@ impl Sync {
                     "refused a connection from a device that is not a member"
                 );
             }
-            NetEvent::Opened { peer, stream } => {
+            NetEvent::Opened {
+                peer,
+                stream,
+                kind: StreamKind::Pair,
+            } => self.pair_opened(v, peer, stream),
+            NetEvent::Opened {
+                peer,
+                stream,
+                kind: StreamKind::Sync,
+            } => {
                 let session = Session::new(&v.journal, v.device(), now);
                 self.sessions.insert(peer, Live { stream, session });
                 self.drain(v, peer);
@@ -127,6 +159,10 @@ impl Sync {
                 bytes,
                 permit,
             } => {
+                if self.is_pairing(stream) {
+                    self.pair_frame(v, &bytes);
+                    return;
+                }
                 let Some(live) = self.sessions.get_mut(&peer).filter(|l| l.stream == stream) else {
                     // From a stream that was replaced or closed.
                     return;
@@ -147,6 +183,7 @@ impl Sync {
                 stream,
                 error,
             } => {
+                self.joiner_left(v, stream);
                 if self.sessions.get(&peer).is_some_and(|l| l.stream == stream) {
                     self.end(v, peer);
                     match error {
@@ -201,7 +238,7 @@ impl Sync {
                 Event::Closed { reason, misbehaved } => closed = Some((reason, misbehaved)),
             }
         }
-        let has = live.session.peer_has().clone();
+        let has = live.session.peer_holds();
         if let Some(view) = v.net.as_mut() {
             view.has.insert(peer, has);
         }
@@ -255,8 +292,15 @@ impl Sync {
         }
     }
 
-    /// Re-requests and anti-entropy for sessions that are due.
+    /// Events for subscribers since the last call.
+    pub fn take_events(&mut self) -> Vec<events::Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Re-requests and anti-entropy for sessions that are due; invites
+    /// that expired.
     pub fn tick(&mut self, v: &mut Vault) {
+        self.expire_invite(v);
         let now = now_ms();
         let due: Vec<DeviceId> = self
             .sessions
@@ -325,7 +369,7 @@ impl Sync {
         }
     }
 
-    fn update_members(&mut self, v: &Vault) -> Result<()> {
+    fn update_members(&mut self, v: &mut Vault) -> Result<()> {
         let me = v.device();
         let m = v.journal.members(v.journal.admitted())?;
         let now: BTreeSet<DeviceId> = m
@@ -339,6 +383,15 @@ impl Sync {
             for gone in self.members.difference(&now) {
                 if let Some(l) = self.sessions.remove(gone) {
                     self.net.close(*gone, l.stream, Duration::ZERO);
+                }
+            }
+            // A stranger that became a member (a joiner) counts as
+            // connected now.
+            if let Some(view) = v.net.as_mut() {
+                for d in now.difference(&self.members) {
+                    if let Some(addr) = view.strangers.remove(d) {
+                        view.connected.insert(*d, addr);
+                    }
                 }
             }
             self.members = now.clone();

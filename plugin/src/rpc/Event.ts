@@ -2,6 +2,23 @@
 import type { ConflictEntry } from "./ConflictEntry";
 import type { Held } from "./Held";
 import type { OpEvent } from "./OpEvent";
+import type { PairStage } from "./PairStage";
 import type { Status } from "./Status";
 
-export type Event = { "kind": "ops", ops: Array<OpEvent>, more: number, } | { "kind": "status", status: Status, } | { "kind": "conflicts", conflicts: Array<ConflictEntry>, } | { "kind": "quarantine", held: Array<Held>, } | { "kind": "lagged", missed: number, };
+export type Event = { "kind": "ops", ops: Array<OpEvent>, more: number, } | { "kind": "status", status: Status, } | { "kind": "conflicts", conflicts: Array<ConflictEntry>, } | { "kind": "quarantine", held: Array<Held>, } | { "kind": "lagged", missed: number, } | { "kind": "pairing", stage: PairStage, 
+/**
+ * The joining device's id (hex).
+ */
+device: string, 
+/**
+ * The name it gave.
+ */
+name: string, 
+/**
+ * The six digits both devices show, once it proved the secret.
+ */
+sas: string | null, 
+/**
+ * Why it was turned away.
+ */
+reason: string | null, };

@@ -21,6 +21,7 @@
 //!   host's addresses change or it resumes from sleep.
 
 pub mod frames;
+mod gate;
 mod node;
 
 pub use libp2p::multiaddr::Protocol;
@@ -31,6 +32,8 @@ use vellum_journal::{DeviceId, VaultId};
 
 /// The protocol name of the sync stream.
 pub const SYNC_PROTOCOL: &str = "/vellum/sync/1";
+/// The protocol name of the pairing stream (an invite's joiner opens it).
+pub const PAIR_PROTOCOL: &str = "/vellum/pair/1";
 /// What identify announces as the protocol version.
 pub const IDENTIFY_PROTOCOL: &str = "/vellum/id/1";
 
@@ -52,15 +55,22 @@ pub enum NetEvent {
     Listening { addr: Multiaddr },
     /// A listen address went away (an interface went down).
     Unlistened { addr: Multiaddr },
-    /// The first connection to a member is up.
+    /// The first connection to a device is up: a member, one dialled on
+    /// purpose, or (while an invite is pending) a stranger.
     Connected { peer: DeviceId, addr: Multiaddr },
-    /// The last connection to a member closed.
+    /// The last connection to a device closed.
     Disconnected { peer: DeviceId },
     /// Somebody who is not a member tried to connect, and was refused.
     Refused { peer: Option<PeerId> },
-    /// A sync stream with `peer` opened: start a session on it. A newer
-    /// stream with the same peer replaces an older one.
-    Opened { peer: DeviceId, stream: u64 },
+    /// A stream with `peer` opened. On a sync stream, start a session; a
+    /// newer one with the same peer replaces an older one. A pairing
+    /// stream comes from a joiner (while an invite is pending) or goes to
+    /// an inviter ([`Handle::open_pair`]).
+    Opened {
+        peer: DeviceId,
+        stream: u64,
+        kind: StreamKind,
+    },
     /// One message on a sync stream. The stream reads no further while
     /// [`node::STREAM_FRAMES_QUEUED`] of its frames are alive: drop the
     /// permit once the message is handled.
@@ -83,6 +93,16 @@ pub enum NetEvent {
     },
     /// A Have a member announced on the vault's gossip topic.
     Gossip { from: DeviceId, bytes: Vec<u8> },
+}
+
+/// What a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Session messages between members (`/vellum/sync/1`).
+    Sync,
+    /// The pairing exchange (`/vellum/pair/1`), which may go on as a
+    /// session once the joiner is a member.
+    Pair,
 }
 
 /// Why the node could not start.

@@ -11,13 +11,16 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, gossipsub, identify, mdns, noise,
-    ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, mdns, noise, ping, tcp, yamux,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use vellum_journal::DeviceId;
 
-use super::{Config, IDENTIFY_PROTOCOL, NetError, NetEvent, SYNC_PROTOCOL, frames, have_topic};
+use super::gate::Gate;
+use super::{
+    Config, IDENTIFY_PROTOCOL, NetError, NetEvent, PAIR_PROTOCOL, SYNC_PROTOCOL, StreamKind,
+    frames, have_topic,
+};
 
 /// Frames of one stream handed to the owner and not yet handled: the
 /// stream is not read further until one is (backpressure to the peer).
@@ -52,7 +55,7 @@ pub enum SendError {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
-    allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    gate: Gate,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: gossipsub::Behaviour,
     identify: identify::Behaviour,
@@ -73,7 +76,9 @@ enum Cmd {
     Dial(DeviceId, Vec<Multiaddr>),
     Close(DeviceId, u64, Duration),
     Publish(Vec<u8>),
-    StreamReady(PeerId, libp2p::Stream),
+    Invite(bool),
+    OpenPair(DeviceId),
+    StreamReady(PeerId, libp2p::Stream, StreamKind),
     OpenFailed(PeerId, String),
     StreamEnded(u64, PeerId, Option<String>),
     Shutdown,
@@ -128,6 +133,19 @@ impl Handle {
         let _ = self.cmd.send(Cmd::Publish(bytes));
     }
 
+    /// Opens the gate to strangers (an invite is pending: they may connect
+    /// and open a pairing stream) or closes it again.
+    pub fn set_invite(&self, open: bool) {
+        let _ = self.cmd.send(Cmd::Invite(open));
+    }
+
+    /// Opens a pairing stream to `peer` (dialled first with
+    /// [`Handle::dial`]) once connected; it arrives as
+    /// [`NetEvent::Opened`] with [`StreamKind::Pair`].
+    pub fn open_pair(&self, peer: DeviceId) {
+        let _ = self.cmd.send(Cmd::OpenPair(peer));
+    }
+
     /// Stops the node: streams end, connections close.
     pub fn shutdown(&self) {
         let _ = self.cmd.send(Cmd::Shutdown);
@@ -170,7 +188,7 @@ pub fn start(
                 None
             };
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
-                allow: allow_block_list::Behaviour::default(),
+                gate: Gate::default(),
                 mdns: mdns.into(),
                 gossipsub: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
@@ -230,8 +248,11 @@ pub fn start(
     }
 
     let mut control = swarm.behaviour().stream.new_control();
-    let incoming = control
+    let incoming_sync = control
         .accept(StreamProtocol::new(SYNC_PROTOCOL))
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    let incoming_pair = control
+        .accept(StreamProtocol::new(PAIR_PROTOCOL))
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let streams: Streams = Arc::default();
@@ -242,12 +263,15 @@ pub fn start(
     };
     // Inbound streams come back to the swarm task as commands, so every
     // change to the stream table happens in one place.
-    {
+    for (incoming, kind) in [
+        (incoming_sync, StreamKind::Sync),
+        (incoming_pair, StreamKind::Pair),
+    ] {
         let cmd = cmd_tx.clone();
         tokio::spawn(async move {
             let mut incoming = incoming;
             while let Some((peer, stream)) = incoming.next().await {
-                if cmd.send(Cmd::StreamReady(peer, stream)).is_err() {
+                if cmd.send(Cmd::StreamReady(peer, stream, kind)).is_err() {
                     break;
                 }
             }
@@ -267,6 +291,8 @@ pub fn start(
         addrs: HashMap::new(),
         redial: HashMap::new(),
         active: HashMap::new(),
+        pairing: HashMap::new(),
+        invite_open: false,
         opening: HashSet::new(),
         connected: HashSet::new(),
         next_stream: Arc::new(AtomicU64::new(1)),
@@ -295,6 +321,10 @@ struct Node {
     redial: HashMap<PeerId, (Instant, Duration)>,
     /// The sync stream in use with each member.
     active: HashMap<PeerId, (u64, DeviceId)>,
+    /// Pairing streams, by id.
+    pairing: HashMap<u64, (PeerId, DeviceId)>,
+    /// An invite is pending: pairing streams are accepted.
+    invite_open: bool,
     /// Members a stream is being opened to.
     opening: HashSet<PeerId>,
     connected: HashSet<PeerId>,
@@ -356,13 +386,13 @@ impl Node {
                         continue;
                     }
                     // Closes its connections too.
-                    self.swarm.behaviour_mut().allow.disallow_peer(p);
+                    self.swarm.behaviour_mut().gate.deny(p);
                     self.addrs.remove(&p);
                     self.redial.remove(&p);
                 }
                 for p in want.keys() {
                     if !self.banned.contains_key(p) {
-                        self.swarm.behaviour_mut().allow.allow_peer(*p);
+                        self.swarm.behaviour_mut().gate.allow(*p);
                     }
                 }
                 self.members = want;
@@ -379,7 +409,7 @@ impl Node {
                     // Dialled on purpose (a `--peer`, an invite): allowed
                     // out, though it gets no sync stream unless a member.
                     self.dialled.insert(peer, device);
-                    self.swarm.behaviour_mut().allow.allow_peer(peer);
+                    self.swarm.behaviour_mut().gate.allow(peer);
                 }
                 for a in addrs {
                     self.learn(peer, a);
@@ -394,7 +424,7 @@ impl Node {
                 self.drop_stream(stream);
                 if !backoff.is_zero() {
                     self.banned.insert(peer, Instant::now() + backoff);
-                    self.swarm.behaviour_mut().allow.disallow_peer(peer);
+                    self.swarm.behaviour_mut().gate.deny(peer);
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
             }
@@ -405,20 +435,67 @@ impl Node {
                     tracing::trace!("gossip not published: {e}");
                 }
             }
-            Cmd::StreamReady(peer, stream) => {
+            Cmd::Invite(open) => {
+                self.invite_open = open;
+                self.swarm.behaviour_mut().gate.set_open(open);
+                if !open {
+                    // Strangers that came for the invite go with it.
+                    let strangers: Vec<PeerId> = self
+                        .swarm
+                        .connected_peers()
+                        .filter(|p| !self.swarm.behaviour().gate.is_allowed(p))
+                        .copied()
+                        .collect();
+                    for p in strangers {
+                        self.swarm.behaviour_mut().gate.deny(p);
+                    }
+                }
+            }
+            Cmd::OpenPair(device) => {
+                let Some(peer) = super::peer_id(&device) else {
+                    return;
+                };
+                let mut control = self.control.clone();
+                let cmd = self.cmd.clone();
+                tokio::spawn(async move {
+                    let result = control
+                        .open_stream(peer, StreamProtocol::new(PAIR_PROTOCOL))
+                        .await;
+                    let _ = cmd.send(match result {
+                        Ok(s) => Cmd::StreamReady(peer, s, StreamKind::Pair),
+                        Err(e) => Cmd::OpenFailed(peer, e.to_string()),
+                    });
+                });
+            }
+            Cmd::StreamReady(peer, stream, StreamKind::Sync) => {
                 self.opening.remove(&peer);
                 let Some(device) = self.members.get(&peer).copied() else {
                     // Not (or no longer) a member: the stream just drops.
                     return;
                 };
-                self.adopt(peer, device, stream);
+                self.adopt(peer, device, stream, StreamKind::Sync);
+            }
+            Cmd::StreamReady(peer, stream, StreamKind::Pair) => {
+                let dialled = self.dialled.contains_key(&peer);
+                let Some(device) = super::device_of(&peer).filter(|_| self.invite_open || dialled)
+                else {
+                    // No invite pending, and not ours: the stream drops.
+                    return;
+                };
+                self.adopt(peer, device, stream, StreamKind::Pair);
             }
             Cmd::OpenFailed(peer, error) => {
                 self.opening.remove(&peer);
                 tracing::debug!(%peer, "could not open a sync stream: {error}");
             }
             Cmd::StreamEnded(id, peer, error) => {
-                if self.active.get(&peer).is_some_and(|(a, _)| *a == id) {
+                if let Some((_, device)) = self.pairing.remove(&id) {
+                    self.emit(NetEvent::Closed {
+                        peer: device,
+                        stream: id,
+                        error,
+                    });
+                } else if self.active.get(&peer).is_some_and(|(a, _)| *a == id) {
                     let (_, device) = self.active.remove(&peer).expect("checked");
                     self.emit(NetEvent::Closed {
                         peer: device,
@@ -432,9 +509,12 @@ impl Node {
         }
     }
 
-    /// Takes a new sync stream with `peer` into use, replacing any older.
-    fn adopt(&mut self, peer: PeerId, device: DeviceId, stream: libp2p::Stream) {
-        if let Some((old, _)) = self.active.remove(&peer) {
+    /// Takes a new stream with `peer` into use; a sync stream replaces any
+    /// older one.
+    fn adopt(&mut self, peer: PeerId, device: DeviceId, stream: libp2p::Stream, kind: StreamKind) {
+        if kind == StreamKind::Sync
+            && let Some((old, _)) = self.active.remove(&peer)
+        {
             self.drop_stream(old);
             self.emit(NetEvent::Closed {
                 peer: device,
@@ -452,10 +532,18 @@ impl Node {
                 queued: queued.clone(),
             },
         );
-        self.active.insert(peer, (id, device));
+        match kind {
+            StreamKind::Sync => {
+                self.active.insert(peer, (id, device));
+            }
+            StreamKind::Pair => {
+                self.pairing.insert(id, (peer, device));
+            }
+        }
         self.emit(NetEvent::Opened {
             peer: device,
             stream: id,
+            kind,
         });
         tokio::spawn(pump(
             id,
@@ -474,6 +562,7 @@ impl Node {
         // the reader then sees the end.
         self.streams.lock().expect("streams lock").remove(&id);
         self.active.retain(|_, (a, _)| *a != id);
+        self.pairing.remove(&id);
     }
 
     fn learn(&mut self, peer: PeerId, addr: Multiaddr) {
@@ -503,7 +592,7 @@ impl Node {
         for p in expired {
             self.banned.remove(&p);
             if self.members.contains_key(&p) || self.dialled.contains_key(&p) {
-                self.swarm.behaviour_mut().allow.allow_peer(p);
+                self.swarm.behaviour_mut().gate.allow(p);
             }
         }
         let targets: Vec<PeerId> = self
@@ -557,7 +646,7 @@ impl Node {
                 .open_stream(peer, StreamProtocol::new(SYNC_PROTOCOL))
                 .await;
             let _ = cmd.send(match result {
-                Ok(s) => Cmd::StreamReady(peer, s),
+                Ok(s) => Cmd::StreamReady(peer, s, StreamKind::Sync),
                 Err(e) => Cmd::OpenFailed(peer, e.to_string()),
             });
         });
@@ -578,7 +667,14 @@ impl Node {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
-                let Some(device) = self.members.get(&peer_id).copied() else {
+                // Strangers get here only while an invite is pending.
+                let Some(device) = self
+                    .members
+                    .get(&peer_id)
+                    .or(self.dialled.get(&peer_id))
+                    .copied()
+                    .or_else(|| super::device_of(&peer_id))
+                else {
                     return;
                 };
                 let addr = match endpoint {
@@ -596,8 +692,14 @@ impl Node {
                 num_established: 0,
                 ..
             } if self.connected.remove(&peer_id) => {
-                if let Some(device) = self.members.get(&peer_id) {
-                    self.emit(NetEvent::Disconnected { peer: *device });
+                if let Some(device) = self
+                    .members
+                    .get(&peer_id)
+                    .or(self.dialled.get(&peer_id))
+                    .copied()
+                    .or_else(|| super::device_of(&peer_id))
+                {
+                    self.emit(NetEvent::Disconnected { peer: device });
                 }
             }
             SwarmEvent::IncomingConnectionError { peer_id, error, .. } => {

@@ -1,0 +1,411 @@
+//! `vellum join CODE --vault DIR`: this machine becomes a new device of
+//! the vault that invited it (DESIGN §7).
+//!
+//! It makes a device key, dials the inviter at the code's addresses,
+//! proves the code's secret over `/vellum/pair/1`, shows the SAS, and,
+//! once a person on the inviting device approved, receives a Welcome and
+//! then the vault itself on the same stream, as a sync session. It exits
+//! when it holds its own membership, the vault's keys and every op and
+//! chunk the inviter had, with the files written. `vellum serve` then
+//! keeps it in sync; the inviter's addresses are in its address book.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use vellum_journal::entropy::{Entropy, OsEntropy};
+use vellum_journal::path::VELLUM_DIR;
+use vellum_journal::replay::VaultState;
+use vellum_journal::store::FjallStore;
+use vellum_journal::{DeviceId, Journal, OpId};
+use vellum_replicator::net::{self, Multiaddr, NetEvent, StreamKind};
+use vellum_replicator::pair::{Invite, PairMsg, Transcript};
+use vellum_replicator::{Event, Session};
+
+use crate::error::user;
+use crate::materialise::{materialise, sync_disk};
+use crate::peers;
+use crate::vault::{self, Vault, now_ms};
+use crate::{home, scan};
+
+/// How long the inviter may take to answer at all (it is dialled, then
+/// asked); a person's approval and the first sync have the invite's life.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(30);
+pub const PAIR_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Serialize, Debug)]
+pub struct JoinReport {
+    pub vault: String,
+    /// This device's new id.
+    pub device: String,
+    /// The inviting device.
+    pub inviter: String,
+    /// The Member add the inviter wrote for this device.
+    pub member_op: String,
+    pub ops: u64,
+    /// Files written to the folder.
+    pub files: usize,
+    /// With `--merge`: files that were already there, recorded as this
+    /// device's (identical ones collapse into the vault's).
+    pub merged: u64,
+}
+
+/// What the person at the joining device is asked.
+pub trait Prompt {
+    /// The inviter proved nothing yet, but both sides computed `sas`: do
+    /// the digits on the inviting device match?
+    fn confirm_sas(&mut self, sas: &str) -> bool;
+    /// Progress lines.
+    fn say(&mut self, line: &str);
+}
+
+/// Joins the vault of `code` as a new device named `name`, in `dest` (new
+/// or empty, or with `merge` a folder that holds a copy of the vault).
+pub fn join(
+    code: &str,
+    dest: &Path,
+    name: &str,
+    merge: bool,
+    prompt: &mut dyn Prompt,
+) -> Result<(Vault, JoinReport)> {
+    let invite = Invite::decode(code).map_err(|e| user(e.to_string()))?;
+    if !merge {
+        crate::disk::require_new_or_empty(dest, "join").map_err(|e| {
+            user(format!(
+                "{e}; to join with a folder that holds a copy of the vault, add --merge"
+            ))
+        })?;
+    } else {
+        fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    }
+    vault::check_new_root(dest)?;
+    let addrs: Vec<Multiaddr> = invite
+        .addrs
+        .iter()
+        .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
+        .collect();
+    if addrs.is_empty() {
+        return Err(user("the code names no address of the inviting device"));
+    }
+
+    let dot = dest.join(VELLUM_DIR);
+    fs::create_dir_all(&dot).with_context(|| format!("creating {}", dot.display()))?;
+    let lock = vault::lock(&dot)?;
+    let instance = vellum_journal::id::hex(&OsEntropy.array::<16>());
+    let joined = join_into(&invite, addrs, dest, &instance, lock, name, merge, prompt);
+    if joined.is_err() {
+        // Nothing of the attempt stays: the folder is as it was, and the
+        // unused device key goes.
+        let _ = fs::remove_dir_all(&dot);
+        if let Ok(keys) = home::instance_file(&instance, "") {
+            let _ = fs::remove_dir_all(keys);
+        }
+    }
+    joined
+}
+
+#[allow(clippy::too_many_arguments)]
+fn join_into(
+    invite: &Invite,
+    addrs: Vec<Multiaddr>,
+    dest: &Path,
+    instance: &str,
+    lock: fs::File,
+    name: &str,
+    merge: bool,
+    prompt: &mut dyn Prompt,
+) -> Result<(Vault, JoinReport)> {
+    let dot = dest.join(VELLUM_DIR);
+    let keys = home::create_joining(instance, &mut OsEntropy)?;
+    let device = vellum_journal::keys::device_id(&keys.signing);
+    let store = FjallStore::open(&dot.join("journal"))
+        .with_context(|| format!("creating the journal in {}", dot.display()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the network")?;
+    let exchange = Exchange {
+        invite,
+        addrs: addrs.clone(),
+        device,
+        name,
+        seed: keys.signing.to_bytes(),
+        keyring: keys.keyring.clone(),
+    };
+    let (journal, member_op) = runtime.block_on(exchange.run(store, prompt))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    let genesis_key = journal
+        .keys()
+        .get(&journal.genesis())
+        .cloned()
+        .ok_or_else(|| anyhow!("the vault's key did not arrive with this device's membership"))?;
+    home::write_vault_key(instance, &genesis_key)?;
+    let keys = home::load(instance)?;
+    let mut v = Vault::assemble(dest, journal, keys, instance, lock);
+    v.catch_up()?;
+    let mut rec = peers::PeerRecord::default();
+    for a in &addrs {
+        rec.add_addr(format!(
+            "{a}/p2p/{}",
+            net::peer_id(&invite.inviter).expect("a device id")
+        ));
+    }
+    peers::save(&v, &invite.inviter, &rec)?;
+    home::write_root(instance, &fs::canonicalize(dest)?)?;
+    let head = v.head()?;
+    let mut merged = 0;
+    let written = if merge {
+        // What was in the folder is this device's: recorded first, so the
+        // vault's files merge with it and nothing is dropped.
+        let r = scan::scan(&mut v)?;
+        merged = r.ops_recorded;
+        let head = v.head()?;
+        sync_disk(&v, &head)?
+    } else {
+        let files = head.live_files().map(|(_, id, _)| *id).collect();
+        materialise(&v, &VaultState::default(), &head, &files)?
+    };
+    // The instance file is written last, as by init: without it the join
+    // is unfinished, and removing DEST/.vellum/ undoes it.
+    fs::write(dot.join("instance"), format!("{instance}\n")).context("writing .vellum/instance")?;
+    let report = JoinReport {
+        vault: v.vault_id().to_hex(),
+        device: device.to_hex(),
+        inviter: invite.inviter.to_hex(),
+        member_op: member_op.to_hex(),
+        ops: v.journal.op_count(),
+        files: written.len(),
+        merged,
+    };
+    Ok((v, report))
+}
+
+struct Exchange<'a> {
+    invite: &'a Invite,
+    addrs: Vec<Multiaddr>,
+    device: DeviceId,
+    name: &'a str,
+    seed: [u8; 32],
+    keyring: vellum_journal::keys::Keyring,
+}
+
+impl Exchange<'_> {
+    /// Pairs, then syncs on the pairing stream until this journal holds
+    /// everything the inviter had when the session began.
+    async fn run(
+        self,
+        store: FjallStore,
+        prompt: &mut dyn Prompt,
+    ) -> Result<(Journal<FjallStore>, OpId)> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let node = net::start(
+            net::Config {
+                vault: self.invite.vault,
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid address")],
+                mdns: false,
+            },
+            self.seed,
+            Box::new(move |ev| {
+                let _ = tx.send(ev);
+            }),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let inviter = self.invite.inviter;
+        let inviter_peer =
+            net::peer_id(&inviter).ok_or_else(|| user("the code names no valid device"))?;
+        node.dial(inviter, self.addrs.clone());
+        prompt.say("reaching the inviting device…");
+
+        let reach_by = tokio::time::Instant::now() + REACH_TIMEOUT;
+        let give_up = tokio::time::Instant::now() + PAIR_TIMEOUT;
+        let nonce_j: [u8; 32] = OsEntropy.array();
+        let mut nonce_i = None;
+        let mut stream = None;
+        let mut reached = false;
+        let mut store = Some(store);
+        let mut joined: Option<(Journal<FjallStore>, Session, OpId)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let unreachable = || {
+            user(format!(
+                "could not reach the inviting device at {}; is `vellum serve` or `vellum invite` running there, and is the invite still valid?",
+                self.addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        };
+        let result = loop {
+            let deadline = if stream.is_none() { reach_by } else { give_up };
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = tick.tick() => {
+                    if let Some((journal, session, _)) = joined.as_mut() {
+                        let now = now_ms();
+                        if session.next_timeout().is_some_and(|t| t <= now) {
+                            session.handle_timeout(journal, now);
+                            flush(&node, stream.unwrap_or_default(), session);
+                        }
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    break Err(if stream.is_none() {
+                        unreachable()
+                    } else {
+                        user("pairing took too long: the invite was not approved, or the vault did not arrive in time")
+                    });
+                }
+            };
+            let Some(ev) = ev else {
+                break Err(anyhow!("the network stopped"));
+            };
+            match ev {
+                NetEvent::Connected { peer, .. } if peer == inviter && stream.is_none() => {
+                    reached = true;
+                    node.open_pair(inviter);
+                }
+                NetEvent::Disconnected { peer }
+                    if peer == inviter && stream.is_none() && reached =>
+                {
+                    // Let in and sent away at once: the gate is closed.
+                    break Err(user(
+                        "the inviting device turned this one away: its invite is used up, expired or cancelled; ask for a new code",
+                    ));
+                }
+                NetEvent::Opened {
+                    peer,
+                    stream: s,
+                    kind: StreamKind::Pair,
+                } if peer == inviter => {
+                    stream = Some(s);
+                    let hello = PairMsg::Hello {
+                        vault: self.invite.vault,
+                        nonce: nonce_j,
+                        name: self.name.to_string(),
+                    };
+                    let _ = node.send(s, hello.encode());
+                }
+                NetEvent::Frame {
+                    stream: s, bytes, ..
+                } if Some(s) == stream => {
+                    if let Some((journal, session, member_op)) = joined.as_mut() {
+                        let now = now_ms();
+                        session.handle_message(journal, &bytes, now)?;
+                        flush(&node, s, session);
+                        while let Some(e) = session.poll_event() {
+                            if let Event::Closed { reason, .. } = e {
+                                return Err(anyhow!(
+                                    "the inviting device ended the sync: {reason}"
+                                ));
+                            }
+                        }
+                        if caught_up(journal, session, member_op)? {
+                            break Ok(());
+                        }
+                        continue;
+                    }
+                    match PairMsg::decode(&bytes).map_err(|e| anyhow!("{e}"))? {
+                        PairMsg::Challenge { nonce } => {
+                            nonce_i = Some(nonce);
+                            let t = Transcript::new(
+                                &self.invite.vault,
+                                &inviter_peer.to_bytes(),
+                                &node.local_peer_id().to_bytes(),
+                                &nonce,
+                                &nonce_j,
+                            );
+                            let proof = PairMsg::Proof {
+                                mac: t.proof(&self.invite.secret),
+                            };
+                            let _ = node.send(s, proof.encode());
+                        }
+                        PairMsg::Approving { sas } => {
+                            let Some(ni) = nonce_i else {
+                                break Err(anyhow!("the inviting device skipped a step"));
+                            };
+                            // Computed here, not taken from the inviter.
+                            let mine = Transcript::new(
+                                &self.invite.vault,
+                                &inviter_peer.to_bytes(),
+                                &node.local_peer_id().to_bytes(),
+                                &ni,
+                                &nonce_j,
+                            )
+                            .sas(&self.invite.secret);
+                            if mine != sas {
+                                break Err(user(
+                                    "the inviting device shows other digits than this one: someone may be in between; nothing was joined",
+                                ));
+                            }
+                            if !prompt.confirm_sas(&mine) {
+                                break Err(user("not joined: the digits were not confirmed"));
+                            }
+                            prompt.say("waiting for the inviting device to approve…");
+                        }
+                        PairMsg::Welcome {
+                            genesis,
+                            genesis_author,
+                            member_op,
+                        } => {
+                            let journal = Journal::empty_of(
+                                store.take().expect("one welcome"),
+                                self.invite.vault,
+                                genesis,
+                                genesis_author,
+                                self.keyring.clone(),
+                            )?;
+                            prompt.say("approved; receiving the vault…");
+                            let mut session = Session::new(&journal, self.device, now_ms());
+                            flush(&node, s, &mut session);
+                            joined = Some((journal, session, member_op));
+                        }
+                        PairMsg::Refused { reason } => {
+                            break Err(user(format!("the inviting device refused: {reason}")));
+                        }
+                        PairMsg::Hello { .. } | PairMsg::Proof { .. } => {
+                            break Err(anyhow!("the inviting device sent an unexpected message"));
+                        }
+                    }
+                }
+                NetEvent::Closed {
+                    stream: s, error, ..
+                } if Some(s) == stream => {
+                    break Err(match error {
+                        Some(e) => anyhow!("the inviting device closed the connection: {e}"),
+                        None => user(
+                            "the inviting device closed the connection (the invite may be used up, expired or cancelled)",
+                        ),
+                    });
+                }
+                _ => {}
+            }
+        };
+        node.shutdown();
+        result?;
+        let (journal, _, member_op) = joined.expect("caught up after a welcome");
+        Ok((journal, member_op))
+    }
+}
+
+fn flush(node: &net::Handle, stream: u64, session: &mut Session) {
+    while let Some(b) = session.poll_transmit() {
+        let _ = node.send(stream, b);
+    }
+}
+
+/// Whether the joiner holds its membership, the vault's keys, and every op
+/// and chunk the inviter said it had.
+fn caught_up(journal: &Journal<FjallStore>, session: &Session, member_op: &OpId) -> Result<bool> {
+    Ok(journal.holds(member_op)?
+        && journal.keys().get(&journal.genesis()).is_some()
+        && session.peer_has().le(journal.admitted())
+        && journal.pending_count()? == 0
+        && journal.chunk_debt(1)?.is_empty())
+}
