@@ -37,8 +37,7 @@ pub fn forward(cli: &Cli) -> Result<Option<u8>> {
         return Ok(None);
     };
     let socket = root.join(VELLUM_DIR).join(SOCKET);
-    // No socket, or one left by a daemon that is gone: nobody serves it.
-    let Ok(stream) = UnixStream::connect(&socket) else {
+    let Some(stream) = connect(&root, &socket) else {
         return Ok(None);
     };
     let mut argv = Vec::new();
@@ -79,6 +78,31 @@ pub fn forward(cli: &Cli) -> Result<Option<u8>> {
     piped(&stdout)?;
     eprint!("{}", out.stderr);
     Ok(Some(out.code))
+}
+
+/// How long a command waits for a daemon that holds the vault's lock but
+/// has not opened its socket yet (it is starting).
+const STARTING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The daemon's socket, if a daemon serves the vault. No socket, or one
+/// left by a daemon that is gone, while the lock is free: nobody serves it.
+/// The lock held and no socket yet: a daemon is starting (or a command
+/// runs), so wait a little for one or the other.
+fn connect(root: &std::path::Path, socket: &std::path::Path) -> Option<UnixStream> {
+    let until = std::time::Instant::now() + STARTING_WAIT;
+    loop {
+        if let Ok(s) = UnixStream::connect(socket) {
+            return Some(s);
+        }
+        match vault::lock(&root.join(VELLUM_DIR)) {
+            // Free (the lock goes again when the file drops): run here.
+            Ok(_) => return None,
+            Err(e) if vault::is_busy(&e) && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Sends one request on `stream` and reads its answer: the result, or the

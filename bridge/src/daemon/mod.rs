@@ -36,6 +36,8 @@ pub const SOCKET: &str = "daemon.sock";
 /// A full comparison of the disk with the journal this often, whatever
 /// the watcher reported.
 pub const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// How long the daemon waits for a command that holds the vault's lock.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// How often sync sessions are checked for re-requests and anti-entropy.
 const SYNC_TICK: Duration = Duration::from_secs(1);
 /// Chunks of a streamed `cli` call's output queued for its connection.
@@ -244,11 +246,19 @@ fn own_vault(
     queue: &mpsc::Receiver<Job>,
     bus: &broadcast::Sender<events::Event>,
 ) {
-    let mut v = match Vault::open(vault) {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
+    // A command run at the same moment (a `vellum status`) holds the lock
+    // for a few milliseconds: wait for it, a little.
+    let give_up = std::time::Instant::now() + LOCK_WAIT;
+    let mut v = loop {
+        match Vault::open(vault) {
+            Ok(v) => break v,
+            Err(e) if vault::is_busy(&e) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
         }
     };
     let _ = ready.send(Ok(Opened {

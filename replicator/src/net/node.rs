@@ -495,6 +495,10 @@ impl Node {
                         stream: id,
                         error,
                     });
+                    // A joiner that stays connected gets a sync stream.
+                    if self.connected.contains(&peer) {
+                        self.open_stream(peer);
+                    }
                 } else if self.active.get(&peer).is_some_and(|(a, _)| *a == id) {
                     let (_, device) = self.active.remove(&peer).expect("checked");
                     self.emit(NetEvent::Closed {
@@ -636,7 +640,10 @@ impl Node {
             return;
         }
         let opens = self.local.to_bytes() < peer.to_bytes();
-        if !opens || self.active.contains_key(&peer) || !self.opening.insert(peer) {
+        // A pairing stream that went on as a session is this pair's sync
+        // stream until it ends.
+        let pairing = self.pairing.values().any(|(p, _)| *p == peer);
+        if !opens || pairing || self.active.contains_key(&peer) || !self.opening.insert(peer) {
             return;
         }
         let mut control = self.control.clone();
