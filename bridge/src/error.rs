@@ -28,7 +28,9 @@ pub fn user(msg: impl Into<String>) -> anyhow::Error {
 /// 1 for a user error anywhere in the chain, else 2.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
-        if cause.downcast_ref::<UserError>().is_some() {
+        if cause.downcast_ref::<UserError>().is_some()
+            || cause.downcast_ref::<crate::vault::Busy>().is_some()
+        {
             return 1;
         }
         if let Some(j) = cause.downcast_ref::<vellum_journal::Error>() {

@@ -102,6 +102,8 @@ pub struct NetView {
     pub strangers: BTreeMap<DeviceId, String>,
     /// What each peer with a session said it holds, most recently.
     pub has: BTreeMap<DeviceId, VersionVector>,
+    /// Attachment chunks received from peers since the daemon started.
+    pub chunks_received: u64,
 }
 
 /// The network part of `vellum status`, while a daemon syncs.
@@ -116,6 +118,8 @@ pub struct NetStatus {
     pub connected: u64,
     /// Ops connected peers hold that this device does not have yet.
     pub incoming_ops: u64,
+    /// Attachment chunks received from peers since the daemon started.
+    pub chunks_received: u64,
 }
 
 impl NetView {
@@ -130,6 +134,7 @@ impl NetView {
                 .filter_map(|d| self.has.get(d))
                 .map(|has| ahead_by(has, mine))
                 .sum(),
+            chunks_received: self.chunks_received,
         }
     }
 }

@@ -18,7 +18,7 @@ use vellum_journal::store::{Batch, Durability, FjallStore, Ks, Store};
 use vellum_journal::{ContentHash, DeviceId, Journal, OpId, VaultId};
 use vellum_snapshots::{Head, TimeMachine};
 
-use crate::error::{UserError, user};
+use crate::error::user;
 use crate::home::{self, DeviceKeys};
 use crate::ignore_rules::Rules;
 
@@ -193,10 +193,11 @@ pub struct Stale {
     pub wrote: u64,
 }
 
-/// The vault's lock is held by another process (in an error's chain).
+/// The vault's lock is held by another process: a user error (wait, or
+/// stop the other process), which callers that can wait recognise.
 #[derive(Debug, thiserror::Error)]
-#[error("the vault is locked")]
-pub struct Busy;
+#[error("{0}")]
+pub struct Busy(pub String);
 
 /// Whether `e` says another process holds the vault.
 pub fn is_busy(e: &anyhow::Error) -> bool {
@@ -212,12 +213,11 @@ pub(crate) fn lock(dot: &Path) -> Result<File> {
         .with_context(|| format!("opening {}", dot.join("lock").display()))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(TryLockError::WouldBlock) => {
-            Err(anyhow::Error::new(Busy)).context(UserError::new(format!(
-                "another vellum process is using this vault ({} is locked); wait for it or stop it",
-                dot.join("lock").display()
-            )))
-        }
+        Err(TryLockError::WouldBlock) => Err(Busy(format!(
+            "another vellum process is using this vault ({} is locked); wait for it or stop it",
+            dot.join("lock").display()
+        ))
+        .into()),
         Err(TryLockError::Error(e)) => Err(e).context("locking the vault"),
     }
 }

@@ -208,3 +208,113 @@ fn a_bad_peer_address_is_a_user_error() {
     let err = a.fails(&["serve", "--no-mdns", "--listen", "not an address"]);
     assert!(err.contains("not a libp2p address"), "{err}");
 }
+
+#[test]
+fn a_device_that_was_offline_neither_resurrects_nor_loses_files() {
+    let a = Env::init();
+    for n in ["keep", "gone1", "gone2", "edited"] {
+        a.write(&format!("{n}.md"), format!("{n}\n"));
+    }
+    a.scan();
+    let b = a.clone_to("b");
+    let da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    let db = Daemon::start_net(&b, &["--peer", &addr]);
+    eventually("the two to connect", || connected(&a) == 1);
+    // B goes offline; meanwhile A deletes two notes and edits one, and B
+    // (offline) edits another and writes a new one.
+    let _ = db.stop();
+    std::fs::remove_file(a.vault.join("gone1.md")).unwrap();
+    std::fs::remove_file(a.vault.join("gone2.md")).unwrap();
+    a.write("edited.md", "edited\nby a while b was away\n");
+    eventually("a to record it", || {
+        a.json(&["log", "--limit", "5"])
+            .as_array()
+            .is_some_and(|l| l.iter().filter(|e| e["kind"] == "delete").count() == 2)
+    });
+    b.write("keep.md", "keep\nand b's offline line\n");
+    b.write("new-on-b.md", "new\n");
+    // B comes back: its startup scan records its own changes, then sync.
+    let _db = Daemon::start_net(&b, &["--peer", &addr]);
+    converge(
+        &[&a, &b],
+        &[
+            ("keep.md", b"keep\nand b's offline line\n"),
+            ("edited.md", b"edited\nby a while b was away\n"),
+            ("new-on-b.md", b"new\n"),
+        ],
+    );
+    for e in [&a, &b] {
+        assert!(!e.vault.join("gone1.md").exists());
+        assert!(!e.vault.join("gone2.md").exists());
+    }
+    assert_eq!(b.json(&["status"])["quarantined"], 0);
+    drop(da);
+}
+
+fn chunks_received(env: &Env) -> u64 {
+    env.json(&["status"])["network"]["chunks_received"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Incompressible bytes that do not repeat (so no chunk dedups).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_daemon_killed_mid_transfer_resumes_without_fetching_stored_chunks_again() {
+    const SIZE: usize = 200 << 20;
+    let a = Env::init();
+    a.write("note.md", "a note\n");
+    a.scan();
+    let b = a.clone_to("b");
+    let _da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    let db = Daemon::start_net(&b, &["--peer", &addr]);
+    eventually("the two to connect", || connected(&b) == 1);
+    // The attachment lands in A's vault at once (a rename), as a save would.
+    let big = noise(SIZE, 42);
+    let staging = a.tmp.path().join("big.bin");
+    std::fs::write(&staging, &big).unwrap();
+    std::fs::rename(&staging, a.vault.join("big.bin")).unwrap();
+    // Let B take about a third of it, then kill it without warning.
+    let mut before = 0;
+    common::daemon::eventually_within("B to be partway", Duration::from_secs(120), || {
+        before = chunks_received(&b);
+        before >= 1000
+    });
+    drop(db);
+    assert!(
+        !b.vault.join("big.bin").exists(),
+        "B finished before the kill"
+    );
+    let _db = Daemon::start_net(&b, &["--peer", &addr]);
+    common::daemon::eventually_within("B to hold the attachment", Duration::from_secs(180), || {
+        std::fs::metadata(b.vault.join("big.bin")).is_ok_and(|m| m.len() == SIZE as u64)
+    });
+    assert!(std::fs::read(b.vault.join("big.bin")).unwrap() == big);
+    let after = chunks_received(&b);
+    // Every chunk of the vault, as an export counts them.
+    let export = a.tmp.path().join("all.vx");
+    let total = a.json(&["export", export.to_str().unwrap()])["chunks"]
+        .as_u64()
+        .unwrap();
+    eprintln!("{total} chunks: {before} or more before the kill, {after} after the restart");
+    // One WantChunks may have been in flight at the kill: at most 64
+    // chunks (4 MiB of credit at the 64 KiB average) come twice.
+    assert!(
+        after + before <= total + 64,
+        "fetched again: {before} before, {after} after, of {total}"
+    );
+}

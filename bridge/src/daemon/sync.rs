@@ -232,8 +232,14 @@ impl Sync {
         while let Some(e) = live.session.poll_event() {
             match e {
                 Event::Connected { .. } => {}
-                Event::Admitted { .. } | Event::Chunks { .. } => {
+                Event::Admitted { .. } => {
                     self.unapplied.get_or_insert_with(Instant::now);
+                }
+                Event::Chunks { stored } => {
+                    self.unapplied.get_or_insert_with(Instant::now);
+                    if let Some(view) = v.net.as_mut() {
+                        view.chunks_received += stored;
+                    }
                 }
                 Event::Closed { reason, misbehaved } => closed = Some((reason, misbehaved)),
             }

@@ -124,8 +124,13 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitSta
 }
 
 /// Polls `check` every 50 ms until it holds, for at most 20 s.
-pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(20);
+pub fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(what, Duration::from_secs(20), check);
+}
+
+/// Polls `check` every 50 ms until it holds, for at most `limit`.
+pub fn eventually_within(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
     while !check() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
