@@ -28,6 +28,8 @@ pub const STREAM_FRAMES_QUEUED: usize = 16;
 /// Bytes queued to one stream before [`Handle::send`] refuses: a peer
 /// that does not read is not allowed to fill this process's memory.
 pub const STREAM_SEND_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// How often mDNS asks the LAN who is there.
+const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(30);
 /// Addresses kept per member.
 const ADDRS_PER_PEER_MAX: usize = 16;
 /// How often the node checks whom to dial and which streams to open.
@@ -181,7 +183,13 @@ pub fn start(
                 .build()?;
             let mdns = if mdns_on {
                 Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
+                    mdns::Config {
+                        // Ask the LAN every 30 s (libp2p's default is 5
+                        // min): a device back from a partition or a
+                        // network change is found within that.
+                        query_interval: MDNS_QUERY_INTERVAL,
+                        ..mdns::Config::default()
+                    },
                     key.public().to_peer_id(),
                 )?)
             } else {
@@ -738,6 +746,17 @@ impl Node {
                 ..
             })) if self.members.contains_key(&peer_id) => {
                 self.found(peer_id, info.listen_addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            })) => {
+                // A connection that stopped answering (the network moved
+                // or broke) is dropped, so the peer is dialled afresh
+                // instead of waiting out TCP's own timeout.
+                tracing::debug!(%peer, "ping failed: {e}; closing the connection");
+                self.swarm.close_connection(connection);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 message,
