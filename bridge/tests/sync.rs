@@ -318,3 +318,52 @@ fn a_daemon_killed_mid_transfer_resumes_without_fetching_stored_chunks_again() {
         "fetched again: {before} before, {after} after, of {total}"
     );
 }
+
+#[test]
+fn a_device_restored_from_an_old_copy_takes_a_new_identity_and_loses_nothing() {
+    let a = Env::init();
+    a.write("a.md", "from a\n");
+    a.scan();
+    let b = a.clone_to("b");
+    let _da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    // A backup of B's folder, made while B is stopped.
+    let backup = a.tmp.path().join("b-backup");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", b.vault.to_str().unwrap(), backup.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    // B works on and syncs; then its folder is restored from the backup.
+    let db = Daemon::start_net(&b, &["--peer", &addr]);
+    b.write("after-backup.md", "written after the backup\n");
+    eventually("A to have B's note", || {
+        a.vault.join("after-backup.md").exists()
+    });
+    let old_id = b.json(&["status"])["device"].as_str().unwrap().to_string();
+    let _ = db.stop();
+    std::fs::remove_dir_all(&b.vault).unwrap();
+    std::fs::rename(&backup, &b.vault).unwrap();
+    // Back from the backup, B gets its own newer ops from A, then goes on
+    // under a new identity; nothing written anywhere is lost.
+    let _db = Daemon::start_net(&b, &["--peer", &addr]);
+    eventually("B to take a new identity", || {
+        let s = b.json(&["status"]);
+        s["stale"].is_null() && s["device"].as_str() != Some(old_id.as_str())
+    });
+    assert_eq!(b.read("after-backup.md"), b"written after the backup\n");
+    b.write("new-identity.md", "written by the new identity\n");
+    converge(
+        &[&a, &b],
+        &[("new-identity.md", b"written by the new identity\n")],
+    );
+    eventually("A to see B under its new id", || {
+        let peers = a.json(&["peers"]);
+        let new_id = b.json(&["status"])["device"].as_str().unwrap().to_string();
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["device"] == new_id.as_str() && p["connected"] == true)
+    });
+}

@@ -63,6 +63,8 @@ enum Job {
     /// Start syncing with this node (once, after the vault opened).
     StartSync {
         net: vellum_replicator::net::Handle,
+        /// Starts the node again, under a new identity.
+        starter: sync::Starter,
         dial: Vec<(vellum_journal::DeviceId, vellum_replicator::net::Multiaddr)>,
     },
     /// Something happened on the network.
@@ -142,24 +144,23 @@ pub fn serve_until(
         .context("starting the daemon's runtime")?;
     let syncing = match net_plan {
         Some(plan) => {
-            let _in_runtime = runtime.enter();
             let sink_jobs = jobs.clone();
-            let cfg = vellum_replicator::net::Config {
-                vault: opened.vault,
-                listen: plan.listen,
-                mdns: plan.mdns,
-            };
-            let started = vellum_replicator::net::start(
-                cfg,
-                opened.seed,
-                Box::new(move |ev| {
+            let starter = sync::Starter {
+                runtime: runtime.handle().clone(),
+                cfg: vellum_replicator::net::Config {
+                    vault: opened.vault,
+                    listen: plan.listen,
+                    mdns: plan.mdns,
+                },
+                sink: std::sync::Arc::new(move |ev| {
                     let _ = sink_jobs.send(Job::Net(ev));
                 }),
-            );
-            match started {
+            };
+            match starter.start(opened.seed) {
                 Ok(net) => {
                     let _ = jobs.send(Job::StartSync {
                         net,
+                        starter,
                         dial: plan.dial,
                     });
                     true
@@ -329,18 +330,20 @@ fn own_vault(
             } => {
                 let _ = reply.send(rpc::handle(&mut v, request, stdout));
             }
-            Job::StartSync { net, dial } => match sync::Sync::new(&mut v, net.clone(), dial) {
-                Ok(mut s) => {
-                    for ev in early.drain(..) {
-                        s.handle(&mut v, ev);
+            Job::StartSync { net, starter, dial } => {
+                match sync::Sync::new(&mut v, net.clone(), starter, dial) {
+                    Ok(mut s) => {
+                        for ev in early.drain(..) {
+                            s.handle(&mut v, ev);
+                        }
+                        sync = Some(s);
                     }
-                    sync = Some(s);
+                    Err(e) => {
+                        net.shutdown();
+                        tracing::warn!("sync could not start: {}", error::one_line(&e));
+                    }
                 }
-                Err(e) => {
-                    net.shutdown();
-                    tracing::warn!("sync could not start: {}", error::one_line(&e));
-                }
-            },
+            }
             Job::Net(ev) => match sync.as_mut() {
                 Some(s) => s.handle(&mut v, ev),
                 // The node runs before this thread hears of it: its first

@@ -31,6 +31,21 @@ pub const APPLY_EVERY: Duration = Duration::from_millis(200);
 /// How long a peer that broke the protocol is refused.
 pub const MISBEHAVED_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Starts the libp2p node (again, after the device took a new identity).
+pub struct Starter {
+    pub runtime: tokio::runtime::Handle,
+    pub cfg: net::Config,
+    pub sink: std::sync::Arc<dyn Fn(NetEvent) + Send + std::marker::Sync>,
+}
+
+impl Starter {
+    pub fn start(&self, seed: [u8; 32]) -> Result<Handle, net::NetError> {
+        let _in_runtime = self.runtime.enter();
+        let sink = self.sink.clone();
+        net::start(self.cfg.clone(), seed, Box::new(move |ev| sink(ev)))
+    }
+}
+
 struct Live {
     stream: u64,
     session: Session,
@@ -38,6 +53,9 @@ struct Live {
 
 pub struct Sync {
     net: Handle,
+    starter: Starter,
+    /// The identity the node runs under.
+    device: DeviceId,
     sessions: HashMap<DeviceId, Live>,
     /// Remote ops or chunks arrived and are not on disk yet: since when.
     unapplied: Option<Instant>,
@@ -54,13 +72,20 @@ pub struct Sync {
 impl Sync {
     /// Takes over a started node: tells it the members and where the
     /// address book and `dial` say they are.
-    pub fn new(v: &mut Vault, net: Handle, dial: Vec<(DeviceId, net::Multiaddr)>) -> Result<Sync> {
+    pub fn new(
+        v: &mut Vault,
+        net: Handle,
+        starter: Starter,
+        dial: Vec<(DeviceId, net::Multiaddr)>,
+    ) -> Result<Sync> {
         v.net = Some(NetView {
             peer_id: net.local_peer_id().to_string(),
             ..NetView::default()
         });
         let mut s = Sync {
             net,
+            starter,
+            device: v.device(),
             sessions: HashMap::new(),
             unapplied: None,
             announced: v.journal.admitted().clone(),
@@ -307,6 +332,9 @@ impl Sync {
     /// that expired.
     pub fn tick(&mut self, v: &mut Vault) {
         self.expire_invite(v);
+        if v.device() != self.device && self.peers_know_new_identity(v) {
+            self.new_identity(v);
+        }
         let now = now_ms();
         let due: Vec<DeviceId> = self
             .sessions
@@ -352,6 +380,9 @@ impl Sync {
     /// After any job: tells peers about new ops (eager push), and the node
     /// about a changed member set.
     pub fn after_job(&mut self, v: &mut Vault) {
+        if v.device() != self.device && self.peers_know_new_identity(v) {
+            self.new_identity(v);
+        }
         if *v.journal.admitted() == self.announced {
             return;
         }
@@ -404,6 +435,61 @@ impl Sync {
             self.net.set_members(now);
         }
         Ok(())
+    }
+
+    /// Whether a peer holds this device's new identity's first ops (its
+    /// Member add by the old identity comes before them): only then can the
+    /// node restart under the new key, since until a peer has that add its
+    /// gate refuses the new key. Until then the old key carries the sync.
+    fn peers_know_new_identity(&self, v: &Vault) -> bool {
+        let new = v.device();
+        self.sessions
+            .values()
+            .any(|l| l.session.peer_holds().seq(&new) >= 1)
+    }
+
+    /// The device took a new identity (it was restored from an old copy):
+    /// the node's key is its identity, so the node starts again under the
+    /// new one, and every session with it.
+    fn new_identity(&mut self, v: &mut Vault) {
+        self.device = v.device();
+        self.net.shutdown();
+        self.sessions.clear();
+        self.joiner = None;
+        let listening = v
+            .net
+            .as_ref()
+            .map(|n| n.listening.clone())
+            .unwrap_or_default();
+        match self.starter.start(v.keys.signing.to_bytes()) {
+            Ok(net) => {
+                tracing::info!("the network restarts under this device's new identity");
+                v.net = Some(NetView {
+                    peer_id: net.local_peer_id().to_string(),
+                    ..NetView::default()
+                });
+                self.net = net;
+                self.members.clear();
+                if let Err(e) = self.update_members(v) {
+                    tracing::warn!("could not read the member set: {}", error::one_line(&e));
+                }
+                let book = peers::load_all(v).unwrap_or_default();
+                for (d, rec) in book {
+                    let addrs: Vec<net::Multiaddr> =
+                        rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    if !addrs.is_empty() {
+                        self.net.dial(d, addrs);
+                    }
+                }
+            }
+            Err(e) => {
+                // The old addresses stay listed until the restart works.
+                if let Some(n) = v.net.as_mut() {
+                    n.listening = listening;
+                }
+                tracing::warn!("the network could not restart under the new identity: {e}");
+            }
+        }
     }
 
     pub fn shutdown(&self) {

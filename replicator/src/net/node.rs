@@ -303,7 +303,6 @@ pub fn start(
         invite_open: false,
         opening: HashSet::new(),
         connected: HashSet::new(),
-        next_stream: Arc::new(AtomicU64::new(1)),
     };
     tokio::spawn(node.run(cmd_rx));
     Ok(handle)
@@ -336,8 +335,11 @@ struct Node {
     /// Members a stream is being opened to.
     opening: HashSet<PeerId>,
     connected: HashSet<PeerId>,
-    next_stream: Arc<AtomicU64>,
 }
+
+/// Stream ids, unique in the process: a node started after another (a new
+/// identity) never reuses an id whose events may still be queued.
+static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 
 impl Node {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
@@ -534,7 +536,7 @@ impl Node {
                 error: Some("replaced by a newer stream".into()),
             });
         }
-        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         self.streams.lock().expect("streams lock").insert(
