@@ -133,6 +133,11 @@ pub enum Command {
     },
     /// Check signatures, chains, admission rules and replay
     Verify,
+    /// Manage the vault's devices
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
+    },
     /// Review batches held back from the disk: mass deletes from another
     /// device, or a scan that found many files reverted or re-created
     Quarantine {
@@ -205,6 +210,17 @@ pub struct NetArgs {
     /// (repeatable), as well as those in config.toml
     #[arg(long, value_name = "ADDR")]
     pub peer: Vec<String>,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum MemberAction {
+    /// Remove a device from the vault: it can no longer connect, and a new
+    /// key is made that it never gets, so it cannot read what is written
+    /// from now on (what it could read before, it keeps)
+    Remove {
+        /// The device: its name, or its id or a prefix of it (`vellum peers`)
+        device: String,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]

@@ -499,6 +499,21 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
                 }
             }
         }
+        Command::Member {
+            action: crate::cli::MemberAction::Remove { device },
+        } => {
+            let mut v = vaults.open(g.vault.as_deref())?;
+            let r = crate::peers::remove(&mut v, &device)?;
+            if json {
+                io.json(&r)?;
+            } else {
+                io.say(format!(
+                    "removed {} ({}); a new key now protects what is written from here on",
+                    r.name.as_deref().unwrap_or("a device"),
+                    &r.device[..12]
+                ))?;
+            }
+        }
         Command::Quarantine { action } => {
             let mut v = vaults.open(g.vault.as_deref())?;
             match action {

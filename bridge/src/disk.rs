@@ -236,6 +236,28 @@ pub fn write_new(
     Ok(())
 }
 
+/// [`write_new`], returning the file's metadata: for a folder being filled
+/// for the first time (a join), made durable at the end by [`sync_all`].
+pub fn write_fresh(
+    root: &Path,
+    rel: &str,
+    mtime_ms: i64,
+    fill: &mut dyn FnMut(&mut File) -> Result<()>,
+) -> Result<std::fs::Metadata> {
+    let o = open_creating(root, rel)?;
+    let f = create_filled(o.dir(), o.name, mtime_ms, fill)
+        .with_context(|| format!("writing {}", root.join(rel).display()))?;
+    Ok(f.metadata()?)
+}
+
+/// Makes everything written on `root`'s filesystem durable (`syncfs`):
+/// one call after many [`write_fresh`] instead of an fsync per file.
+pub fn sync_all(root: &Path) -> Result<()> {
+    let dir = File::open(root).with_context(|| format!("opening {}", root.display()))?;
+    rustix::fs::syncfs(&dir).map_err(io)?;
+    Ok(())
+}
+
 /// The content hash of the regular file at `rel` under `root`, or `None`
 /// if nothing is there. A symlink or a folder there is an error: it is not
 /// a file Vellum wrote.

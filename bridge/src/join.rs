@@ -18,7 +18,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use vellum_journal::entropy::{Entropy, OsEntropy};
 use vellum_journal::path::VELLUM_DIR;
-use vellum_journal::replay::VaultState;
 use vellum_journal::store::FjallStore;
 use vellum_journal::{DeviceId, Journal, OpId};
 use vellum_replicator::net::{self, Multiaddr, NetEvent, StreamKind};
@@ -26,7 +25,7 @@ use vellum_replicator::pair::{Invite, PairMsg, Transcript};
 use vellum_replicator::{Event, Session};
 
 use crate::error::user;
-use crate::materialise::{materialise, sync_disk};
+use crate::materialise::sync_disk;
 use crate::peers;
 use crate::vault::{self, Vault, now_ms};
 use crate::{home, scan};
@@ -137,8 +136,14 @@ fn join_into(
         seed: keys.signing.to_bytes(),
         keyring: keys.keyring.clone(),
     };
+    let started = std::time::Instant::now();
     let (journal, member_op) = runtime.block_on(exchange.run(store, prompt))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    prompt.say(&format!(
+        "received {} ops in {:.1} s; writing the files…",
+        journal.op_count(),
+        started.elapsed().as_secs_f64()
+    ));
 
     let genesis_key = journal
         .keys()
@@ -168,8 +173,7 @@ fn join_into(
         let head = v.head()?;
         sync_disk(&v, &head)?
     } else {
-        let files = head.live_files().map(|(_, id, _)| *id).collect();
-        materialise(&v, &VaultState::default(), &head, &files)?
+        crate::materialise::fill_fresh(&v, &head)?
     };
     // The instance file is written last, as by init: without it the join
     // is unfinished, and removing DEST/.vellum/ undoes it.

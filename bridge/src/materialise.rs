@@ -273,6 +273,32 @@ fn write_file(
     Ok(())
 }
 
+/// Writes every live file of `head` into the vault's folder, which holds
+/// none of them yet (a join into an empty folder): no temp files and no
+/// fsync per file, but one `syncfs` before the records commit, so the
+/// folder is durable when this returns. Returns the paths written.
+pub fn fill_fresh(v: &Vault, head: &VaultState) -> Result<Vec<String>> {
+    let mut batch = Batch::new();
+    let mut written = Vec::new();
+    for (path, id, f) in head.live_files() {
+        let body = body_of(&v.journal, *id, f.hash, v.journal.admitted())?;
+        let meta = disk::write_fresh(&v.root, path, f.mtime_ms, &mut |out| {
+            Ok(write_body(&v.journal, &body, out)?)
+        })?;
+        let rec = DiskRec {
+            hash: f.hash,
+            stat: Stat::of(&meta),
+            recorded_ns: now_ns(),
+            replaced: None,
+        };
+        batch.put(Ks::Disk, path.as_bytes().to_vec(), rec.to_bytes());
+        written.push(path.clone());
+    }
+    disk::sync_all(&v.root)?;
+    v.journal.store().commit(batch, Durability::Durable)?;
+    Ok(written)
+}
+
 /// Brings the disk in line with `new` from the materialised records rather
 /// than from a previous state: for a journal whose records and head drifted
 /// apart (one restored from an older copy), or a disk left behind the head

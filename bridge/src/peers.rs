@@ -212,3 +212,58 @@ fn ms_string(ms: u64) -> String {
         .map(|t| t.to_string())
         .unwrap_or_default()
 }
+
+/// What `vellum member remove` did.
+#[derive(Serialize, Debug)]
+pub struct Removed {
+    pub device: String,
+    pub name: Option<String>,
+    /// The removal and the key rotation after it.
+    pub ops: Vec<String>,
+}
+
+/// Removes a member (DESIGN §7): `who` is its name, or its id or a prefix
+/// of it. The journal writes the removal and a new key epoch that the
+/// removed device is not sealed; a syncing daemon's gate drops it at once.
+pub fn remove(v: &mut Vault, who: &str) -> Result<Removed> {
+    use crate::error::user;
+    let me = v.device();
+    let members = v.journal.members(v.journal.admitted())?;
+    let names = v.head()?.device_names.clone();
+    let want = who.to_ascii_lowercase();
+    let found: Vec<DeviceId> = members
+        .roles
+        .keys()
+        .filter(|d| members.active(d).is_some())
+        .filter(|d| {
+            d.to_hex().starts_with(&want)
+                || names.get(*d).is_some_and(|n| n.eq_ignore_ascii_case(who))
+        })
+        .copied()
+        .collect();
+    let device = match found.as_slice() {
+        [] => {
+            return Err(user(format!(
+                "no member of this vault is called or starts with {who:?}; `vellum peers` lists them"
+            )));
+        }
+        [d] => *d,
+        _ => {
+            return Err(user(format!(
+                "{} members match {who:?}; give more of the device id (`vellum peers`)",
+                found.len()
+            )));
+        }
+    };
+    if device == me {
+        return Err(user(
+            "this is this device: remove it from another device of the vault",
+        ));
+    }
+    let ops = v.write_control(vec![vellum_journal::Write::Remove { device }])?;
+    Ok(Removed {
+        device: device.to_hex(),
+        name: names.get(&device).cloned(),
+        ops: ops.iter().map(|o| o.to_hex()).collect(),
+    })
+}

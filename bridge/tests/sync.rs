@@ -367,3 +367,43 @@ fn a_device_restored_from_an_old_copy_takes_a_new_identity_and_loses_nothing() {
             .any(|p| p["device"] == new_id.as_str() && p["connected"] == true)
     });
 }
+
+#[test]
+fn a_removed_device_can_no_longer_connect_nor_read_what_follows() {
+    let a = Env::init();
+    a.write("before.md", "everyone may read this\n");
+    a.scan();
+    let b = a.clone_to("b");
+    let c = a.clone_to("c");
+    let _da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    let _db = Daemon::start_net(&b, &["--peer", &addr]);
+    let _dc = Daemon::start_net(&c, &["--peer", &addr]);
+    eventually("all to connect", || connected(&a) == 2);
+    let c_id = c.json(&["status"])["device"].as_str().unwrap().to_string();
+    // Names are not unique (both clones are "… (clone)"): by id prefix.
+    let removed = a.json(&["member", "remove", &c_id[..10]]);
+    assert_eq!(removed["device"], c_id.as_str());
+    assert!(!removed["ops"].as_array().unwrap().is_empty(), "{removed}");
+    eventually("c to be cut off", || connected(&a) == 1);
+    a.write("after.md", "not for the removed device\n");
+    eventually("b to get the new note", || {
+        b.vault.join("after.md").exists()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!c.vault.join("after.md").exists());
+    assert_eq!(connected(&c), 0);
+    // Even holding the ops, it cannot open them: they are sealed under a
+    // key it was never given. Its replay waits; the file never appears.
+    let export = a.export("all.vx");
+    let _ = c.run(&["import", export.to_str().unwrap()]);
+    assert!(!c.vault.join("after.md").exists());
+    let err = c.fails(&["show", "after.md"]);
+    assert!(!err.is_empty());
+    // Removing it again, or this device, is a clear error.
+    let err = a.fails(&["member", "remove", &c_id[..10]]);
+    assert!(err.contains("no member"), "{err}");
+    let me = a.json(&["status"])["device"].as_str().unwrap().to_string();
+    let err = a.fails(&["member", "remove", &me[..10]]);
+    assert!(err.contains("this device"), "{err}");
+}
