@@ -407,3 +407,20 @@ fn a_removed_device_can_no_longer_connect_nor_read_what_follows() {
     let err = a.fails(&["member", "remove", &me[..10]]);
     assert!(err.contains("this device"), "{err}");
 }
+
+#[test]
+fn two_daemons_sync_over_quic_alone() {
+    let a = Env::init();
+    let b = a.clone_to("b");
+    let quic = "/ip4/127.0.0.1/udp/0/quic-v1";
+    let _da = Daemon::serve(&a, &["--no-mdns", "--listen", quic], Some("info"));
+    let addr = address(&a);
+    assert!(addr.contains("/quic-v1/"), "{addr}");
+    let _db = Daemon::serve(
+        &b,
+        &["--no-mdns", "--listen", quic, "--peer", &addr],
+        Some("info"),
+    );
+    a.write("over-quic.md", "carried by QUIC\n");
+    converge(&[&a, &b], &[("over-quic.md", b"carried by QUIC\n")]);
+}

@@ -38,7 +38,7 @@ impl Daemon {
         Daemon::serve(env, &args, Some("info"))
     }
 
-    fn serve(env: &Env, extra: &[&str], level: Option<&str>) -> Daemon {
+    pub fn serve(env: &Env, extra: &[&str], level: Option<&str>) -> Daemon {
         let mut args = vec!["serve"];
         args.extend_from_slice(extra);
         let mut cmd = env.cmd(&args);
