@@ -230,10 +230,7 @@ pub fn write_new(
     mtime_ms: i64,
     fill: &mut dyn FnMut(&mut File) -> Result<()>,
 ) -> Result<()> {
-    let o = open_creating(root, rel)?;
-    create_filled(o.dir(), o.name, mtime_ms, fill)
-        .with_context(|| format!("writing {}", root.join(rel).display()))?;
-    Ok(())
+    write_fresh(root, rel, mtime_ms, fill).map(|_| ())
 }
 
 /// [`write_new`], returning the file's metadata: for a folder being filled

@@ -50,6 +50,23 @@ fn key_dir(instance: &str) -> Result<PathBuf> {
     Ok(vellum_home()?.join(instance))
 }
 
+/// Creates an instance's key folder (0700, under a 0700 `$VELLUM_HOME`);
+/// it must not exist yet.
+fn new_key_dir(instance: &str) -> Result<PathBuf> {
+    let dir = key_dir(instance)?;
+    let home = dir.parent().expect("instance dir has a parent");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(home)
+        .with_context(|| format!("creating {}", home.display()))?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating key directory {}", dir.display()))?;
+    Ok(dir)
+}
+
 /// Creates fresh keys for a new instance of a new vault.
 pub fn create(instance: &str, entropy: &mut dyn Entropy) -> Result<DeviceKeys> {
     let mut epoch = [0u8; 32];
@@ -64,17 +81,7 @@ pub fn create_with(
     vault_key: &EpochKey,
     entropy: &mut dyn Entropy,
 ) -> Result<DeviceKeys> {
-    let dir = key_dir(instance)?;
-    let home = dir.parent().expect("instance dir has a parent");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(home)
-        .with_context(|| format!("creating {}", home.display()))?;
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("creating key directory {}", dir.display()))?;
+    let dir = new_key_dir(instance)?;
     let mut seed = [0u8; 32];
     entropy.fill(&mut seed);
     write_secret(&dir.join(DEVICE_KEY), &seed)?;
@@ -90,17 +97,7 @@ pub fn create_with(
 /// vault key yet, and learns it from the seal its Member add carries
 /// ([`write_vault_key`] stores it then).
 pub fn create_joining(instance: &str, entropy: &mut dyn Entropy) -> Result<DeviceKeys> {
-    let dir = key_dir(instance)?;
-    let home = dir.parent().expect("instance dir has a parent");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(home)
-        .with_context(|| format!("creating {}", home.display()))?;
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("creating key directory {}", dir.display()))?;
+    let dir = new_key_dir(instance)?;
     let mut seed = [0u8; 32];
     entropy.fill(&mut seed);
     write_secret(&dir.join(DEVICE_KEY), &seed)?;

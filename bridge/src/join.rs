@@ -166,8 +166,10 @@ fn join_into(
     let head = v.head()?;
     let mut merged = 0;
     let written = if merge {
-        // What was in the folder is this device's: recorded first, so the
-        // vault's files merge with it and nothing is dropped.
+        // What was in the folder is this device's: its differences from
+        // the vault are put in place first, then recorded, so the vault's
+        // files merge with them and nothing is dropped.
+        prepare_merge(&v, &head)?;
         let r = scan::scan(&mut v)?;
         merged = r.ops_recorded;
         let head = v.head()?;
@@ -188,6 +190,53 @@ fn join_into(
         merged,
     };
     Ok((v, report))
+}
+
+/// Readies a folder that held a copy of the vault for `--merge`: at each
+/// path both hold, a file identical to the vault's collapses into it; a
+/// different text becomes the union of both texts' lines (as concurrent
+/// creates of one path merge), written in place; any other difference (an
+/// attachment) is kept beside the vault's under a conflict name. The scan
+/// that follows records these as this device's changes.
+fn prepare_merge(v: &Vault, head: &vellum_journal::replay::VaultState) -> Result<()> {
+    use vellum_journal::payload::Body;
+    let me = v.device().short();
+    for (path, id, f) in head.live_files() {
+        let local = dest_file(&v.root, path);
+        let Ok(mine) = fs::read(&local) else {
+            continue;
+        };
+        if vellum_journal::ContentHash::of(&mine) == f.hash {
+            continue;
+        }
+        let theirs =
+            vellum_snapshots::contents::body_of(&v.journal, *id, f.hash, v.journal.admitted())?;
+        let text_of_mine = std::str::from_utf8(&mine).ok();
+        match (&theirs, text_of_mine) {
+            (Body::Text(t), Some(m)) if mine.len() <= vellum_journal::limits::TEXT_BYTES_MAX => {
+                let merged = vellum_journal::merge::union(t, m);
+                fs::write(&local, merged)
+                    .with_context(|| format!("merging {}", local.display()))?;
+            }
+            _ => {
+                let mut n = 1;
+                let aside = loop {
+                    let name = vellum_journal::path::conflict_name(path, &me, n);
+                    if !dest_file(&v.root, &name).exists() && !head.paths.contains_key(&name) {
+                        break name;
+                    }
+                    n += 1;
+                };
+                fs::rename(&local, dest_file(&v.root, &aside))
+                    .with_context(|| format!("keeping {} aside", local.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dest_file(root: &Path, rel: &str) -> std::path::PathBuf {
+    root.join(rel)
 }
 
 struct Exchange<'a> {

@@ -245,3 +245,86 @@ fn bad_codes_and_folders_are_one_line_errors() {
         b"already here\n"
     );
 }
+
+#[test]
+fn join_with_merge_keeps_a_folder_that_holds_a_copy() {
+    let (a, _da) = inviter();
+    a.write("same.md", "identical on both\n");
+    a.write("differs.md", "line one\nline two from a\n");
+    a.scan();
+    // B's folder holds an older copy: one file the same, one changed,
+    // one only there.
+    let b = a.sibling("b");
+    std::fs::create_dir_all(&b.vault).unwrap();
+    std::fs::write(b.vault.join("same.md"), "identical on both\n").unwrap();
+    std::fs::write(b.vault.join("differs.md"), "line one\nline two from b\n").unwrap();
+    std::fs::write(b.vault.join("only-b.md"), "only in b's copy\n").unwrap();
+    std::fs::create_dir_all(b.vault.join("att")).unwrap();
+    std::fs::write(b.vault.join("att/photo.bin"), [1u8, 2, 3]).unwrap();
+    let code = invite_yes(&a);
+    let out = b.run(&["join", &code, "--merge", "--yes", "--name", "copy"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Nothing was deleted, and nothing either side wrote is lost.
+    assert_eq!(b.read("same.md"), b"identical on both\n");
+    assert_eq!(b.read("only-b.md"), b"only in b's copy\n");
+    assert_eq!(b.read("note.md"), a.read("note.md"));
+    let differs = String::from_utf8(b.read("differs.md")).unwrap();
+    assert!(
+        differs.contains("from a") && differs.contains("from b"),
+        "{differs}"
+    );
+    // An attachment that differs: the vault's in place, b's beside it.
+    assert_eq!(b.read("att/photo.bin"), a.read("att/photo.bin"));
+    let aside: Vec<_> = std::fs::read_dir(b.vault.join("att"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("(conflict"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(b.read(&format!("att/{}", aside[0])), [1u8, 2, 3]);
+    // Both sides end up with the same files once they sync.
+    let _db = Daemon::start_net(&b, &[]);
+    eventually("a to get b's copy", || a.vault.join("only-b.md").exists());
+    eventually("the two to agree", || tree(&a.vault) == tree(&b.vault));
+}
+
+#[test]
+fn an_invite_needs_an_address_to_give() {
+    // A daemon in a network namespace of its own whose only interface is
+    // down: it serves the vault, but has no address for an invite.
+    if !nix_root() {
+        eprintln!("not root: a network namespace cannot be made here");
+        return;
+    }
+    let a = Env::init();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.arg("-n")
+        .arg(env!("CARGO_BIN_EXE_vellum"))
+        .args(["serve", "--no-mdns", "--vault"])
+        .arg(&a.vault)
+        .env("VELLUM_HOME", &a.home);
+    let d = Daemon::spawn(cmd, a.vault.join(".vellum/daemon.sock"));
+    let err = a.fails(&["invite", "--yes"]);
+    assert!(err.contains("no usable network interface"), "{err}");
+    // It still serves everything else.
+    a.write("n.md", "still recorded\n");
+    eventually("the save to be recorded", || {
+        a.json(&["status"])["files"].as_u64() == Some(1)
+    });
+    drop(d);
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

@@ -424,3 +424,70 @@ fn two_daemons_sync_over_quic_alone() {
     a.write("over-quic.md", "carried by QUIC\n");
     converge(&[&a, &b], &[("over-quic.md", b"carried by QUIC\n")]);
 }
+
+#[test]
+fn a_member_sending_garbage_is_cut_off_and_the_daemon_goes_on() {
+    use vellum_replicator::net::{self, NetEvent, StreamKind};
+    let a = Env::init();
+    let b = a.clone_to("b");
+    let c = a.clone_to("c");
+    let da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    let status = a.json(&["status"]);
+    let vault = vellum_journal::VaultId::from_hex(status["vault"].as_str().unwrap()).unwrap();
+    let a_id = vellum_journal::DeviceId::from_hex(status["device"].as_str().unwrap()).unwrap();
+    // B's own key, driven by hand: a member whose messages are garbage.
+    let instance = std::fs::read_to_string(b.vault.join(".vellum/instance")).unwrap();
+    let seed: [u8; 32] = std::fs::read(b.home.join(instance.trim()).join("device.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let closed = rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let node = net::start(
+            net::Config {
+                vault,
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                mdns: false,
+            },
+            seed,
+            Box::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        )
+        .unwrap();
+        node.set_members([a_id].into());
+        node.dial(a_id, vec![addr.parse().unwrap()]);
+        let until = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut stream = None;
+        loop {
+            let ev = tokio::time::timeout_at(until, rx.recv()).await;
+            match ev {
+                Ok(Some(NetEvent::Opened {
+                    stream: s,
+                    kind: StreamKind::Sync,
+                    ..
+                })) => {
+                    stream = Some(s);
+                    node.send(s, b"\x01\x63 not a message".to_vec()).unwrap();
+                }
+                Ok(Some(NetEvent::Closed { stream: s, .. })) if Some(s) == stream => break true,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break false,
+            }
+        }
+    });
+    assert!(closed, "A never closed the stream");
+    eventually("A to log the misbehaviour", || {
+        da.stderr
+            .lock()
+            .unwrap()
+            .contains("disconnected a peer that broke the protocol")
+    });
+    // A serves on: another member syncs with it as before.
+    let _dc = Daemon::start_net(&c, &["--peer", &addr]);
+    a.write("after.md", "still syncing\n");
+    eventually("c to get the note", || c.vault.join("after.md").exists());
+    drop(rt);
+}

@@ -101,17 +101,23 @@ impl Sync {
             None => {}
         }
         s.update_members(v)?;
-        for (d, rec) in peers::load_all(v)? {
-            let addrs: Vec<net::Multiaddr> =
-                rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            if !addrs.is_empty() {
-                s.net.dial(d, addrs);
-            }
-        }
+        s.dial_known(v)?;
         for (d, a) in dial {
             s.net.dial(d, vec![a]);
         }
         Ok(s)
+    }
+
+    /// Dials every device of the address book at the addresses it holds.
+    fn dial_known(&self, v: &Vault) -> Result<()> {
+        for (d, rec) in peers::load_all(v)? {
+            let addrs: Vec<net::Multiaddr> =
+                rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            if !addrs.is_empty() {
+                self.net.dial(d, addrs);
+            }
+        }
+        Ok(())
     }
 
     /// Whether admitted ops wait for the disk, and for how long at most
@@ -473,13 +479,8 @@ impl Sync {
                 if let Err(e) = self.update_members(v) {
                     tracing::warn!("could not read the member set: {}", error::one_line(&e));
                 }
-                let book = peers::load_all(v).unwrap_or_default();
-                for (d, rec) in book {
-                    let addrs: Vec<net::Multiaddr> =
-                        rec.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-                    if !addrs.is_empty() {
-                        self.net.dial(d, addrs);
-                    }
+                if let Err(e) = self.dial_known(v) {
+                    tracing::warn!("could not read the address book: {}", error::one_line(&e));
                 }
             }
             Err(e) => {

@@ -465,17 +465,7 @@ impl Node {
                 let Some(peer) = super::peer_id(&device) else {
                     return;
                 };
-                let mut control = self.control.clone();
-                let cmd = self.cmd.clone();
-                tokio::spawn(async move {
-                    let result = control
-                        .open_stream(peer, StreamProtocol::new(PAIR_PROTOCOL))
-                        .await;
-                    let _ = cmd.send(match result {
-                        Ok(s) => Cmd::StreamReady(peer, s, StreamKind::Pair),
-                        Err(e) => Cmd::OpenFailed(peer, e.to_string()),
-                    });
-                });
+                self.spawn_open(peer, StreamKind::Pair);
             }
             Cmd::StreamReady(peer, stream, StreamKind::Sync) => {
                 self.opening.remove(&peer);
@@ -656,14 +646,24 @@ impl Node {
         if !opens || pairing || self.active.contains_key(&peer) || !self.opening.insert(peer) {
             return;
         }
+        self.spawn_open(peer, StreamKind::Sync);
+    }
+
+    /// Opens a stream of `kind` to `peer` in the background; it comes back
+    /// as a [`Cmd::StreamReady`] (or [`Cmd::OpenFailed`]).
+    fn spawn_open(&self, peer: PeerId, kind: StreamKind) {
+        let protocol = match kind {
+            StreamKind::Sync => SYNC_PROTOCOL,
+            StreamKind::Pair => PAIR_PROTOCOL,
+        };
         let mut control = self.control.clone();
         let cmd = self.cmd.clone();
         tokio::spawn(async move {
             let result = control
-                .open_stream(peer, StreamProtocol::new(SYNC_PROTOCOL))
+                .open_stream(peer, StreamProtocol::new(protocol))
                 .await;
             let _ = cmd.send(match result {
-                Ok(s) => Cmd::StreamReady(peer, s, StreamKind::Sync),
+                Ok(s) => Cmd::StreamReady(peer, s, kind),
                 Err(e) => Cmd::OpenFailed(peer, e.to_string()),
             });
         });
