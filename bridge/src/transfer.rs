@@ -391,6 +391,7 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
         hold_mass_changes(v, &old, &new, &mut report)?;
         report.changed = sync_disk(v, &new)?;
     } else {
+        v.share_missing_keys()?;
         let new = v.head()?;
         let files = hold_mass_changes(v, &old, &new, &mut report)?;
         report.changed = materialise(v, &old, &new, &files)?;
@@ -440,6 +441,7 @@ pub fn settle_remote(v: &mut Vault) -> Result<Settled> {
         hold_mass_changes(v, &old, &new, &mut report)?;
         out.changed = sync_disk(v, &new)?;
     } else {
+        v.share_missing_keys()?;
         let new = v.head()?;
         let files = hold_mass_changes(v, &old, &new, &mut report)?;
         out.changed = materialise(v, &old, &new, &files)?;

@@ -500,6 +500,29 @@ impl Vault {
         Ok(ids)
     }
 
+    /// Seals vault keys to members that lack them (DESIGN §7: a full
+    /// member that sees a member missing a seal writes KeyShare): a member
+    /// added while another device rotated the key, say. Returns the ops
+    /// written; none when nothing is missing or this device may not share.
+    pub fn share_missing_keys(&mut self) -> Result<Vec<OpId>> {
+        if self.stale.is_some() || self.journal.missing_seals()?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writable()?;
+        let ids = self
+            .journal
+            .share_missing_keys(&self.keys.signing, &mut OsEntropy, now_ms())?;
+        if !ids.is_empty() {
+            self.mark_own_chain(false)?;
+            self.catch_up()?;
+            tracing::info!(
+                ops = ids.len(),
+                "shared the vault key with members that lacked it"
+            );
+        }
+        Ok(ids)
+    }
+
     // ---- own chain and identity (DESIGN §3, own forks) ----------------
 
     /// Compares the journal's copy of this device's chain with the chain

@@ -491,3 +491,32 @@ fn a_member_sending_garbage_is_cut_off_and_the_daemon_goes_on() {
     eventually("c to get the note", || c.vault.join("after.md").exists());
     drop(rt);
 }
+
+#[test]
+fn a_member_added_while_another_rotated_the_key_is_given_it() {
+    let a = Env::init();
+    a.write("start.md", "start\n");
+    a.scan();
+    let d = a.clone_to("d");
+    let b = a.clone_to("b");
+    // Apart: A adds C, while B removes D, which rotates the key: B seals
+    // the new key to the members it knows, and C is not one of them.
+    let c = a.clone_to("c");
+    let d_id = d.json(&["status"])["device"].as_str().unwrap().to_string();
+    b.ok(&["member", "remove", &d_id[..10]]);
+    b.write("secret-after-rotation.md", "sealed under the new key\n");
+    b.scan();
+    let _da = Daemon::start_net(&a, &[]);
+    let addr = address(&a);
+    let _db = Daemon::start_net(&b, &["--peer", &addr]);
+    let _dc = Daemon::start_net(&c, &["--peer", &addr]);
+    // A (or B) sees C lacks the new key and shares it; C can read on.
+    eventually("c to read what b wrote after the rotation", || {
+        c.vault.join("secret-after-rotation.md").exists()
+    });
+    assert_eq!(
+        c.read("secret-after-rotation.md"),
+        b"sealed under the new key\n"
+    );
+    assert!(!d.vault.join("secret-after-rotation.md").exists());
+}

@@ -151,18 +151,26 @@ impl Sync {
                     return;
                 }
                 tracing::info!(peer = %peer.short(), %addr, "connected");
+                // The address book learns where a peer listens from what it
+                // says (identify) and mDNS: an incoming connection's address
+                // is a port of the moment.
                 if let Some(view) = v.net.as_mut() {
                     view.connected.insert(peer, addr.to_string());
                 }
-                self.remember(v, peer, |r| r.add_addr(addr.to_string()));
             }
             NetEvent::Disconnected { peer } => {
-                tracing::info!(peer = %peer.short(), "disconnected");
-                if let Some(view) = v.net.as_mut() {
-                    view.connected.remove(&peer);
-                    view.strangers.remove(&peer);
+                let member = v
+                    .net
+                    .as_mut()
+                    .map(|view| {
+                        view.strangers.remove(&peer);
+                        view.connected.remove(&peer).is_some()
+                    })
+                    .unwrap_or(false);
+                if member || self.members.contains(&peer) {
+                    tracing::info!(peer = %peer.short(), "disconnected");
+                    self.seen(v, peer, now);
                 }
-                self.seen(v, peer, now);
             }
             NetEvent::Refused { peer } => {
                 tracing::info!(
