@@ -20,4 +20,8 @@ connected: number,
 /**
  * Ops connected peers hold that this device does not have yet.
  */
-incoming_ops: number, };
+incoming_ops: number, 
+/**
+ * Attachment chunks received from peers since the daemon started.
+ */
+chunks_received: number, };
