@@ -155,11 +155,11 @@ fn join_into(
     let mut v = Vault::assemble(dest, journal, keys, instance, lock);
     v.catch_up()?;
     let mut rec = peers::PeerRecord::default();
-    for a in &addrs {
-        rec.add_addr(format!(
-            "{a}/p2p/{}",
-            net::peer_id(&invite.inviter).expect("a device id")
-        ));
+    // The exchange reached the inviter, so its id is a valid key.
+    if let Some(inviter) = net::peer_id(&invite.inviter) {
+        for a in &addrs {
+            rec.add_addr(format!("{a}/p2p/{inviter}"));
+        }
     }
     peers::save(&v, &invite.inviter, &rec)?;
     home::write_root(instance, &fs::canonicalize(dest)?)?;
