@@ -401,6 +401,11 @@ impl Sync {
             return;
         }
         self.announced = v.journal.admitted().clone();
+        // The gate first: a peer told of a new member may dial in under its
+        // key at once.
+        if let Err(e) = self.update_members(v) {
+            tracing::warn!("could not read the member set: {}", error::one_line(&e));
+        }
         let now = now_ms();
         let peers: Vec<DeviceId> = self.sessions.keys().copied().collect();
         for p in peers {
@@ -415,9 +420,6 @@ impl Sync {
             }
             .encode(),
         );
-        if let Err(e) = self.update_members(v) {
-            tracing::warn!("could not read the member set: {}", error::one_line(&e));
-        }
     }
 
     fn update_members(&mut self, v: &mut Vault) -> Result<()> {
@@ -451,15 +453,18 @@ impl Sync {
         Ok(())
     }
 
-    /// Whether a peer holds this device's new identity's first ops (its
-    /// Member add by the old identity comes before them): only then can the
-    /// node restart under the new key, since until a peer has that add its
-    /// gate refuses the new key. Until then the old key carries the sync.
+    /// Whether a peer said it holds this device's new identity's first ops
+    /// (its Member add by the old identity comes before them): only then
+    /// can the node restart under the new key, since until a peer has that
+    /// add its gate refuses the new key. Until then the old key carries the
+    /// sync. What the peer said, not what was sent to it: ops sent but not
+    /// yet read are lost when the node stops, and a restart on their
+    /// strength would leave the device refused everywhere.
     fn peers_know_new_identity(&self, v: &Vault) -> bool {
         let new = v.device();
         self.sessions
             .values()
-            .any(|l| l.session.peer_holds().seq(&new) >= 1)
+            .any(|l| l.session.peer_has().seq(&new) >= 1)
     }
 
     /// The device took a new identity (it was restored from an old copy):

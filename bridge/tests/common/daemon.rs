@@ -43,7 +43,9 @@ impl Daemon {
         args.extend_from_slice(extra);
         let mut cmd = env.cmd(&args);
         if let Some(l) = level {
-            cmd.env("VELLUM_LOG", l);
+            // The storage engine's recovery lines would crowd out the
+            // daemon's own in a failing test's output.
+            cmd.env("VELLUM_LOG", format!("{l},fjall=warn,lsm_tree=warn"));
         }
         Daemon::spawn(cmd, env.vault.join(".vellum/daemon.sock"))
     }
@@ -109,6 +111,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what its daemons said: a timeout alone does
+        // not tell which step stalled.
+        if std::thread::panicking() {
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+            let log = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- log of the daemon at {}:", self.socket.display());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
