@@ -138,6 +138,12 @@ pub enum Command {
         #[command(subcommand)]
         action: MemberAction,
     },
+    /// Write the vault's keys to a passphrase-protected file, or make a vault
+    /// folder whose keys were lost a device again with such a file
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Review batches held back from the disk: mass deletes from another
     /// device, or a scan that found many files reverted or re-created
     Quarantine {
@@ -224,6 +230,27 @@ pub enum MemberAction {
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum KeyAction {
+    /// Write the vault key and a new recovery identity to FILE, sealed
+    /// under a passphrase (asked for, or the first line of stdin). Keep
+    /// it apart from the vault: with the passphrase, it reads every note
+    Export {
+        /// The file to create, outside the vault
+        file: PathBuf,
+    },
+    /// Make this vault folder (restored from a backup, say) a device again
+    /// when its device keys are lost: a new identity, added by the recovery
+    /// identity in FILE
+    Import {
+        /// A file written by `vellum key export`
+        file: PathBuf,
+        /// This device's name, shown to other devices
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum QuarantineAction {
     /// List the held batches and their files
     List,
@@ -271,4 +298,13 @@ impl Cli {
             _ => {}
         }
     }
+}
+
+/// Prints a line on stdout for the commands that run on their own (`invite`,
+/// `join`, `key`): a reader that went away (`vellum invite | head -3`) ends
+/// the output quietly, and the command goes on.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
 }

@@ -143,7 +143,10 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
     match cli.command {
         // `main` runs the simulator before anything else.
         Command::Sim(_) => return Err(user("vellum sim runs on its own: start it directly")),
-        Command::Serve { .. } | Command::Invite { .. } | Command::Join { .. } => {
+        Command::Serve { .. }
+        | Command::Invite { .. }
+        | Command::Join { .. }
+        | Command::Key { .. } => {
             return Err(user("this command runs on its own: start it directly"));
         }
         Command::Service { action } => {
@@ -482,6 +485,13 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
             } else {
                 for p in &list {
                     let name = p.name.as_deref().unwrap_or("(unnamed)");
+                    if p.role == "recovery" && !p.connected && p.last_seen.is_none() {
+                        io.say(format!(
+                            "{}  {name}  recovery  (a key export, not a device)",
+                            &p.device[..12]
+                        ))?;
+                        continue;
+                    }
                     let state = if p.connected {
                         "connected".to_string()
                     } else {

@@ -18,6 +18,9 @@ const DEVICE_KEY: &str = "device.key";
 const VAULT_KEY: &str = "vault.key";
 /// A successor's key, written before it is announced (see [`renew`]).
 const NEXT_DEVICE_KEY: &str = "device.next.key";
+/// The recovery identity's seed after a `key import`, which the node runs
+/// under until a peer holds the new device's add (see [`carrier`]).
+const CARRIER_KEY: &str = "carrier.key";
 /// The device's own chain as far as this machine has written it.
 const CHAIN_MARK: &str = "chain";
 /// The vault folder these keys belong to.
@@ -113,6 +116,43 @@ pub fn write_vault_key(instance: &str, key: &EpochKey) -> Result<()> {
     write_secret(&key_dir(instance)?.join(VAULT_KEY), &key.0)
 }
 
+/// Whether an instance's key folder is on this machine.
+pub fn has_keys(instance: &str) -> Result<bool> {
+    Ok(key_dir(instance)?.is_dir())
+}
+
+/// The vault's genesis key, as an instance stores it.
+pub fn vault_key(instance: &str) -> Result<EpochKey> {
+    Ok(EpochKey(read_secret(&key_dir(instance)?.join(VAULT_KEY))?))
+}
+
+/// Keeps the key a recovered device's node runs under until a peer knows
+/// the new device: the recovery identity, which peers' gates admit.
+pub fn write_carrier(instance: &str, seed: &[u8; 32]) -> Result<()> {
+    let path = key_dir(instance)?.join(CARRIER_KEY);
+    let _ = fs::remove_file(&path);
+    write_secret(&path, seed)
+}
+
+/// The carrier key's seed, if the device still needs one.
+pub fn carrier(instance: &str) -> Result<Option<[u8; 32]>> {
+    let path = key_dir(instance)?.join(CARRIER_KEY);
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_secret(&path).map(Some)
+}
+
+/// Forgets the carrier key: a peer admits the device under its own key.
+pub fn drop_carrier(instance: &str) -> Result<()> {
+    match fs::remove_file(key_dir(instance)?.join(CARRIER_KEY)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(e).context("removing the carrier key"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A private file of an instance, beside its keys (0600 when written by
 /// [`write_private`]).
 pub fn instance_file(instance: &str, name: &str) -> Result<PathBuf> {
@@ -142,7 +182,7 @@ pub fn load(instance: &str) -> Result<DeviceKeys> {
     let dir = key_dir(instance)?;
     if !dir.is_dir() {
         return Err(UserError::new(format!(
-            "this vault's device keys are not in {} (was the vault copied here, or VELLUM_HOME changed?)",
+            "this vault's device keys are not in {} (was the vault copied here, or VELLUM_HOME changed?); with a key export of the vault, 'vellum key import FILE' makes this folder a device again",
             dir.display()
         ))
         .into());

@@ -16,6 +16,7 @@ pub mod join;
 pub mod materialise;
 pub mod peers;
 pub mod quarantine;
+pub mod recovery;
 pub mod rewrite;
 pub mod scan;
 pub mod service;

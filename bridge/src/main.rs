@@ -59,6 +59,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     {
         return join(&cli, code, *merge, *yes, name.as_deref());
     }
+    if let Command::Key { action } = &cli.command {
+        return vellum_bridge::recovery::cli(action, cli.global.vault.as_deref(), cli.global.json);
+    }
     if let Some(code) = daemon::client::forward(&cli)? {
         return Ok(code);
     }
@@ -109,9 +112,9 @@ fn join(cli: &Cli, code: &str, merge: bool, yes: bool, name: Option<&str>) -> an
         .unwrap_or_else(commands::default_device_name);
     let (_, report) = join::join(code, &dest, &name, merge, &mut Terminal { yes })?;
     if cli.global.json {
-        println!("{}", serde_json::to_string(&report)?);
+        vellum_bridge::cli::print_line(&serde_json::to_string(&report)?);
     } else {
-        println!(
+        vellum_bridge::cli::print_line(&format!(
             "joined vault {} as device {}: {} files, {} ops{}\nrun `vellum serve --vault {}` to stay in sync",
             report.vault,
             &report.device[..12],
@@ -123,7 +126,7 @@ fn join(cli: &Cli, code: &str, merge: bool, yes: bool, name: Option<&str>) -> an
                 String::new()
             },
             dest.display()
-        );
+        ));
     }
     Ok(0)
 }

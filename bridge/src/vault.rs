@@ -674,6 +674,112 @@ impl Vault {
         Ok(())
     }
 
+    /// Adds a recovery identity (DESIGN §7, `key export`): a member that
+    /// may change membership and is sealed every key from now on, but
+    /// writes no notes. Returns the ops written (a KeyRotate may come
+    /// first).
+    pub fn add_recovery(&mut self, id: DeviceId, name: &str) -> Result<Vec<OpId>> {
+        self.writable()?;
+        let ids = self.journal.write(
+            &self.keys.signing,
+            vec![Write::Add {
+                device: id,
+                role: Role::Recovery,
+                name: name.to_string(),
+            }],
+            &mut OsEntropy,
+            now_ms(),
+        )?;
+        self.mark_own_chain(false)?;
+        self.catch_up()?;
+        Ok(ids)
+    }
+
+    /// Makes `root`, a vault folder whose device keys are lost (restored
+    /// from a backup onto a new machine, say), a device again with a key
+    /// export (DESIGN §7, `key import`): a new identity under a new
+    /// instance, added as a full member by the export's recovery identity.
+    /// Nothing in the folder is changed but `.vellum/instance` and the
+    /// journal, which gains that add and the new device's name.
+    pub fn recover(
+        root: &Path,
+        export: &vellum_journal::keyfile::KeyExport,
+        name: &str,
+    ) -> Result<Vault> {
+        let dot = root.join(VELLUM_DIR);
+        if !dot.join("journal").is_dir() {
+            return Err(user(format!(
+                "{} holds no vault journal (.vellum/journal): a key export recovers a vault folder whose keys were lost; to add a new device, use 'vellum invite' and 'vellum join'",
+                root.display()
+            )));
+        }
+        let old_instance = fs::read_to_string(dot.join("instance"))
+            .ok()
+            .map(|s| s.trim().to_string());
+        if let Some(i) = &old_instance
+            && !i.is_empty()
+            && home::has_keys(i)?
+        {
+            return Err(user(
+                "this vault folder's device keys are on this machine: it works as it is ('vellum status'); a key import is for a folder whose keys were lost",
+            ));
+        }
+        let lock = lock(&dot)?;
+        let recovery = vellum_journal::keys::SigningKey::from_bytes(&export.recovery);
+        let rid = vellum_journal::keys::device_id(&recovery);
+        let keyring =
+            vellum_journal::keys::Keyring::new(export.genesis.clone()).with_identity(&recovery);
+        let store = FjallStore::open(&dot.join("journal"))
+            .with_context(|| format!("opening the journal in {}", dot.display()))?;
+        let mut journal = Journal::open(store, keyring)?;
+        if journal.vault() != export.vault {
+            return Err(user(format!(
+                "this key export is for another vault ({}); this folder holds vault {}",
+                export.vault.to_hex(),
+                journal.vault().to_hex()
+            )));
+        }
+        let members = journal.members(journal.admitted())?;
+        if members.active(&rid).is_none() {
+            return Err(user(
+                "this folder's journal does not know the export's recovery key: the folder is older than the export, or the key was removed from the vault; nothing was changed",
+            ));
+        }
+        let mut entropy = OsEntropy;
+        let instance = vellum_journal::id::hex(&entropy.array::<16>());
+        let keys = home::create_with(&instance, &export.genesis, &mut entropy)?;
+        let new_id = vellum_journal::keys::device_id(&keys.signing);
+        // Peers refuse the new key until they hold its add, which only this
+        // folder has: the node carries the sync under the recovery key till
+        // then.
+        home::write_carrier(&instance, &export.recovery)?;
+        journal.write(
+            &recovery,
+            vec![Write::Add {
+                device: new_id,
+                role: Role::Full,
+                name: name.to_string(),
+            }],
+            &mut entropy,
+            now_ms(),
+        )?;
+        journal.add_identity(&keys.signing)?;
+        let tmp = dot.join("instance.tmp");
+        fs::write(&tmp, format!("{instance}\n")).context("writing .vellum/instance")?;
+        fs::rename(&tmp, dot.join("instance")).context("writing .vellum/instance")?;
+        home::write_root(&instance, &fs::canonicalize(root)?)?;
+        let mut v = Vault::assemble(root, journal, keys, &instance, lock);
+        v.catch_up()?;
+        v.append(
+            vec![Payload::new(Action::DeviceInfo {
+                name: name.to_string(),
+            })],
+            Batch::new(),
+        )?;
+        tracing::info!(device = %new_id.short(), "recovered the vault with a key export");
+        Ok(v)
+    }
+
     /// Retires this device's identity (DESIGN §3, own forks): its last op
     /// adds a new key as a full member, and from then on the device signs
     /// with the new key. What is on disk and not yet in the journal is then

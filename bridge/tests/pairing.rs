@@ -10,7 +10,7 @@ use serde_json::Value;
 use vellum_replicator::pair::Invite;
 
 mod common;
-use common::daemon::{Daemon, eventually};
+use common::daemon::{Daemon, eventually, eventually_explained};
 use common::{Env, tree};
 
 /// A fresh vault with a few files and a syncing daemon.
@@ -73,13 +73,28 @@ fn three_devices_pair_by_code_and_stay_in_sync() {
     a.write("note.md", "# Note\nfrom a\nand more from a\n");
     b.write("b.md", "from b\n");
     c.write("c.md", "from c\n");
-    eventually("the three to converge", || {
+    eventually_explained("the three to converge", || {
+        let files = |e: &Env| -> Vec<String> {
+            tree(&e.vault)
+                .iter()
+                .map(|(p, c)| format!("{p}:{}", c.len()))
+                .collect()
+        };
         let t = tree(&a.vault);
-        t.contains_key("b.md")
+        let done = t.contains_key("b.md")
             && t.contains_key("c.md")
             && t["note.md"] == b"# Note\nfrom a\nand more from a\n"
             && tree(&b.vault) == t
-            && tree(&c.vault) == t
+            && tree(&c.vault) == t;
+        match done {
+            true => Ok(()),
+            false => Err(format!(
+                "a {:?}, b {:?}, c {:?}",
+                files(&a),
+                files(&b),
+                files(&c)
+            )),
+        }
     });
     eventually("the same history everywhere", || {
         let h = a.head();
@@ -199,8 +214,9 @@ fn a_used_expired_or_wrong_invite_is_refused() {
     let mut forged = Invite::decode(&code).unwrap();
     forged.secret[0] ^= 1;
     let out = join(&a.sibling("d"), &forged.encode());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("secret is wrong"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("secret is wrong"), "{err}");
     let late = join(&a.sibling("e"), &code);
     assert_eq!(late.status.code(), Some(1));
 
@@ -327,4 +343,257 @@ fn nix_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// What the device in the middle saw: the digits the inviter computed, and
+/// the digits the joiner computed (which the middle can work out too).
+struct Middle {
+    inviter_sas: Option<String>,
+    joiner_sas: Option<String>,
+}
+
+/// A device in the middle of a pairing: it holds the invite's secret (it
+/// handed the joiner a code naming itself instead of the inviter), answers
+/// the joiner as an inviter and the inviter as a joiner, and relays. With
+/// `forward_digits`, it passes the inviter's `Approving` on as is;
+/// otherwise it sends the joiner the digits the joiner expects.
+fn run_middle(code: &str, forward_digits: bool) -> (String, std::thread::JoinHandle<Middle>) {
+    use vellum_replicator::net::{self, NetEvent, StreamKind};
+    use vellum_replicator::pair::{PairMsg, Transcript};
+    let real = Invite::decode(code).unwrap();
+    let seed: [u8; 32] = rand::random();
+    let me = vellum_journal::keys::device_id(&vellum_journal::keys::SigningKey::from_bytes(&seed));
+    let (code_tx, code_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let node = net::start(
+                net::Config {
+                    vault: real.vault,
+                    listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                    mdns: false,
+                },
+                seed,
+                Box::new(move |e| {
+                    let _ = tx.send(e);
+                }),
+            )
+            .unwrap();
+            node.set_invite(true);
+            let inviter_addrs = real
+                .addrs
+                .iter()
+                .filter_map(|a| net::Multiaddr::try_from(a.clone()).ok())
+                .collect();
+            node.dial(real.inviter, inviter_addrs);
+            node.open_pair(real.inviter);
+            let inviter_peer = net::peer_id(&real.inviter).unwrap().to_bytes();
+            let my_peer = net::peer_id(&me).unwrap().to_bytes();
+            let mut seen = Middle {
+                inviter_sas: None,
+                joiner_sas: None,
+            };
+            let (mut to_inviter, mut to_joiner) = (None, None);
+            let mut waiting: Vec<Vec<u8>> = Vec::new();
+            let (mut joiner_peer, mut nonce_i, mut nonce_j) = (Vec::new(), [0u8; 32], [0u8; 32]);
+            let until = tokio::time::Instant::now() + Duration::from_secs(30);
+            while let Ok(Some(ev)) = tokio::time::timeout_at(until, rx.recv()).await {
+                match ev {
+                    NetEvent::Listening { addr } => {
+                        let forged = Invite {
+                            vault: real.vault,
+                            inviter: me,
+                            secret: real.secret,
+                            addrs: vec![addr.to_vec()],
+                        };
+                        let _ = code_tx.send(forged.encode());
+                    }
+                    NetEvent::Opened {
+                        peer,
+                        stream,
+                        kind: StreamKind::Pair,
+                    } if peer == real.inviter => {
+                        to_inviter = Some(stream);
+                        for m in waiting.drain(..) {
+                            let _ = node.send(stream, m);
+                        }
+                    }
+                    NetEvent::Opened {
+                        peer,
+                        stream,
+                        kind: StreamKind::Pair,
+                    } => {
+                        joiner_peer = net::peer_id(&peer).unwrap().to_bytes();
+                        to_joiner = Some(stream);
+                    }
+                    NetEvent::Frame { stream, bytes, .. } if Some(stream) == to_joiner => {
+                        let relay = match PairMsg::decode(&bytes).unwrap() {
+                            PairMsg::Hello { nonce, .. } => {
+                                nonce_j = nonce;
+                                bytes
+                            }
+                            // The joiner's proof names this device as the
+                            // inviter: the real inviter needs one naming
+                            // this device as the joiner.
+                            PairMsg::Proof { .. } => PairMsg::Proof {
+                                mac: Transcript::new(
+                                    &real.vault,
+                                    &inviter_peer,
+                                    &my_peer,
+                                    &nonce_i,
+                                    &nonce_j,
+                                )
+                                .proof(&real.secret),
+                            }
+                            .encode(),
+                            _ => bytes,
+                        };
+                        match to_inviter {
+                            Some(s) => {
+                                let _ = node.send(s, relay);
+                            }
+                            None => waiting.push(relay),
+                        }
+                    }
+                    NetEvent::Frame { stream, bytes, .. } if Some(stream) == to_inviter => {
+                        let relay = match PairMsg::decode(&bytes).unwrap() {
+                            PairMsg::Challenge { nonce } => {
+                                nonce_i = nonce;
+                                bytes
+                            }
+                            PairMsg::Approving { sas } => {
+                                let theirs = Transcript::new(
+                                    &real.vault,
+                                    &my_peer,
+                                    &joiner_peer,
+                                    &nonce_i,
+                                    &nonce_j,
+                                )
+                                .sas(&real.secret);
+                                seen.inviter_sas = Some(sas);
+                                seen.joiner_sas = Some(theirs.clone());
+                                if forward_digits {
+                                    bytes
+                                } else {
+                                    PairMsg::Approving { sas: theirs }.encode()
+                                }
+                            }
+                            _ => bytes,
+                        };
+                        if let Some(s) = to_joiner {
+                            let _ = node.send(s, relay);
+                        }
+                    }
+                    NetEvent::Closed { stream, .. }
+                        if Some(stream) == to_joiner || Some(stream) == to_inviter =>
+                    {
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            node.shutdown();
+            seen
+        })
+    });
+    let forged = code_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    (forged, thread)
+}
+
+/// `vellum invite` without `--yes`: the running process and its code.
+fn invite_asking(a: &Env) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut invite = a
+        .cmd(&["invite"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = std::io::BufReader::new(invite.stdout.take().unwrap());
+    let mut line = String::new();
+    let code = loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "no code printed");
+        if line.trim().starts_with("vellum1") {
+            break line.trim().to_string();
+        }
+    };
+    // The rest (the QR code) is read as a terminal would.
+    std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()));
+    (invite, code)
+}
+
+/// Reads `child`'s stderr up to the line holding "digits", and returns the
+/// six digits on it.
+fn digits_shown(stderr: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    let mut said = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no digits shown; it said: {said}"
+        );
+        said.push_str(&line);
+        if let Some(at) = line.find("digits ") {
+            return line[at + 7..]
+                .chars()
+                .filter(char::is_ascii_digit)
+                .take(6)
+                .collect();
+        }
+    }
+}
+
+#[test]
+fn a_device_in_the_middle_makes_the_two_devices_show_different_digits() {
+    let (a, _da) = inviter();
+    let (mut invite, code) = invite_asking(&a);
+    let (forged, middle) = run_middle(&code, false);
+    let b = a.sibling("b");
+    let mut joiner = b
+        .cmd(&["join", &forged, "--yes", "--name", "joiner"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each real process shows the digits of its own transcript: the
+    // inviter's names the middle as the joiner, the joiner's names the
+    // middle as the inviter. The people comparing them see them differ.
+    let mut inviter_err = std::io::BufReader::new(invite.stderr.take().unwrap());
+    let inviter_digits = digits_shown(&mut inviter_err);
+    let mut joiner_err = std::io::BufReader::new(joiner.stderr.take().unwrap());
+    let joiner_digits = digits_shown(&mut joiner_err);
+    assert_eq!(inviter_digits.len(), 6);
+    assert_eq!(joiner_digits.len(), 6);
+    assert_ne!(inviter_digits, joiner_digits);
+    // So the person at the inviter says no, and nobody joins.
+    invite.stdin.as_mut().unwrap().write_all(b"n\n").unwrap();
+    assert_eq!(invite.wait().unwrap().code(), Some(1));
+    assert_eq!(joiner.wait().unwrap().code(), Some(1));
+    let seen = middle.join().unwrap();
+    assert_eq!(seen.inviter_sas.as_deref(), Some(inviter_digits.as_str()));
+    assert_eq!(seen.joiner_sas.as_deref(), Some(joiner_digits.as_str()));
+    assert!(!b.vault.join(".vellum").exists());
+    assert_eq!(a.json(&["peers"]), Value::Array(vec![]));
+}
+
+#[test]
+fn a_joiner_refuses_an_inviter_whose_digits_differ_from_its_own() {
+    let (a, _da) = inviter();
+    let (mut invite, code) = invite_asking(&a);
+    // The middle passes the real inviter's digits on unchanged.
+    let (forged, middle) = run_middle(&code, true);
+    let b = a.sibling("b");
+    let out = b.run(&["join", &forged, "--yes", "--name", "joiner"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("someone may be in between"), "{err}");
+    let seen = middle.join().unwrap();
+    assert_ne!(seen.inviter_sas, seen.joiner_sas);
+    assert!(!b.vault.join(".vellum").exists());
+    let _ = invite.kill();
+    let _ = invite.wait();
+    assert_eq!(a.json(&["peers"]), Value::Array(vec![]));
 }

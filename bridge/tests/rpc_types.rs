@@ -11,14 +11,15 @@ use vellum_bridge::commands::Status;
 use vellum_bridge::conflicts::{ConflictEntry, ConflictSides, SideText};
 use vellum_bridge::daemon::events::{Event, OpEvent, PairStage, Provenance};
 use vellum_bridge::daemon::rpc::{
-    ApproveParams, CliParams, CliResult, DiffParams, DiffResult, InviteParams, LogParams,
-    QuarantineParams, ResolveParams, RestoreParams, RollbackParams, RpcError, ShowParams,
-    SidesParams, TreeParams,
+    ApproveParams, CliParams, CliResult, DiffParams, DiffResult, InviteParams, KeyExportParams,
+    LogParams, QuarantineParams, ResolveParams, RestoreParams, RollbackParams, RpcError,
+    ShowParams, SidesParams, TreeParams,
 };
 use vellum_bridge::history::{DiffEntry, FileInfo, LogEntry, ShowInfo, Tree};
 use vellum_bridge::invite::InviteInfo;
 use vellum_bridge::peers::{NetStatus, PeerEntry};
 use vellum_bridge::quarantine::{Change, Held, HeldFile, Source};
+use vellum_bridge::recovery::Exported;
 use vellum_bridge::rewrite::{Preview, PreviewEntry, WriteReport};
 use vellum_bridge::settings::{LogSettings, Settings};
 use vellum_bridge::vault::Stale;
@@ -83,6 +84,8 @@ fn generated_typescript_matches_the_committed_files() {
         generated::<InviteInfo>(&cfg),
         generated::<InviteParams>(&cfg),
         generated::<ApproveParams>(&cfg),
+        generated::<KeyExportParams>(&cfg),
+        generated::<Exported>(&cfg),
     ];
     let dir = dir();
     if std::env::var_os("VELLUM_WRITE_RPC_TYPES").is_some() {

@@ -18,6 +18,7 @@ pub mod forks;
 pub mod hlc;
 pub mod id;
 pub mod journal;
+pub mod keyfile;
 pub mod keys;
 pub mod limits;
 pub mod membership;

@@ -103,6 +103,9 @@ pub struct Session {
     /// Unread ops whose chunk ids this peer does not know either: not asked
     /// of it again until its next Have.
     ids_peer_lacks: BTreeSet<OpId>,
+    /// What this side last told the peer it holds (its Hello, then each
+    /// Have).
+    told: VersionVector,
     next_have: u64,
     closed: bool,
 }
@@ -130,6 +133,7 @@ impl Session {
             ids_ever_asked: BTreeSet::new(),
             ids_want_sent: None,
             ids_peer_lacks: BTreeSet::new(),
+            told: journal.admitted().clone(),
             next_have: now + ANTI_ENTROPY_MS,
             closed: false,
         };
@@ -197,8 +201,9 @@ impl Session {
         if self.closed || self.peer.is_none() || self.outbox.len() >= OUTBOX_MAX {
             return;
         }
+        self.told = journal.admitted().clone();
         self.send(Message::Have {
-            vv: journal.admitted().clone(),
+            vv: self.told.clone(),
         });
         self.next_have = now + ANTI_ENTROPY_MS;
     }
@@ -274,6 +279,12 @@ impl Session {
                     self.peer = Some(device);
                     self.events.push_back(Event::Connected { peer: device });
                     self.peer_has = vv;
+                    // Ops admitted between this side's Hello and the peer's
+                    // found no one to announce them to: tell it now, or it
+                    // would wait for the next anti-entropy round.
+                    if journal.admitted() != &self.told {
+                        self.announce(journal, now);
+                    }
                     self.ask(journal, now);
                 }
             }

@@ -91,6 +91,23 @@ pub enum WireError {
     Invalid(String),
 }
 
+/// The name of an encoded message's type, for logs ("?" when the bytes
+/// are no message).
+pub fn kind_of(bytes: &[u8]) -> &'static str {
+    match bytes.get(1).copied() {
+        Some(T_HELLO) => "Hello",
+        Some(T_HAVE) => "Have",
+        Some(T_WANT) => "Want",
+        Some(T_OPS) => "Ops",
+        Some(T_BYE) => "Bye",
+        Some(T_WANT_CHUNKS) => "WantChunks",
+        Some(T_CHUNKS) => "Chunks",
+        Some(T_WANT_CHUNK_IDS) => "WantChunkIds",
+        Some(T_CHUNK_IDS) => "ChunkIds",
+        _ => "?",
+    }
+}
+
 impl Message {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = vec![WIRE_VERSION];

@@ -171,15 +171,14 @@ pub fn run(vault: Option<&Path>, yes: bool, json: bool) -> Result<u8> {
     let info = c.call("invite.create", json!({"yes": yes}))?;
     let code = info["code"].as_str().unwrap_or_default().to_string();
     if json {
-        println!("{}", serde_json::to_string(&info)?);
+        crate::cli::print_line(&serde_json::to_string(&info)?);
     } else {
-        println!(
+        crate::cli::print_line(&format!(
             "Invite for one new device, valid until {}:\n\n  {code}\n\n{}\nOn the new device, run:\n  vellum join {code} --vault <folder>",
             info["expires_at"].as_str().unwrap_or_default(),
             invite::qr_text(&code)?
-        );
+        ));
     }
-    std::io::stdout().flush()?;
     if yes && hosted.is_none() {
         eprintln!("the daemon approves the first device that joins with this code");
         return Ok(0);

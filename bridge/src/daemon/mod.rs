@@ -78,7 +78,8 @@ enum Job {
 struct Opened {
     root: PathBuf,
     vault: vellum_journal::VaultId,
-    /// The device key's seed: the libp2p identity.
+    /// The libp2p identity's seed: the device key's, or the carrier's after
+    /// a key import (`home::carrier`).
     seed: [u8; 32],
 }
 
@@ -265,7 +266,10 @@ fn own_vault(
     let _ = ready.send(Ok(Opened {
         root: v.root.clone(),
         vault: v.vault_id(),
-        seed: v.keys.signing.to_bytes(),
+        seed: match crate::home::carrier(v.instance()) {
+            Ok(Some(carrier)) => carrier,
+            _ => v.keys.signing.to_bytes(),
+        },
     }));
     let mut watch = events::Watch::new(&v);
     scan_now(&mut v, "startup", None);
@@ -295,6 +299,15 @@ fn own_vault(
                 }
             },
         };
+        // Remote ops admitted and not yet on disk go there before anything
+        // else moves the head past them (a scan's own ops, a Member add):
+        // the disk writer writes what changed between two heads, and would
+        // never see them.
+        if !matches!(job, Job::Net(_) | Job::Tick)
+            && let Some(s) = sync.as_mut()
+        {
+            s.apply(&mut v);
+        }
         match job {
             Job::Scan { why, mut paths } => {
                 // Scans waiting in the queue join this one.

@@ -244,6 +244,16 @@ pub struct ResolveParams {
 /// Largest unified diff text `diff` sends, in bytes.
 pub const DIFF_TEXT_BYTES_MAX: usize = 8 << 20;
 
+/// `key.export`: writes a key export (see `vellum key export`).
+#[derive(Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct KeyExportParams {
+    /// An absolute path, outside the vault, that does not exist yet.
+    pub file: String,
+    /// At least 12 characters.
+    pub passphrase: String,
+}
+
 /// `invite.create`.
 #[derive(Deserialize, Default, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
@@ -416,6 +426,19 @@ fn dispatch(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Result<Value
         "peers" => {
             let list = crate::peers::list(v).map_err(user_or_internal)?;
             Ok(serde_json::to_value(list).expect("peers serialise"))
+        }
+        "key.export" => {
+            let p: KeyExportParams = serde_json::from_value(req.params)
+                .map_err(|_| (INVALID_PARAMS, "key.export takes {file, passphrase}".into()))?;
+            let path = std::path::Path::new(&p.file);
+            if !path.is_absolute() {
+                return Err((
+                    INVALID_PARAMS,
+                    "key.export needs an absolute file path".into(),
+                ));
+            }
+            let r = crate::recovery::export(v, path, &p.passphrase).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(r).expect("an export report serialises"))
         }
         "quarantine.list" => {
             let list = quarantine::list(v).map_err(user_or_internal)?;

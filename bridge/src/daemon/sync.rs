@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use vellum_journal::{DeviceId, VersionVector};
 use vellum_replicator::net::{self, Handle, NetEvent, StreamKind};
-use vellum_replicator::{Event, Message, Session};
+use vellum_replicator::{Event, Message, Session, wire};
 
 mod pairing;
 
@@ -82,10 +82,11 @@ impl Sync {
             peer_id: net.local_peer_id().to_string(),
             ..NetView::default()
         });
+        let device = net::device_of(&net.local_peer_id()).unwrap_or(v.device());
         let mut s = Sync {
             net,
             starter,
-            device: v.device(),
+            device,
             sessions: HashMap::new(),
             unapplied: None,
             announced: v.journal.admitted().clone(),
@@ -206,6 +207,7 @@ impl Sync {
                     // From a stream that was replaced or closed.
                     return;
                 };
+                tracing::trace!(peer = %peer.short(), kind = wire::kind_of(&bytes), bytes = bytes.len(), "sync message in");
                 if let Err(e) = live.session.handle_message(&mut v.journal, &bytes, now) {
                     // The journal's storage failed: nothing was admitted
                     // past what is durable; the session starts over.
@@ -262,6 +264,7 @@ impl Sync {
         let stream = live.stream;
         let mut overloaded = false;
         while let Some(bytes) = live.session.poll_transmit() {
+            tracing::trace!(peer = %peer.short(), kind = wire::kind_of(&bytes), bytes = bytes.len(), "sync message out");
             if let Err(e) = self.net.send(stream, bytes) {
                 overloaded = e == net::SendError::Overloaded;
                 break;
@@ -428,7 +431,7 @@ impl Sync {
         let now: BTreeSet<DeviceId> = m
             .roles
             .keys()
-            .filter(|d| **d != me && m.active(d).is_some())
+            .filter(|d| **d != me && **d != self.device && m.active(d).is_some())
             .copied()
             .collect();
         if now != self.members {
@@ -483,6 +486,9 @@ impl Sync {
         match self.starter.start(v.keys.signing.to_bytes()) {
             Ok(net) => {
                 tracing::info!("the network restarts under this device's new identity");
+                if let Err(e) = crate::home::drop_carrier(v.instance()) {
+                    tracing::warn!("{}", error::one_line(&e));
+                }
                 v.net = Some(NetView {
                     peer_id: net.local_peer_id().to_string(),
                     ..NetView::default()

@@ -44,8 +44,10 @@ impl Daemon {
         let mut cmd = env.cmd(&args);
         if let Some(l) = level {
             // The storage engine's recovery lines would crowd out the
-            // daemon's own in a failing test's output.
-            cmd.env("VELLUM_LOG", format!("{l},fjall=warn,lsm_tree=warn"));
+            // daemon's own in a failing test's output. `VELLUM_TEST_LOG`
+            // (a filter) says more when a test is being looked into.
+            let filter = std::env::var("VELLUM_TEST_LOG").unwrap_or_else(|_| l.to_string());
+            cmd.env("VELLUM_LOG", format!("{filter},fjall=warn,lsm_tree=warn"));
         }
         Daemon::spawn(cmd, env.vault.join(".vellum/daemon.sock"))
     }
@@ -141,6 +143,22 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitSta
 /// Polls `check` every 50 ms until it holds, for at most 20 s.
 pub fn eventually(what: &str, check: impl FnMut() -> bool) {
     eventually_within(what, Duration::from_secs(20), check);
+}
+
+/// Polls `check` every 50 ms until it gives `Ok`, for at most 20 s; a
+/// timeout shows what the last `Err` said.
+pub fn eventually_explained(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) => assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}: {why}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Polls `check` every 50 ms until it holds, for at most `limit`.

@@ -79,6 +79,21 @@ impl Env {
         self.cmd(args).output().expect("run vellum")
     }
 
+    /// Runs a command with `input` on its stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run vellum");
+        // A command that fails before reading closes the pipe early.
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        child.wait_with_output().expect("run vellum")
+    }
+
     /// Runs a command that must succeed; returns stdout.
     pub fn ok(&self, args: &[&str]) -> Vec<u8> {
         let out = self.run(args);

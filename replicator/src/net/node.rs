@@ -449,11 +449,16 @@ impl Node {
                 self.invite_open = open;
                 self.swarm.behaviour_mut().gate.set_open(open);
                 if !open {
-                    // Strangers that came for the invite go with it.
+                    // Strangers that came for the invite go with it; one
+                    // still on a pairing stream goes when the stream ends,
+                    // so that the last word (a refusal, say) reaches it.
+                    let pairing: HashSet<PeerId> = self.pairing.values().map(|(p, _)| *p).collect();
                     let strangers: Vec<PeerId> = self
                         .swarm
                         .connected_peers()
-                        .filter(|p| !self.swarm.behaviour().gate.is_allowed(p))
+                        .filter(|p| {
+                            !self.swarm.behaviour().gate.is_allowed(p) && !pairing.contains(p)
+                        })
                         .copied()
                         .collect();
                     for p in strangers {
@@ -495,8 +500,11 @@ impl Node {
                         stream: id,
                         error,
                     });
-                    // A joiner that stays connected gets a sync stream.
-                    if self.connected.contains(&peer) {
+                    if !self.invite_open && !self.swarm.behaviour().gate.is_allowed(&peer) {
+                        // A stranger whose pairing ended after the invite.
+                        self.swarm.behaviour_mut().gate.deny(peer);
+                    } else if self.connected.contains(&peer) {
+                        // A joiner that stays connected gets a sync stream.
                         self.open_stream(peer);
                     }
                 } else if self.active.get(&peer).is_some_and(|(a, _)| *a == id) {

@@ -54,6 +54,9 @@ impl Sync {
                 })
                 .and_then(|p| self.decide(v, p.approve)),
             "invite.cancel" => {
+                if let Some(j) = self.joiner.take() {
+                    self.refuse(j.peer, j.stream, "the invite was cancelled");
+                }
                 self.end_invite(v, "the invite was cancelled");
                 Ok(json!({"cancelled": true}))
             }
@@ -257,6 +260,8 @@ impl Sync {
         name: String,
         sas: String,
     ) -> anyhow::Result<()> {
+        // Remote ops not on disk yet go there before the add moves the head.
+        self.apply(v);
         let member_op = match v.write_control(vec![Write::Add {
             device: peer,
             role: Role::Full,
