@@ -166,8 +166,9 @@ pub enum Command {
     /// List the vault's other devices: connected now, last seen, and how
     /// many ops each lacks
     Peers,
-    /// Invite a new device: print a one-time code and its QR code (valid
-    /// 10 minutes) for `vellum join`, then approve the device that uses it
+    /// Invite a new device: print a one-time 8-digit code, a long code and
+    /// its QR code (valid 10 minutes) for `vellum join`, then approve the
+    /// device that uses it
     Invite {
         /// Approve the first device that proves the code, without asking
         /// (for scripts)
@@ -177,7 +178,8 @@ pub enum Command {
     /// Make the folder given by --vault a new device of the vault whose
     /// invite code this is: pair, fetch the vault, write its files
     Join {
-        /// The code `vellum invite` printed on the inviting device
+        /// The code `vellum invite` printed on the inviting device: its
+        /// 8 digits (same network: found by mDNS), or the long code
         code: String,
         /// The folder already holds a copy of the vault: keep its files
         /// (identical ones collapse, different ones become conflicts)

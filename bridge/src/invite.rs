@@ -27,6 +27,10 @@ pub struct Pending {
     pub preapproved: bool,
     /// A joiner has tried it (successfully or not): nobody else may.
     pub used: bool,
+    /// The 8-digit code for the LAN (empty in an invite written before
+    /// short codes, which then pairs by the long code only).
+    #[serde(default)]
+    pub short: String,
 }
 
 impl Pending {
@@ -50,6 +54,7 @@ pub fn create(v: &Vault, preapproved: bool, now_ms: u64) -> Result<Pending> {
         expires_ms: now_ms + INVITE_TTL_MS,
         preapproved,
         used: false,
+        short: vellum_replicator::pair::short_code(OsEntropy.array()),
     };
     save(v, &p)?;
     Ok(p)
@@ -86,7 +91,9 @@ pub fn remove(v: &Vault) -> Result<()> {
 pub struct InviteInfo {
     /// The long code: the inviter's id, addresses and the secret.
     pub code: String,
-    /// The 8-digit code for the LAN; `null` until LAN pairing lands.
+    /// The 8-digit code for a device on the same LAN (found by mDNS, then
+    /// SPAKE2 on the digits): `vellum join 1234-5678`. One wrong try ends
+    /// the invite.
     pub short_code: Option<String>,
     /// When the invite stops working (RFC 3339).
     pub expires_at: String,
@@ -106,7 +113,7 @@ pub fn info(v: &Vault, p: &Pending, addrs: &[Multiaddr]) -> Result<InviteInfo> {
     Ok(InviteInfo {
         qr_svg: qr_svg(&code)?,
         code,
-        short_code: None,
+        short_code: (!p.short.is_empty()).then(|| p.short.clone()),
         expires_at: jiff::Timestamp::from_millisecond(p.expires_ms as i64)
             .map(|t| t.to_string())
             .unwrap_or_default(),

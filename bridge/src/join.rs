@@ -1,10 +1,11 @@
 //! `vellum join CODE --vault DIR`: this machine becomes a new device of
 //! the vault that invited it (DESIGN §7).
 //!
-//! It makes a device key, dials the inviter at the code's addresses,
-//! proves the code's secret over `/vellum/pair/1`, shows the SAS, and,
-//! once a person on the inviting device approved, receives a Welcome and
-//! then the vault itself on the same stream, as a sync session. It exits
+//! It makes a device key, dials the inviter at the code's addresses (or,
+//! with an 8-digit code, finds it by mDNS and runs SPAKE2 on the digits
+//! for the secret), proves the secret over `/vellum/pair/1`, shows the SAS,
+//! and, once a person on the inviting device approved, receives a Welcome
+//! and then the vault itself on the same stream, as a sync session. It exits
 //! when it holds its own membership, the vault's keys and every op and
 //! chunk the inviter had, with the files written. `vellum serve` then
 //! keeps it in sync; the inviter's addresses are in its address book.
@@ -19,9 +20,9 @@ use tokio::sync::mpsc;
 use vellum_journal::entropy::{Entropy, OsEntropy};
 use vellum_journal::path::VELLUM_DIR;
 use vellum_journal::store::FjallStore;
-use vellum_journal::{DeviceId, Journal, OpId};
+use vellum_journal::{DeviceId, Journal, OpId, VaultId};
 use vellum_replicator::net::{self, Multiaddr, NetEvent, StreamKind};
-use vellum_replicator::pair::{Invite, PairMsg, Transcript};
+use vellum_replicator::pair::{Invite, PairMsg, Pake, Transcript, parse_short_code};
 use vellum_replicator::{Event, Session};
 
 use crate::error::user;
@@ -70,7 +71,17 @@ pub fn join(
     merge: bool,
     prompt: &mut dyn Prompt,
 ) -> Result<(Vault, JoinReport)> {
-    let invite = Invite::decode(code).map_err(|e| user(e.to_string()))?;
+    let target = match parse_short_code(code) {
+        Some(digits) => Target::Short(digits),
+        None => {
+            let invite = Invite::decode(code).map_err(|e| {
+                user(format!(
+                    "{e} (nor an 8-digit code from `vellum invite` on this network)"
+                ))
+            })?;
+            Target::Long(invite)
+        }
+    };
     if !merge {
         crate::disk::require_new_or_empty(dest, "join").map_err(|e| {
             user(format!(
@@ -81,12 +92,12 @@ pub fn join(
         fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     }
     vault::check_new_root(dest)?;
-    let addrs: Vec<Multiaddr> = invite
-        .addrs
-        .iter()
-        .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
-        .collect();
-    if addrs.is_empty() {
+    if let Target::Long(invite) = &target
+        && !invite
+            .addrs
+            .iter()
+            .any(|b| Multiaddr::try_from(b.clone()).is_ok())
+    {
         return Err(user("the code names no address of the inviting device"));
     }
 
@@ -94,7 +105,7 @@ pub fn join(
     fs::create_dir_all(&dot).with_context(|| format!("creating {}", dot.display()))?;
     let lock = vault::lock(&dot)?;
     let instance = vellum_journal::id::hex(&OsEntropy.array::<16>());
-    let joined = join_into(&invite, addrs, dest, &instance, lock, name, merge, prompt);
+    let joined = join_into(&target, dest, &instance, lock, name, merge, prompt);
     if joined.is_err() {
         // Nothing of the attempt stays: the folder is as it was, and the
         // unused device key goes.
@@ -108,8 +119,7 @@ pub fn join(
 
 #[allow(clippy::too_many_arguments)]
 fn join_into(
-    invite: &Invite,
-    addrs: Vec<Multiaddr>,
+    target: &Target,
     dest: &Path,
     instance: &str,
     lock: fs::File,
@@ -129,15 +139,14 @@ fn join_into(
         .build()
         .context("starting the network")?;
     let exchange = Exchange {
-        invite,
-        addrs: addrs.clone(),
+        target,
         device,
         name,
         seed: keys.signing.to_bytes(),
         keyring: keys.keyring.clone(),
     };
     let started = std::time::Instant::now();
-    let (journal, member_op) = runtime.block_on(exchange.run(store, prompt))?;
+    let (journal, member_op, reached) = runtime.block_on(exchange.run(store, prompt))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     prompt.say(&format!(
         "received {} ops in {:.1} s; writing the files…",
@@ -156,12 +165,16 @@ fn join_into(
     v.catch_up()?;
     let mut rec = peers::PeerRecord::default();
     // The exchange reached the inviter, so its id is a valid key.
-    if let Some(inviter) = net::peer_id(&invite.inviter) {
-        for a in &addrs {
-            rec.add_addr(format!("{a}/p2p/{inviter}"));
+    if let Some(inviter) = net::peer_id(&reached.inviter) {
+        for a in &reached.addrs {
+            let bare: Multiaddr = a
+                .iter()
+                .filter(|p| !matches!(p, net::Protocol::P2p(_)))
+                .collect();
+            rec.add_addr(format!("{bare}/p2p/{inviter}"));
         }
     }
-    peers::save(&v, &invite.inviter, &rec)?;
+    peers::save(&v, &reached.inviter, &rec)?;
     home::write_root(instance, &fs::canonicalize(dest)?)?;
     let head = v.head()?;
     let mut merged = 0;
@@ -183,7 +196,7 @@ fn join_into(
     let report = JoinReport {
         vault: v.vault_id().to_hex(),
         device: device.to_hex(),
-        inviter: invite.inviter.to_hex(),
+        inviter: reached.inviter.to_hex(),
         member_op: member_op.to_hex(),
         ops: v.journal.op_count(),
         files: written.len(),
@@ -239,9 +252,26 @@ fn dest_file(root: &Path, rel: &str) -> std::path::PathBuf {
     root.join(rel)
 }
 
-struct Exchange<'a> {
-    invite: &'a Invite,
+/// What the code given to `join` says.
+enum Target {
+    /// A long code: the inviter, its addresses and the secret.
+    Long(Invite),
+    /// A short code's digits: the inviter is found by mDNS, and the
+    /// secret comes from SPAKE2 on the digits.
+    Short(String),
+}
+
+/// The inviter, once reached and paired with.
+struct Reached {
+    vault: VaultId,
+    inviter: DeviceId,
     addrs: Vec<Multiaddr>,
+    /// The exchange's secret: the long code's, or the SPAKE2 key.
+    secret: Vec<u8>,
+}
+
+struct Exchange<'a> {
+    target: &'a Target,
     device: DeviceId,
     name: &'a str,
     seed: [u8; 32],
@@ -255,13 +285,20 @@ impl Exchange<'_> {
         self,
         store: FjallStore,
         prompt: &mut dyn Prompt,
-    ) -> Result<(Journal<FjallStore>, OpId)> {
+    ) -> Result<(Journal<FjallStore>, OpId, Reached)> {
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let short = matches!(self.target, Target::Short(_));
         let node = net::start(
             net::Config {
-                vault: self.invite.vault,
+                // A short code does not say which vault: the node's gossip
+                // topic is unused while joining.
+                vault: match self.target {
+                    Target::Long(i) => i.vault,
+                    Target::Short(_) => VaultId([0; 16]),
+                },
+                // Nobody dials a joiner: it dials out.
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid address")],
-                mdns: false,
+                mdns: short,
             },
             self.seed,
             Box::new(move |ev| {
@@ -269,30 +306,62 @@ impl Exchange<'_> {
             }),
         )
         .map_err(|e| anyhow!("{e}"))?;
-        let inviter = self.invite.inviter;
-        let inviter_peer =
-            net::peer_id(&inviter).ok_or_else(|| user("the code names no valid device"))?;
-        node.dial(inviter, self.addrs.clone());
-        prompt.say("reaching the inviting device…");
+        // The inviter as far as it is known: from a long code at once, from
+        // a short one when the first device inviting on the LAN answers.
+        let mut reached = match self.target {
+            Target::Long(i) => {
+                let addrs: Vec<Multiaddr> = i
+                    .addrs
+                    .iter()
+                    .filter_map(|b| Multiaddr::try_from(b.clone()).ok())
+                    .collect();
+                node.dial(i.inviter, addrs.clone());
+                prompt.say("reaching the inviting device…");
+                Some(Reached {
+                    vault: i.vault,
+                    inviter: i.inviter,
+                    addrs,
+                    secret: i.secret.to_vec(),
+                })
+            }
+            Target::Short(_) => {
+                prompt.say("looking for the inviting device on this network…");
+                None
+            }
+        };
+        // Short code: devices found by mDNS, dialled; the first that lets
+        // this stranger in has an invite open, and is asked.
+        let mut found: std::collections::HashMap<DeviceId, Vec<Multiaddr>> = Default::default();
+        let mut asked: Option<DeviceId> = None;
+        let mut waiting: Vec<DeviceId> = Vec::new();
+        let mut pake: Option<Pake> = None;
 
         let reach_by = tokio::time::Instant::now() + REACH_TIMEOUT;
         let give_up = tokio::time::Instant::now() + PAIR_TIMEOUT;
         let nonce_j: [u8; 32] = OsEntropy.array();
         let mut nonce_i = None;
         let mut stream = None;
-        let mut reached = false;
+        let mut connected = false;
         let mut store = Some(store);
         let mut joined: Option<(Journal<FjallStore>, Session, OpId)> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let unreachable = || {
-            user(format!(
+        let unreachable = |reached: &Option<Reached>| match reached {
+            Some(r) if !short => user(format!(
                 "could not reach the inviting device at {}; is `vellum serve` or `vellum invite` running there, and is the invite still valid?",
-                self.addrs
+                r.addrs
                     .iter()
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))
+            )),
+            _ => user(
+                "no device on this network answered with an open invite: is `vellum invite` running on the same network (with mDNS on), and is the code still valid? Across networks, use the long code",
+            ),
+        };
+        let hello = |r: &Reached| PairMsg::Hello {
+            vault: r.vault,
+            nonce: nonce_j,
+            name: self.name.to_string(),
         };
         let result = loop {
             let deadline = if stream.is_none() { reach_by } else { give_up };
@@ -310,7 +379,7 @@ impl Exchange<'_> {
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     break Err(if stream.is_none() {
-                        unreachable()
+                        unreachable(&reached)
                     } else {
                         user("pairing took too long: the invite was not approved, or the vault did not arrive in time")
                     });
@@ -319,14 +388,49 @@ impl Exchange<'_> {
             let Some(ev) = ev else {
                 break Err(anyhow!("the network stopped"));
             };
+            let inviter = reached.as_ref().map(|r| r.inviter).or(asked);
             match ev {
-                NetEvent::Connected { peer, .. } if peer == inviter && stream.is_none() => {
-                    reached = true;
-                    node.open_pair(inviter);
+                NetEvent::Nearby { peer, addrs } if short && asked.is_none() => {
+                    if !found.contains_key(&peer) {
+                        node.dial(peer, addrs.clone());
+                    }
+                    found.entry(peer).or_default().extend(addrs);
+                }
+                NetEvent::Connected { peer, .. } if short && reached.is_none() => {
+                    // Let in as a stranger: an invite is open there. Only
+                    // one device is asked at a time, since asking uses its
+                    // invite up; the others wait their turn.
+                    if !found.contains_key(&peer) || asked == Some(peer) {
+                        continue;
+                    }
+                    if asked.is_none() {
+                        asked = Some(peer);
+                        connected = true;
+                        node.open_pair(peer);
+                    } else {
+                        waiting.push(peer);
+                    }
+                }
+                NetEvent::Disconnected { peer } if short && waiting.contains(&peer) => {
+                    waiting.retain(|p| *p != peer);
+                }
+                NetEvent::Connected { peer, .. } if Some(peer) == inviter && stream.is_none() => {
+                    connected = true;
+                    node.open_pair(peer);
                 }
                 NetEvent::Disconnected { peer }
-                    if peer == inviter && stream.is_none() && reached =>
+                    if Some(peer) == inviter && stream.is_none() && connected =>
                 {
+                    if short && reached.is_none() {
+                        // Not inviting after all (its gate closed): ask the
+                        // next one let in, or look on.
+                        asked = waiting.pop();
+                        connected = asked.is_some();
+                        if let Some(next) = asked {
+                            node.open_pair(next);
+                        }
+                        continue;
+                    }
                     // Let in and sent away at once: the gate is closed.
                     break Err(user(
                         "the inviting device turned this one away: its invite is used up, expired or cancelled; ask for a new code",
@@ -336,14 +440,28 @@ impl Exchange<'_> {
                     peer,
                     stream: s,
                     kind: StreamKind::Pair,
-                } if peer == inviter => {
+                } if Some(peer) == inviter && stream.is_none() => {
                     stream = Some(s);
-                    let hello = PairMsg::Hello {
-                        vault: self.invite.vault,
-                        nonce: nonce_j,
-                        name: self.name.to_string(),
-                    };
-                    let _ = node.send(s, hello.encode());
+                    match (self.target, &reached) {
+                        (Target::Short(code), None) => {
+                            let them = net::peer_id(&peer)
+                                .map(|p| p.to_bytes())
+                                .unwrap_or_default();
+                            let (state, msg) = Pake::joiner(
+                                code,
+                                &node.local_peer_id().to_bytes(),
+                                &them,
+                                rand::rng(),
+                            );
+                            pake = Some(state);
+                            prompt.say("found it; checking the code…");
+                            let _ = node.send(s, PairMsg::PakeStart { msg }.encode());
+                        }
+                        (_, Some(r)) => {
+                            let _ = node.send(s, hello(r).encode());
+                        }
+                        (Target::Long(_), None) => unreachable!("a long code knows its inviter"),
+                    }
                 }
                 NetEvent::Frame {
                     stream: s, bytes, ..
@@ -364,52 +482,35 @@ impl Exchange<'_> {
                         }
                         continue;
                     }
-                    match PairMsg::decode(&bytes).map_err(|e| anyhow!("{e}"))? {
-                        PairMsg::Challenge { nonce } => {
-                            nonce_i = Some(nonce);
-                            let t = Transcript::new(
-                                &self.invite.vault,
-                                &inviter_peer.to_bytes(),
-                                &node.local_peer_id().to_bytes(),
-                                &nonce,
-                                &nonce_j,
-                            );
-                            let proof = PairMsg::Proof {
-                                mac: t.proof(&self.invite.secret),
-                            };
-                            let _ = node.send(s, proof.encode());
-                        }
-                        PairMsg::Approving { sas } => {
-                            let Some(ni) = nonce_i else {
-                                break Err(anyhow!("the inviting device skipped a step"));
-                            };
-                            // Computed here, not taken from the inviter.
-                            let mine = Transcript::new(
-                                &self.invite.vault,
-                                &inviter_peer.to_bytes(),
-                                &node.local_peer_id().to_bytes(),
-                                &ni,
-                                &nonce_j,
-                            )
-                            .sas(&self.invite.secret);
-                            if mine != sas {
-                                break Err(user(
-                                    "the inviting device shows other digits than this one: someone may be in between; nothing was joined",
-                                ));
-                            }
-                            if !prompt.confirm_sas(&mine) {
-                                break Err(user("not joined: the digits were not confirmed"));
-                            }
-                            prompt.say("waiting for the inviting device to approve…");
-                        }
-                        PairMsg::Welcome {
+                    let msg = PairMsg::decode(&bytes).map_err(|e| anyhow!("{e}"))?;
+                    if let PairMsg::PakeReply { vault, msg: theirs } = msg {
+                        let (Some(state), Some(peer)) = (pake.take(), asked) else {
+                            break Err(anyhow!("the inviting device sent an unexpected message"));
+                        };
+                        let key = state.finish(&theirs).map_err(|e| anyhow!("{e}"))?;
+                        let r = Reached {
+                            vault,
+                            inviter: peer,
+                            addrs: found.remove(&peer).unwrap_or_default(),
+                            secret: key.to_vec(),
+                        };
+                        let _ = node.send(s, hello(&r).encode());
+                        reached = Some(r);
+                        continue;
+                    }
+                    let Some(r) = reached.as_ref() else {
+                        break Err(anyhow!("the inviting device skipped a step"));
+                    };
+                    match self.paired(&node, s, r, msg, nonce_j, &mut nonce_i, prompt)? {
+                        Step::Go => {}
+                        Step::Welcome {
                             genesis,
                             genesis_author,
                             member_op,
                         } => {
                             let journal = Journal::empty_of(
                                 store.take().expect("one welcome"),
-                                self.invite.vault,
+                                r.vault,
                                 genesis,
                                 genesis_author,
                                 self.keyring.clone(),
@@ -419,12 +520,7 @@ impl Exchange<'_> {
                             flush(&node, s, &mut session);
                             joined = Some((journal, session, member_op));
                         }
-                        PairMsg::Refused { reason } => {
-                            break Err(user(format!("the inviting device refused: {reason}")));
-                        }
-                        PairMsg::Hello { .. } | PairMsg::Proof { .. } => {
-                            break Err(anyhow!("the inviting device sent an unexpected message"));
-                        }
+                        Step::Stop(e) => break Err(e),
                     }
                 }
                 NetEvent::Closed {
@@ -443,8 +539,97 @@ impl Exchange<'_> {
         node.shutdown();
         result?;
         let (journal, _, member_op) = joined.expect("caught up after a welcome");
-        Ok((journal, member_op))
+        Ok((
+            journal,
+            member_op,
+            reached.expect("paired before the welcome"),
+        ))
     }
+
+    /// One pairing message after the secret is known (both codes):
+    /// Challenge, Approving or Welcome.
+    #[allow(clippy::too_many_arguments)]
+    fn paired(
+        &self,
+        node: &net::Handle,
+        s: u64,
+        r: &Reached,
+        msg: PairMsg,
+        nonce_j: [u8; 32],
+        nonce_i: &mut Option<[u8; 32]>,
+        prompt: &mut dyn Prompt,
+    ) -> Result<Step> {
+        let transcript = |ni: &[u8; 32]| {
+            let inviter = net::peer_id(&r.inviter)
+                .map(|p| p.to_bytes())
+                .unwrap_or_default();
+            Transcript::new(
+                &r.vault,
+                &inviter,
+                &node.local_peer_id().to_bytes(),
+                ni,
+                &nonce_j,
+            )
+        };
+        Ok(match msg {
+            PairMsg::Challenge { nonce } => {
+                *nonce_i = Some(nonce);
+                let proof = PairMsg::Proof {
+                    mac: transcript(&nonce).proof(&r.secret),
+                };
+                let _ = node.send(s, proof.encode());
+                Step::Go
+            }
+            PairMsg::Approving { sas } => {
+                let Some(ni) = nonce_i.as_ref() else {
+                    return Ok(Step::Stop(anyhow!("the inviting device skipped a step")));
+                };
+                // Computed here, not taken from the inviter.
+                let mine = transcript(ni).sas(&r.secret);
+                if mine != sas {
+                    return Ok(Step::Stop(user(
+                        "the inviting device shows other digits than this one: someone may be in between; nothing was joined",
+                    )));
+                }
+                if !prompt.confirm_sas(&mine) {
+                    return Ok(Step::Stop(user(
+                        "not joined: the digits were not confirmed",
+                    )));
+                }
+                prompt.say("waiting for the inviting device to approve…");
+                Step::Go
+            }
+            PairMsg::Welcome {
+                genesis,
+                genesis_author,
+                member_op,
+            } => Step::Welcome {
+                genesis,
+                genesis_author,
+                member_op,
+            },
+            PairMsg::Refused { reason } => {
+                Step::Stop(user(format!("the inviting device refused: {reason}")))
+            }
+            PairMsg::Hello { .. }
+            | PairMsg::Proof { .. }
+            | PairMsg::PakeStart { .. }
+            | PairMsg::PakeReply { .. } => {
+                Step::Stop(anyhow!("the inviting device sent an unexpected message"))
+            }
+        })
+    }
+}
+
+/// What the joiner does after a pairing message.
+enum Step {
+    Go,
+    Welcome {
+        genesis: OpId,
+        genesis_author: DeviceId,
+        member_op: OpId,
+    },
+    Stop(anyhow::Error),
 }
 
 fn flush(node: &net::Handle, stream: u64, session: &mut Session) {

@@ -21,7 +21,9 @@ use vellum_journal::limits::{CHUNK_BYTES_MAX, OP_BYTES_MAX};
 use vellum_journal::payload::{Action, Body};
 use vellum_journal::replay::VaultState;
 use vellum_journal::store::{Ks, Store};
-use vellum_journal::{Admission, Error as JournalError, FileId, OpId, VaultId, VersionVector};
+use vellum_journal::{
+    Admission, DeviceId, Error as JournalError, FileId, OpId, VaultId, VersionVector,
+};
 
 use crate::error::user;
 use crate::history::resolve;
@@ -377,24 +379,15 @@ pub fn import(v: &mut Vault, file: &Path) -> Result<ImportReport> {
     report.ops_pending = v.journal.pending_count()?;
     let caught = v.catch_up()?;
     report.no_effect = caught.no_effect;
-    if recovering {
-        v.check_own_chain()?;
-        if let Some(stale) = v.stale {
-            // Still short of the device's own chain: the disk is left as it
-            // is until the rest arrives.
+    match to_disk(v, &old, recovering, &mut report)? {
+        ToDisk::Stale(stale) => {
             report.stale = Some(stale);
             return Ok(report);
         }
-        report.new_identity = Some(v.renew_identity()?.to_hex());
-        scan::scan(v)?;
-        let new = v.head()?;
-        hold_mass_changes(v, &old, &new, &mut report)?;
-        report.changed = sync_disk(v, &new)?;
-    } else {
-        v.share_missing_keys()?;
-        let new = v.head()?;
-        let files = hold_mass_changes(v, &old, &new, &mut report)?;
-        report.changed = materialise(v, &old, &new, &files)?;
+        ToDisk::Done { changed, renewed } => {
+            report.changed = changed;
+            report.new_identity = renewed.map(|d| d.to_hex());
+        }
     }
     let new = v.head()?;
     for (path, id, f) in new.live_files() {
@@ -430,30 +423,64 @@ pub fn settle_remote(v: &mut Vault) -> Result<Settled> {
     v.catch_up()?;
     let mut report = ImportReport::default();
     let mut out = Settled::default();
-    if recovering {
-        v.check_own_chain()?;
-        if v.stale.is_some() {
-            return Ok(out);
-        }
-        v.renew_identity()?;
-        scan::scan(v)?;
-        let new = v.head()?;
-        hold_mass_changes(v, &old, &new, &mut report)?;
-        out.changed = sync_disk(v, &new)?;
-    } else {
-        v.share_missing_keys()?;
-        let new = v.head()?;
-        let files = hold_mass_changes(v, &old, &new, &mut report)?;
-        out.changed = materialise(v, &old, &new, &files)?;
-        // Chunks that arrived after their ops: files the writer could not
-        // write before.
-        let late = crate::materialise::catch_up_disk(v)?;
-        out.changed.extend(late);
-        out.changed.sort();
-        out.changed.dedup();
+    if let ToDisk::Done { changed, .. } = to_disk(v, &old, recovering, &mut report)? {
+        out.changed = changed;
     }
     out.quarantined = report.quarantined;
     Ok(out)
+}
+
+/// What [`to_disk`] did.
+enum ToDisk {
+    /// The journal is still short of this device's own chain: the disk is
+    /// left as it is until the rest arrives.
+    Stale(Stale),
+    /// The paths written or removed (sorted), and the new identity if the
+    /// device took one.
+    Done {
+        changed: Vec<String>,
+        renewed: Option<DeviceId>,
+    },
+}
+
+/// Brings the disk in line after remote ops (an import's, a sync
+/// session's) were admitted and replayed from `old`. A device recovering
+/// its own chain takes a new identity first, once the chain is whole, and
+/// scans, so that what only the disk had is recorded under it. Batches that
+/// delete or empty too many files are held (`report` counts them).
+fn to_disk(
+    v: &mut Vault,
+    old: &VaultState,
+    recovering: bool,
+    report: &mut ImportReport,
+) -> Result<ToDisk> {
+    if recovering {
+        v.check_own_chain()?;
+        if let Some(stale) = v.stale {
+            return Ok(ToDisk::Stale(stale));
+        }
+        let renewed = v.renew_identity()?;
+        scan::scan(v)?;
+        let new = v.head()?;
+        hold_mass_changes(v, old, &new, report)?;
+        return Ok(ToDisk::Done {
+            changed: sync_disk(v, &new)?,
+            renewed: Some(renewed),
+        });
+    }
+    v.share_missing_keys()?;
+    let new = v.head()?;
+    let files = hold_mass_changes(v, old, &new, report)?;
+    let mut changed = materialise(v, old, &new, &files)?;
+    // Chunks that arrived after their ops: files the writer could not write
+    // before.
+    changed.extend(crate::materialise::catch_up_disk(v)?);
+    changed.sort();
+    changed.dedup();
+    Ok(ToDisk::Done {
+        changed,
+        renewed: None,
+    })
 }
 
 /// Holds back batches of the imported ops that delete or empty too many

@@ -42,6 +42,13 @@ fn invite_yes(a: &Env) -> String {
     info["code"].as_str().unwrap().to_string()
 }
 
+/// The long code on a line `vellum invite` printed.
+fn code_in(line: &str) -> Option<String> {
+    line.split_whitespace()
+        .find(|w| w.starts_with("vellum1"))
+        .map(str::to_string)
+}
+
 fn join(b: &Env, code: &str) -> std::process::Output {
     b.run(&["join", code, "--yes", "--name", "joiner"])
 }
@@ -129,19 +136,14 @@ fn the_inviter_is_asked_and_a_no_turns_the_joiner_away() {
         let mut r = std::io::BufReader::new(invite.stdout.as_mut().unwrap());
         while r.read_line(&mut line).unwrap() > 0 {
             out.push_str(&line);
-            if line.trim().starts_with("vellum1") {
+            if code_in(&line).is_some() {
                 return true;
             }
             line.clear();
         }
         false
     });
-    let code = out
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("vellum1"))
-        .unwrap()
-        .to_string();
+    let code = out.lines().find_map(code_in).unwrap();
     let b = a.sibling("b");
     let joiner = b
         .cmd(&["join", &code, "--yes", "--name", "stranger's laptop"])
@@ -516,8 +518,8 @@ fn invite_asking(a: &Env) -> (std::process::Child, String) {
     let code = loop {
         line.clear();
         assert!(r.read_line(&mut line).unwrap() > 0, "no code printed");
-        if line.trim().starts_with("vellum1") {
-            break line.trim().to_string();
+        if let Some(code) = code_in(&line) {
+            break code;
         }
     };
     // The rest (the QR code) is read as a terminal would.

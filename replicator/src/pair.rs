@@ -18,8 +18,24 @@
 //! The transcript binds the vault, both peer ids (authenticated by the
 //! Noise handshake) and both nonces: a relay in the middle is a different
 //! peer id on each side, so each side shows a different SAS.
+//!
+//! With the 8-digit short code instead of the long one, the joiner finds
+//! the inviter by mDNS and the two first run SPAKE2 on the digits, bound
+//! to both peer ids; the key it gives both sides is the secret of the
+//! exchange above, which then goes on as with a long code:
+//!
+//! ```text
+//! J → I  PakeStart { SPAKE2 message A }
+//! I → J  PakeReply { vault, SPAKE2 message B }
+//!        (both: secret = the SPAKE2 key; then Hello … as above)
+//! ```
+//!
+//! A wrong code gives the two sides different keys, so the joiner's proof
+//! fails, and the invite (one try) is over. Someone on the LAN who does
+//! not know the code gets one guess in 10^8 per invite.
 
 use hmac::{KeyInit, Mac};
+use spake2::{Ed25519Group, Identity, Password, Spake2};
 use vellum_journal::{DeviceId, OpId, VaultId};
 
 /// Bytes of an invite's secret (128 bits).
@@ -30,6 +46,10 @@ pub const CODE_ADDRS_MAX: usize = 8;
 pub const NAME_BYTES_MAX: usize = 256;
 /// Strings in pairing messages (names, reasons) are cut to this many bytes.
 pub const STRING_BYTES_MAX: usize = 1024;
+/// Digits of a short code.
+pub const SHORT_CODE_DIGITS: usize = 8;
+/// Bytes of a SPAKE2 message (Ed25519 group: a side byte and a point).
+pub const PAKE_MSG_BYTES: usize = 33;
 /// What every invite code starts with (then lowercase base32).
 pub const CODE_PREFIX: &str = "vellum1";
 const CODE_VERSION: u8 = 1;
@@ -124,6 +144,75 @@ impl Invite {
     }
 }
 
+/// A short code from 8 random bytes: 8 decimal digits (the bias of a
+/// 64-bit value reduced mod 10^8 is below 10^-10).
+pub fn short_code(random: [u8; 8]) -> String {
+    format!("{:08}", u64::from_be_bytes(random) % 100_000_000)
+}
+
+/// The digits of a typed short code (spaces and dashes ignored), if it is
+/// one.
+pub fn parse_short_code(typed: &str) -> Option<String> {
+    let digits: String = typed.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    (digits.len() == SHORT_CODE_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(digits)
+}
+
+/// One side of SPAKE2 over a short code, bound to both peer ids (the ones
+/// the Noise handshake authenticated).
+pub struct Pake(Spake2<Ed25519Group>);
+
+impl Pake {
+    /// The joiner's side (SPAKE2's A) and its message.
+    pub fn joiner(
+        code: &str,
+        joiner_peer: &[u8],
+        inviter_peer: &[u8],
+        rng: impl rand::CryptoRng,
+    ) -> (Pake, [u8; PAKE_MSG_BYTES]) {
+        let (state, msg) = Spake2::<Ed25519Group>::start_a_with_rng(
+            &Password::new(code.as_bytes()),
+            &Identity::new(joiner_peer),
+            &Identity::new(inviter_peer),
+            rng,
+        );
+        (
+            Pake(state),
+            msg.try_into().expect("an Ed25519 SPAKE2 message"),
+        )
+    }
+
+    /// The inviter's side (SPAKE2's B) and its message.
+    pub fn inviter(
+        code: &str,
+        joiner_peer: &[u8],
+        inviter_peer: &[u8],
+        rng: impl rand::CryptoRng,
+    ) -> (Pake, [u8; PAKE_MSG_BYTES]) {
+        let (state, msg) = Spake2::<Ed25519Group>::start_b_with_rng(
+            &Password::new(code.as_bytes()),
+            &Identity::new(joiner_peer),
+            &Identity::new(inviter_peer),
+            rng,
+        );
+        (
+            Pake(state),
+            msg.try_into().expect("an Ed25519 SPAKE2 message"),
+        )
+    }
+
+    /// The shared key, from the other side's message. Equal on both sides
+    /// only if both used the same code (and saw the same peer ids).
+    pub fn finish(self, theirs: &[u8; PAKE_MSG_BYTES]) -> Result<[u8; 32], PairError> {
+        let key = self
+            .0
+            .finish(theirs)
+            .map_err(|e| PairError::BadMessage(format!("SPAKE2: {e:?}")))?;
+        key.try_into()
+            .map_err(|_| PairError::BadMessage("SPAKE2 gave a key of another size".into()))
+    }
+}
+
 /// The bytes both sides MAC: vault ‖ inviter peer id ‖ joiner peer id ‖
 /// nonce_i ‖ nonce_j, each peer id length-prefixed (u8).
 pub struct Transcript {
@@ -203,6 +292,16 @@ pub enum PairMsg {
     Refused {
         reason: String,
     },
+    /// Short code: the joiner's SPAKE2 message.
+    PakeStart {
+        msg: [u8; PAKE_MSG_BYTES],
+    },
+    /// Short code: the inviter's SPAKE2 message, and the vault it invites
+    /// to (the joiner's Hello names it).
+    PakeReply {
+        vault: VaultId,
+        msg: [u8; PAKE_MSG_BYTES],
+    },
 }
 
 const T_HELLO: u8 = 1;
@@ -211,6 +310,8 @@ const T_PROOF: u8 = 3;
 const T_APPROVING: u8 = 4;
 const T_WELCOME: u8 = 5;
 const T_REFUSED: u8 = 6;
+const T_PAKE_START: u8 = 7;
+const T_PAKE_REPLY: u8 = 8;
 
 impl PairMsg {
     /// A version byte, a type byte, then the fields; strings are a u16
@@ -258,6 +359,15 @@ impl PairMsg {
                 b.push(T_REFUSED);
                 string(&mut b, reason);
             }
+            PairMsg::PakeStart { msg } => {
+                b.push(T_PAKE_START);
+                b.extend_from_slice(msg);
+            }
+            PairMsg::PakeReply { vault, msg } => {
+                b.push(T_PAKE_REPLY);
+                b.extend_from_slice(&vault.0);
+                b.extend_from_slice(msg);
+            }
         }
         b
     }
@@ -290,6 +400,13 @@ impl PairMsg {
             },
             T_REFUSED => PairMsg::Refused {
                 reason: r.string()?,
+            },
+            T_PAKE_START => PairMsg::PakeStart {
+                msg: r.array().map_err(as_msg)?,
+            },
+            T_PAKE_REPLY => PairMsg::PakeReply {
+                vault: VaultId(r.array().map_err(as_msg)?),
+                msg: r.array().map_err(as_msg)?,
             },
             t => return Err(PairError::BadMessage(format!("unknown type {t}"))),
         };
@@ -345,6 +462,56 @@ mod tests {
             inviter: DeviceId([9; 32]),
             secret: [3; 16],
             addrs: vec![vec![4, 127, 0, 0, 1, 6, 0x10, 0x05], vec![1, 2, 3]],
+        }
+    }
+
+    #[test]
+    fn short_codes_are_eight_digits_and_retyping_is_forgiven() {
+        assert_eq!(short_code([0; 8]), "00000000");
+        assert_eq!(short_code([0xff; 8]).len(), 8);
+        assert_eq!(parse_short_code(" 1234-5678 ").as_deref(), Some("12345678"));
+        assert_eq!(parse_short_code("1234 567"), None);
+        assert_eq!(parse_short_code("1234567a"), None);
+        assert_eq!(parse_short_code("123456789"), None);
+    }
+
+    fn rng(seed: u64) -> rand::rngs::StdRng {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::seed_from_u64(seed)
+    }
+
+    #[test]
+    fn the_same_short_code_gives_both_sides_one_key_and_another_code_does_not() {
+        let (j, i) = (b"joiner peer".as_slice(), b"inviter peer".as_slice());
+        let (a, ma) = Pake::joiner("12345678", j, i, rng(1));
+        let (b, mb) = Pake::inviter("12345678", j, i, rng(2));
+        assert_eq!(a.finish(&mb).unwrap(), b.finish(&ma).unwrap());
+        // A wrong code, or a relay with its own peer id, gives other keys.
+        let (a, ma) = Pake::joiner("12345679", j, i, rng(3));
+        let (b, mb) = Pake::inviter("12345678", j, i, rng(4));
+        assert_ne!(a.finish(&mb).unwrap(), b.finish(&ma).unwrap());
+        let (a, ma) = Pake::joiner("12345678", j, b"relay", rng(5));
+        let (b, mb) = Pake::inviter("12345678", j, i, rng(6));
+        assert_ne!(a.finish(&mb).unwrap(), b.finish(&ma).unwrap());
+        // Both sides as A (a message reflected back) is refused.
+        let (a, _) = Pake::joiner("12345678", j, i, rng(7));
+        let (_, ma2) = Pake::joiner("12345678", j, i, rng(8));
+        assert!(a.finish(&ma2).is_err());
+    }
+
+    #[test]
+    fn pake_messages_round_trip() {
+        for m in [
+            PairMsg::PakeStart { msg: [7; 33] },
+            PairMsg::PakeReply {
+                vault: VaultId([1; 16]),
+                msg: [9; 33],
+            },
+        ] {
+            assert_eq!(PairMsg::decode(&m.encode()).unwrap(), m);
+            let mut cut = m.encode();
+            cut.pop();
+            assert!(PairMsg::decode(&cut).is_err());
         }
     }
 

@@ -173,8 +173,18 @@ pub fn run(vault: Option<&Path>, yes: bool, json: bool) -> Result<u8> {
     if json {
         crate::cli::print_line(&serde_json::to_string(&info)?);
     } else {
+        let short = match info["short_code"].as_str() {
+            Some(s) if s.len() == 8 => format!(
+                "On the same network, the code {}-{} (one try):\n  vellum join {}-{} --vault <folder>\n\nAnywhere, the long code or the QR code below:\n",
+                &s[..4],
+                &s[4..],
+                &s[..4],
+                &s[4..]
+            ),
+            _ => String::new(),
+        };
         crate::cli::print_line(&format!(
-            "Invite for one new device, valid until {}:\n\n  {code}\n\n{}\nOn the new device, run:\n  vellum join {code} --vault <folder>",
+            "Invite for one new device, valid until {}.\n\n{short}  vellum join {code} --vault <folder>\n\n{}",
             info["expires_at"].as_str().unwrap_or_default(),
             invite::qr_text(&code)?
         ));

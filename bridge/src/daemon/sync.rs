@@ -65,6 +65,9 @@ pub struct Sync {
     members: BTreeSet<DeviceId>,
     /// A device pairing with this one through the pending invite.
     joiner: Option<pairing::Joiner>,
+    /// When the pending invite expires (ms), if one is pending: the tick
+    /// checks this, not the file.
+    invite_until: Option<u64>,
     /// Events for subscribers that only sync knows of (pairing).
     events: Vec<events::Event>,
 }
@@ -92,12 +95,16 @@ impl Sync {
             announced: v.journal.admitted().clone(),
             members: BTreeSet::new(),
             joiner: None,
+            invite_until: None,
             events: Vec::new(),
         };
         // An invite from before a restart still stands, unless used or
         // expired.
         match crate::invite::load(v)? {
-            Some(p) if !p.used && !p.expired(now_ms()) => s.net.set_invite(true),
+            Some(p) if !p.used && !p.expired(now_ms()) => {
+                s.invite_until = Some(p.expires_ms);
+                s.net.set_invite(true);
+            }
             Some(_) => crate::invite::remove(v)?,
             None => {}
         }
@@ -240,6 +247,8 @@ impl Sync {
                     }
                 });
             }
+            // Devices of other vaults, or none, on the LAN.
+            NetEvent::Nearby { .. } => {}
             NetEvent::Gossip { from, bytes } => {
                 // A member not connected directly says what it holds: if
                 // that is news, try to reach it (a session asks for the

@@ -10,7 +10,9 @@ export type InviteInfo = {
  */
 code: string, 
 /**
- * The 8-digit code for the LAN; `null` until LAN pairing lands.
+ * The 8-digit code for a device on the same LAN (found by mDNS, then
+ * SPAKE2 on the digits): `vellum join 1234-5678`. One wrong try ends
+ * the invite.
  */
 short_code: string | null, 
 /**

@@ -91,6 +91,13 @@ pub enum NetEvent {
         peer: DeviceId,
         addrs: Vec<Multiaddr>,
     },
+    /// A device that is not a member answered mDNS on the LAN (any libp2p
+    /// node does): a joiner with a short code asks such devices whether
+    /// they invite. Nobody is dialled for it.
+    Nearby {
+        peer: DeviceId,
+        addrs: Vec<Multiaddr>,
+    },
     /// A Have a member announced on the vault's gossip topic.
     Gossip { from: DeviceId, bytes: Vec<u8> },
 }

@@ -741,13 +741,25 @@ impl Node {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                let mut strangers: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (p, a) in found {
                     if self.members.contains_key(&p) {
                         by_peer.entry(p).or_default().push(a);
+                    } else if dialable(&a) {
+                        strangers.entry(p).or_default().push(a);
                     }
                 }
                 for (p, addrs) in by_peer {
                     self.found(p, addrs);
+                }
+                for (p, addrs) in strangers {
+                    // Only ed25519 identities can be vellum devices.
+                    if let Some(device) = super::device_of(&p) {
+                        self.emit(NetEvent::Nearby {
+                            peer: device,
+                            addrs,
+                        });
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {

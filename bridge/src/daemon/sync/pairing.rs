@@ -12,7 +12,7 @@ use vellum_journal::entropy::{Entropy, OsEntropy};
 use vellum_journal::{DeviceId, Write};
 use vellum_replicator::Session;
 use vellum_replicator::net::peer_id;
-use vellum_replicator::pair::{NAME_BYTES_MAX, PairMsg, Transcript};
+use vellum_replicator::pair::{NAME_BYTES_MAX, PairMsg, Pake, Transcript};
 
 use super::{Live, Sync};
 use crate::daemon::events::{Event, PairStage};
@@ -29,6 +29,9 @@ pub(super) struct Joiner {
     peer: DeviceId,
     nonce_i: [u8; 32],
     stage: Stage,
+    /// With a short code, the SPAKE2 key: the secret of the rest of the
+    /// exchange in place of the long code's.
+    pake_key: Option<[u8; 32]>,
 }
 
 enum Stage {
@@ -85,6 +88,7 @@ impl Sync {
         }
         let internal = |e: anyhow::Error| (INTERNAL_ERROR, error::one_line(&e));
         let p = invite::create(v, yes, now_ms()).map_err(internal)?;
+        self.invite_until = Some(p.expires_ms);
         self.net.set_invite(true);
         let info = invite::info(v, &p, &addrs).map_err(internal)?;
         tracing::info!(preapproved = yes, "invite created");
@@ -167,6 +171,7 @@ impl Sync {
                     peer,
                     nonce_i: OsEntropy.array(),
                     stage: Stage::Hello,
+                    pake_key: None,
                 });
             }
         }
@@ -195,6 +200,34 @@ impl Sync {
             return;
         };
         match (j.stage, msg) {
+            (Stage::Hello, PairMsg::PakeStart { msg }) if j.pake_key.is_none() => {
+                if p.short.is_empty() {
+                    self.refuse(j.peer, j.stream, "this invite has no short code");
+                    self.end_invite(v, "no short code");
+                    return;
+                }
+                let local = self.net.local_peer_id().to_bytes();
+                let remote = peer_id(&j.peer).map(|p| p.to_bytes()).unwrap_or_default();
+                let (pake, reply) = Pake::inviter(&p.short, &remote, &local, rand::rng());
+                match pake.finish(&msg) {
+                    Ok(key) => {
+                        self.send_pair(
+                            j.stream,
+                            &PairMsg::PakeReply {
+                                vault: v.vault_id(),
+                                msg: reply,
+                            },
+                        );
+                        j.pake_key = Some(key);
+                        j.stage = Stage::Hello;
+                        self.joiner = Some(j);
+                    }
+                    Err(e) => {
+                        self.refuse(j.peer, j.stream, &e.to_string());
+                        self.end_invite(v, "a bad SPAKE2 message");
+                    }
+                }
+            }
             (Stage::Hello, PairMsg::Hello { vault, nonce, name }) => {
                 if vault != v.vault_id() {
                     self.refuse(j.peer, j.stream, "the code is for another vault");
@@ -214,23 +247,25 @@ impl Sync {
                 let local = self.net.local_peer_id().to_bytes();
                 let remote = peer_id(&j.peer).map(|p| p.to_bytes()).unwrap_or_default();
                 let t = Transcript::new(&v.vault_id(), &local, &remote, &j.nonce_i, &nonce_j);
-                if !t.check(&p.secret(), &mac) {
+                let secret = match &j.pake_key {
+                    Some(k) => k.to_vec(),
+                    None => p.secret().to_vec(),
+                };
+                if !t.check(&secret, &mac) {
+                    let (reason, why) = match j.pake_key {
+                        Some(_) => ("the code is wrong; the invite is over", "wrong code"),
+                        None => ("the code's secret is wrong", "wrong secret"),
+                    };
                     tracing::warn!(
                         peer = %j.peer.short(),
-                        "a device tried the invite with the wrong secret; the invite is cancelled"
+                        "a device tried the invite with a {why}; the invite is cancelled"
                     );
-                    self.refuse(j.peer, j.stream, "the code's secret is wrong");
-                    self.pair_event(
-                        PairStage::Refused,
-                        j.peer,
-                        &name,
-                        None,
-                        Some("wrong secret"),
-                    );
-                    self.end_invite(v, "wrong secret");
+                    self.refuse(j.peer, j.stream, reason);
+                    self.pair_event(PairStage::Refused, j.peer, &name, None, Some(why));
+                    self.end_invite(v, why);
                     return;
                 }
-                let sas = t.sas(&p.secret());
+                let sas = t.sas(&secret);
                 self.send_pair(j.stream, &PairMsg::Approving { sas: sas.clone() });
                 self.pair_event(PairStage::Request, j.peer, &name, Some(sas.clone()), None);
                 tracing::info!(peer = %j.peer.short(), "a device proved the invite's secret");
@@ -299,16 +334,14 @@ impl Sync {
         if let Err(e) = invite::remove(v) {
             tracing::warn!("could not remove the invite: {}", error::one_line(&e));
         }
+        self.invite_until = None;
         self.net.set_invite(false);
         tracing::debug!(why, "invite ended");
     }
 
     /// Expires an invite whose time is up, and a joiner still waiting.
     pub(super) fn expire_invite(&mut self, v: &Vault) {
-        let Ok(Some(p)) = invite::load(v) else {
-            return;
-        };
-        if !p.expired(now_ms()) {
+        if self.invite_until.is_none_or(|t| now_ms() < t) {
             return;
         }
         if let Some(j) = self.joiner.take() {
