@@ -13,6 +13,7 @@ pub mod events;
 pub mod invite_cli;
 pub mod rpc;
 mod sync;
+mod trim;
 mod watch;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -277,6 +278,7 @@ fn own_vault(
     let mut sync: Option<sync::Sync> = None;
     let mut early = Vec::new();
     let mut next = None;
+    let mut trim = trim::Trim::default();
     loop {
         let job = match next.take() {
             Some(j) => j,
@@ -292,13 +294,24 @@ fn own_vault(
                         publish(&mut v, &mut watch, bus);
                         continue;
                     }
-                    match queue.recv() {
+                    trim.if_idle();
+                    let got = match trim.wait() {
+                        Some(w) => queue.recv_timeout(w),
+                        None => queue
+                            .recv()
+                            .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    };
+                    match got {
                         Ok(j) => j,
-                        Err(_) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
             },
         };
+        if !matches!(job, Job::Tick) {
+            trim.worked();
+        }
         // Remote ops admitted and not yet on disk go there before anything
         // else moves the head past them (a scan's own ops, a Member add):
         // the disk writer writes what changed between two heads, and would
