@@ -122,28 +122,7 @@ fn three_devices_pair_by_code_and_stay_in_sync() {
 #[test]
 fn the_inviter_is_asked_and_a_no_turns_the_joiner_away() {
     let (a, _da) = inviter();
-    let mut invite = a
-        .cmd(&["invite"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    eventually("the code", || {
-        let mut line = String::new();
-        use std::io::BufRead;
-        let mut r = std::io::BufReader::new(invite.stdout.as_mut().unwrap());
-        while r.read_line(&mut line).unwrap() > 0 {
-            out.push_str(&line);
-            if code_in(&line).is_some() {
-                return true;
-            }
-            line.clear();
-        }
-        false
-    });
-    let code = out.lines().find_map(code_in).unwrap();
+    let (mut invite, code) = invite_asking(&a);
     let b = a.sibling("b");
     let joiner = b
         .cmd(&["join", &code, "--yes", "--name", "stranger's laptop"])
@@ -369,19 +348,7 @@ fn run_middle(code: &str, forward_digits: bool) -> (String, std::thread::JoinHan
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let node = net::start(
-                net::Config {
-                    vault: real.vault,
-                    listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-                    mdns: false,
-                },
-                seed,
-                Box::new(move |e| {
-                    let _ = tx.send(e);
-                }),
-            )
-            .unwrap();
+            let (node, mut rx) = common::hand_node(real.vault, seed);
             node.set_invite(true);
             let inviter_addrs = real
                 .addrs

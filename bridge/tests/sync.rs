@@ -427,7 +427,7 @@ fn two_daemons_sync_over_quic_alone() {
 
 #[test]
 fn a_member_sending_garbage_is_cut_off_and_the_daemon_goes_on() {
-    use vellum_replicator::net::{self, NetEvent, StreamKind};
+    use vellum_replicator::net::{NetEvent, StreamKind};
     let a = Env::init();
     let b = a.clone_to("b");
     let c = a.clone_to("c");
@@ -444,19 +444,7 @@ fn a_member_sending_garbage_is_cut_off_and_the_daemon_goes_on() {
         .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let closed = rt.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let node = net::start(
-            net::Config {
-                vault,
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-                mdns: false,
-            },
-            seed,
-            Box::new(move |e| {
-                let _ = tx.send(e);
-            }),
-        )
-        .unwrap();
+        let (node, mut rx) = common::hand_node(vault, seed);
         node.set_members([a_id].into());
         node.dial(a_id, vec![addr.parse().unwrap()]);
         let until = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -158,6 +158,9 @@ pub fn parse_short_code(typed: &str) -> Option<String> {
         .then_some(digits)
 }
 
+/// `Spake2::start_a_with_rng` or `start_b_with_rng`.
+type SpakeStart<R> = fn(&Password, &Identity, &Identity, R) -> (Spake2<Ed25519Group>, Vec<u8>);
+
 /// One side of SPAKE2 over a short code, bound to both peer ids (the ones
 /// the Noise handshake authenticated).
 pub struct Pake(Spake2<Ed25519Group>);
@@ -170,15 +173,12 @@ impl Pake {
         inviter_peer: &[u8],
         rng: impl rand::CryptoRng,
     ) -> (Pake, [u8; PAKE_MSG_BYTES]) {
-        let (state, msg) = Spake2::<Ed25519Group>::start_a_with_rng(
-            &Password::new(code.as_bytes()),
-            &Identity::new(joiner_peer),
-            &Identity::new(inviter_peer),
+        Pake::start(
+            Spake2::start_a_with_rng,
+            code,
+            joiner_peer,
+            inviter_peer,
             rng,
-        );
-        (
-            Pake(state),
-            msg.try_into().expect("an Ed25519 SPAKE2 message"),
         )
     }
 
@@ -189,7 +189,23 @@ impl Pake {
         inviter_peer: &[u8],
         rng: impl rand::CryptoRng,
     ) -> (Pake, [u8; PAKE_MSG_BYTES]) {
-        let (state, msg) = Spake2::<Ed25519Group>::start_b_with_rng(
+        Pake::start(
+            Spake2::start_b_with_rng,
+            code,
+            joiner_peer,
+            inviter_peer,
+            rng,
+        )
+    }
+
+    fn start<R: rand::CryptoRng>(
+        side: SpakeStart<R>,
+        code: &str,
+        joiner_peer: &[u8],
+        inviter_peer: &[u8],
+        rng: R,
+    ) -> (Pake, [u8; PAKE_MSG_BYTES]) {
+        let (state, msg) = side(
             &Password::new(code.as_bytes()),
             &Identity::new(joiner_peer),
             &Identity::new(inviter_peer),

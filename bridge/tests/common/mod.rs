@@ -217,3 +217,29 @@ pub fn note_changed_elsewhere(a: &Env) -> PathBuf {
     b.ok(&["scan"]);
     b.export("b.vx")
 }
+
+/// A libp2p node driven by hand (a device that misbehaves, or sits in the
+/// middle), on loopback with mDNS off, and its events. Call inside a tokio
+/// runtime.
+pub fn hand_node(
+    vault: vellum_journal::VaultId,
+    seed: [u8; 32],
+) -> (
+    vellum_replicator::net::Handle,
+    tokio::sync::mpsc::UnboundedReceiver<vellum_replicator::net::NetEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let node = vellum_replicator::net::start(
+        vellum_replicator::net::Config {
+            vault,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+        },
+        seed,
+        Box::new(move |e| {
+            let _ = tx.send(e);
+        }),
+    )
+    .unwrap();
+    (node, rx)
+}
