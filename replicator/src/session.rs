@@ -28,6 +28,7 @@ use vellum_journal::{
     Admission, DeviceId, Error as JournalError, Journal, OpId, VaultId, VersionVector,
 };
 
+use crate::claims::Claims;
 use crate::wire::{
     BATCH_BYTES_MAX, Message, PROTO, Range, WANT_CHUNK_IDS_OPS_MAX, WANT_CHUNKS_MAX,
     WANT_RANGES_MAX,
@@ -47,6 +48,9 @@ pub const WANT_CHUNK_IDS_OPS: usize = 1024;
 const _: () = assert!(WANT_CHUNK_IDS_OPS <= WANT_CHUNK_IDS_OPS_MAX);
 /// Messages waiting to be sent before the session stops queueing Haves.
 pub const OUTBOX_MAX: usize = 64;
+/// How soon a session that left something to another session's claim
+/// looks again.
+pub const CLAIM_RETRY_MS: u64 = 1_000;
 
 /// What a session tells its driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,13 +110,37 @@ pub struct Session {
     /// What this side last told the peer it holds (its Hello, then each
     /// Have).
     told: VersionVector,
+    /// What this device's sessions are fetching, and this one's name there.
+    claims: Claims,
+    owner: u64,
+    /// When to ask again for what another session had claimed.
+    claims_retry: Option<u64>,
     next_have: u64,
     closed: bool,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.claims.release_all(self.owner);
+    }
+}
+
 impl Session {
-    /// A session that opens with a Hello.
+    /// A session that opens with a Hello, the only one of its device (it
+    /// asks its peer for everything it lacks).
     pub fn new<S: Store>(journal: &Journal<S>, local: DeviceId, now: u64) -> Session {
+        Session::with_claims(journal, local, now, Claims::default())
+    }
+
+    /// A session among others of the same device, sharing `claims`: what
+    /// one of them is fetching, the others do not ask their peers for.
+    pub fn with_claims<S: Store>(
+        journal: &Journal<S>,
+        local: DeviceId,
+        now: u64,
+        claims: Claims,
+    ) -> Session {
+        let owner = claims.owner();
         let mut s = Session {
             vault: journal.vault(),
             local,
@@ -134,6 +162,9 @@ impl Session {
             ids_want_sent: None,
             ids_peer_lacks: BTreeSet::new(),
             told: journal.admitted().clone(),
+            claims,
+            owner,
+            claims_retry: None,
             next_have: now + ANTI_ENTROPY_MS,
             closed: false,
         };
@@ -181,7 +212,7 @@ impl Session {
         let chunks = self.chunks_want_sent.map(|t| t + WANT_TIMEOUT_MS);
         let ids = self.ids_want_sent.map(|t| t + WANT_TIMEOUT_MS);
         Some(
-            [want, chunks, ids]
+            [want, chunks, ids, self.claims_retry]
                 .into_iter()
                 .flatten()
                 .fold(self.next_have, u64::min),
@@ -215,6 +246,12 @@ impl Session {
         }
         if self.want_sent.is_some_and(|t| now >= t + WANT_TIMEOUT_MS) {
             self.want_sent = None;
+            self.ask(journal, now);
+        }
+        if self.claims_retry.is_some_and(|t| now >= t) {
+            // What another session claimed may have arrived, or its claim
+            // gone stale.
+            self.claims_retry = None;
             self.ask(journal, now);
         }
         if self
@@ -335,6 +372,11 @@ impl Session {
             // Without a known fork, what follows this journal's own part of
             // the chain; with one, or where this journal is ahead on
             // another branch, the server finds where the branches part.
+            if !self.claims.ops(self.owner, *author, e.head, now) {
+                // Another session of this device is fetching it.
+                self.claims_retry.get_or_insert(now + CLAIM_RETRY_MS);
+                continue;
+            }
             let from = if journal.forks().contains_key(author) || mine.seq(author) >= e.seq {
                 1
             } else {
@@ -516,6 +558,7 @@ impl Session {
         }
         // The Want is answered: ask for what is still missing.
         self.want_sent = None;
+        self.claims.release_ops(self.owner);
         self.ask(journal, now);
         Ok(())
     }
@@ -539,12 +582,18 @@ impl Session {
         if self.chunks_want_sent.is_some() {
             return;
         }
-        let ids: Vec<[u8; 32]> = self
-            .chunks_needed
-            .iter()
-            .take(WANT_CHUNK_IDS.min(WANT_CHUNKS_MAX))
-            .copied()
-            .collect();
+        let mut ids: Vec<[u8; 32]> = Vec::new();
+        for id in &self.chunks_needed {
+            if ids.len() == WANT_CHUNK_IDS.min(WANT_CHUNKS_MAX) {
+                break;
+            }
+            if self.claims.chunk(self.owner, *id, now) {
+                ids.push(*id);
+            } else {
+                // Another session of this device is fetching it.
+                self.claims_retry.get_or_insert(now + CLAIM_RETRY_MS);
+            }
+        }
         if ids.is_empty() {
             return;
         }
@@ -623,7 +672,9 @@ impl Session {
             self.events.push_back(Event::Chunks {
                 stored: late.len() as u64,
             });
+            let ids: Vec<[u8; 32]> = late.iter().map(|(id, _)| *id).collect();
             vellum_journal::blob::store_chunks(journal.store(), late)?;
+            self.claims.release_chunks(self.owner, ids);
         }
         let chunks = fresh;
         let bytes: u64 = chunks.iter().map(|(_, c)| c.len() as u64).sum();
@@ -636,6 +687,7 @@ impl Session {
         }
         self.chunks_granted = self.chunks_granted.saturating_sub(bytes);
         let mut keep = Vec::with_capacity(chunks.len());
+        let answered: Vec<[u8; 32]> = chunks.iter().map(|(id, _)| *id).collect();
         for (id, c) in chunks {
             if !self.chunks_asked.remove(&id) {
                 self.misbehaved("the peer sent a chunk that was not asked for".into());
@@ -661,6 +713,9 @@ impl Session {
             });
         }
         vellum_journal::blob::store_chunks(journal.store(), keep)?;
+        // Stored (or lacked by the peer): another session may ask for what
+        // is still missing.
+        self.claims.release_chunks(self.owner, answered);
         if !self.chunks_asked.is_empty() {
             return Ok(());
         }

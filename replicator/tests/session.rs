@@ -674,3 +674,83 @@ fn chunk_ids_for_ops_not_asked_about_close_the_session() {
         .unwrap();
     assert!(needed.contains(&op), "{needed:?}");
 }
+
+/// Moves every message `from` has queued to `to`, and returns them.
+fn deliver(
+    from: &mut Session,
+    to: &mut Session,
+    journal: &mut Journal<MemStore>,
+    now: u64,
+) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(m) = from.poll_transmit() {
+        to.handle_message(journal, &m, now).unwrap();
+        out.push(Message::decode(&m).unwrap());
+    }
+    out
+}
+
+fn wants(msgs: &[Message]) -> usize {
+    msgs.iter()
+        .filter(|m| matches!(m, Message::Want { .. }))
+        .count()
+}
+
+/// Device 2 with two sessions (sharing claims) to two peers that hold
+/// the same five new ops of device 1, both peers' Hellos delivered.
+fn two_sessions_two_peers() -> (
+    Journal<MemStore>,
+    Journal<MemStore>,
+    [Session; 2],
+    [Session; 2],
+) {
+    let (mut a, mut b, mut e) = pair();
+    for i in 0..5 {
+        write(&mut a, 1, &mut e, &format!("n{i}.md"));
+    }
+    let claims = vellum_replicator::Claims::default();
+    let me = device_id(&key(2));
+    let mut mine = [
+        Session::with_claims(&b, me, T0, claims.clone()),
+        Session::with_claims(&b, me, T0, claims),
+    ];
+    let mut peers = [
+        Session::new(&a, device_id(&key(1)), T0),
+        Session::new(&a, device_id(&key(1)), T0),
+    ];
+    for (m, p) in mine.iter_mut().zip(peers.iter_mut()) {
+        deliver(p, m, &mut b, T0);
+    }
+    (a, b, mine, peers)
+}
+
+#[test]
+fn two_sessions_of_one_device_fetch_a_range_from_one_peer_only() {
+    let (mut a, mut b, [mut s1, mut s2], [mut p1, mut p2]) = two_sessions_two_peers();
+    let asked = [
+        wants(&deliver(&mut s1, &mut p1, &mut a, T0)),
+        wants(&deliver(&mut s2, &mut p2, &mut a, T0)),
+    ];
+    assert_eq!(
+        asked,
+        [1, 0],
+        "the second session left the range to the first"
+    );
+    // The first peer answers; the ops are here, so the second session,
+    // looking again, asks for nothing.
+    deliver(&mut p1, &mut s1, &mut b, T0 + 10);
+    assert_eq!(b.admitted(), a.admitted());
+    s2.handle_timeout(&b, T0 + vellum_replicator::session::CLAIM_RETRY_MS);
+    assert_eq!(wants(&deliver(&mut s2, &mut p2, &mut a, T0 + 1_000)), 0);
+}
+
+#[test]
+fn a_claim_of_a_session_that_ended_is_fetched_by_another() {
+    let (mut a, b, [mut s1, mut s2], [mut p1, mut p2]) = two_sessions_two_peers();
+    assert_eq!(wants(&deliver(&mut s1, &mut p1, &mut a, T0)), 1);
+    assert_eq!(wants(&deliver(&mut s2, &mut p2, &mut a, T0)), 0);
+    // The first peer goes away before it answers.
+    drop(s1);
+    s2.handle_timeout(&b, T0 + vellum_replicator::session::CLAIM_RETRY_MS);
+    assert_eq!(wants(&deliver(&mut s2, &mut p2, &mut a, T0 + 1_000)), 1);
+}

@@ -29,7 +29,7 @@ use vellum_journal::payload::{Action, Body, MERGE_VERSION, Payload};
 use vellum_journal::replay::{FileKind, VaultState, make_patch};
 use vellum_journal::store::{Durability, MemStore};
 use vellum_journal::{Admission, ContentHash, Journal, OpId, VaultId, Write};
-use vellum_replicator::{Event, Session};
+use vellum_replicator::{Claims, Event, Session};
 use vellum_snapshots::contents::body_of;
 use vellum_snapshots::{Head, TimeMachine};
 
@@ -118,6 +118,9 @@ struct Replica {
     /// Its replayed head in memory, as a running device keeps it; a crash
     /// or restore drops it.
     head: Head,
+    /// What its sessions are fetching, shared between them as the daemon
+    /// shares it.
+    claims: Claims,
 }
 
 /// Where `--trace` lines go.
@@ -200,7 +203,12 @@ impl World {
                     self.next_conn += 1;
                     for (x, y) in [(a, b), (b, a)] {
                         let r = &self.replicas[x];
-                        let s = Session::new(&r.journal, device_id(&r.signer), self.now);
+                        let s = Session::with_claims(
+                            &r.journal,
+                            device_id(&r.signer),
+                            self.now,
+                            r.claims.clone(),
+                        );
                         self.sessions.insert((x, y), (conn, s));
                     }
                     self.log(format!("connect {a}-{b} #{conn}"));
@@ -932,6 +940,7 @@ pub fn run_with(seed: u64, checkpoint_ops: u64, printer: Option<Printer>) -> Out
             up: true,
             backup: None,
             head: Head::default(),
+            claims: Claims::default(),
         });
     }
     let mut w = World {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use vellum_journal::{DeviceId, VersionVector};
 use vellum_replicator::net::{self, Handle, NetEvent, StreamKind};
-use vellum_replicator::{Event, Message, Session, wire};
+use vellum_replicator::{Claims, Event, Message, Session, wire};
 
 mod pairing;
 
@@ -68,6 +68,9 @@ pub struct Sync {
     /// When the pending invite expires (ms), if one is pending: the tick
     /// checks this, not the file.
     invite_until: Option<u64>,
+    /// What the sessions are fetching: one peer is asked for each range
+    /// and chunk at a time.
+    claims: Claims,
     /// Events for subscribers that only sync knows of (pairing).
     events: Vec<events::Event>,
 }
@@ -96,6 +99,7 @@ impl Sync {
             members: BTreeSet::new(),
             joiner: None,
             invite_until: None,
+            claims: Claims::default(),
             events: Vec::new(),
         };
         // An invite from before a restart still stands, unless used or
@@ -196,7 +200,8 @@ impl Sync {
                 stream,
                 kind: StreamKind::Sync,
             } => {
-                let session = Session::new(&v.journal, v.device(), now);
+                let session =
+                    Session::with_claims(&v.journal, v.device(), now, self.claims.clone());
                 self.sessions.insert(peer, Live { stream, session });
                 self.drain(v, peer);
             }

@@ -320,7 +320,7 @@ impl Sync {
         // The joiner is a member now: the node lets it stay before the
         // gate closes to strangers again.
         self.update_members(v)?;
-        let session = Session::new(&v.journal, v.device(), now_ms());
+        let session = Session::with_claims(&v.journal, v.device(), now_ms(), self.claims.clone());
         self.sessions.insert(peer, Live { stream, session });
         self.drain(v, peer);
         self.end_invite(v, "used");
