@@ -210,6 +210,12 @@ pub fn load(instance: &str) -> Result<DeviceKeys> {
 }
 
 fn write_secret(path: &Path, bytes: &[u8; 32]) -> Result<()> {
+    write_new_private(path, bytes)
+}
+
+/// Creates `path` with `bytes`, mode 0600, durably; never over an existing
+/// file.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

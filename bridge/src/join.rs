@@ -443,6 +443,11 @@ impl Exchange<'_> {
                 } if Some(peer) == inviter && stream.is_none() => {
                     stream = Some(s);
                     match (self.target, &reached) {
+                        (_, Some(r)) => {
+                            let _ = node.send(s, hello(r).encode());
+                        }
+                        // A long code knows its inviter from the start.
+                        (Target::Long(_), None) => {}
                         (Target::Short(code), None) => {
                             let them = net::peer_id(&peer)
                                 .map(|p| p.to_bytes())
@@ -457,10 +462,6 @@ impl Exchange<'_> {
                             prompt.say("found it; checking the code…");
                             let _ = node.send(s, PairMsg::PakeStart { msg }.encode());
                         }
-                        (_, Some(r)) => {
-                            let _ = node.send(s, hello(r).encode());
-                        }
-                        (Target::Long(_), None) => unreachable!("a long code knows its inviter"),
                     }
                 }
                 NetEvent::Frame {
@@ -538,12 +539,12 @@ impl Exchange<'_> {
         };
         node.shutdown();
         result?;
-        let (journal, _, member_op) = joined.expect("caught up after a welcome");
-        Ok((
-            journal,
-            member_op,
-            reached.expect("paired before the welcome"),
-        ))
+        // The loop ends well only once caught up after a welcome, which
+        // comes after pairing: both are there.
+        let (Some((journal, _, member_op)), Some(reached)) = (joined, reached) else {
+            return Err(anyhow!("the pairing ended before the vault arrived"));
+        };
+        Ok((journal, member_op, reached))
     }
 
     /// One pairing message after the secret is known (both codes):

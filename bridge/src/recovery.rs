@@ -11,7 +11,6 @@
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -82,7 +81,13 @@ pub fn export(v: &mut Vault, file: &Path, passphrase: &str) -> Result<Exported> 
     // Aside first, durable; then the member add; then in place. A failure
     // before the add leaves nothing behind; after it, an unused member.
     let tmp = aside(&file);
-    write_new(&tmp, &sealed)?;
+    home::write_new_private(&tmp, &sealed).map_err(|e| {
+        user(format!(
+            "could not write {}: {}",
+            file.display(),
+            crate::error::one_line(&e)
+        ))
+    })?;
     let name = format!(
         "recovery key {}",
         jiff::Zoned::now().strftime("%Y-%m-%d %H:%M")
@@ -192,19 +197,6 @@ fn outside_the_vault(v: &Vault, file: &Path) -> Result<PathBuf> {
 fn aside(file: &Path) -> PathBuf {
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     file.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// Creates `path` (0600, never over an existing file) with `bytes`, durably.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| user(format!("could not write {}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn sync_dir(file: &Path) -> Result<()> {

@@ -271,6 +271,17 @@ pub(crate) fn same_dir(a: &Path, b: &Path) -> bool {
 
 /// Finds the vault root: `--vault DIR` exactly, else the nearest ancestor
 /// of the current directory holding `.vellum/`.
+/// Points the vault folder at `root` to a new instance (its keys under
+/// `$VELLUM_HOME`), replacing `.vellum/instance` atomically, and records
+/// the folder as that instance's.
+fn switch_instance(root: &Path, instance: &str) -> Result<()> {
+    let dot = root.join(VELLUM_DIR);
+    let tmp = dot.join("instance.tmp");
+    fs::write(&tmp, format!("{instance}\n")).context("writing .vellum/instance")?;
+    fs::rename(&tmp, dot.join("instance")).context("writing .vellum/instance")?;
+    home::write_root(instance, &fs::canonicalize(root)?)
+}
+
 pub fn find_root(vault: Option<&Path>) -> Result<PathBuf> {
     match vault {
         Some(v) => {
@@ -654,11 +665,7 @@ impl Vault {
             now_ms(),
         )?;
         self.catch_up()?;
-        let dot = self.root.join(VELLUM_DIR);
-        let tmp = dot.join("instance.tmp");
-        fs::write(&tmp, format!("{instance}\n")).context("writing .vellum/instance")?;
-        fs::rename(&tmp, dot.join("instance")).context("writing .vellum/instance")?;
-        home::write_root(&instance, &fs::canonicalize(&self.root)?)?;
+        switch_instance(&self.root, &instance)?;
         self.journal.add_identity(&keys.signing)?;
         self.keys = keys;
         self.instance = instance;
@@ -764,10 +771,7 @@ impl Vault {
             now_ms(),
         )?;
         journal.add_identity(&keys.signing)?;
-        let tmp = dot.join("instance.tmp");
-        fs::write(&tmp, format!("{instance}\n")).context("writing .vellum/instance")?;
-        fs::rename(&tmp, dot.join("instance")).context("writing .vellum/instance")?;
-        home::write_root(&instance, &fs::canonicalize(root)?)?;
+        switch_instance(root, &instance)?;
         let mut v = Vault::assemble(root, journal, keys, &instance, lock);
         v.catch_up()?;
         v.append(
