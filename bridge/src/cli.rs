@@ -192,6 +192,26 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Run a relay for devices that cannot reach each other directly
+    /// (on a host both can reach). It prints the addresses to put in each
+    /// device's `relays`; it holds no vault and sees only encrypted bytes
+    Relay {
+        /// Listen on this libp2p address (repeatable); default: every
+        /// interface, TCP and QUIC, port 4101
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<String>,
+        /// The address devices reach this relay at, when it is not one of
+        /// its interfaces' (a port forward, say) (repeatable)
+        #[arg(long, value_name = "ADDR")]
+        external: Vec<String>,
+        /// Cut a relayed connection after this many minutes (the devices
+        /// then connect again)
+        #[arg(long, default_value_t = 60)]
+        circuit_minutes: u64,
+        /// Cut a relayed connection after it carried this many MiB each way
+        #[arg(long, default_value_t = 1024)]
+        circuit_mib: u64,
+    },
     /// Run `vellum serve` for this vault in the background, at login, as a
     /// systemd user service (install), or stop doing so (uninstall)
     Service {
@@ -218,6 +238,14 @@ pub struct NetArgs {
     /// (repeatable), as well as those in config.toml
     #[arg(long, value_name = "ADDR")]
     pub peer: Vec<String>,
+    /// Reach devices beyond the LAN (relays, hole punching, DHT), as
+    /// `internet = true` in config.toml does
+    #[arg(long)]
+    pub internet: bool,
+    /// Use this relay (repeatable), ending in /p2p/<peer id>, as well as
+    /// those in config.toml; implies --internet
+    #[arg(long, value_name = "ADDR")]
+    pub relay: Vec<String>,
 }
 
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]

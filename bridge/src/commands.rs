@@ -146,7 +146,8 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
         Command::Serve { .. }
         | Command::Invite { .. }
         | Command::Join { .. }
-        | Command::Key { .. } => {
+        | Command::Key { .. }
+        | Command::Relay { .. } => {
             return Err(user("this command runs on its own: start it directly"));
         }
         Command::Service { action } => {

@@ -177,6 +177,26 @@ pub fn write_private(instance: &str, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The identity `vellum relay` runs under: `$VELLUM_HOME/relay.key`,
+/// made on first use. It must stay the same, since devices name the relay
+/// by its peer id.
+pub fn relay_seed(entropy: &mut dyn Entropy) -> Result<[u8; 32]> {
+    let home = vellum_home()?;
+    let path = home.join("relay.key");
+    if path.exists() {
+        return read_secret(&path);
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&home)
+        .with_context(|| format!("creating {}", home.display()))?;
+    let mut seed = [0u8; 32];
+    entropy.fill(&mut seed);
+    write_new_private(&path, &seed)?;
+    Ok(seed)
+}
+
 /// Loads the keys of an instance.
 pub fn load(instance: &str) -> Result<DeviceKeys> {
     let dir = key_dir(instance)?;

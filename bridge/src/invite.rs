@@ -125,11 +125,7 @@ pub fn info(v: &Vault, p: &Pending, addrs: &[Multiaddr]) -> Result<InviteInfo> {
 /// code's limit.
 fn code_addrs(addrs: &[Multiaddr]) -> Vec<Vec<u8>> {
     use vellum_replicator::net::Protocol;
-    let bare = |a: &Multiaddr| -> Multiaddr {
-        a.iter()
-            .filter(|p| !matches!(p, Protocol::P2p(_)))
-            .collect()
-    };
+    use vellum_replicator::net::{is_relayed, without_peer as bare};
     let loopback = |a: &Multiaddr| {
         a.iter().any(|p| match p {
             Protocol::Ip4(ip) => ip.is_loopback(),
@@ -137,13 +133,26 @@ fn code_addrs(addrs: &[Multiaddr]) -> Vec<Vec<u8>> {
             _ => false,
         })
     };
-    let mut out: Vec<Multiaddr> = addrs.iter().filter(|a| !loopback(a)).map(bare).collect();
-    out.extend(addrs.iter().filter(|a| loopback(a)).map(bare));
+    let max = vellum_replicator::pair::CODE_ADDRS_MAX;
+    // Relayed addresses (the internet setting) keep up to half the room:
+    // a joiner elsewhere has no other way in.
+    let relayed: Vec<Multiaddr> = addrs
+        .iter()
+        .filter(|a| is_relayed(a))
+        .map(bare)
+        .take(max / 2)
+        .collect();
+    let direct = |lo: bool| {
+        addrs
+            .iter()
+            .filter(move |a| !is_relayed(a) && loopback(a) == lo)
+            .map(bare)
+    };
+    let mut out: Vec<Multiaddr> = direct(false).take(max - relayed.len()).collect();
+    out.extend(relayed);
+    out.extend(direct(true));
     out.dedup();
-    out.into_iter()
-        .take(vellum_replicator::pair::CODE_ADDRS_MAX)
-        .map(|a| a.to_vec())
-        .collect()
+    out.into_iter().take(max).map(|a| a.to_vec()).collect()
 }
 
 /// The QR code of `code` (uppercase: the QR alphanumeric mode is denser).

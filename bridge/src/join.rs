@@ -167,14 +167,27 @@ fn join_into(
     // The exchange reached the inviter, so its id is a valid key.
     if let Some(inviter) = net::peer_id(&reached.inviter) {
         for a in &reached.addrs {
-            let bare: Multiaddr = a
-                .iter()
-                .filter(|p| !matches!(p, net::Protocol::P2p(_)))
-                .collect();
-            rec.add_addr(format!("{bare}/p2p/{inviter}"));
+            rec.add_addr(format!("{}/p2p/{inviter}", net::without_peer(a)));
         }
     }
     peers::save(&v, &reached.inviter, &rec)?;
+    // An inviter reached through a relay is only reachable that way: this
+    // device keeps using the relay.
+    let relays = relays_in(&reached.addrs);
+    if !relays.is_empty() {
+        let mut s = crate::settings::load(dest)?;
+        s.internet = true;
+        for r in relays {
+            if !s.relays.contains(&r) {
+                s.relays.push(r);
+            }
+        }
+        crate::settings::save(dest, &s)?;
+        prompt.say(&format!(
+            "the inviting device is reachable through a relay: internet sync is on ({})",
+            crate::settings::path(dest).display()
+        ));
+    }
     home::write_root(instance, &fs::canonicalize(dest)?)?;
     let head = v.head()?;
     let mut merged = 0;
@@ -203,6 +216,17 @@ fn join_into(
         merged,
     };
     Ok((v, report))
+}
+
+/// The relays an invite's addresses go through.
+fn relays_in(addrs: &[Multiaddr]) -> Vec<String> {
+    let mut out: Vec<String> = addrs
+        .iter()
+        .filter_map(net::relay_of)
+        .map(|r| r.to_string())
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Readies a folder that held a copy of the vault for `--merge`: at each
@@ -299,6 +323,18 @@ impl Exchange<'_> {
                 // Nobody dials a joiner: it dials out.
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid address")],
                 mdns: short,
+                // An inviter behind a relay is dialled through it; this
+                // node holds no reservation of its own.
+                internet: match self.target {
+                    Target::Long(i)
+                        if i.addrs.iter().any(|b| {
+                            Multiaddr::try_from(b.clone()).is_ok_and(|a| net::is_relayed(&a))
+                        }) =>
+                    {
+                        Some(net::Internet::default())
+                    }
+                    _ => None,
+                },
             },
             self.seed,
             Box::new(move |ev| {

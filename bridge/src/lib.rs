@@ -17,6 +17,7 @@ pub mod materialise;
 pub mod peers;
 pub mod quarantine;
 pub mod recovery;
+pub mod relay;
 pub mod rewrite;
 pub mod scan;
 pub mod service;

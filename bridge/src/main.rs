@@ -59,6 +59,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     {
         return join(&cli, code, *merge, *yes, name.as_deref());
     }
+    if let Command::Relay {
+        listen,
+        external,
+        circuit_minutes,
+        circuit_mib,
+    } = &cli.command
+    {
+        return vellum_bridge::relay::run(
+            listen,
+            external,
+            *circuit_minutes,
+            *circuit_mib,
+            cli.global.json,
+        );
+    }
     if let Command::Key { action } = &cli.command {
         return vellum_bridge::recovery::cli(action, cli.global.vault.as_deref(), cli.global.json);
     }

@@ -6,6 +6,10 @@
 //! listen = []           # e.g. ["/ip4/0.0.0.0/tcp/4101"]; empty: OS-assigned ports
 //! peers = []            # where to dial devices mDNS cannot find, e.g.
 //!                       # ["/ip4/192.0.2.7/tcp/4101/p2p/12D3KooW..."]
+//! internet = false      # reach devices beyond the LAN: relays, hole
+//!                       # punching (DCUtR) and the DHT (Kademlia)
+//! relays = []           # with internet: relays (`vellum relay`), e.g.
+//!                       # ["/ip4/203.0.113.5/tcp/4101/p2p/12D3KooW..."]
 //!
 //! [log]
 //! level = "info"        # error, warn, info, debug or trace
@@ -35,6 +39,13 @@ pub struct Settings {
     /// Addresses (ending in `/p2p/<peer id>`) of devices to dial even when
     /// mDNS does not find them.
     pub peers: Vec<String>,
+    /// Reach devices beyond the LAN: through the relays, with hole
+    /// punching (DCUtR), and finding them in a DHT (Kademlia). Off by
+    /// default; network settings apply when `serve` next starts.
+    pub internet: bool,
+    /// With `internet`: relays (`vellum relay` prints their addresses),
+    /// each ending in `/p2p/<peer id>`.
+    pub relays: Vec<String>,
     pub log: LogSettings,
 }
 
@@ -44,6 +55,8 @@ impl Default for Settings {
             mdns: true,
             listen: Vec::new(),
             peers: Vec::new(),
+            internet: false,
+            relays: Vec::new(),
             log: LogSettings::default(),
         }
     }
@@ -109,7 +122,7 @@ impl Settings {
     /// for the storage engine's own chatter.
     pub fn log_filter(&self) -> String {
         format!(
-            "{},fjall=warn,lsm_tree=warn,libp2p_swarm=warn,libp2p_mdns=warn,libp2p_gossipsub=warn,libp2p_tcp=warn,libp2p_quic=warn",
+            "{},fjall=warn,lsm_tree=warn,libp2p_swarm=warn,libp2p_mdns=warn,libp2p_gossipsub=warn,libp2p_tcp=warn,libp2p_quic=warn,libp2p_kad=warn,libp2p_relay=warn,libp2p_dcutr=warn",
             self.log.level
         )
     }
@@ -131,6 +144,9 @@ impl Settings {
         for a in &self.peers {
             peer_addr(a).map_err(|e| format!("peers: {e}"))?;
         }
+        for a in &self.relays {
+            relay_addr(a).map_err(|e| format!("relays: {e}"))?;
+        }
         Ok(())
     }
 }
@@ -139,6 +155,18 @@ impl Settings {
 pub fn listen_addr(a: &str) -> std::result::Result<Multiaddr, String> {
     a.parse::<Multiaddr>()
         .map_err(|e| format!("{a:?} is not a libp2p address ({e}); try /ip4/0.0.0.0/tcp/4101"))
+}
+
+/// A relay's address, as `--relay` and `relays` take it: like a device's,
+/// it ends in `/p2p/<peer id>`, and it is not itself relayed.
+pub fn relay_addr(a: &str) -> std::result::Result<Multiaddr, String> {
+    let (_, addr) = peer_addr(a)?;
+    if vellum_replicator::net::is_relayed(&addr) {
+        return Err(format!(
+            "{a:?} goes through a relay itself; give the relay's own address"
+        ));
+    }
+    Ok(addr)
 }
 
 /// A device's address, as `--peer` and `peers` take it: it must end in

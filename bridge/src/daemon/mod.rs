@@ -153,6 +153,7 @@ pub fn serve_until(
                     vault: opened.vault,
                     listen: plan.listen,
                     mdns: plan.mdns,
+                    internet: plan.internet,
                 },
                 sink: std::sync::Arc::new(move |ev| {
                     let _ = sink_jobs.send(Job::Net(ev));
@@ -403,6 +404,7 @@ fn own_vault(
 struct NetPlan {
     listen: Vec<vellum_replicator::net::Multiaddr>,
     mdns: bool,
+    internet: Option<vellum_replicator::net::Internet>,
     dial: Vec<(vellum_journal::DeviceId, vellum_replicator::net::Multiaddr)>,
 }
 
@@ -429,9 +431,25 @@ fn net_plan(s: &Settings, args: &crate::cli::NetArgs) -> Result<Option<NetPlan>>
         })?;
         dial.push((device, addr));
     }
+    let relays = s
+        .relays
+        .iter()
+        .chain(&args.relay)
+        .map(|a| settings::relay_addr(a).map_err(crate::error::user))
+        .collect::<Result<Vec<_>>>()?;
+    let internet = (s.internet || args.internet || !args.relay.is_empty()).then(|| {
+        if relays.is_empty() {
+            tracing::warn!(
+                "internet is on but no relay is set (relays in config.toml, or --relay): \
+                 only members' direct addresses and the DHT among them are used"
+            );
+        }
+        vellum_replicator::net::Internet { relays }
+    });
     Ok(Some(NetPlan {
         listen,
         mdns: s.mdns && !args.no_mdns,
+        internet,
         dial,
     }))
 }

@@ -234,6 +234,7 @@ pub fn hand_node(
             vault,
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             mdns: false,
+            internet: None,
         },
         seed,
         Box::new(move |e| {

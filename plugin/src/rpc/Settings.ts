@@ -15,4 +15,15 @@ listen: Array<string>,
  * Addresses (ending in `/p2p/<peer id>`) of devices to dial even when
  * mDNS does not find them.
  */
-peers: Array<string>, log: LogSettings, };
+peers: Array<string>, 
+/**
+ * Reach devices beyond the LAN: through the relays, with hole
+ * punching (DCUtR), and finding them in a DHT (Kademlia). Off by
+ * default; network settings apply when `serve` next starts.
+ */
+internet: boolean, 
+/**
+ * With `internet`: relays (`vellum relay` prints their addresses),
+ * each ending in `/p2p/<peer id>`.
+ */
+relays: Array<string>, log: LogSettings, };

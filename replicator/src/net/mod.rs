@@ -19,10 +19,18 @@
 //!   not directly connected.
 //! - Known members are dialled again with a backoff, and at once when the
 //!   host's addresses change or it resumes from sleep.
+//! - Beyond the LAN, only when asked ([`Config::internet`]): a reservation
+//!   on each configured relay (circuit relay v2), so members behind NAT can
+//!   reach this device through it; DCUtR, which replaces a relayed
+//!   connection by a direct one where the NATs allow a hole punch; and a
+//!   Kademlia DHT (`/vellum/kad/1`, bootstrapped from the relays) that finds
+//!   members' current addresses. The relay sees only Noise-encrypted bytes;
+//!   what crosses it is sealed and signed like everything else.
 
 pub mod frames;
 mod gate;
 mod node;
+pub mod relay;
 
 pub use libp2p::multiaddr::Protocol;
 pub use libp2p::{Multiaddr, PeerId};
@@ -36,6 +44,8 @@ pub const SYNC_PROTOCOL: &str = "/vellum/sync/1";
 pub const PAIR_PROTOCOL: &str = "/vellum/pair/1";
 /// What identify announces as the protocol version.
 pub const IDENTIFY_PROTOCOL: &str = "/vellum/id/1";
+/// The Kademlia protocol: Vellum's own DHT, not IPFS's.
+pub const KAD_PROTOCOL: &str = "/vellum/kad/1";
 
 /// How the node runs.
 #[derive(Clone, Debug)]
@@ -46,6 +56,17 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Discover members on the LAN by mDNS (real multicast).
     pub mdns: bool,
+    /// Reach members beyond the LAN; `None` (the default) keeps to
+    /// direct connections.
+    pub internet: Option<Internet>,
+}
+
+/// How a node reaches members beyond the LAN.
+#[derive(Clone, Debug, Default)]
+pub struct Internet {
+    /// Relays to hold a reservation on and to bootstrap the DHT from, each
+    /// ending in `/p2p/<peer id>` (`vellum relay` prints them).
+    pub relays: Vec<Multiaddr>,
 }
 
 /// What the node tells its owner.
@@ -125,6 +146,39 @@ pub enum NetError {
 pub fn peer_id(device: &DeviceId) -> Option<PeerId> {
     let pk = libp2p::identity::ed25519::PublicKey::try_from_bytes(&device.0).ok()?;
     Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// Whether `addr` goes through a relay (`/p2p-circuit`).
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// The peer id an address ends in (`/p2p/<peer id>`), if it does.
+pub fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last()? {
+        Protocol::P2p(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// `addr` without the `/p2p/<peer id>` it ends in, if it does (a relayed
+/// address keeps its relay's).
+pub fn without_peer(addr: &Multiaddr) -> Multiaddr {
+    let mut addr = addr.clone();
+    if last_peer(&addr).is_some() {
+        addr.pop();
+    }
+    addr
+}
+
+/// The relay a relayed address goes through: the part before
+/// `/p2p-circuit`, when that names the relay's peer id.
+pub fn relay_of(addr: &Multiaddr) -> Option<Multiaddr> {
+    let relay: Multiaddr = addr
+        .iter()
+        .take_while(|p| !matches!(p, Protocol::P2pCircuit))
+        .collect();
+    (is_relayed(addr) && last_peer(&relay).is_some()).then_some(relay)
 }
 
 /// The device a peer id names, for an ed25519 peer id (the key is inlined

@@ -7,19 +7,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::{AsyncReadExt, StreamExt};
 use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, mdns, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, dcutr, gossipsub, identify, kad, mdns, noise, ping,
+    relay, tcp, yamux,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use vellum_journal::DeviceId;
 
 use super::gate::Gate;
 use super::{
-    Config, IDENTIFY_PROTOCOL, NetError, NetEvent, PAIR_PROTOCOL, SYNC_PROTOCOL, StreamKind,
-    frames, have_topic,
+    Config, IDENTIFY_PROTOCOL, KAD_PROTOCOL, NetError, NetEvent, PAIR_PROTOCOL, SYNC_PROTOCOL,
+    StreamKind, frames, have_topic,
 };
 
 /// Frames of one stream handed to the owner and not yet handled: the
@@ -63,6 +66,87 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     stream: libp2p_stream::Behaviour,
+    // The internet setting: all three or none.
+    relay: Toggle<relay::client::Behaviour>,
+    dcutr: Toggle<dcutr::Behaviour>,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Behaviour {
+    /// `relay` is the relay client when the internet setting is on.
+    fn new(
+        key: &libp2p::identity::Keypair,
+        mdns_on: bool,
+        relay: Option<relay::client::Behaviour>,
+    ) -> Result<Behaviour, BoxError> {
+        let local = key.public().to_peer_id();
+        let internet = relay.is_some();
+        let gossip = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_secs(1))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(crate::wire::MESSAGE_BYTES_MAX)
+            .build()?;
+        let mdns = if mdns_on {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config {
+                    // Ask the LAN every 30 s (libp2p's default is 5 min): a
+                    // device back from a partition or a network change is
+                    // found within that.
+                    query_interval: MDNS_QUERY_INTERVAL,
+                    ..mdns::Config::default()
+                },
+                local,
+            )?)
+        } else {
+            None
+        };
+        Ok(Behaviour {
+            gate: Gate::default(),
+            mdns: mdns.into(),
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip,
+            )?,
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                    .with_agent_version(format!("vellum/{}", env!("CARGO_PKG_VERSION")))
+                    // A relayed address appears after the connection to the
+                    // relay: peers hear of it at once, not at the next
+                    // periodic exchange.
+                    .with_push_listen_addr_updates(true),
+            ),
+            ping: ping::Behaviour::default(),
+            stream: libp2p_stream::Behaviour::new(),
+            relay: relay.into(),
+            dcutr: internet.then(|| dcutr::Behaviour::new(local)).into(),
+            kad: internet.then(|| kademlia(local)).into(),
+        })
+    }
+}
+
+/// A Kademlia node on Vellum's DHT, in server mode (devices answer each
+/// other's lookups; a LAN device never has a confirmed public address, so
+/// libp2p's automatic mode would leave it a client). It stores no records
+/// from others: lookups of peers are all it is for.
+pub(super) fn kademlia(local: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    cfg.set_record_filtering(kad::StoreInserts::FilterBoth);
+    let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), cfg);
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
+}
+
+/// A relay this node holds a reservation on (the internet setting).
+struct Relay {
+    /// Its address, ending in its `/p2p/<peer id>`.
+    addr: Multiaddr,
+    /// The relayed listener, while one is open.
+    listener: Option<ListenerId>,
+    /// When to ask for a reservation next, and the wait after that.
+    due: Instant,
+    wait: Duration,
 }
 
 /// One open sync stream, as the handle sees it.
@@ -166,53 +250,32 @@ pub fn start(
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let local = key.public().to_peer_id();
     let mdns_on = cfg.mdns;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let transports = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_quic()
-        .with_behaviour(|key| {
-            let gossip = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_secs(1))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(crate::wire::MESSAGE_BYTES_MAX)
-                .build()?;
-            let mdns = if mdns_on {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config {
-                        // Ask the LAN every 30 s (libp2p's default is 5
-                        // min): a device back from a partition or a
-                        // network change is found within that.
-                        query_interval: MDNS_QUERY_INTERVAL,
-                        ..mdns::Config::default()
-                    },
-                    key.public().to_peer_id(),
-                )?)
-            } else {
-                None
-            };
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
-                gate: Gate::default(),
-                mdns: mdns.into(),
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossip,
-                )?,
-                identify: identify::Behaviour::new(
-                    identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                        .with_agent_version(format!("vellum/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::default(),
-                stream: libp2p_stream::Behaviour::new(),
-            })
-        })
-        .map_err(|e| NetError::Setup(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        .map_err(|e| setup(&e))?
+        .with_quic();
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    let mut swarm = if cfg.internet.is_some() {
+        transports
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key, relay| Behaviour::new(key, mdns_on, Some(relay)))
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(idle)
+            .build()
+    } else {
+        transports
+            .with_behaviour(|key| Behaviour::new(key, mdns_on, None))
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(idle)
+            .build()
+    };
 
     let topic = gossipsub::IdentTopic::new(have_topic(&cfg.vault));
     swarm
@@ -253,6 +316,35 @@ pub fn start(
         return Err(NetError::Setup(
             "no address to listen on could be opened".into(),
         ));
+    }
+
+    let mut relays = HashMap::new();
+    for addr in cfg.internet.iter().flat_map(|i| &i.relays) {
+        let Some(peer) = super::last_peer(addr) else {
+            return Err(NetError::Setup(format!(
+                "the relay address {addr} does not end in /p2p/<peer id>"
+            )));
+        };
+        // A relay may connect and be dialled, though it is no member; it
+        // is the DHT's first contact too.
+        let behaviour = swarm.behaviour_mut();
+        behaviour.gate.allow(peer);
+        let bare: Multiaddr = addr
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        if let Some(kad) = behaviour.kad.as_mut() {
+            kad.add_address(&peer, bare);
+        }
+        relays.insert(
+            peer,
+            Relay {
+                addr: addr.clone(),
+                listener: None,
+                due: Instant::now(),
+                wait: REDIAL_MIN,
+            },
+        );
     }
 
     let mut control = swarm.behaviour().stream.new_control();
@@ -303,6 +395,9 @@ pub fn start(
         invite_open: false,
         opening: HashSet::new(),
         connected: HashSet::new(),
+        internet: cfg.internet.is_some(),
+        relays,
+        conns: HashMap::new(),
     };
     tokio::spawn(node.run(cmd_rx));
     Ok(handle)
@@ -335,6 +430,12 @@ struct Node {
     /// Members a stream is being opened to.
     opening: HashSet<PeerId>,
     connected: HashSet<PeerId>,
+    /// The internet setting is on.
+    internet: bool,
+    /// Relays in use (the internet setting), by peer id.
+    relays: HashMap<PeerId, Relay>,
+    /// Each connected device's connections, and whether each is relayed.
+    conns: HashMap<PeerId, Vec<(ConnectionId, bool)>>,
 }
 
 /// Stream ids, unique in the process: a node started after another (a new
@@ -586,6 +687,48 @@ impl Node {
         }
     }
 
+    /// Connects to each relay without a reservation from us, then asks
+    /// it for one, with a backoff; a reserved relay's listener stays until
+    /// its connection ends. (Asking before the connection is up would race
+    /// the relay client's own dial of the relay against ours.)
+    fn reserve(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.listener.is_none() && r.due <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            let connected = self.swarm.is_connected(&peer);
+            let r = self.relays.get_mut(&peer).expect("listed above");
+            r.due = now + r.wait;
+            r.wait = (r.wait * 2).min(REDIAL_MAX);
+            if connected {
+                match self
+                    .swarm
+                    .listen_on(r.addr.clone().with(Protocol::P2pCircuit))
+                {
+                    Ok(id) => r.listener = Some(id),
+                    Err(e) => tracing::debug!(relay = %r.addr, "cannot ask for a reservation: {e}"),
+                }
+            } else {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![super::without_peer(&r.addr)])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(relay = %r.addr, "relay not dialled: {e}");
+                }
+            }
+        }
+    }
+
+    /// Whether to use an address a member was seen or said to be at: a
+    /// relayed one only with the internet setting on.
+    fn usable(&self, a: &Multiaddr) -> bool {
+        dialable(a) && (self.internet || !super::is_relayed(a))
+    }
+
     fn redial_all_now(&mut self) {
         self.redial.clear();
         self.maintain();
@@ -607,6 +750,7 @@ impl Node {
                 self.swarm.behaviour_mut().gate.allow(p);
             }
         }
+        self.reserve(now);
         let targets: Vec<PeerId> = self
             .members
             .keys()
@@ -622,15 +766,29 @@ impl Node {
                 self.open_stream(peer);
                 continue;
             }
-            let Some(addrs) = self.addrs.get(&peer).filter(|a| !a.is_empty()) else {
+            // Beyond the LAN, a member may also be behind one of our
+            // relays, and the DHT may know where it is now.
+            let mut addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
+            addrs.extend(
+                self.relays
+                    .iter()
+                    .filter(|(p, _)| self.swarm.is_connected(p))
+                    .map(|(_, r)| r.addr.clone().with(Protocol::P2pCircuit)),
+            );
+            if addrs.is_empty() {
                 continue;
-            };
+            }
             let (due, wait) = self.redial.get(&peer).copied().unwrap_or((now, REDIAL_MIN));
             if due > now {
                 continue;
             }
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                && self.members.contains_key(&peer)
+            {
+                kad.get_closest_peers(peer);
+            }
             let opts = DialOpts::peer_id(peer)
-                .addresses(addrs.clone())
+                .addresses(addrs)
                 .condition(PeerCondition::DisconnectedAndNotDialing)
                 .build();
             if let Err(e) = self.swarm.dial(opts) {
@@ -681,17 +839,50 @@ impl Node {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::debug!(%address, "listening");
+                let address = self.without_local_id(address);
                 self.emit(NetEvent::Listening { addr: address });
                 // A new address often means the network changed.
                 self.redial_all_now();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = self.without_local_id(address);
                 self.emit(NetEvent::Unlistened { addr: address });
                 self.redial_all_now();
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
             } => {
+                if let Some(r) = self
+                    .relays
+                    .values_mut()
+                    .find(|r| r.listener == Some(listener_id))
+                {
+                    // The relay went away or refused: ask again later.
+                    tracing::info!(relay = %r.addr, ?reason, "the relay reservation ended");
+                    r.listener = None;
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. }
+                if self.relays.contains_key(&peer_id) =>
+            {
+                tracing::debug!(relay = %peer_id, "connected to the relay");
+                if let Some(r) = self.relays.get_mut(&peer_id)
+                    && r.listener.is_none()
+                {
+                    r.due = Instant::now();
+                }
+                // Members not reached directly may be behind it.
+                self.redial_all_now();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let upgraded = self.prefer_direct(peer_id, connection_id, endpoint.is_relayed());
                 // Strangers get here only while an invite is pending.
                 let Some(device) = self
                     .members
@@ -706,7 +897,9 @@ impl Node {
                     ConnectedPoint::Dialer { address, .. } => address,
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
                 };
-                if self.connected.insert(peer_id) {
+                // A direct connection that replaced a relayed one is news
+                // too: the owner shows how each peer is reached.
+                if self.connected.insert(peer_id) || upgraded {
                     self.emit(NetEvent::Connected { peer: device, addr });
                 }
                 self.redial.remove(&peer_id);
@@ -714,9 +907,16 @@ impl Node {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
-            } if self.connected.remove(&peer_id) => {
+            } if num_established > 0 => {
+                if let Some(c) = self.conns.get_mut(&peer_id) {
+                    c.retain(|(id, _)| *id != connection_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, .. } if self.connected.remove(&peer_id) => {
+                self.conns.remove(&peer_id);
                 if let Some(device) = self
                     .members
                     .get(&peer_id)
@@ -766,9 +966,38 @@ impl Node {
                 peer_id,
                 info,
                 ..
-            })) if self.members.contains_key(&peer_id) => {
-                self.found(peer_id, info.listen_addrs);
+            })) => {
+                let member = self.members.contains_key(&peer_id);
+                if (member || self.relays.contains_key(&peer_id))
+                    && info.protocols.contains(&StreamProtocol::new(KAD_PROTOCOL))
+                    && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                {
+                    for a in info.listen_addrs.iter().filter(|a| dialable(a)) {
+                        kad.add_address(&peer_id, a.clone());
+                    }
+                }
+                if member {
+                    self.found(peer_id, info.listen_addrs);
+                }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(ev)) => self.on_kad(ev),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(ev)) => {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = &ev
+                    && let Some(r) = self.relays.get_mut(relay_peer_id)
+                {
+                    r.wait = REDIAL_MIN;
+                }
+                tracing::debug!("relay: {ev:?}");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => match result {
+                Ok(_) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection replaces the relayed one")
+                }
+                Err(e) => tracing::debug!(peer = %remote_peer_id, "no hole punch: {e}"),
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -796,13 +1025,73 @@ impl Node {
         }
     }
 
+    /// What the DHT says: where members are.
+    fn on_kad(&mut self, ev: kad::Event) {
+        let found: Vec<kad::PeerInfo> = match ev {
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(r),
+                ..
+            } => match r {
+                Ok(ok) => ok.peers,
+                Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+            },
+            kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            } => vec![kad::PeerInfo {
+                peer_id: peer,
+                addrs: addresses.into_vec(),
+            }],
+            _ => return,
+        };
+        for p in found {
+            if self.members.contains_key(&p.peer_id) && !p.addrs.is_empty() {
+                tracing::debug!(peer = %p.peer_id, addrs = p.addrs.len(), "the DHT knows where a member is");
+                self.found(p.peer_id, p.addrs);
+            }
+        }
+    }
+
+    /// A direct connection is kept over a relayed one: when both exist,
+    /// the relayed one closes (its streams end, and the sync stream opens
+    /// again on the direct connection). True when a new direct connection
+    /// replaces relayed ones.
+    fn prefer_direct(&mut self, peer: PeerId, id: ConnectionId, relayed: bool) -> bool {
+        let conns = self.conns.entry(peer).or_default();
+        conns.push((id, relayed));
+        let close: Vec<ConnectionId> = if relayed {
+            if conns.iter().any(|(_, r)| !r) {
+                vec![id]
+            } else {
+                vec![]
+            }
+        } else {
+            conns.iter().filter(|(_, r)| *r).map(|(c, _)| *c).collect()
+        };
+        let upgraded = !relayed && !close.is_empty();
+        for c in close {
+            tracing::debug!(%peer, "closing a relayed connection: a direct one is up");
+            self.swarm.close_connection(c);
+        }
+        upgraded
+    }
+
+    /// A listen address as the owner sees it: without this node's own
+    /// `/p2p/` suffix, which a relayed address comes with.
+    fn without_local_id(&self, addr: Multiaddr) -> Multiaddr {
+        if super::last_peer(&addr) == Some(self.local) {
+            super::without_peer(&addr)
+        } else {
+            addr
+        }
+    }
+
     /// A member is reachable at `addrs`: remember them, tell the owner
     /// (it keeps an address book), and dial if not connected.
     fn found(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         let Some(device) = self.members.get(&peer).copied() else {
             return;
         };
-        let addrs: Vec<Multiaddr> = addrs.into_iter().filter(dialable).collect();
+        let addrs: Vec<Multiaddr> = addrs.into_iter().filter(|a| self.usable(a)).collect();
         if addrs.is_empty() {
             return;
         }
@@ -821,8 +1110,7 @@ impl Node {
 }
 
 /// Whether an announced address can be dialled at all (not a wildcard).
-fn dialable(a: &Multiaddr) -> bool {
-    use libp2p::multiaddr::Protocol;
+pub(super) fn dialable(a: &Multiaddr) -> bool {
     !a.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),
         Protocol::Ip6(ip) => ip.is_unspecified(),
