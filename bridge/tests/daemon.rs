@@ -423,6 +423,8 @@ fn every_method(env: &Env, c: &mut Conn, last: bool) {
             "mdns": true,
             "listen": [],
             "peers": [],
+            "internet": false,
+            "relays": [],
             "log": {"level": "info", "retention_days": 14}
         })
     );

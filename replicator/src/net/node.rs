@@ -140,8 +140,13 @@ pub(super) fn kademlia(local: PeerId) -> kad::Behaviour<kad::store::MemoryStore>
 
 /// A relay this node holds a reservation on (the internet setting).
 struct Relay {
-    /// Its address, ending in its `/p2p/<peer id>`.
-    addr: Multiaddr,
+    /// Its addresses, without its `/p2p/<peer id>`: one relay may be
+    /// known at several (one per network it is on).
+    addrs: Vec<Multiaddr>,
+    /// Configured: this node holds a reservation on it. Otherwise it is
+    /// only named in a member's address (or an invite's), and dialled
+    /// through when that address is.
+    reserve: bool,
     /// The relayed listener, while one is open.
     listener: Option<ListenerId>,
     /// When to ask for a reservation next, and the wait after that.
@@ -329,22 +334,21 @@ pub fn start(
         // is the DHT's first contact too.
         let behaviour = swarm.behaviour_mut();
         behaviour.gate.allow(peer);
-        let bare: Multiaddr = addr
-            .iter()
-            .filter(|p| !matches!(p, Protocol::P2p(_)))
-            .collect();
+        let bare = super::without_peer(addr);
         if let Some(kad) = behaviour.kad.as_mut() {
-            kad.add_address(&peer, bare);
+            kad.add_address(&peer, bare.clone());
         }
-        relays.insert(
-            peer,
-            Relay {
-                addr: addr.clone(),
+        relays
+            .entry(peer)
+            .or_insert_with(|| Relay {
+                addrs: Vec::new(),
+                reserve: true,
                 listener: None,
                 due: Instant::now(),
                 wait: REDIAL_MIN,
-            },
-        );
+            })
+            .addrs
+            .push(bare);
     }
 
     let mut control = swarm.behaviour().stream.new_control();
@@ -523,6 +527,7 @@ impl Node {
                     self.swarm.behaviour_mut().gate.allow(peer);
                 }
                 for a in addrs {
+                    self.through(&a);
                     self.learn(peer, a);
                 }
                 self.redial.remove(&peer);
@@ -695,7 +700,7 @@ impl Node {
         let due: Vec<PeerId> = self
             .relays
             .iter()
-            .filter(|(_, r)| r.listener.is_none() && r.due <= now)
+            .filter(|(_, r)| r.reserve && r.listener.is_none() && r.due <= now)
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
@@ -704,23 +709,52 @@ impl Node {
             r.due = now + r.wait;
             r.wait = (r.wait * 2).min(REDIAL_MAX);
             if connected {
-                match self
-                    .swarm
-                    .listen_on(r.addr.clone().with(Protocol::P2pCircuit))
-                {
+                // The reservation goes over the connection there is,
+                // whichever of the relay's addresses is named.
+                match self.swarm.listen_on(circuit(&r.addrs[0], peer)) {
                     Ok(id) => r.listener = Some(id),
-                    Err(e) => tracing::debug!(relay = %r.addr, "cannot ask for a reservation: {e}"),
+                    Err(e) => tracing::debug!(relay = %peer, "cannot ask for a reservation: {e}"),
                 }
             } else {
                 let opts = DialOpts::peer_id(peer)
-                    .addresses(vec![super::without_peer(&r.addr)])
+                    .addresses(r.addrs.clone())
                     .condition(PeerCondition::DisconnectedAndNotDialing)
                     .build();
                 if let Err(e) = self.swarm.dial(opts) {
-                    tracing::debug!(relay = %r.addr, "relay not dialled: {e}");
+                    tracing::debug!(relay = %peer, "relay not dialled: {e}");
                 }
             }
         }
+    }
+
+    /// A relayed address may be dialled (the internet setting is on): its
+    /// relay may then connect, though it is no member.
+    fn through(&mut self, addr: &Multiaddr) {
+        if !self.internet {
+            return;
+        }
+        let Some(relay) = super::relay_of(addr) else {
+            return;
+        };
+        let Some(peer) = super::last_peer(&relay) else {
+            return;
+        };
+        if peer == self.local || self.members.contains_key(&peer) {
+            return;
+        }
+        let bare = super::without_peer(&relay);
+        let r = self.relays.entry(peer).or_insert_with(|| Relay {
+            addrs: Vec::new(),
+            reserve: false,
+            listener: None,
+            due: Instant::now(),
+            wait: REDIAL_MIN,
+        });
+        if !r.addrs.contains(&bare) {
+            r.addrs.push(bare);
+            r.addrs.truncate(ADDRS_PER_PEER_MAX);
+        }
+        self.swarm.behaviour_mut().gate.allow(peer);
     }
 
     /// Whether to use an address a member was seen or said to be at: a
@@ -773,7 +807,7 @@ impl Node {
                 self.relays
                     .iter()
                     .filter(|(p, _)| self.swarm.is_connected(p))
-                    .map(|(_, r)| r.addr.clone().with(Protocol::P2pCircuit)),
+                    .map(|(p, r)| circuit(&r.addrs[0], *p)),
             );
             if addrs.is_empty() {
                 continue;
@@ -854,13 +888,13 @@ impl Node {
                 reason,
                 ..
             } => {
-                if let Some(r) = self
+                if let Some((peer, r)) = self
                     .relays
-                    .values_mut()
-                    .find(|r| r.listener == Some(listener_id))
+                    .iter_mut()
+                    .find(|(_, r)| r.listener == Some(listener_id))
                 {
                     // The relay went away or refused: ask again later.
-                    tracing::info!(relay = %r.addr, ?reason, "the relay reservation ended");
+                    tracing::info!(relay = %peer, ?reason, "the relay reservation ended");
                     r.listener = None;
                 }
             }
@@ -895,6 +929,11 @@ impl Node {
                 };
                 let addr = match endpoint {
                     ConnectedPoint::Dialer { address, .. } => address,
+                    // A relayed connection's far end is only the peer id:
+                    // the relayed address it came in on says more.
+                    ConnectedPoint::Listener { local_addr, .. } if endpoint.is_relayed() => {
+                        local_addr
+                    }
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr,
                 };
                 // A direct connection that replaced a relayed one is news
@@ -1096,6 +1135,7 @@ impl Node {
             return;
         }
         for a in &addrs {
+            self.through(a);
             self.learn(peer, a.clone());
         }
         self.emit(NetEvent::Discovered {
@@ -1107,6 +1147,13 @@ impl Node {
             self.maintain();
         }
     }
+}
+
+/// The address of `relay`'s circuits at `addr`.
+fn circuit(addr: &Multiaddr, relay: PeerId) -> Multiaddr {
+    addr.clone()
+        .with(Protocol::P2p(relay))
+        .with(Protocol::P2pCircuit)
 }
 
 /// Whether an announced address can be dialled at all (not a wildcard).

@@ -8,9 +8,12 @@
 //! identity: a circuit carries Noise-encrypted bytes between two devices,
 //! and what they exchange inside is sealed and signed by the vault.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, identify, kad, noise, ping, relay, tcp, yamux,
@@ -77,6 +80,9 @@ struct Behaviour {
 pub struct Relay {
     swarm: Swarm<Behaviour>,
     announce_listens: bool,
+    /// Listeners on every interface: their loopback addresses are no use
+    /// to devices elsewhere, so they are not announced.
+    wildcard: HashSet<ListenerId>,
 }
 
 impl Relay {
@@ -135,10 +141,16 @@ impl Relay {
         } else {
             cfg.listen.clone()
         };
+        let mut wildcard = HashSet::new();
         let mut listening = 0;
         for addr in listen {
             match swarm.listen_on(addr.clone()) {
-                Ok(_) => listening += 1,
+                Ok(id) => {
+                    listening += 1;
+                    if !super::node::dialable(&addr) {
+                        wildcard.insert(id);
+                    }
+                }
                 Err(e) if cfg.listen.is_empty() && addr.to_string().starts_with("/ip6") => {
                     tracing::debug!(%addr, "not listening: {e}");
                 }
@@ -161,6 +173,7 @@ impl Relay {
         Ok(Relay {
             swarm,
             announce_listens: cfg.external.is_empty(),
+            wildcard,
         })
     }
 
@@ -171,7 +184,7 @@ impl Relay {
     /// Serves until the future is dropped.
     pub async fn run(mut self, sink: impl Fn(RelayEvent)) {
         let local = self.local_peer_id();
-        let with_id = |a: &Multiaddr| a.clone().with(libp2p::multiaddr::Protocol::P2p(local));
+        let with_id = |a: &Multiaddr| a.clone().with(Protocol::P2p(local));
         for a in self.swarm.external_addresses() {
             sink(RelayEvent::Address(with_id(a)));
         }
@@ -179,7 +192,12 @@ impl Relay {
             match self.swarm.select_next_some().await {
                 // A reservation names the relay's external addresses; with
                 // none given, every address it listens on is one.
-                SwarmEvent::NewListenAddr { address, .. } if self.announce_listens => {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } if self.announce_listens
+                    && !(self.wildcard.contains(&listener_id) && is_loopback(&address)) =>
+                {
                     self.swarm.add_external_address(address.clone());
                     sink(RelayEvent::Address(with_id(&address)));
                 }
@@ -215,4 +233,12 @@ impl Relay {
             }
         }
     }
+}
+
+fn is_loopback(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }
