@@ -125,19 +125,20 @@ pub fn info(v: &Vault, p: &Pending, addrs: &[Multiaddr]) -> Result<InviteInfo> {
 /// code's limit.
 fn code_addrs(addrs: &[Multiaddr]) -> Vec<Vec<u8>> {
     use vellum_replicator::net::Protocol;
-    use vellum_replicator::net::{is_relayed, without_peer as bare};
-    let loopback = |a: &Multiaddr| {
-        a.iter().any(|p| match p {
-            Protocol::Ip4(ip) => ip.is_loopback(),
-            Protocol::Ip6(ip) => ip.is_loopback(),
-            _ => false,
-        })
+    use vellum_replicator::net::{is_loopback as loopback, is_relayed, without_peer as bare};
+    // An IPv6 link-local address needs its interface named, which a
+    // multiaddr cannot: no joiner could dial it.
+    let link_local = |a: &Multiaddr| {
+        a.iter()
+            .any(|p| matches!(p, Protocol::Ip6(ip) if ip.segments()[0] & 0xffc0 == 0xfe80))
     };
+    let addrs: Vec<&Multiaddr> = addrs.iter().filter(|a| !link_local(a)).collect();
     let max = vellum_replicator::pair::CODE_ADDRS_MAX;
     // Relayed addresses (the internet setting) keep up to half the room:
     // a joiner elsewhere has no other way in.
     let relayed: Vec<Multiaddr> = addrs
         .iter()
+        .copied()
         .filter(|a| is_relayed(a))
         .map(bare)
         .take(max / 2)
@@ -145,6 +146,7 @@ fn code_addrs(addrs: &[Multiaddr]) -> Vec<Vec<u8>> {
     let direct = |lo: bool| {
         addrs
             .iter()
+            .copied()
             .filter(move |a| !is_relayed(a) && loopback(a) == lo)
             .map(bare)
     };

@@ -122,7 +122,7 @@ impl Settings {
     /// for the storage engine's own chatter.
     pub fn log_filter(&self) -> String {
         format!(
-            "{},fjall=warn,lsm_tree=warn,libp2p_swarm=warn,libp2p_mdns=warn,libp2p_gossipsub=warn,libp2p_tcp=warn,libp2p_quic=warn,libp2p_kad=warn,libp2p_relay=warn,libp2p_dcutr=warn",
+            "{},fjall=warn,lsm_tree=warn,libp2p_swarm=warn,libp2p_mdns=warn,libp2p_gossipsub=warn,libp2p_tcp=warn,libp2p_quic=warn,libp2p_kad=error,libp2p_relay=warn,libp2p_dcutr=warn",
             self.log.level
         )
     }

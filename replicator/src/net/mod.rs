@@ -153,6 +153,15 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+/// Whether `addr` is on a loopback interface.
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 /// The peer id an address ends in (`/p2p/<peer id>`), if it does.
 pub fn last_peer(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last()? {

@@ -41,6 +41,8 @@ const TICK: Duration = Duration::from_secs(2);
 /// [`REDIAL_MAX`].
 const REDIAL_MIN: Duration = Duration::from_secs(2);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
+/// A relay is dialled at most this often.
+const RELAY_DIAL_EVERY: Duration = Duration::from_secs(10);
 /// Wall time passing this much faster than monotonic time between two
 /// ticks means the host slept: dial everyone again.
 const RESUME_GAP: Duration = Duration::from_secs(10);
@@ -152,6 +154,8 @@ struct Relay {
     /// When to ask for a reservation next, and the wait after that.
     due: Instant,
     wait: Duration,
+    /// When it was last dialled.
+    dialled: Option<Instant>,
 }
 
 /// One open sync stream, as the handle sees it.
@@ -330,14 +334,12 @@ pub fn start(
                 "the relay address {addr} does not end in /p2p/<peer id>"
             )));
         };
-        // A relay may connect and be dialled, though it is no member; it
-        // is the DHT's first contact too.
-        let behaviour = swarm.behaviour_mut();
-        behaviour.gate.allow(peer);
+        // A relay may connect and be dialled, though it is no member. It
+        // is the DHT's first contact too, once connected (identify tells
+        // the DHT of it): told now, the DHT would dial it before this
+        // node's listening ports are known (see `may_dial_relays`).
+        swarm.behaviour_mut().gate.allow(peer);
         let bare = super::without_peer(addr);
-        if let Some(kad) = behaviour.kad.as_mut() {
-            kad.add_address(&peer, bare.clone());
-        }
         relays
             .entry(peer)
             .or_insert_with(|| Relay {
@@ -346,6 +348,7 @@ pub fn start(
                 listener: None,
                 due: Instant::now(),
                 wait: REDIAL_MIN,
+                dialled: None,
             })
             .addrs
             .push(bare);
@@ -400,6 +403,8 @@ pub fn start(
         opening: HashSet::new(),
         connected: HashSet::new(),
         internet: cfg.internet.is_some(),
+        started: Instant::now(),
+        routable: false,
         relays,
         conns: HashMap::new(),
     };
@@ -436,6 +441,10 @@ struct Node {
     connected: HashSet<PeerId>,
     /// The internet setting is on.
     internet: bool,
+    /// When the node started, and whether it listens on an address
+    /// other than loopback yet.
+    started: Instant,
+    routable: bool,
     /// Relays in use (the internet setting), by peer id.
     relays: HashMap<PeerId, Relay>,
     /// Each connected device's connections, and whether each is relayed.
@@ -697,6 +706,9 @@ impl Node {
     /// its connection ends. (Asking before the connection is up would race
     /// the relay client's own dial of the relay against ours.)
     fn reserve(&mut self, now: Instant) {
+        if !self.may_dial_relays(now) {
+            return;
+        }
         let due: Vec<PeerId> = self
             .relays
             .iter()
@@ -716,13 +728,35 @@ impl Node {
                     Err(e) => tracing::debug!(relay = %peer, "cannot ask for a reservation: {e}"),
                 }
             } else {
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(r.addrs.clone())
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    tracing::debug!(relay = %peer, "relay not dialled: {e}");
-                }
+                self.dial_relay(peer, now);
+            }
+        }
+    }
+
+    /// Dials a relay: once over each transport it has an address for,
+    /// since the relay's view of each connection is this node's candidate
+    /// address for a hole punch, and a punch needs one on the transport
+    /// the other side dials with.
+    fn dial_relay(&mut self, peer: PeerId, now: Instant) {
+        let Some(r) = self.relays.get_mut(&peer) else {
+            return;
+        };
+        if r.dialled.is_some_and(|t| now < t + RELAY_DIAL_EVERY) {
+            return;
+        }
+        r.dialled = Some(now);
+        let (quic, other): (Vec<Multiaddr>, Vec<Multiaddr>) = r
+            .addrs
+            .iter()
+            .cloned()
+            .partition(|a| a.iter().any(|p| matches!(p, Protocol::QuicV1)));
+        for addrs in [other, quic].into_iter().filter(|a| !a.is_empty()) {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::Always)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(relay = %peer, "relay not dialled: {e}");
             }
         }
     }
@@ -749,12 +783,22 @@ impl Node {
             listener: None,
             due: Instant::now(),
             wait: REDIAL_MIN,
+            dialled: None,
         });
         if !r.addrs.contains(&bare) {
             r.addrs.push(bare);
             r.addrs.truncate(ADDRS_PER_PEER_MAX);
         }
         self.swarm.behaviour_mut().gate.allow(peer);
+    }
+
+    /// A TCP connection to a relay leaves from the listening port only
+    /// once that port is known (libp2p's port reuse); only then does the
+    /// relay observe the address a hole punch must aim at. So relays are
+    /// dialled once there is a routable listen address, or after one tick
+    /// on a node that listens on loopback only.
+    fn may_dial_relays(&self, now: Instant) -> bool {
+        self.routable || now >= self.started + TICK
     }
 
     /// Whether to use an address a member was seen or said to be at: a
@@ -800,33 +844,50 @@ impl Node {
                 self.open_stream(peer);
                 continue;
             }
-            // Beyond the LAN, a member may also be behind one of our
-            // relays, and the DHT may know where it is now.
-            let mut addrs = self.addrs.get(&peer).cloned().unwrap_or_default();
-            addrs.extend(
-                self.relays
-                    .iter()
-                    .filter(|(p, _)| self.swarm.is_connected(p))
-                    .map(|(p, r)| circuit(&r.addrs[0], *p)),
-            );
-            if addrs.is_empty() {
+            let known = self.addrs.get(&peer).cloned().unwrap_or_default();
+            if known.is_empty() && self.relays.is_empty() {
                 continue;
             }
             let (due, wait) = self.redial.get(&peer).copied().unwrap_or((now, REDIAL_MIN));
             if due > now {
                 continue;
             }
+            // Beyond the LAN, a member may also be behind one of our
+            // relays (one circuit per relay), and the DHT may know where
+            // it is now. A relay must be connected before a circuit
+            // through it is dialled: the relay client dials a relay once
+            // per circuit otherwise, and all but one of those dials fail.
+            let (relayed, mut addrs): (Vec<Multiaddr>, Vec<Multiaddr>) =
+                known.into_iter().partition(super::is_relayed);
+            let mut via: BTreeSet<PeerId> = self.relays.keys().copied().collect();
+            via.extend(
+                relayed
+                    .iter()
+                    .filter_map(|a| super::relay_of(a).and_then(|r| super::last_peer(&r))),
+            );
+            for relay in via {
+                let Some(r) = self.relays.get(&relay) else {
+                    continue;
+                };
+                if self.swarm.is_connected(&relay) {
+                    addrs.push(circuit(&r.addrs[0], relay));
+                } else if self.may_dial_relays(now) {
+                    self.dial_relay(relay, now);
+                }
+            }
             if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
                 && self.members.contains_key(&peer)
             {
                 kad.get_closest_peers(peer);
             }
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .condition(PeerCondition::DisconnectedAndNotDialing)
-                .build();
-            if let Err(e) = self.swarm.dial(opts) {
-                tracing::debug!(%peer, "dial not started: {e}");
+            if !addrs.is_empty() {
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%peer, "dial not started: {e}");
+                }
             }
             self.redial
                 .insert(peer, (now + wait, (wait * 2).min(REDIAL_MAX)));
@@ -873,6 +934,9 @@ impl Node {
         match ev {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::debug!(%address, "listening");
+                if !super::is_relayed(&address) && !super::is_loopback(&address) {
+                    self.routable = true;
+                }
                 let address = self.without_local_id(address);
                 self.emit(NetEvent::Listening { addr: address });
                 // A new address often means the network changed.

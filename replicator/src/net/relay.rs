@@ -196,7 +196,7 @@ impl Relay {
                     listener_id,
                     address,
                 } if self.announce_listens
-                    && !(self.wildcard.contains(&listener_id) && is_loopback(&address)) =>
+                    && !(self.wildcard.contains(&listener_id) && super::is_loopback(&address)) =>
                 {
                     self.swarm.add_external_address(address.clone());
                     sink(RelayEvent::Address(with_id(&address)));
@@ -233,12 +233,4 @@ impl Relay {
             }
         }
     }
-}
-
-fn is_loopback(a: &Multiaddr) -> bool {
-    a.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
 }
