@@ -182,3 +182,36 @@ pub fn qr_text(code: &str) -> Result<String> {
         .quiet_zone(true)
         .build())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<Multiaddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_code_keeps_room_for_relayed_addresses_and_drops_link_local_ones() {
+        let relay =
+            "/ip4/203.0.113.5/tcp/4101/p2p/12D3KooWLNEoA89naLqdAAJfP3iLNbsiM273TqkR6A91nkTdFo3R";
+        let me = "12D3KooWRifuvhC5XWsq5RR9u8oT9SrYemAHiQ35qEQYVY3NXywS";
+        let mut list: Vec<String> = (1..=8)
+            .map(|i| format!("/ip4/192.168.1.{i}/tcp/4000"))
+            .collect();
+        list.push("/ip6/fe80::1/tcp/4000".into());
+        list.push(format!("/ip4/127.0.0.1/tcp/4000/p2p/{me}"));
+        list.push(format!("{relay}/p2p-circuit/p2p/{me}"));
+        let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+        let out: Vec<Multiaddr> = code_addrs(&addrs(&refs))
+            .into_iter()
+            .map(|b| Multiaddr::try_from(b).unwrap())
+            .collect();
+        assert_eq!(out.len(), vellum_replicator::pair::CODE_ADDRS_MAX);
+        // Routable direct addresses first, then the relayed one (its
+        // relay's id kept, the inviter's own dropped); no link-local one.
+        assert_eq!(out[0].to_string(), "/ip4/192.168.1.1/tcp/4000");
+        assert_eq!(out[7].to_string(), format!("{relay}/p2p-circuit"));
+        assert!(out.iter().all(|a| !a.to_string().contains("fe80")));
+    }
+}

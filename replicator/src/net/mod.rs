@@ -148,6 +148,51 @@ pub fn peer_id(device: &DeviceId) -> Option<PeerId> {
     Some(libp2p::identity::PublicKey::from(pk).to_peer_id())
 }
 
+/// Listens on `asked`, or, when that is empty, on every interface, IPv4
+/// and IPv6, TCP and QUIC, at `port` (0: ports the OS picks). IPv6 may be
+/// off on this host, so the defaults' IPv6 listeners are best effort; any
+/// other failure is an error. Returns the listeners opened.
+fn listen<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut libp2p::Swarm<B>,
+    asked: &[Multiaddr],
+    port: u16,
+) -> Result<Vec<(libp2p::core::transport::ListenerId, Multiaddr)>, NetError> {
+    let addrs: Vec<Multiaddr> = if asked.is_empty() {
+        [
+            format!("/ip4/0.0.0.0/tcp/{port}"),
+            format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+            format!("/ip6/::/tcp/{port}"),
+            format!("/ip6/::/udp/{port}/quic-v1"),
+        ]
+        .iter()
+        .map(|a| a.parse().expect("a valid multiaddr"))
+        .collect()
+    } else {
+        asked.to_vec()
+    };
+    let mut opened = Vec::new();
+    for addr in addrs {
+        match swarm.listen_on(addr.clone()) {
+            Ok(id) => opened.push((id, addr)),
+            Err(e) if asked.is_empty() && matches!(addr.iter().next(), Some(Protocol::Ip6(_))) => {
+                tracing::debug!(%addr, "not listening: {e}");
+            }
+            Err(e) => {
+                return Err(NetError::Listen {
+                    addr,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    if opened.is_empty() {
+        return Err(NetError::Setup(
+            "no address to listen on could be opened".into(),
+        ));
+    }
+    Ok(opened)
+}
+
 /// Whether `addr` goes through a relay (`/p2p-circuit`).
 pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))

@@ -158,6 +158,19 @@ struct Relay {
     dialled: Option<Instant>,
 }
 
+impl Relay {
+    fn new(reserve: bool) -> Relay {
+        Relay {
+            addrs: Vec::new(),
+            reserve,
+            listener: None,
+            due: Instant::now(),
+            wait: REDIAL_MIN,
+            dialled: None,
+        }
+    }
+}
+
 /// One open sync stream, as the handle sees it.
 struct Outgoing {
     tx: mpsc::UnboundedSender<Vec<u8>>,
@@ -292,40 +305,7 @@ pub fn start(
         .gossipsub
         .subscribe(&topic)
         .map_err(|e| NetError::Setup(e.to_string()))?;
-    let listen = if cfg.listen.is_empty() {
-        [
-            "/ip4/0.0.0.0/tcp/0",
-            "/ip4/0.0.0.0/udp/0/quic-v1",
-            "/ip6/::/tcp/0",
-            "/ip6/::/udp/0/quic-v1",
-        ]
-        .iter()
-        .map(|a| a.parse().expect("a valid multiaddr"))
-        .collect()
-    } else {
-        cfg.listen.clone()
-    };
-    let mut listening = 0;
-    for addr in listen {
-        match swarm.listen_on(addr.clone()) {
-            Ok(_) => listening += 1,
-            // IPv6 may be off on this host: the default set is best effort.
-            Err(e) if cfg.listen.is_empty() => {
-                tracing::debug!(%addr, "not listening: {e}");
-            }
-            Err(e) => {
-                return Err(NetError::Listen {
-                    addr,
-                    error: e.to_string(),
-                });
-            }
-        }
-    }
-    if listening == 0 {
-        return Err(NetError::Setup(
-            "no address to listen on could be opened".into(),
-        ));
-    }
+    super::listen(&mut swarm, &cfg.listen, 0)?;
 
     let mut relays = HashMap::new();
     for addr in cfg.internet.iter().flat_map(|i| &i.relays) {
@@ -342,14 +322,7 @@ pub fn start(
         let bare = super::without_peer(addr);
         relays
             .entry(peer)
-            .or_insert_with(|| Relay {
-                addrs: Vec::new(),
-                reserve: true,
-                listener: None,
-                due: Instant::now(),
-                wait: REDIAL_MIN,
-                dialled: None,
-            })
+            .or_insert_with(|| Relay::new(true))
             .addrs
             .push(bare);
     }
@@ -777,14 +750,7 @@ impl Node {
             return;
         }
         let bare = super::without_peer(&relay);
-        let r = self.relays.entry(peer).or_insert_with(|| Relay {
-            addrs: Vec::new(),
-            reserve: false,
-            listener: None,
-            due: Instant::now(),
-            wait: REDIAL_MIN,
-            dialled: None,
-        });
+        let r = self.relays.entry(peer).or_insert_with(|| Relay::new(false));
         if !r.addrs.contains(&bare) {
             r.addrs.push(bare);
             r.addrs.truncate(ADDRS_PER_PEER_MAX);

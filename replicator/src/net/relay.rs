@@ -127,46 +127,11 @@ impl Relay {
             .behaviour_mut()
             .relay
             .set_status(Some(relay::Status::Enable));
-        let listen = if cfg.listen.is_empty() {
-            let p = RELAY_PORT;
-            [
-                format!("/ip4/0.0.0.0/tcp/{p}"),
-                format!("/ip4/0.0.0.0/udp/{p}/quic-v1"),
-                format!("/ip6/::/tcp/{p}"),
-                format!("/ip6/::/udp/{p}/quic-v1"),
-            ]
-            .iter()
-            .map(|a| a.parse().expect("a valid multiaddr"))
-            .collect()
-        } else {
-            cfg.listen.clone()
-        };
-        let mut wildcard = HashSet::new();
-        let mut listening = 0;
-        for addr in listen {
-            match swarm.listen_on(addr.clone()) {
-                Ok(id) => {
-                    listening += 1;
-                    if !super::node::dialable(&addr) {
-                        wildcard.insert(id);
-                    }
-                }
-                Err(e) if cfg.listen.is_empty() && addr.to_string().starts_with("/ip6") => {
-                    tracing::debug!(%addr, "not listening: {e}");
-                }
-                Err(e) => {
-                    return Err(NetError::Listen {
-                        addr,
-                        error: e.to_string(),
-                    });
-                }
-            }
-        }
-        if listening == 0 {
-            return Err(NetError::Setup(
-                "no address to listen on could be opened".into(),
-            ));
-        }
+        let wildcard: HashSet<ListenerId> = super::listen(&mut swarm, &cfg.listen, RELAY_PORT)?
+            .into_iter()
+            .filter(|(_, addr)| !super::node::dialable(addr))
+            .map(|(id, _)| id)
+            .collect();
         for a in &cfg.external {
             swarm.add_external_address(a.clone());
         }
