@@ -593,6 +593,7 @@ impl Node {
                         self.swarm.behaviour_mut().gate.deny(peer);
                     } else if self.connected.contains(&peer) {
                         // A joiner that stays connected gets a sync stream.
+                        self.close_relayed(peer);
                         self.open_stream(peer);
                     }
                 } else if self.active.get(&peer).is_some_and(|(a, _)| *a == id) {
@@ -1120,28 +1121,35 @@ impl Node {
         }
     }
 
-    /// A direct connection is kept over a relayed one: when both exist,
-    /// the relayed one closes (its streams end, and the sync stream opens
-    /// again on the direct connection). True when a new direct connection
-    /// replaces relayed ones.
+    /// A direct connection is kept over a relayed one. True when a new
+    /// direct connection comes beside relayed ones.
     fn prefer_direct(&mut self, peer: PeerId, id: ConnectionId, relayed: bool) -> bool {
         let conns = self.conns.entry(peer).or_default();
         conns.push((id, relayed));
-        let close: Vec<ConnectionId> = if relayed {
-            if conns.iter().any(|(_, r)| !r) {
-                vec![id]
-            } else {
-                vec![]
-            }
-        } else {
-            conns.iter().filter(|(_, r)| *r).map(|(c, _)| *c).collect()
+        let upgraded = !relayed && conns.iter().any(|(_, r)| *r);
+        self.close_relayed(peer);
+        upgraded
+    }
+
+    /// Closes `peer`'s relayed connections once a direct one is up (their
+    /// streams end; the sync stream opens again on the direct one), but
+    /// not while a pairing stream runs: it cannot start over, and it may
+    /// be on a relayed connection. It goes when that stream ends.
+    fn close_relayed(&mut self, peer: PeerId) {
+        if self.pairing.values().any(|(p, _)| *p == peer) {
+            return;
+        }
+        let Some(conns) = self.conns.get(&peer) else {
+            return;
         };
-        let upgraded = !relayed && !close.is_empty();
+        if !conns.iter().any(|(_, r)| !r) {
+            return;
+        }
+        let close: Vec<ConnectionId> = conns.iter().filter(|(_, r)| *r).map(|(c, _)| *c).collect();
         for c in close {
             tracing::debug!(%peer, "closing a relayed connection: a direct one is up");
             self.swarm.close_connection(c);
         }
-        upgraded
     }
 
     /// A listen address as the owner sees it: without this node's own
