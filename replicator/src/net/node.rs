@@ -824,18 +824,15 @@ impl Node {
             // it is now. A relay must be connected before a circuit
             // through it is dialled: the relay client dials a relay once
             // per circuit otherwise, and all but one of those dials fail.
-            let (relayed, mut addrs): (Vec<Multiaddr>, Vec<Multiaddr>) =
-                known.into_iter().partition(super::is_relayed);
-            let mut via: BTreeSet<PeerId> = self.relays.keys().copied().collect();
-            via.extend(
-                relayed
-                    .iter()
-                    .filter_map(|a| super::relay_of(a).and_then(|r| super::last_peer(&r))),
-            );
-            for relay in via {
-                let Some(r) = self.relays.get(&relay) else {
-                    continue;
-                };
+            // The relays of its relayed addresses are among `self.relays`
+            // already (`through`): one circuit per relay stands for them.
+            let mut addrs: Vec<Multiaddr> = known
+                .into_iter()
+                .filter(|a| !super::is_relayed(a))
+                .collect();
+            let relays: Vec<PeerId> = self.relays.keys().copied().collect();
+            for relay in relays {
+                let r = &self.relays[&relay];
                 if self.swarm.is_connected(&relay) {
                     addrs.push(circuit(&r.addrs[0], relay));
                 } else if self.may_dial_relays(now) {
