@@ -24,4 +24,5 @@ pub mod service;
 pub mod settings;
 pub mod transfer;
 pub mod vault;
+pub mod vault_config;
 pub mod verify;

@@ -3,9 +3,17 @@
 //! writes, then the materialised-state records, so a later scan sees
 //! Vellum's own writes as known content, not as user edits. Files a
 //! quarantined batch holds are left alone until it is accepted or rejected.
+//!
+//! Paths the state's vault-wide ignore rules match are left alone too:
+//! never written, never removed, whatever the journal says of them. A file
+//! the journal tracks and a new glob ignores thus stays on every disk as
+//! it is, and keeps its history; once the glob is gone, the next full
+//! scan records what the disk holds there and [`catch_up_disk`] writes
+//! what it lacks (see `vault_config`).
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::sync::Arc;
 
 use anyhow::Result;
 use vellum_journal::payload::Body;
@@ -14,6 +22,7 @@ use vellum_journal::store::{Batch, Durability, Ks, Store};
 use vellum_journal::{ContentHash, FileId};
 use vellum_snapshots::contents::{body_of, write_body};
 
+use crate::ignore_rules::Rules;
 use crate::vault::{DiskRec, Stat, Vault, now_ns};
 use crate::{disk, quarantine};
 
@@ -24,10 +33,22 @@ use crate::{disk, quarantine};
 /// and then finishes the job ([`catch_up_disk`]).
 const DISK_BEHIND: &[u8] = b"bridge_disk_behind";
 
+/// `Ks::Meta` key: the ignore globs (JSON) the disk was last brought
+/// wholly in line under. When the head's differ, a path may have stopped
+/// being ignored while the disk lacks the head's file there, which no
+/// pass wrote while it was ignored: [`note_ignore_change`] then marks the
+/// disk behind.
+const DISK_IGNORE: &[u8] = b"bridge_disk_ignore";
+
 /// One pass of disk writes: the records to commit with them, the paths
 /// written or removed, and how many could not be.
 struct Pass<'a> {
     v: &'a Vault,
+    /// The ignore rules of the state being written: matching paths are
+    /// left alone.
+    rules: Arc<Rules>,
+    /// For a whole pass, the globs to note as the disk's once it is done.
+    ignore: Option<&'a [String]>,
     batch: Batch,
     touched: BTreeSet<String>,
     behind: usize,
@@ -47,7 +68,9 @@ enum Reach {
 }
 
 impl<'a> Pass<'a> {
-    fn begin(v: &'a Vault, reach: Reach) -> Result<Pass<'a>> {
+    /// A pass writing `state`, or some of its files.
+    fn begin(v: &'a Vault, reach: Reach, state: &'a VaultState) -> Result<Pass<'a>> {
+        let rules = v.rules_for(&state.ignore)?;
         let was_behind = disk_behind(v)?;
         if !was_behind {
             let mut mark = Batch::new();
@@ -56,6 +79,8 @@ impl<'a> Pass<'a> {
         }
         Ok(Pass {
             v,
+            rules,
+            ignore: (reach == Reach::Whole).then_some(state.ignore.as_slice()),
             batch: Batch::new(),
             touched: BTreeSet::new(),
             behind: 0,
@@ -109,6 +134,9 @@ impl<'a> Pass<'a> {
 
     /// Writes live file `id` (state `f`) to its path.
     fn write(&mut self, id: FileId, f: &FileState) -> Result<()> {
+        if self.rules.ignored(&f.path, false) {
+            return Ok(());
+        }
         let rec = self.v.disk_record(&f.path)?;
         match self.as_recorded(&f.path, rec.as_ref()) {
             Ok(true) => {}
@@ -144,6 +172,11 @@ impl<'a> Pass<'a> {
 
     /// Removes the file at `p`, unless it holds bytes no scan recorded.
     fn remove(&mut self, p: &str) -> Result<()> {
+        // An ignored file is the user's alone: a delete in the journal
+        // never reaches it.
+        if self.rules.ignored(p, false) {
+            return Ok(());
+        }
         let rec = self.v.disk_record(p)?;
         let gone = fs::symlink_metadata(self.v.root.join(p))
             .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
@@ -173,6 +206,10 @@ impl<'a> Pass<'a> {
     fn finish(mut self) -> Result<Vec<String>> {
         if self.behind == 0 && self.may_clear {
             self.batch.delete(Ks::Meta, DISK_BEHIND.to_vec());
+            if let Some(ignore) = self.ignore {
+                self.batch
+                    .put(Ks::Meta, DISK_IGNORE.to_vec(), ignore_bytes(ignore));
+            }
         }
         self.v
             .journal
@@ -196,7 +233,7 @@ pub fn materialise(
     new: &VaultState,
     files: &BTreeSet<FileId>,
 ) -> Result<Vec<String>> {
-    let mut pass = Pass::begin(v, Reach::Some)?;
+    let mut pass = Pass::begin(v, Reach::Some, new)?;
     let hold = quarantine::hold(v)?;
     // Paths that will hold a file afterwards are never removed.
     let keep: BTreeSet<&String> = new.paths.keys().collect();
@@ -241,7 +278,7 @@ pub fn rewrite(v: &mut Vault, paths: &[String]) -> Result<()> {
         return Ok(());
     }
     let head = v.head()?;
-    let mut pass = Pass::begin(v, Reach::Some)?;
+    let mut pass = Pass::begin(v, Reach::Some, &head)?;
     for p in paths {
         if let Some((id, f)) = head.file_at(p) {
             pass.write(id, f)?;
@@ -278,9 +315,13 @@ fn write_file(
 /// fsync per file, but one `syncfs` before the records commit, so the
 /// folder is durable when this returns. Returns the paths written.
 pub fn fill_fresh(v: &Vault, head: &VaultState) -> Result<Vec<String>> {
+    let rules = v.rules_for(&head.ignore)?;
     let mut batch = Batch::new();
     let mut written = Vec::new();
     for (path, id, f) in head.live_files() {
+        if rules.ignored(path, false) {
+            continue;
+        }
         let body = body_of(&v.journal, *id, f.hash, v.journal.admitted())?;
         let meta = disk::write_fresh(&v.root, path, f.mtime_ms, &mut |out| {
             Ok(write_body(&v.journal, &body, out)?)
@@ -307,7 +348,7 @@ pub fn fill_fresh(v: &Vault, head: &VaultState) -> Result<Vec<String>> {
 pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
     let recs = v.disk_records()?;
     let hold = quarantine::hold(v)?;
-    let mut pass = Pass::begin(v, Reach::Whole)?;
+    let mut pass = Pass::begin(v, Reach::Whole, new)?;
     for p in recs.keys() {
         if new.paths.contains_key(p) || hold.paths.contains(p) {
             continue;
@@ -326,6 +367,29 @@ pub fn sync_disk(v: &Vault, new: &VaultState) -> Result<Vec<String>> {
 /// Whether an earlier pass left the disk behind the head.
 pub fn disk_behind(v: &Vault) -> Result<bool> {
     Ok(v.journal.store().get(Ks::Meta, DISK_BEHIND)?.is_some())
+}
+
+fn ignore_bytes(ignore: &[String]) -> Vec<u8> {
+    serde_json::to_vec(ignore).expect("strings serialise")
+}
+
+/// Marks the disk behind `head` when its ignore globs are not those the
+/// disk was last brought wholly in line under: a path that stopped being
+/// ignored may lack the head's file, which no pass wrote while it was
+/// ignored. Call it after a full scan, before [`catch_up_disk`]: the scan
+/// has recorded what the disk holds at such paths, so the catch-up only
+/// writes what is missing there, or what the disk holds as Vellum last
+/// left it. A vault that never noted its globs notes them now.
+pub fn note_ignore_change(v: &Vault, head: &VaultState) -> Result<()> {
+    let now = ignore_bytes(&head.ignore);
+    let mut batch = Batch::new();
+    match v.journal.store().get(Ks::Meta, DISK_IGNORE)? {
+        Some(seen) if seen == now => return Ok(()),
+        Some(_) => batch.put(Ks::Meta, DISK_BEHIND.to_vec(), Vec::new()),
+        None => batch.put(Ks::Meta, DISK_IGNORE.to_vec(), now),
+    }
+    v.journal.store().commit(batch, Durability::Durable)?;
+    Ok(())
 }
 
 /// Finishes what an earlier pass could not write, if anything: call it
@@ -351,10 +415,11 @@ pub fn settle(
 ) -> Result<Vec<String>> {
     let head = v.head()?;
     let hold = quarantine::hold_except(v, release)?;
+    let rules = v.rules_for(&head.ignore)?;
     let mut touched = BTreeSet::new();
     let mut batch = Batch::new();
     for (p, allowed) in items {
-        if hold.paths.contains(p) {
+        if hold.paths.contains(p) || rules.ignored(p, false) {
             continue;
         }
         let rec = v.disk_record(p)?;

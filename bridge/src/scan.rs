@@ -353,6 +353,11 @@ pub fn scan_with(v: &mut Vault, scope: Scope<'_>, opts: ScanOpts<'_>) -> Result<
     report.ops_recorded = payloads.len() as u64;
     v.append(payloads, extra)?;
     crate::materialise::rewrite(v, &rewrite)?;
+    if whole {
+        // Files the head has at paths that stopped being ignored reach
+        // the disk in the catch-up below.
+        crate::materialise::note_ignore_change(v, v.head_state())?;
+    }
     if whole || report.ops_recorded > 0 {
         // Writes an earlier pass could not make (the user was changing
         // the file, say), now that what the user did is recorded.
@@ -481,6 +486,10 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>, rules: &Rules) -> Resul
             continue;
         }
         forget.push(p.clone());
+        // Not walked because a glob now ignores it, not gone: the file is
+        // left as it is, on disk and in the journal, and only its record
+        // goes. Should the glob go, the file is then compared with the
+        // head's version, as one found for the first time.
         if rules.ignored(p, false) {
             continue;
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -151,8 +151,10 @@ pub struct Vault {
     copy_of: Option<PathBuf>,
     /// The head state, loaded once and kept current by `append`.
     head: Head,
-    /// The ignore rules compiled for the head's config, while it holds.
-    rules: Option<(Vec<String>, Arc<Rules>)>,
+    /// The ignore rules compiled for the last globs asked for, while they
+    /// hold. Behind a lock so the disk writer, which has the vault shared,
+    /// can use it too.
+    rules: Mutex<Option<(Vec<String>, Arc<Rules>)>>,
     /// The network as a syncing daemon sees it; `None` outside one.
     pub net: Option<crate::peers::NetView>,
     // Held for the vault's lifetime: the journal has a single writer.
@@ -341,7 +343,7 @@ impl Vault {
             stale: None,
             copy_of: None,
             head: Head::default(),
-            rules: None,
+            rules: Mutex::new(None),
             net: None,
             _lock: lock,
         };
@@ -389,7 +391,7 @@ impl Vault {
             stale: None,
             copy_of,
             head: Head::default(),
-            rules: None,
+            rules: Mutex::new(None),
             net: None,
             _lock: lock,
         };
@@ -419,7 +421,7 @@ impl Vault {
             stale: None,
             copy_of: None,
             head: Head::default(),
-            rules: None,
+            rules: Mutex::new(None),
             net: None,
             _lock: lock,
         }
@@ -457,14 +459,22 @@ impl Vault {
     /// config rather than once per scan.
     pub fn rules(&mut self) -> Result<Arc<Rules>> {
         self.load_head()?;
-        let ignore = &self.head_state().ignore;
-        if let Some((globs, rules)) = &self.rules
+        self.rules_for(&self.head_state().ignore)
+    }
+
+    /// The ignore rules for `ignore` (a state's config), compiled once per
+    /// config.
+    pub fn rules_for(&self, ignore: &[String]) -> Result<Arc<Rules>> {
+        // Nothing panics while the lock is held; a poisoned one still
+        // holds a whole value.
+        let mut cached = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((globs, rules)) = &*cached
             && globs == ignore
         {
             return Ok(rules.clone());
         }
         let rules = Arc::new(Rules::new(&self.root, ignore)?);
-        self.rules = Some((ignore.clone(), rules.clone()));
+        *cached = Some((ignore.to_vec(), rules.clone()));
         Ok(rules)
     }
 
@@ -611,7 +621,7 @@ impl Vault {
 
     /// Refuses to write while stale; retires the identity first when that
     /// is due (see [`Vault::renew_identity`]).
-    fn writable(&mut self) -> Result<()> {
+    pub(crate) fn writable(&mut self) -> Result<()> {
         if self.copy_of.is_some() {
             self.become_new_device()?;
         }

@@ -344,6 +344,15 @@ struct Conn {
 }
 
 impl Conn {
+    fn socket(socket: &PathBuf) -> Conn {
+        let s = UnixStream::connect(socket).unwrap();
+        Conn {
+            w: Box::new(s.try_clone().unwrap()),
+            r: BufReader::new(Box::new(s)),
+            next: 0,
+        }
+    }
+
     fn call(&mut self, method: &str, params: Value) -> Value {
         let (answer, notes) = self.call_noting(method, params);
         assert!(
@@ -378,8 +387,21 @@ impl Conn {
 /// open conflict on one (made by importing a concurrent edit). Methods
 /// that change the vault change nothing but on the `last` transport.
 fn every_method(env: &Env, c: &mut Conn, last: bool) {
+    // What a client asks first: which contract the daemon speaks.
+    let hello = c.call("hello", Value::Null);
+    assert_eq!(
+        hello["result"],
+        json!({"protocol": 1, "version": env!("CARGO_PKG_VERSION")}),
+        "{hello}"
+    );
     let status = c.call("status", Value::Null);
     assert_eq!(status["result"]["conflicts"], 1, "{status}");
+    let vault = c.call("vault.get", Value::Null);
+    assert_eq!(
+        vault["result"]["device"], status["result"]["device"],
+        "{vault}"
+    );
+    assert_eq!(vault["result"]["device_name"], "test-device");
     let page = c.call("log", json!({"limit": 2}));
     let newest: Vec<&str> = page["result"]
         .as_array()
@@ -573,12 +595,7 @@ fn every_method_answers_on_the_socket_and_on_stdio() {
     env.ok(&["import", export.to_str().unwrap()]);
 
     let d = Daemon::start(&env, &[]);
-    let s = UnixStream::connect(&d.socket).unwrap();
-    let mut socket = Conn {
-        w: Box::new(s.try_clone().unwrap()),
-        r: BufReader::new(Box::new(s)),
-        next: 0,
-    };
+    let mut socket = Conn::socket(&d.socket);
     every_method(&env, &mut socket, false);
     drop(socket);
     let (st, err) = d.stop();
@@ -948,4 +965,207 @@ fn subscribers_hear_of_saves_and_of_other_devices_ops_with_provenance() {
     drop(r);
     let (st, err) = d.stop();
     assert!(st.success(), "{err}");
+}
+
+/// The vault-wide ignore globs a new vault starts with.
+fn default_globs() -> Vec<String> {
+    vellum_bridge::vault::DEFAULT_IGNORES
+        .iter()
+        .map(|g| g.to_string())
+        .collect()
+}
+
+/// The `kind` of every op in the log, with its path, newest first.
+fn logged_kinds(env: &Env) -> Vec<(String, Option<String>)> {
+    env.json(&["log", "--limit", "100000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["path"].as_str().map(String::from),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn vault_set_renames_the_device_and_refuses_bad_input_in_one_line() {
+    let env = Env::init();
+    let d = Daemon::start(&env, &[]);
+    let mut c = Conn::socket(&d.socket);
+    let device = env.json(&["status"])["device"].clone();
+    let fresh = c.call("vault.get", Value::Null);
+    assert_eq!(
+        fresh["result"],
+        json!({"device": device, "device_name": "test-device", "ignore": default_globs()}),
+        "{fresh}"
+    );
+
+    let renamed = c.call("vault.set", json!({"device_name": "  laptop  "}));
+    assert_eq!(renamed["result"]["device_name"], "laptop", "{renamed}");
+    assert_eq!(renamed["result"]["ignore"], json!(default_globs()));
+    assert_eq!(
+        c.call("vault.get", Value::Null)["result"]["device_name"],
+        "laptop"
+    );
+    let newest = &env.json(&["log", "--limit", "1"])[0];
+    assert_eq!(newest["kind"], "device_info", "{newest}");
+    assert!(
+        newest["summary"].as_str().unwrap().contains("\"laptop\""),
+        "{newest}"
+    );
+    // The same name again writes nothing.
+    let ops = env.json(&["status"])["ops"].clone();
+    c.call("vault.set", json!({"device_name": "laptop"}));
+    assert_eq!(env.json(&["status"])["ops"], ops);
+
+    let too_many = vec!["*.x"; 1001];
+    for (params, says) in [
+        (json!({"device_name": "   "}), "empty"),
+        (json!({"device_name": "lap\ttop"}), "control character"),
+        (json!({"device_name": "x".repeat(257)}), "at most 256"),
+        (json!({"ignore": ["notes/{a"]}), "notes/{a"),
+        (json!({"ignore": ["*.md", " "]}), "empty"),
+        (json!({"ignore": ["a\nb"]}), "line break"),
+        (json!({"ignore": too_many}), "at most 1000"),
+        (
+            json!({"device_name": "x", "colour": "red"}),
+            "unknown field",
+        ),
+        (json!({}), "device_name or ignore"),
+        (Value::Null, "vault.set takes"),
+    ] {
+        let r = c.call("vault.set", params.clone());
+        assert_eq!(r["error"]["code"], -32602, "{params}: {r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{params}: {message}");
+        assert!(!message.contains('\n'), "{params}: {message}");
+    }
+    // Nothing was written by any of them.
+    assert_eq!(env.json(&["status"])["ops"], ops);
+    assert_eq!(
+        c.call("vault.get", Value::Null)["result"],
+        json!({"device": device, "device_name": "laptop", "ignore": default_globs()})
+    );
+    drop(c);
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    // Without the daemon, the journal says the same.
+    let newest = &env.json(&["log", "--limit", "1"])[0];
+    assert_eq!(newest["kind"], "device_info", "{newest}");
+}
+
+#[test]
+fn a_new_ignore_glob_never_deletes_a_tracked_file_and_removing_it_tracks_what_it_hid() {
+    let env = Env::init();
+    env.write("drafts/plan.md", "the plan\n");
+    env.write("drafts/gone.md", "removed by hand while ignored\n");
+    env.write("scratch.tmp", "ignored from the start\n");
+    let d = Daemon::start(&env, &[]);
+    eventually("the startup scan", || env.json(&["status"])["files"] == 2);
+    let mut c = Conn::socket(&d.socket);
+
+    let mut globs = default_globs();
+    globs.push("/drafts/".into());
+    let set = c.call("vault.set", json!({"ignore": globs}));
+    assert_eq!(set["result"]["ignore"], json!(globs), "{set}");
+    // Still on disk, still in the journal, and no delete anywhere.
+    assert_eq!(env.read("drafts/plan.md"), b"the plan\n");
+    assert_eq!(env.json(&["status"])["files"], 2);
+    let kinds = logged_kinds(&env);
+    assert_eq!(kinds[0].0, "vault_config", "{kinds:?}");
+    assert!(!kinds.iter().any(|(k, _)| k == "delete"), "{kinds:?}");
+    // While ignored, what happens there stays on this disk.
+    env.write("drafts/plan.md", "the plan, changed while ignored\n");
+    std::fs::remove_file(env.vault.join("drafts/gone.md")).unwrap();
+    assert_eq!(env.scan()["ops_recorded"], 0);
+    assert_eq!(env.ok(&["show", "drafts/plan.md"]), b"the plan\n");
+    assert_eq!(env.json(&["status"])["files"], 2);
+
+    // The glob gone, and `*.tmp` with it: the next scan (which vault.set
+    // runs) records what they hid, and the file removed while ignored
+    // comes back from the journal.
+    let fewer: Vec<String> = default_globs()
+        .into_iter()
+        .filter(|g| g != "*.tmp")
+        .collect();
+    let set = c.call("vault.set", json!({"ignore": fewer}));
+    assert_eq!(set["result"]["ignore"], json!(fewer), "{set}");
+    assert_eq!(
+        env.ok(&["show", "drafts/plan.md"]),
+        b"the plan, changed while ignored\n"
+    );
+    assert_eq!(
+        env.ok(&["show", "scratch.tmp"]),
+        b"ignored from the start\n"
+    );
+    assert!(
+        env.vault.join("drafts/gone.md").exists(),
+        "a tracked file removed while ignored was not written back"
+    );
+    assert_eq!(
+        env.read("drafts/gone.md"),
+        b"removed by hand while ignored\n"
+    );
+    assert_eq!(env.json(&["status"])["files"], 3);
+    let kinds = logged_kinds(&env);
+    assert!(
+        kinds.contains(&("create".into(), Some("scratch.tmp".into()))),
+        "{kinds:?}"
+    );
+    assert!(!kinds.iter().any(|(k, _)| k == "delete"), "{kinds:?}");
+    // Nothing is left for a later scan to find.
+    assert_eq!(env.scan()["ops_recorded"], 0);
+    drop(c);
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+}
+
+#[test]
+fn a_glob_from_another_device_leaves_its_tracked_files_on_disk_whatever_ops_say() {
+    let a = Env::init();
+    a.write("drafts/plan.md", "plan\n");
+    a.write("drafts/old.md", "old\n");
+    a.write("notes/keep.md", "keep\n");
+    a.ok(&["scan"]);
+    let b = a.clone_to("b");
+    // On A: an edit and a delete under drafts/, then the glob that ignores
+    // it. B gets all three at once.
+    a.write("drafts/plan.md", "plan, edited on a\n");
+    std::fs::remove_file(a.vault.join("drafts/old.md")).unwrap();
+    a.ok(&["scan"]);
+    let d = Daemon::start(&a, &[]);
+    let mut globs = default_globs();
+    globs.push("drafts/".into());
+    let set = Conn::socket(&d.socket).call("vault.set", json!({"ignore": globs}));
+    assert_eq!(set["result"]["ignore"], json!(globs), "{set}");
+    let (st, err) = d.stop();
+    assert!(st.success(), "{err}");
+    let file = a.export("a.vx");
+    b.ok(&["import", file.to_str().unwrap()]);
+
+    // B ignores drafts/ now: the disk writer left it as it was, the
+    // deleted file in place and the edit unwritten.
+    assert!(
+        b.vault.join("drafts/old.md").exists(),
+        "a delete reached an ignored file"
+    );
+    assert_eq!(b.read("drafts/old.md"), b"old\n");
+    assert_eq!(b.read("drafts/plan.md"), b"plan\n");
+    assert_eq!(b.read("notes/keep.md"), b"keep\n");
+    // B's scans record nothing there, and no delete.
+    assert_eq!(b.scan()["ops_recorded"], 0);
+    let b_device = b.json(&["status"])["device"].as_str().unwrap().to_string();
+    let by_b_deletes = b
+        .json(&["log", "--limit", "100000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "delete" && b_device.starts_with(e["author"].as_str().unwrap()))
+        .count();
+    assert_eq!(by_b_deletes, 0);
+    // The journal has A's edit, for when the glob goes.
+    assert_eq!(b.ok(&["show", "drafts/plan.md"]), b"plan, edited on a\n");
 }

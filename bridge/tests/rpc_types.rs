@@ -11,9 +11,9 @@ use vellum_bridge::commands::Status;
 use vellum_bridge::conflicts::{ConflictEntry, ConflictSides, SideText};
 use vellum_bridge::daemon::events::{Event, OpEvent, PairStage, Provenance};
 use vellum_bridge::daemon::rpc::{
-    ApproveParams, CliParams, CliResult, DiffParams, DiffResult, InviteParams, KeyExportParams,
-    LogParams, QuarantineParams, ResolveParams, RestoreParams, RollbackParams, RpcError,
-    ShowParams, SidesParams, TreeParams,
+    ApproveParams, CliParams, CliResult, DiffParams, DiffResult, Hello, InviteParams,
+    KeyExportParams, LogParams, QuarantineParams, ResolveParams, RestoreParams, RollbackParams,
+    RpcError, ShowParams, SidesParams, TreeParams, VaultSet,
 };
 use vellum_bridge::history::{DiffEntry, FileInfo, LogEntry, ShowInfo, Tree};
 use vellum_bridge::invite::InviteInfo;
@@ -23,6 +23,7 @@ use vellum_bridge::recovery::Exported;
 use vellum_bridge::rewrite::{Preview, PreviewEntry, WriteReport};
 use vellum_bridge::settings::{LogSettings, Settings};
 use vellum_bridge::vault::Stale;
+use vellum_bridge::vault_config::VaultInfo;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin/src/rpc")
@@ -86,6 +87,9 @@ fn generated_typescript_matches_the_committed_files() {
         generated::<ApproveParams>(&cfg),
         generated::<KeyExportParams>(&cfg),
         generated::<Exported>(&cfg),
+        generated::<Hello>(&cfg),
+        generated::<VaultInfo>(&cfg),
+        generated::<VaultSet>(&cfg),
     ];
     let dir = dir();
     if std::env::var_os("VELLUM_WRITE_RPC_TYPES").is_some() {

@@ -11,7 +11,15 @@ use crate::cli::Cli;
 use crate::commands::{self, Io, VaultRef, Vaults};
 use crate::settings::{self, Settings};
 use crate::vault::{self, Vault};
-use crate::{conflicts, error, history, quarantine, rewrite};
+use crate::{conflicts, error, history, quarantine, rewrite, vault_config};
+
+/// The version of this JSON-RPC contract: its methods, their params and
+/// results, and the events. It goes up by one with any change a client
+/// built for the previous one could trip on (a method or field removed or
+/// renamed, a meaning changed); adding a method or an optional field does
+/// not need it. A client calls `hello` first and talks on only if it was
+/// built for this number.
+pub const RPC_PROTOCOL: u32 = 1;
 
 /// Bytes one request line may take; a longer one is refused and its
 /// connection closed.
@@ -134,6 +142,31 @@ pub struct CliResult {
     /// Standard output, base64: it may hold a file's bytes.
     pub stdout: String,
     pub stderr: String,
+}
+
+/// What `hello` answers: which contract this daemon speaks.
+#[derive(Debug, Serialize, ts_rs::TS)]
+pub struct Hello {
+    /// The version of the contract (`RPC_PROTOCOL`): a client built for
+    /// another must not go on.
+    pub protocol: u32,
+    /// The `vellum` version, for messages.
+    pub version: String,
+}
+
+/// `vault.set`: this device's name and/or the vault-wide ignore globs; at
+/// least one.
+#[derive(Debug, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSet {
+    /// Non-empty after trimming, at most 256 bytes, no control characters.
+    #[ts(optional)]
+    pub device_name: Option<String>,
+    /// The whole new list, in gitignore syntax (at most 1000). Files the
+    /// journal tracks that a new glob ignores are left as they are, on
+    /// every disk and in history: nothing is deleted.
+    #[ts(optional)]
+    pub ignore: Option<Vec<String>>,
 }
 
 /// `log`: a page of the vault's history, newest first.
@@ -298,6 +331,21 @@ pub fn handle(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Response {
 
 fn dispatch(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Result<Value, (i64, String)> {
     match req.method.as_str() {
+        "hello" => Ok(serde_json::to_value(Hello {
+            protocol: RPC_PROTOCOL,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+        .expect("hello serialises")),
+        "vault.get" => {
+            let info = vault_config::info(v).map_err(user_or_internal)?;
+            Ok(serde_json::to_value(info).expect("vault info serialises"))
+        }
+        "vault.set" => {
+            let p: VaultSet = required(req.params, "vault.set takes {device_name?, ignore?}")?;
+            let info = vault_config::set(v, p.device_name.as_deref(), p.ignore.as_deref())
+                .map_err(user_or_internal)?;
+            Ok(serde_json::to_value(info).expect("vault info serialises"))
+        }
         "status" => {
             let s = commands::status(v).map_err(|e| (INTERNAL_ERROR, error::one_line(&e)))?;
             Ok(serde_json::to_value(s).expect("status serialises"))
