@@ -1,47 +1,146 @@
 // Wires the plugin's lifecycle; the logic lives in the modules it imports.
-import { Plugin } from "obsidian";
+import { Notice, Plugin, TFile, type WorkspaceLeaf } from "obsidian";
+import { Daemon, type Connection } from "./client/daemon";
+import { hostname } from "os";
+import { bundledBinary, initVault, nodeLauncher } from "./client/node";
+import { realTimers } from "./client/rpc";
+import { VaultSession } from "./client/session";
+import { HistoryView, VIEW_TYPE_HISTORY } from "./obsidian/HistoryView";
 import { VellumSettingTab } from "./obsidian/SettingsTab";
 import { StatusBar } from "./obsidian/StatusBar";
 import { vaultBasePath } from "./obsidian/vault";
 import { DEFAULT_SETTINGS, resolveBinary, settingsFromData, type VellumSettings } from "./settings";
-import { STATUS_REFRESH_INTERVAL_MS } from "./status";
+import { describeState } from "./state";
 
 export default class VellumPlugin extends Plugin {
 	// Plugin declares `settings?: unknown` (1.13+), which PluginSettingTab reads by default.
 	override settings: VellumSettings = { ...DEFAULT_SETTINGS };
+	session: VaultSession | null = null;
 	private statusBar: StatusBar | null = null;
+	private binary = "";
 
 	override async onload(): Promise<void> {
 		this.settings = settingsFromData(await this.loadData());
-
-		const statusBar = new StatusBar(this.addStatusBarItem(), {
-			binary: () => resolveBinary(this.settings.binaryPath),
-			vaultPath: () => vaultBasePath(this.app),
-		});
-		this.statusBar = statusBar;
-
+		const vaultPath = vaultBasePath(this.app);
 		this.addSettingTab(new VellumSettingTab(this.app, this, this));
-		this.registerInterval(
-			window.setInterval(() => {
-				void statusBar.refresh();
-			}, STATUS_REFRESH_INTERVAL_MS),
-		);
-		// Running a process during startup would slow Obsidian's launch.
-		this.app.workspace.onLayoutReady(() => {
-			void statusBar.refresh();
+		if (vaultPath === null) {
+			this.addStatusBarItem().setText("Vellum: unsupported vault");
+			return;
+		}
+		this.binary = resolveBinary(this.settings.binaryPath, bundledBinary(vaultPath, this.manifest.dir));
+		const daemon = new Daemon(nodeLauncher(vaultPath, () => this.binary), realTimers, Date.now);
+		const session = new VaultSession(daemon);
+		this.session = session;
+		daemon.onState((c) => this.tell(c));
+
+		this.statusBar = new StatusBar(this.addStatusBarItem(), session.store, () => void this.openHistory());
+		this.registerView(VIEW_TYPE_HISTORY, (leaf) => new HistoryView(leaf, session));
+		this.addCommand({ id: "open-history", name: "Open vault history", callback: () => void this.openHistory() });
+		this.addCommand({
+			id: "file-history",
+			name: "Show history of the current note",
+			checkCallback: (checking) => {
+				const file = this.app.workspace.getActiveFile();
+				if (file === null) return false;
+				if (!checking) void this.openHistory(file.path);
+				return true;
+			},
 		});
+		this.addCommand({ id: "restart-daemon", name: "Restart the sync daemon", callback: () => daemon.restart() });
+		this.addCommand({
+			id: "set-up-vault",
+			name: "Set up this vault",
+			checkCallback: (checking) => {
+				if (daemon.connection.kind !== "not_initialised") return false;
+				if (!checking) void this.setUp(vaultPath);
+				return true;
+			},
+		});
+		this.registerEvent(
+			this.app.workspace.on("file-menu", (menu, file) => {
+				if (!(file instanceof TFile)) return;
+				menu.addItem((item) =>
+					item
+						.setTitle("Vellum: file history")
+						.setIcon("history")
+						.onClick(() => void this.openHistory(file.path)),
+				);
+			}),
+		);
+		// Starting a process during startup would slow Obsidian's launch.
+		this.app.workspace.onLayoutReady(() => daemon.start());
 	}
 
 	override onunload(): void {
-		// Obsidian removes the status bar item and clears the interval itself;
-		// detaching stops a check still in flight from writing to the removed item.
 		this.statusBar?.detach();
 		this.statusBar = null;
+		this.session?.daemon.stop();
+		this.session = null;
+	}
+
+	get vellum(): VaultSession | null {
+		return this.session;
+	}
+
+	restartDaemon(): void {
+		this.session?.daemon.restart();
 	}
 
 	async updateSettings(change: Partial<VellumSettings>): Promise<void> {
 		this.settings = { ...this.settings, ...change };
 		await this.saveData(this.settings);
-		await this.statusBar?.refresh();
+		const vaultPath = vaultBasePath(this.app);
+		const binary = resolveBinary(this.settings.binaryPath, vaultPath === null ? null : bundledBinary(vaultPath, this.manifest.dir));
+		if (binary !== this.binary) {
+			this.binary = binary;
+			this.session?.daemon.restart();
+		}
+	}
+
+	/** Opens the history view (of one file, given its path), or brings it forward. */
+	async openHistory(path?: string): Promise<void> {
+		const { workspace } = this.app;
+		let leaf: WorkspaceLeaf | null = workspace.getLeavesOfType(VIEW_TYPE_HISTORY)[0] ?? null;
+		// A new view reads the vault's timeline as it opens.
+		const opened = leaf === null;
+		if (leaf === null) {
+			leaf = workspace.getRightLeaf(false);
+			if (leaf === null) return;
+			await leaf.setViewState({ type: VIEW_TYPE_HISTORY, active: true });
+		}
+		await workspace.revealLeaf(leaf);
+		const view = leaf.view;
+		if (view instanceof HistoryView) {
+			if (path !== undefined) await view.showFile(path);
+			else if (!opened) await view.showVault();
+		}
+	}
+
+	/** `vellum init` for this vault (its files are recorded as they are), then connect. */
+	private async setUp(vaultPath: string): Promise<void> {
+		new Notice("Vellum: setting up this vault…");
+		const problem = await initVault(this.binary, vaultPath, hostname());
+		if (problem !== null) {
+			new Notice(`Vellum: could not set up this vault: ${problem}`, 15_000);
+			return;
+		}
+		new Notice("Vellum: this vault is set up; its history starts now");
+		this.session?.daemon.restart();
+	}
+
+	/** A notice for the connection problems the user has to act on; the status bar shows the rest. */
+	private tell(c: Connection): void {
+		if (c.kind === "binary_missing" || c.kind === "version_mismatch" || c.kind === "not_initialised") {
+			const session = this.session;
+			if (session === null) return;
+			const display = describeState(session.store.state);
+			new Notice(`${display.text}. ${display.tooltip}`, 15_000);
+		}
 	}
 }
+
+// The end-to-end harness mounts these from the built bundle.
+export { Daemon } from "./client/daemon";
+export { VaultSession } from "./client/session";
+export { HistoryView } from "./obsidian/HistoryView";
+export { StatusBar } from "./obsidian/StatusBar";

@@ -16,10 +16,17 @@ export const DEFAULT_SETTINGS: Readonly<VellumSettings> = Object.freeze({
 	binaryPath: "",
 });
 
-/** The command to run for a configured binary path. */
-export function resolveBinary(binaryPath: string): string {
+/** The binary's file name in the plugin folder (the packaged plugin ships one). */
+export const BUNDLED_BINARY = "vellum";
+
+/**
+ * The command to run: the configured path; else the binary shipped in the
+ * plugin folder, when `bundled` says it is there; else `vellum` on PATH.
+ */
+export function resolveBinary(binaryPath: string, bundled: string | null = null): string {
 	const trimmed = binaryPath.trim();
-	return trimmed === "" ? DEFAULT_BINARY : trimmed;
+	if (trimmed !== "") return trimmed;
+	return bundled ?? DEFAULT_BINARY;
 }
 
 /**
@@ -37,4 +44,23 @@ export function settingsFromData(data: unknown): VellumSettings {
 		settings.binaryPath = binaryPath;
 	}
 	return settings;
+}
+
+/** The non-blank lines of a multi-line setting, trimmed. */
+export function parseLines(text: string): string[] {
+	return text
+		.split(/\r?\n/)
+		.map((line) => line.trim())
+		.filter((line) => line !== "");
+}
+
+/** Most days of logs the daemon may keep. */
+export const RETENTION_DAYS_MAX = 3650;
+
+/** Why a log retention value is refused, or null when it is fine. */
+export function retentionProblem(days: number): string | null {
+	if (!Number.isInteger(days) || days < 1 || days > RETENTION_DAYS_MAX) {
+		return `log retention must be a whole number of days from 1 to ${RETENTION_DAYS_MAX}`;
+	}
+	return null;
 }

@@ -1,187 +1,139 @@
-// The plugin class against the obsidian shim, with execFile mocked.
-import { execFile } from "child_process";
-import { afterEach, beforeEach, describe, expect, it, vi, type Mock } from "vitest";
+// The plugin class against the obsidian shim; the daemon is a fake link.
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { RPC_PROTOCOL } from "../src/client/methods";
 import VellumPlugin from "../src/main";
-import type { ExecFileError } from "../src/run";
-import {
-	createApp,
-	createManifest,
-	FileSystemAdapter,
-	OtherAdapter,
-	settingsIn,
-	settingTabsOf,
-	setStoredData,
-	statusBarItemsOf,
-	storedDataOf,
-	type FakeElement,
-} from "./__mocks__/obsidian";
+import { HistoryView, VIEW_TYPE_HISTORY } from "../src/obsidian/HistoryView";
+import { VellumSettingTab } from "../src/obsidian/SettingsTab";
+import { commandsOf, createApp, createManifest, FileSystemAdapter, notices, OtherAdapter, settingTabsOf, setStoredData, statusBarItemsOf, storedDataOf, type Workspace } from "./__mocks__/obsidian";
+import { FakeLink, settle } from "./support/fakes";
 
-vi.mock("child_process", () => ({ execFile: vi.fn() }));
+const links: FakeLink[] = [];
+const binaries: string[] = [];
 
-type ExecFileCallback = (error: ExecFileError | null, stdout: string, stderr: string) => void;
-const execFileMock = execFile as unknown as Mock<
-	(file: string, args: readonly string[], options: Record<string, unknown>, callback: ExecFileCallback) => void
->;
-
-/** Makes every execFile call answer like this, asynchronously as the real one does. */
-function answer(error: ExecFileError | null, stdout: string, stderr = ""): void {
-	execFileMock.mockImplementation((_file, _args, _options, callback) => {
-		queueMicrotask(() => callback(error, stdout, stderr));
-	});
-}
+vi.mock("../src/client/node", () => ({
+	bundledBinary: () => null,
+	initVault: () => Promise.resolve(null),
+	nodeLauncher: (_vault: string, binary: () => string) => ({
+		attach: () => Promise.resolve(null),
+		spawn: () => {
+			binaries.push(binary());
+			const link = new FakeLink();
+			links.push(link);
+			return link;
+		},
+		binary,
+	}),
+}));
 
 const STATUS = {
-	head: "7f3e",
-	ops: 10,
-	files: 42,
-	conflicts: 2,
+	head: "vv:a",
+	ops: 3,
+	files: 2,
+	conflicts: 0,
 	pending: 0,
 	quarantined: 0,
-	journal_bytes: 4096,
-	device: "laptop",
-	vault: "v1",
+	journal_bytes: 100,
+	device: "aaaaaaaaaaaaaaaa",
+	vault: "v",
+	stale: null,
+	network: { peer_id: "p", listening: [], connected: 1, incoming_ops: 0, chunks_received: 0 },
 };
 
-let intervals: { handler: () => void; ms: number }[] = [];
-let clearIntervalMock: Mock<(id: number) => void>;
+/** Plays a daemon through hello, subscribe and the first reads. */
+async function serve(link: FakeLink): Promise<void> {
+	await settle();
+	link.answer("hello", { protocol: RPC_PROTOCOL, version: "0.1.0" });
+	await settle();
+	link.answer("subscribe", { subscribed: true });
+	await settle();
+	link.answer("status", STATUS);
+	link.answer("conflicts", []);
+	link.answer("quarantine.list", []);
+	link.answer("vault.get", { device: STATUS.device, device_name: "laptop", ignore: [] });
+	link.answer("peers", []);
+	await settle();
+}
+
+async function loaded(adapter: FileSystemAdapter | OtherAdapter = new FileSystemAdapter("/vaults/my vault")): Promise<VellumPlugin> {
+	const plugin = new VellumPlugin(createApp(adapter), createManifest());
+	await plugin.onload();
+	return plugin;
+}
 
 beforeEach(() => {
-	intervals = [];
-	clearIntervalMock = vi.fn<(id: number) => void>();
-	// Tests run in Node: `window` holds just the timers the plugin uses, so
-	// the test can fire the interval by hand.
-	vi.stubGlobal("window", {
-		setInterval: (handler: () => void, ms: number): number => intervals.push({ handler, ms }),
-		clearInterval: clearIntervalMock,
-	});
-	execFileMock.mockReset();
+	links.length = 0;
+	binaries.length = 0;
+	document.body.empty();
 });
-
-afterEach(() => {
-	vi.unstubAllGlobals();
-});
-
-function newPlugin(adapter: FileSystemAdapter | OtherAdapter = new FileSystemAdapter("/home/a/notes")): VellumPlugin {
-	return new VellumPlugin(createApp(adapter), createManifest());
-}
-
-function onlyStatusBarItem(plugin: VellumPlugin): FakeElement {
-	const items = statusBarItemsOf(plugin);
-	expect(items).toHaveLength(1);
-	return items[0] as FakeElement;
-}
 
 describe("VellumPlugin", () => {
-	it("on load shows the vault's status from `vellum status --json`", async () => {
-		answer(null, JSON.stringify(STATUS));
-		const plugin = newPlugin();
-		await plugin.onload();
-
-		const item = onlyStatusBarItem(plugin);
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: 42 files, 2 conflicts"));
-		expect(execFileMock).toHaveBeenCalledTimes(1);
-		const [file, args, options] = execFileMock.mock.calls[0] ?? [];
-		expect(file).toBe("vellum");
-		expect(args).toEqual(["status", "--json", "--vault", "/home/a/notes"]);
-		expect(options).toMatchObject({ timeout: 10_000, maxBuffer: 1024 * 1024 });
-		expect(settingTabsOf(plugin)).toHaveLength(1);
+	it("starts the daemon once the layout is ready and shows its state in the status bar", async () => {
+		const plugin = await loaded();
+		const [item] = statusBarItemsOf(plugin);
+		expect(links).toHaveLength(1);
+		expect(binaries).toEqual(["vellum"]);
+		expect(item?.getText()).toBe("Vellum: starting…");
+		await serve(links[0]!);
+		expect(item?.getText()).toBe("Vellum: synced");
+		links[0]!.event({ kind: "status", status: { ...STATUS, conflicts: 2 } });
+		expect(item?.getText()).toBe("Vellum: 2 conflicts");
+		expect(item?.getAttr("data-state")).toBe("conflicts");
 	});
 
-	it("uses the configured binary and says when it is missing", async () => {
-		answer({ message: "spawn /opt/vellum/bin/vellum ENOENT", code: "ENOENT" }, "");
-		const plugin = newPlugin();
-		setStoredData(plugin, { binaryPath: "/opt/vellum/bin/vellum" });
-		await plugin.onload();
-
-		const item = onlyStatusBarItem(plugin);
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: binary not found"));
-		expect(execFileMock.mock.calls[0]?.[0]).toBe("/opt/vellum/bin/vellum");
-		expect(item.getAttr("aria-label")).toContain("/opt/vellum/bin/vellum");
+	it("registers the history view, its commands and the settings tab", async () => {
+		const plugin = await loaded();
+		expect(commandsOf(plugin).map((c) => c.id)).toEqual(["open-history", "file-history", "restart-daemon", "set-up-vault"]);
+		expect(settingTabsOf(plugin)[0]).toBeInstanceOf(VellumSettingTab);
+		await serve(links[0]!);
+		const opening = plugin.openHistory();
+		await settle();
+		links[0]!.answer("log", []);
+		await opening;
+		const workspace = plugin.app.workspace as unknown as Workspace;
+		expect(workspace.getLeavesOfType(VIEW_TYPE_HISTORY)[0]?.view).toBeInstanceOf(HistoryView);
 	});
 
-	it("says when the vault has no Vellum journal", async () => {
-		answer(
-			{ message: "Command failed", code: 1 },
-			"",
-			"no vault here (no .vellum/ found upward from /home/a/notes); run 'vellum init'\n",
-		);
-		const plugin = newPlugin();
-		await plugin.onload();
-
-		const item = onlyStatusBarItem(plugin);
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: not initialised"));
-		expect(item.getAttr("aria-label")).toBe(
-			"no vault here (no .vellum/ found upward from /home/a/notes); run 'vellum init'",
-		);
+	it("opens the history view when the status bar is clicked", async () => {
+		const plugin = await loaded();
+		await serve(links[0]!);
+		statusBarItemsOf(plugin)[0]!.click();
+		await settle();
+		expect(links[0]!.sent.some((r) => r.method === "log")).toBe(true);
 	});
 
-	it("runs nothing for a vault that is not a folder on disk", async () => {
-		const plugin = newPlugin(new OtherAdapter());
-		await plugin.onload();
-
-		const item = onlyStatusBarItem(plugin);
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: unsupported vault"));
-		expect(execFileMock).not.toHaveBeenCalled();
+	it("tells the user when the binary is missing", async () => {
+		await loaded();
+		links[0]!.end("could not run vellum", { kind: "spawn_failed", code: "ENOENT", message: "spawn vellum ENOENT" });
+		expect(notices.at(-1)).toContain("Vellum: binary not found");
 	});
 
-	it("re-checks every 30 s until unloaded, then cleans up", async () => {
-		answer(null, JSON.stringify(STATUS));
-		const plugin = newPlugin();
-		await plugin.onload();
-		const item = onlyStatusBarItem(plugin);
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: 42 files, 2 conflicts"));
-
-		expect(intervals).toHaveLength(1);
-		const interval = intervals[0];
-		expect(interval?.ms).toBe(30_000);
-		answer(null, JSON.stringify({ ...STATUS, files: 43, conflicts: 0 }));
-		interval?.handler();
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: 43 files, 0 conflicts"));
-		expect(execFileMock).toHaveBeenCalledTimes(2);
-
-		plugin.unload();
-		expect(clearIntervalMock).toHaveBeenCalledWith(1);
-		expect(item.removed).toBe(true);
+	it("restarts the daemon with a new binary path, and stores it", async () => {
+		const plugin = await loaded();
+		await serve(links[0]!);
+		await plugin.updateSettings({ binaryPath: "/opt/vellum/bin/vellum" });
+		await settle();
+		expect(links[0]!.closedByClient).toBe(true);
+		expect(binaries).toEqual(["vellum", "/opt/vellum/bin/vellum"]);
+		expect(storedDataOf(plugin)).toEqual({ binaryPath: "/opt/vellum/bin/vellum" });
 	});
 
-	it("saves a new binary path from the settings tab and re-checks with it", async () => {
-		answer(null, JSON.stringify(STATUS));
-		const plugin = newPlugin();
+	it("reads a stored binary path on load", async () => {
+		const plugin = new VellumPlugin(createApp(new FileSystemAdapter("/v")), createManifest());
+		setStoredData(plugin, { binaryPath: "/usr/local/bin/vellum" });
 		await plugin.onload();
-		const item = onlyStatusBarItem(plugin);
-		await vi.waitFor(() => expect(item.getText()).toBe("Vellum: 42 files, 2 conflicts"));
-
-		const tab = settingTabsOf(plugin)[0];
-		if (tab === undefined) throw new Error("no settings tab");
-		tab.display();
-		const settings = settingsIn(tab.containerEl);
-		expect(settings.map((setting) => setting.name)).toEqual(["Binary path"]);
-		const text = settings[0]?.texts[0];
-		expect(text?.placeholder).toBe("vellum");
-		expect(text?.value).toBe("");
-
-		answer({ message: "spawn /usr/local/bin/vellum ENOENT", code: "ENOENT" }, "");
-		await text?.type("/usr/local/bin/vellum");
-		expect(storedDataOf(plugin)).toEqual({ binaryPath: "/usr/local/bin/vellum" });
-		expect(plugin.settings.binaryPath).toBe("/usr/local/bin/vellum");
-		expect(execFileMock.mock.calls.at(-1)?.[0]).toBe("/usr/local/bin/vellum");
-		expect(item.getText()).toBe("Vellum: binary not found");
+		expect(binaries).toEqual(["/usr/local/bin/vellum"]);
 	});
 
-	it("offers the same setting declaratively for Obsidian 1.13+", async () => {
-		answer(null, JSON.stringify(STATUS));
-		const plugin = newPlugin();
-		setStoredData(plugin, { binaryPath: "/bin/vellum" });
-		await plugin.onload();
-		const tab = settingTabsOf(plugin)[0];
-		if (tab === undefined) throw new Error("no settings tab");
+	it("does nothing but say so for a vault not stored in a folder", async () => {
+		const plugin = await loaded(new OtherAdapter());
+		expect(statusBarItemsOf(plugin)[0]?.getText()).toBe("Vellum: unsupported vault");
+		expect(links).toHaveLength(0);
+	});
 
-		const definitions = tab.getSettingDefinitions();
-		expect(definitions).toHaveLength(1);
-		expect(definitions[0]).toMatchObject({ name: "Binary path", control: { type: "text", key: "binaryPath" } });
-		expect(tab.getControlValue("binaryPath")).toBe("/bin/vellum");
-		expect(tab.getControlValue("other")).toBeUndefined();
-		await tab.setControlValue("binaryPath", "/opt/vellum");
-		expect(storedDataOf(plugin)).toEqual({ binaryPath: "/opt/vellum" });
+	it("stops the daemon on unload", async () => {
+		const plugin = await loaded();
+		await serve(links[0]!);
+		plugin.onunload();
+		expect(links[0]!.closedByClient).toBe(true);
 	});
 });

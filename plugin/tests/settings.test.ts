@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BINARY_PATH_CHARS_MAX, DEFAULT_SETTINGS, resolveBinary, settingsFromData } from "../src/settings";
+import { BINARY_PATH_CHARS_MAX, DEFAULT_SETTINGS, parseLines, resolveBinary, retentionProblem, settingsFromData } from "../src/settings";
 
 describe("resolveBinary", () => {
 	it.each([
@@ -10,6 +10,26 @@ describe("resolveBinary", () => {
 		["C:\\Program Files\\Vellum\\vellum.exe", "C:\\Program Files\\Vellum\\vellum.exe"],
 	])("resolveBinary(%j) is %j", (setting, expected) => {
 		expect(resolveBinary(setting)).toBe(expected);
+	});
+
+	it("prefers a configured path, then the plugin folder's binary, then PATH", () => {
+		expect(resolveBinary("/usr/bin/vellum", "/v/plugins/vellum-sync/vellum")).toBe("/usr/bin/vellum");
+		expect(resolveBinary("", "/v/plugins/vellum-sync/vellum")).toBe("/v/plugins/vellum-sync/vellum");
+		expect(resolveBinary("", null)).toBe("vellum");
+	});
+});
+
+describe("parseLines and retentionProblem", () => {
+	it("keeps the non-blank lines, trimmed", () => {
+		expect(parseLines("  /a/\r\n\n*.tmp  \n")).toEqual(["/a/", "*.tmp"]);
+	});
+
+	it.each([[0], [-1], [1.5], [Number.NaN], [3651]])("refuses %d days", (days) => {
+		expect(retentionProblem(days)).toContain("from 1 to 3650");
+	});
+
+	it("takes 1 to 3650 days", () => {
+		expect(retentionProblem(14)).toBeNull();
 	});
 });
 

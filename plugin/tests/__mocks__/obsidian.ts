@@ -1,58 +1,273 @@
-// A small run-time stand-in for the `obsidian` module, which ships types only.
-// vitest.config.ts aliases `obsidian` to this file. Each class `implements` a
-// Pick of the real class, so tsc checks the shim against the real API: if
-// Obsidian changes a signature the plugin uses, the shim stops compiling.
+// A run-time stand-in for the `obsidian` module, which ships types only.
+//
+// It runs over a real DOM: happy-dom under vitest (vitest.config.ts aliases
+// `obsidian` here) and Chromium in the end-to-end suite (e2e/ bundles this
+// file for the harness page). Each class `implements` a Pick of the real
+// class, so tsc checks the shim against the real API: if Obsidian changes a
+// signature the plugin uses, the shim stops compiling.
 import type * as obsidian from "obsidian";
 
-type ElementApi = Pick<HTMLElement, "setText" | "getText" | "setAttr" | "getAttr" | "empty" | "remove">;
+// --- Obsidian's DOM helpers (it adds them to the DOM prototypes) ---------
 
-/** The few HTMLElement methods (Obsidian's DOM helpers) the plugin calls; no DOM needed. */
-export class FakeElement implements ElementApi {
-	text = "";
-	removed = false;
-	readonly attributes = new Map<string, string>();
+type Info = DomElementInfo | string | undefined;
 
-	setText(val: string | DocumentFragment): void {
-		this.text = typeof val === "string" ? val : (val.textContent ?? "");
+function applyInfo(el: HTMLElement, o: Info): void {
+	if (o === undefined) return;
+	const info: DomElementInfo = typeof o === "string" ? { text: o } : o;
+	if (info.cls !== undefined) {
+		const classes = Array.isArray(info.cls) ? info.cls : info.cls.split(" ");
+		el.classList.add(...classes.filter((c) => c !== ""));
+	}
+	if (info.text !== undefined) el.setText(info.text);
+	if (info.title !== undefined) el.title = info.title;
+	if (info.attr !== undefined) {
+		for (const [k, v] of Object.entries(info.attr)) el.setAttr(k, v);
+	}
+	if (info.value !== undefined && "value" in el) (el as HTMLInputElement).value = info.value;
+	if (info.type !== undefined) el.setAttribute("type", info.type);
+	if (info.placeholder !== undefined) el.setAttribute("placeholder", info.placeholder);
+	if (info.href !== undefined) el.setAttribute("href", info.href);
+}
+
+function createIn<K extends keyof HTMLElementTagNameMap>(
+	parent: Node | null,
+	tag: K,
+	o?: Info,
+	callback?: (el: HTMLElementTagNameMap[K]) => void,
+): HTMLElementTagNameMap[K] {
+	const el = document.createElement(tag);
+	applyInfo(el, o);
+	const info = typeof o === "object" ? o : undefined;
+	const target = info?.parent ?? parent;
+	if (target !== null && target !== undefined) {
+		if (info?.prepend === true) target.insertBefore(el, target.firstChild);
+		else target.appendChild(el);
+	}
+	callback?.(el);
+	return el;
+}
+
+/** Adds Obsidian's DOM helpers to the DOM prototypes; safe to call twice. */
+export function installDomHelpers(): void {
+	const node = Node.prototype as Node & Record<string, unknown>;
+	if (typeof node.createEl === "function") return;
+	const createEl: Node["createEl"] = function (this: Node, tag, o, callback) {
+		return createIn(this, tag, o, callback);
+	};
+	const createDiv: Node["createDiv"] = function (this: Node, o, callback) {
+		return createIn(this, "div", o, callback);
+	};
+	const createSpan: Node["createSpan"] = function (this: Node, o, callback) {
+		return createIn(this, "span", o, callback);
+	};
+	Object.assign(Node.prototype, { createEl, createDiv, createSpan });
+	const empty: Node["empty"] = function (this: Node) {
+		while (this.firstChild !== null) this.removeChild(this.firstChild);
+	};
+	const detach: Node["detach"] = function (this: Node) {
+		this.parentNode?.removeChild(this);
+	};
+	Object.assign(Node.prototype, { empty, detach });
+
+	const el: Pick<
+		Element,
+		| "getText"
+		| "setText"
+		| "addClass"
+		| "removeClass"
+		| "toggleClass"
+		| "hasClass"
+		| "setAttr"
+		| "getAttr"
+		| "find"
+		| "findAll"
+	> = {
+		getText(this: Element) {
+			return this.textContent ?? "";
+		},
+		setText(this: Element, val) {
+			if (typeof val === "string") this.textContent = val;
+			else {
+				this.textContent = "";
+				this.appendChild(val);
+			}
+		},
+		addClass(this: Element, ...classes) {
+			this.classList.add(...classes);
+		},
+		removeClass(this: Element, ...classes) {
+			this.classList.remove(...classes);
+		},
+		toggleClass(this: Element, classes, value) {
+			for (const c of Array.isArray(classes) ? classes : [classes]) this.classList.toggle(c, value);
+		},
+		hasClass(this: Element, cls) {
+			return this.classList.contains(cls);
+		},
+		setAttr(this: Element, name, value) {
+			if (value === null) this.removeAttribute(name);
+			else this.setAttribute(name, String(value));
+		},
+		getAttr(this: Element, name) {
+			return this.getAttribute(name);
+		},
+		find(this: Element, selector) {
+			return this.querySelector(selector);
+		},
+		findAll(this: Element, selector) {
+			return Array.from(this.querySelectorAll<HTMLElement>(selector));
+		},
+	};
+	Object.assign(Element.prototype, el);
+	const html: Pick<HTMLElement, "show" | "hide" | "toggle" | "isShown" | "setCssProps"> = {
+		show(this: HTMLElement) {
+			this.style.display = "";
+		},
+		hide(this: HTMLElement) {
+			this.style.display = "none";
+		},
+		toggle(this: HTMLElement, show) {
+			this.style.display = show ? "" : "none";
+		},
+		isShown(this: HTMLElement) {
+			return this.style.display !== "none";
+		},
+		setCssProps(this: HTMLElement, props) {
+			for (const [k, v] of Object.entries(props)) this.style.setProperty(k, v);
+		},
+	};
+	Object.assign(HTMLElement.prototype, html);
+	const g = globalThis as Record<string, unknown>;
+	g.createEl = <K extends keyof HTMLElementTagNameMap>(tag: K, o?: Info, cb?: (el: HTMLElementTagNameMap[K]) => void) =>
+		createIn(null, tag, o, cb);
+	g.createDiv = (o?: Info, cb?: (el: HTMLDivElement) => void) => createIn(null, "div", o, cb);
+	g.createSpan = (o?: Info, cb?: (el: HTMLSpanElement) => void) => createIn(null, "span", o, cb);
+	g.createFragment = (cb?: (el: DocumentFragment) => void) => {
+		const f = document.createDocumentFragment();
+		cb?.(f);
+		return f;
+	};
+	g.activeDocument = document;
+	g.activeWindow = window;
+}
+
+installDomHelpers();
+
+// --- Notices ---------------------------------------------------------------
+
+/** Every notice shown, oldest first, for tests to read. */
+export const notices: string[] = [];
+
+/** Where notices are drawn, so the end-to-end screenshots show them. */
+function noticeContainer(): HTMLElement {
+	let c = document.body.querySelector<HTMLElement>(".notice-container");
+	if (c === null) c = document.body.createDiv({ cls: "notice-container" });
+	return c;
+}
+
+export class Notice implements Pick<obsidian.Notice, "noticeEl" | "messageEl" | "containerEl" | "setMessage" | "hide"> {
+	noticeEl: HTMLElement;
+	messageEl: HTMLElement;
+	containerEl: HTMLElement;
+
+	constructor(message: string | DocumentFragment, _duration?: number) {
+		this.containerEl = noticeContainer();
+		this.noticeEl = this.containerEl.createDiv({ cls: "notice" });
+		this.messageEl = this.noticeEl.createDiv({ cls: "notice-message" });
+		this.setMessage(message);
 	}
 
-	getText(): string {
-		return this.text;
+	setMessage(message: string | DocumentFragment): this {
+		this.messageEl.setText(message);
+		notices.push(this.messageEl.getText());
+		return this;
 	}
 
-	setAttr(qualifiedName: string, value: string | number | boolean | null): void {
-		if (value === null) {
-			this.attributes.delete(qualifiedName);
-		} else {
-			this.attributes.set(qualifiedName, String(value));
+	hide(): void {
+		this.noticeEl.detach();
+	}
+}
+
+// --- Components --------------------------------------------------------------
+
+type ComponentApi = Pick<
+	obsidian.Component,
+	"load" | "unload" | "onload" | "onunload" | "register" | "registerInterval" | "registerDomEvent" | "registerEvent"
+>;
+
+export class Component implements ComponentApi {
+	private cleanups: (() => unknown)[] = [];
+
+	load(): void {
+		void this.onload();
+	}
+
+	onload(): void {}
+
+	unload(): void {
+		for (const cleanup of this.cleanups.splice(0).reverse()) {
+			cleanup();
 		}
+		this.onunload();
 	}
 
-	getAttr(qualifiedName: string): string | null {
-		return this.attributes.get(qualifiedName) ?? null;
+	onunload(): void {}
+
+	register(cb: () => unknown): void {
+		this.cleanups.push(cb);
 	}
 
-	empty(): void {
-		this.text = "";
-		settingsByContainer.delete(this);
+	registerInterval(id: number): number {
+		this.register(() => window.clearInterval(id));
+		return id;
 	}
 
-	remove(): void {
-		this.removed = true;
+	registerEvent(ref: obsidian.EventRef): void {
+		const r = ref as unknown as ShimEventRef;
+		this.register(() => r.events.offref(ref));
 	}
 
-	asHTMLElement(): HTMLElement {
-		return this as unknown as HTMLElement;
+	registerDomEvent(
+		el: HTMLElement | Document | Window,
+		type: string,
+		callback: (this: HTMLElement, ev: Event) => unknown,
+	): void {
+		const listener = (ev: Event) => callback.call(el as HTMLElement, ev);
+		el.addEventListener(type, listener);
+		this.register(() => el.removeEventListener(type, listener));
 	}
 }
 
-function fakeOf(el: HTMLElement): FakeElement {
-	const fake: unknown = el;
-	if (!(fake instanceof FakeElement)) {
-		throw new Error("the obsidian shim only handles elements it created");
-	}
-	return fake;
+interface ShimEventRef {
+	events: Events;
+	name: string;
+	callback: (...data: unknown[]) => unknown;
 }
+
+export class Events implements Pick<obsidian.Events, "on" | "off" | "offref" | "trigger"> {
+	private refs: ShimEventRef[] = [];
+
+	on(name: string, callback: (...data: unknown[]) => unknown): obsidian.EventRef {
+		const ref: ShimEventRef = { events: this, name, callback };
+		this.refs.push(ref);
+		const eventRef: unknown = ref;
+		return eventRef as obsidian.EventRef;
+	}
+
+	off(name: string, callback: (...data: unknown[]) => unknown): void {
+		this.refs = this.refs.filter((r) => r.name !== name || r.callback !== callback);
+	}
+
+	offref(ref: obsidian.EventRef): void {
+		this.refs = this.refs.filter((r) => (r as unknown) !== ref);
+	}
+
+	trigger(name: string, ...data: unknown[]): void {
+		for (const r of this.refs.filter((x) => x.name === name)) r.callback(...data);
+	}
+}
+
+// --- Vault, files, workspace -------------------------------------------------
 
 export class FileSystemAdapter implements Pick<obsidian.FileSystemAdapter, "getBasePath" | "getName"> {
 	constructor(private readonly basePath: string) {}
@@ -73,15 +288,114 @@ export class OtherAdapter {
 	}
 }
 
-/** An App with just `vault.adapter` and `workspace.onLayoutReady` (which runs its callback at once). */
-export function createApp(adapter: FileSystemAdapter | OtherAdapter): obsidian.App {
-	const app = {
-		vault: { adapter },
-		workspace: {
-			onLayoutReady(callback: () => unknown): void {
-				callback();
-			},
+export class TFile implements Pick<obsidian.TFile, "path" | "name" | "basename" | "extension"> {
+	name: string;
+	basename: string;
+	extension: string;
+
+	constructor(public path: string) {
+		this.name = path.split("/").pop() ?? path;
+		const dot = this.name.lastIndexOf(".");
+		this.basename = dot > 0 ? this.name.slice(0, dot) : this.name;
+		this.extension = dot > 0 ? this.name.slice(dot + 1) : "";
+	}
+}
+
+/** A workspace with leaves that hold views, the active file, and layout-ready. */
+export class Workspace extends Events implements Pick<obsidian.Workspace, "onLayoutReady" | "getActiveFile" | "getLeavesOfType" | "getActiveViewOfType" | "revealLeaf"> {
+	activeFile: TFile | null = null;
+	readonly leaves: WorkspaceLeaf[] = [];
+	/** The view each leaf type gets (Plugin.registerView). */
+	readonly viewCreators = new Map<string, (leaf: obsidian.WorkspaceLeaf) => obsidian.View>();
+	activeView: unknown = null;
+
+	constructor(private readonly app: () => obsidian.App) {
+		super();
+	}
+
+	onLayoutReady(callback: () => unknown): void {
+		callback();
+	}
+
+	getActiveFile(): obsidian.TFile | null {
+		return this.activeFile as unknown as obsidian.TFile | null;
+	}
+
+	getLeavesOfType(viewType: string): obsidian.WorkspaceLeaf[] {
+		return this.leaves.filter((l) => l.view?.getViewType() === viewType) as unknown as obsidian.WorkspaceLeaf[];
+	}
+
+	getActiveViewOfType<T extends obsidian.View>(type: obsidian.Constructor<T>): T | null {
+		return this.activeView instanceof type ? this.activeView : null;
+	}
+
+	revealLeaf(_leaf: obsidian.WorkspaceLeaf): Promise<void> {
+		return Promise.resolve();
+	}
+
+	/** A new leaf (Obsidian's getLeaf/getRightLeaf), attached to the page. */
+	getRightLeaf(_split: boolean): obsidian.WorkspaceLeaf {
+		const leaf = new WorkspaceLeaf(this.app());
+		this.leaves.push(leaf);
+		return leaf as unknown as obsidian.WorkspaceLeaf;
+	}
+
+	getLeaf(): obsidian.WorkspaceLeaf {
+		return this.getRightLeaf(false);
+	}
+}
+
+export class WorkspaceLeaf implements Pick<obsidian.WorkspaceLeaf, "setViewState" | "detach"> {
+	view: obsidian.View | null = null;
+	readonly el: HTMLElement;
+
+	constructor(public app: obsidian.App) {
+		this.el = document.body.createDiv({ cls: "workspace-leaf" });
+	}
+
+	/** Opens `view` in this leaf: Obsidian's order, containerEl in place, then onOpen. */
+	async open(view: obsidian.View): Promise<void> {
+		if (this.view !== null) await this.close();
+		this.view = view;
+		this.el.appendChild(view.containerEl);
+		view.load();
+		await (view as unknown as { onOpen(): Promise<void> }).onOpen();
+	}
+
+	async setViewState(state: obsidian.ViewState): Promise<void> {
+		const create = (this.app.workspace as unknown as Workspace).viewCreators.get(state.type);
+		if (create === undefined) throw new Error(`no view registered for ${state.type}`);
+		await this.open(create(this as unknown as obsidian.WorkspaceLeaf));
+	}
+
+	private async close(): Promise<void> {
+		const view = this.view;
+		if (view === null) return;
+		this.view = null;
+		await (view as unknown as { onClose(): Promise<void> }).onClose();
+		view.unload();
+		view.containerEl.detach();
+	}
+
+	detach(): void {
+		void this.close();
+		this.el.detach();
+	}
+}
+
+export interface ShimApp {
+	vault: { adapter: FileSystemAdapter | OtherAdapter; getAbstractFileByPath(path: string): TFile | null };
+	workspace: Workspace;
+}
+
+/** An App with a vault adapter and a workspace. */
+export function createApp(adapter: FileSystemAdapter | OtherAdapter = new FileSystemAdapter("/vault")): obsidian.App {
+	const app: ShimApp = {
+		vault: {
+			adapter,
+			getAbstractFileByPath: (path: string) => new TFile(path),
 		},
+		workspace: new Workspace(() => app as unknown as obsidian.App),
 	};
 	return app as unknown as obsidian.App;
 }
@@ -94,47 +408,106 @@ export function createManifest(): obsidian.PluginManifest {
 		minAppVersion: "1.5.0",
 		description: "test",
 		author: "test",
+		dir: ".obsidian/plugins/vellum-sync",
 	};
 }
 
-type ComponentApi = Pick<obsidian.Component, "load" | "unload" | "onload" | "onunload" | "register" | "registerInterval">;
+// --- Views and modals --------------------------------------------------------
 
-export class Component implements ComponentApi {
-	private cleanups: (() => unknown)[] = [];
+export abstract class View extends Component implements Pick<obsidian.View, "app" | "leaf" | "containerEl" | "icon" | "navigation"> {
+	app: obsidian.App;
+	icon = "";
+	navigation = false;
+	containerEl: HTMLElement;
 
-	load(): void {
-		void this.onload();
+	constructor(public leaf: obsidian.WorkspaceLeaf) {
+		super();
+		this.app = (leaf as unknown as WorkspaceLeaf).app;
+		this.containerEl = createDiv({ cls: "view-container" });
 	}
 
-	onload(): void {}
-
-	unload(): void {
-		for (const cleanup of this.cleanups.splice(0)) {
-			cleanup();
-		}
-		this.onunload();
+	protected onOpen(): Promise<void> {
+		return Promise.resolve();
 	}
 
-	onunload(): void {}
-
-	register(cb: () => unknown): void {
-		this.cleanups.push(cb);
+	protected onClose(): Promise<void> {
+		return Promise.resolve();
 	}
 
-	registerInterval(id: number): number {
-		this.register(() => window.clearInterval(id));
-		return id;
+	abstract getViewType(): string;
+	abstract getDisplayText(): string;
+
+	getIcon(): string {
+		return this.icon;
 	}
 }
 
+export abstract class ItemView extends View implements Pick<obsidian.ItemView, "contentEl" | "addAction"> {
+	contentEl: HTMLElement;
+
+	constructor(leaf: obsidian.WorkspaceLeaf) {
+		super(leaf);
+		const header = this.containerEl.createDiv({ cls: "view-header" });
+		header.createDiv({ cls: "view-actions" });
+		this.contentEl = this.containerEl.createDiv({ cls: "view-content" });
+	}
+
+	addAction(_icon: string, title: string, callback: (evt: MouseEvent) => unknown): HTMLElement {
+		const actions = this.containerEl.querySelector(".view-actions") as HTMLElement;
+		const el = actions.createEl("button", { cls: "clickable-icon view-action", text: title, attr: { "aria-label": title } });
+		el.addEventListener("click", (e) => callback(e));
+		return el;
+	}
+}
+
+export class Modal implements Pick<obsidian.Modal, "app" | "containerEl" | "modalEl" | "titleEl" | "contentEl" | "open" | "close" | "onOpen" | "onClose"> {
+	containerEl: HTMLElement;
+	modalEl: HTMLElement;
+	titleEl: HTMLElement;
+	contentEl: HTMLElement;
+	private opened = false;
+
+	constructor(public app: obsidian.App) {
+		this.containerEl = createDiv({ cls: "modal-container" });
+		this.modalEl = this.containerEl.createDiv({ cls: "modal" });
+		this.titleEl = this.modalEl.createDiv({ cls: "modal-title" });
+		this.contentEl = this.modalEl.createDiv({ cls: "modal-content" });
+	}
+
+	open(): void {
+		document.body.appendChild(this.containerEl);
+		this.opened = true;
+		void this.onOpen();
+	}
+
+	close(): void {
+		if (!this.opened) return;
+		this.opened = false;
+		this.containerEl.detach();
+		this.onClose();
+	}
+
+	onOpen(): Promise<void> | void {}
+
+	onClose(): void {}
+
+	setTitle(title: string): this {
+		this.titleEl.setText(title);
+		return this;
+	}
+}
+
+// --- Plugin and settings -------------------------------------------------------
+
 type PluginApi = Pick<
 	obsidian.Plugin,
-	"app" | "manifest" | "addStatusBarItem" | "addSettingTab" | "loadData" | "saveData"
+	"app" | "manifest" | "addStatusBarItem" | "addSettingTab" | "loadData" | "saveData" | "addCommand" | "registerView" | "addRibbonIcon"
 >;
 
 interface PluginState {
-	statusBarItems: FakeElement[];
+	statusBarItems: HTMLElement[];
 	settingTabs: PluginSettingTab[];
+	commands: obsidian.Command[];
 	/** What saveData last stored; loadData returns it. */
 	data: unknown;
 }
@@ -149,15 +522,15 @@ export class Plugin extends Component implements PluginApi {
 		public manifest: obsidian.PluginManifest,
 	) {
 		super();
-		pluginState.set(this, { statusBarItems: [], settingTabs: [], data: null });
+		pluginState.set(this, { statusBarItems: [], settingTabs: [], commands: [], data: null });
 	}
 
 	addStatusBarItem(): HTMLElement {
-		const el = new FakeElement();
+		const el = document.body.createDiv({ cls: "status-bar-item" });
 		stateOf(this).statusBarItems.push(el);
 		// Obsidian removes a plugin's status bar items when it unloads.
-		this.register(() => el.remove());
-		return el.asHTMLElement();
+		this.register(() => el.detach());
+		return el;
 	}
 
 	addSettingTab(settingTab: obsidian.PluginSettingTab): void {
@@ -165,6 +538,22 @@ export class Plugin extends Component implements PluginApi {
 		if (tab instanceof PluginSettingTab) {
 			stateOf(this).settingTabs.push(tab);
 		}
+	}
+
+	addCommand(command: obsidian.Command): obsidian.Command {
+		stateOf(this).commands.push(command);
+		return command;
+	}
+
+	addRibbonIcon(_icon: string, title: string, callback: (evt: MouseEvent) => unknown): HTMLElement {
+		const el = document.body.createEl("button", { cls: "side-dock-ribbon-action", text: title });
+		el.addEventListener("click", (e) => callback(e));
+		this.register(() => el.detach());
+		return el;
+	}
+
+	registerView(type: string, viewCreator: obsidian.ViewCreator): void {
+		(this.app.workspace as unknown as Workspace).viewCreators.set(type, viewCreator);
 	}
 
 	loadData(): Promise<unknown> {
@@ -186,8 +575,13 @@ function stateOf(plugin: Plugin): PluginState {
 }
 
 /** The status bar items a plugin added, in order. */
-export function statusBarItemsOf(plugin: object): FakeElement[] {
+export function statusBarItemsOf(plugin: object): HTMLElement[] {
 	return stateOf(plugin as Plugin).statusBarItems;
+}
+
+/** The commands a plugin added, in order. */
+export function commandsOf(plugin: object): obsidian.Command[] {
+	return stateOf(plugin as Plugin).commands;
 }
 
 /** The plugin's data.json as last saved (or as set by setStoredData). */
@@ -205,13 +599,10 @@ export function settingTabsOf(plugin: object): PluginSettingTab[] {
 	return stateOf(plugin as Plugin).settingTabs;
 }
 
-type SettingTabApi = Pick<
-	obsidian.PluginSettingTab,
-	"app" | "containerEl" | "display" | "hide" | "getSettingDefinitions" | "getControlValue" | "setControlValue"
->;
+type SettingTabApi = Pick<obsidian.PluginSettingTab, "app" | "containerEl" | "display" | "hide" | "getSettingDefinitions">;
 
 export class PluginSettingTab implements SettingTabApi {
-	containerEl: HTMLElement = new FakeElement().asHTMLElement();
+	containerEl: HTMLElement = createDiv({ cls: "vertical-tab-content" });
 
 	constructor(
 		public app: obsidian.App,
@@ -219,9 +610,10 @@ export class PluginSettingTab implements SettingTabApi {
 	) {}
 
 	/**
-	 * Obsidian before 1.13 calls this to render the tab; tests call it to do
-	 * the same. (Its own tag stops TypeScript inheriting the real method's
-	 * deprecation, which is aimed at plugins, not at the app calling it.)
+	 * Obsidian calls this to render the tab when getSettingDefinitions()
+	 * returns nothing; tests call it to do the same. (Its own tag stops
+	 * TypeScript inheriting the real method's deprecation, which is aimed
+	 * at plugins, not at the app calling it.)
 	 * @public
 	 */
 	display(): void {}
@@ -231,45 +623,72 @@ export class PluginSettingTab implements SettingTabApi {
 	getSettingDefinitions(): obsidian.SettingDefinitionItem[] {
 		return [];
 	}
-
-	getControlValue(_key: string): unknown {
-		return undefined;
-	}
-
-	setControlValue(_key: string, _value: unknown): void | Promise<void> {}
 }
 
-const settingsByContainer = new WeakMap<FakeElement, Setting[]>();
+type SettingApi = Pick<
+	obsidian.Setting,
+	"settingEl" | "nameEl" | "descEl" | "controlEl" | "setName" | "setDesc" | "setHeading" | "addText" | "addToggle" | "addButton" | "addDropdown" | "addTextArea" | "setDisabled"
+>;
 
-/** The Settings created in a container since it was last emptied. */
-export function settingsIn(containerEl: HTMLElement): Setting[] {
-	return settingsByContainer.get(fakeOf(containerEl)) ?? [];
-}
-
-export class Setting implements Pick<obsidian.Setting, "setName" | "setDesc" | "addText"> {
-	name = "";
-	desc = "";
-	readonly texts: TextComponent[] = [];
+export class Setting implements SettingApi {
+	settingEl: HTMLElement;
+	nameEl: HTMLElement;
+	descEl: HTMLElement;
+	controlEl: HTMLElement;
 
 	constructor(containerEl: HTMLElement) {
-		const container = fakeOf(containerEl);
-		settingsByContainer.set(container, [...(settingsByContainer.get(container) ?? []), this]);
+		this.settingEl = containerEl.createDiv({ cls: "setting-item" });
+		const info = this.settingEl.createDiv({ cls: "setting-item-info" });
+		this.nameEl = info.createDiv({ cls: "setting-item-name" });
+		this.descEl = info.createDiv({ cls: "setting-item-description" });
+		this.controlEl = this.settingEl.createDiv({ cls: "setting-item-control" });
 	}
 
 	setName(name: string | DocumentFragment): obsidian.Setting {
-		this.name = typeof name === "string" ? name : (name.textContent ?? "");
+		this.nameEl.setText(name);
 		return this.chain();
 	}
 
 	setDesc(desc: string | DocumentFragment): obsidian.Setting {
-		this.desc = typeof desc === "string" ? desc : (desc.textContent ?? "");
+		this.descEl.setText(desc);
+		return this.chain();
+	}
+
+	setHeading(): obsidian.Setting {
+		this.settingEl.addClass("setting-item-heading");
+		return this.chain();
+	}
+
+	setDisabled(disabled: boolean): obsidian.Setting {
+		this.settingEl.toggleClass("is-disabled", disabled);
+		for (const input of Array.from(this.controlEl.querySelectorAll("input, button, select, textarea"))) {
+			(input as HTMLInputElement).disabled = disabled;
+		}
 		return this.chain();
 	}
 
 	addText(cb: (component: obsidian.TextComponent) => unknown): obsidian.Setting {
-		const text = new TextComponent();
-		this.texts.push(text);
-		cb(text.chain());
+		cb(new TextComponent(this.controlEl) as unknown as obsidian.TextComponent);
+		return this.chain();
+	}
+
+	addTextArea(cb: (component: obsidian.TextAreaComponent) => unknown): obsidian.Setting {
+		cb(new TextAreaComponent(this.controlEl) as unknown as obsidian.TextAreaComponent);
+		return this.chain();
+	}
+
+	addToggle(cb: (component: obsidian.ToggleComponent) => unknown): obsidian.Setting {
+		cb(new ToggleComponent(this.controlEl) as unknown as obsidian.ToggleComponent);
+		return this.chain();
+	}
+
+	addButton(cb: (component: obsidian.ButtonComponent) => unknown): obsidian.Setting {
+		cb(new ButtonComponent(this.controlEl) as unknown as obsidian.ButtonComponent);
+		return this.chain();
+	}
+
+	addDropdown(cb: (component: obsidian.DropdownComponent) => unknown): obsidian.Setting {
+		cb(new DropdownComponent(this.controlEl) as unknown as obsidian.DropdownComponent);
 		return this.chain();
 	}
 
@@ -279,38 +698,159 @@ export class Setting implements Pick<obsidian.Setting, "setName" | "setDesc" | "
 	}
 }
 
-export class TextComponent implements Pick<obsidian.TextComponent, "getValue" | "setValue" | "setPlaceholder" | "onChange"> {
-	value = "";
-	placeholder = "";
+abstract class InputComponent<E extends HTMLInputElement | HTMLTextAreaElement> {
 	private changeHandler: ((value: string) => unknown) | null = null;
 
+	constructor(public inputEl: E) {
+		inputEl.addEventListener("change", () => void this.changeHandler?.(inputEl.value));
+	}
+
 	getValue(): string {
-		return this.value;
+		return this.inputEl.value;
 	}
 
-	setValue(value: string): obsidian.TextComponent {
-		this.value = value;
-		return this.chain();
+	setValue(value: string): this {
+		this.inputEl.value = value;
+		return this;
 	}
 
-	setPlaceholder(placeholder: string): obsidian.TextComponent {
-		this.placeholder = placeholder;
-		return this.chain();
+	setPlaceholder(placeholder: string): this {
+		this.inputEl.placeholder = placeholder;
+		return this;
 	}
 
-	onChange(callback: (value: string) => unknown): obsidian.TextComponent {
+	onChange(callback: (value: string) => unknown): this {
 		this.changeHandler = callback;
-		return this.chain();
-	}
-
-	/** This shim as the real type, for returning from chained calls. */
-	chain(): obsidian.TextComponent {
-		return this as unknown as obsidian.TextComponent;
+		return this;
 	}
 
 	/** Simulates the user typing `value`; resolves when the change handler has. */
 	async type(value: string): Promise<void> {
-		this.value = value;
+		this.inputEl.value = value;
+		await this.changeHandler?.(value);
+	}
+}
+
+export class TextComponent
+	extends InputComponent<HTMLInputElement>
+	implements Pick<obsidian.TextComponent, "inputEl" | "getValue">
+{
+	constructor(containerEl: HTMLElement) {
+		super(containerEl.createEl("input", { type: "text" }));
+	}
+}
+
+export class TextAreaComponent
+	extends InputComponent<HTMLTextAreaElement>
+	implements Pick<obsidian.TextAreaComponent, "inputEl" | "getValue">
+{
+	constructor(containerEl: HTMLElement) {
+		super(containerEl.createEl("textarea"));
+	}
+}
+
+export class ToggleComponent implements Pick<obsidian.ToggleComponent, "toggleEl" | "getValue"> {
+	toggleEl: HTMLElement;
+	private readonly input: HTMLInputElement;
+	private changeHandler: ((value: boolean) => unknown) | null = null;
+
+	constructor(containerEl: HTMLElement) {
+		this.toggleEl = containerEl.createDiv({ cls: "checkbox-container" });
+		this.input = this.toggleEl.createEl("input", { type: "checkbox" });
+		this.input.addEventListener("change", () => void this.changeHandler?.(this.input.checked));
+	}
+
+	getValue(): boolean {
+		return this.input.checked;
+	}
+
+	setValue(on: boolean): this {
+		this.input.checked = on;
+		this.toggleEl.toggleClass("is-enabled", on);
+		return this;
+	}
+
+	setDisabled(disabled: boolean): this {
+		this.input.disabled = disabled;
+		return this;
+	}
+
+	onChange(callback: (value: boolean) => unknown): this {
+		this.changeHandler = callback;
+		return this;
+	}
+
+	/** Simulates a click; resolves when the change handler has. */
+	async click(): Promise<void> {
+		this.setValue(!this.input.checked);
+		await this.changeHandler?.(this.input.checked);
+	}
+}
+
+export class ButtonComponent implements Pick<obsidian.ButtonComponent, "buttonEl"> {
+	buttonEl: HTMLButtonElement;
+
+	constructor(containerEl: HTMLElement) {
+		this.buttonEl = containerEl.createEl("button");
+	}
+
+	setButtonText(name: string): this {
+		this.buttonEl.setText(name);
+		return this;
+	}
+
+	setCta(): this {
+		this.buttonEl.addClass("mod-cta");
+		return this;
+	}
+
+	setWarning(): this {
+		this.buttonEl.addClass("mod-warning");
+		return this;
+	}
+
+	setDisabled(disabled: boolean): this {
+		this.buttonEl.disabled = disabled;
+		return this;
+	}
+
+	onClick(callback: (evt: MouseEvent) => unknown): this {
+		this.buttonEl.addEventListener("click", (e) => void callback(e));
+		return this;
+	}
+}
+
+export class DropdownComponent implements Pick<obsidian.DropdownComponent, "selectEl" | "getValue"> {
+	selectEl: HTMLSelectElement;
+	private changeHandler: ((value: string) => unknown) | null = null;
+
+	constructor(containerEl: HTMLElement) {
+		this.selectEl = containerEl.createEl("select", { cls: "dropdown" });
+		this.selectEl.addEventListener("change", () => void this.changeHandler?.(this.selectEl.value));
+	}
+
+	addOption(value: string, display: string): this {
+		this.selectEl.createEl("option", { text: display, value });
+		return this;
+	}
+
+	getValue(): string {
+		return this.selectEl.value;
+	}
+
+	setValue(value: string): this {
+		this.selectEl.value = value;
+		return this;
+	}
+
+	onChange(callback: (value: string) => unknown): this {
+		this.changeHandler = callback;
+		return this;
+	}
+
+	/** Simulates a choice; resolves when the change handler has. */
+	async choose(value: string): Promise<void> {
+		this.selectEl.value = value;
 		await this.changeHandler?.(value);
 	}
 }
