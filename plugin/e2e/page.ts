@@ -9,12 +9,17 @@ import * as obsidian from "../tests/__mocks__/obsidian";
 import type { View, WorkspaceLeaf } from "obsidian";
 import type * as Bundle from "../src/main";
 import type { Launcher, Link, LinkEnd, LinkSink } from "../src/client/daemon";
+import type { JoinEvents, Joiner } from "../src/pairing";
 
 interface Bindings {
 	/** Starts a daemon on the Node side; false when it could not. */
 	__vellumConnect(): Promise<boolean>;
 	__vellumSend(line: string): Promise<void>;
 	__vellumHangUp(): Promise<void>;
+	/** Runs `vellum join` on the Node side, for the test's joining folder. */
+	__vellumJoin(code: string): Promise<void>;
+	__vellumJoinConfirm(match: boolean): Promise<void>;
+	__vellumJoinCancel(): Promise<void>;
 }
 
 interface PageGlobals {
@@ -23,6 +28,7 @@ interface PageGlobals {
 	exports: Record<string, unknown>;
 	__vellumDeliver(line: string): void;
 	__vellumClosed(reason: string, end: LinkEnd): void;
+	__vellumJoinEvent(kind: keyof JoinEvents, arg: string): void;
 	harness: Harness;
 }
 
@@ -69,6 +75,18 @@ const launcher: Launcher = {
 	binary: () => "vellum",
 };
 
+/** A joiner whose `vellum join` process runs on the Node side. */
+const joiner: Joiner = {
+	join(code, events) {
+		w.__vellumJoinEvent = (kind, arg) => events[kind](arg);
+		void w.__vellumJoin(code);
+		return {
+			confirm: (match) => void w.__vellumJoinConfirm(match),
+			cancel: () => void w.__vellumJoinCancel(),
+		};
+	},
+};
+
 class Harness {
 	readonly app = obsidian.createApp(new obsidian.FileSystemAdapter("/vault"));
 	session: InstanceType<typeof Bundle.VaultSession> | null = null;
@@ -99,6 +117,30 @@ class Harness {
 		}
 		if (path === undefined) await this.history.showVault();
 		else await this.history.showFile(path);
+	}
+
+	async openConflicts(path?: string): Promise<void> {
+		const session = this.session;
+		if (session === null) throw new Error("start() first");
+		const leaf = new obsidian.WorkspaceLeaf(this.app);
+		const view = new (bundle().ConflictsView)(leaf as unknown as WorkspaceLeaf, session);
+		const asView: unknown = view;
+		await leaf.open(asView as View);
+		if (path !== undefined) await view.show(path);
+	}
+
+	openInvite(): void {
+		if (this.session === null) throw new Error("start() first");
+		new (bundle().InviteModal)(this.app, this.session).open();
+	}
+
+	openJoin(): void {
+		new (bundle().JoinModal)(this.app, joiner, () => {}).open();
+	}
+
+	openQuarantine(): void {
+		if (this.session === null) throw new Error("start() first");
+		new (bundle().QuarantineModal)(this.app, this.session).open();
 	}
 
 	notices(): string[] {

@@ -10,7 +10,8 @@ import esbuild from "esbuild";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { Link } from "../src/client/daemon";
 import type { Timers } from "../src/client/rpc";
-import { spawnDaemon } from "../src/client/node";
+import { nodeJoiner, spawnDaemon } from "../src/client/node";
+import type { JoinEvents, JoinRun } from "../src/pairing";
 
 const run = promisify(execFile);
 
@@ -116,7 +117,7 @@ export interface Harness {
  * main.js and styles.css, joined by the bridge to `vellum serve --stdio`
  * for `vault` (run with `binary`).
  */
-export async function openHarness(vault: string, binary = VELLUM): Promise<Harness> {
+export async function openHarness(vault: string, binary = VELLUM, joinFolder: string | null = null): Promise<Harness> {
 	const browser = await chromium.launch({
 		executablePath: CHROMIUM,
 		args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -151,6 +152,23 @@ export async function openHarness(vault: string, binary = VELLUM): Promise<Harne
 	await page.exposeBinding("__vellumHangUp", () => {
 		current?.close();
 	});
+	let joinRun: JoinRun | null = null;
+	const joinEvent = (kind: keyof JoinEvents, arg: string) => {
+		delivering = delivering
+			.then(() => page.evaluate(([k, a]) => (window as unknown as { __vellumJoinEvent(k: string, a: string): void }).__vellumJoinEvent(k, a), [kind, arg] as const))
+			.catch(() => {});
+	};
+	await page.exposeBinding("__vellumJoin", (_source, code: string) => {
+		if (joinFolder === null) throw new Error("this harness has no folder to join with");
+		joinRun = nodeJoiner(binary, joinFolder, "e2e phone").join(code, {
+			progress: (line) => joinEvent("progress", line),
+			sas: (digits) => joinEvent("sas", digits),
+			joined: (summary) => joinEvent("joined", summary),
+			failed: (message) => joinEvent("failed", message),
+		});
+	});
+	await page.exposeBinding("__vellumJoinConfirm", (_source, match: boolean) => joinRun?.confirm(match));
+	await page.exposeBinding("__vellumJoinCancel", () => joinRun?.cancel());
 	await page.setContent(`<!doctype html><html><head><meta charset="utf-8"><title>Vellum harness</title></head><body class="theme-light"></body></html>`);
 	await page.addStyleTag({ content: OBSIDIAN_VARIABLES });
 	await page.addStyleTag({ path: join(PLUGIN_DIR, "styles.css") });

@@ -2,10 +2,13 @@
 import { Notice, Plugin, TFile, type WorkspaceLeaf } from "obsidian";
 import { Daemon, type Connection } from "./client/daemon";
 import { hostname } from "os";
-import { bundledBinary, initVault, nodeLauncher } from "./client/node";
+import { bundledBinary, initVault, nodeJoiner, nodeLauncher } from "./client/node";
 import { realTimers } from "./client/rpc";
 import { VaultSession } from "./client/session";
+import { ConflictsView, VIEW_TYPE_CONFLICTS } from "./obsidian/ConflictsView";
 import { HistoryView, VIEW_TYPE_HISTORY } from "./obsidian/HistoryView";
+import { InviteModal, JoinModal } from "./obsidian/PairingModal";
+import { QuarantineModal } from "./obsidian/QuarantineModal";
 import { VellumSettingTab } from "./obsidian/SettingsTab";
 import { StatusBar } from "./obsidian/StatusBar";
 import { vaultBasePath } from "./obsidian/vault";
@@ -33,8 +36,31 @@ export default class VellumPlugin extends Plugin {
 		this.session = session;
 		daemon.onState((c) => this.tell(c));
 
-		this.statusBar = new StatusBar(this.addStatusBarItem(), session.store, () => void this.openHistory());
+		this.statusBar = new StatusBar(this.addStatusBarItem(), session.store, () => void this.statusClicked());
 		this.registerView(VIEW_TYPE_HISTORY, (leaf) => new HistoryView(leaf, session));
+		this.registerView(VIEW_TYPE_CONFLICTS, (leaf) => new ConflictsView(leaf, session));
+		this.addCommand({ id: "open-conflicts", name: "Open conflicts", callback: () => void this.openConflicts() });
+		this.addCommand({ id: "pair-device", name: "Pair a device", callback: () => new InviteModal(this.app, session).open() });
+		this.addCommand({
+			id: "join-vault",
+			name: "Join a vault with a code",
+			checkCallback: (checking) => {
+				if (daemon.connection.kind !== "not_initialised") return false;
+				if (!checking) new JoinModal(this.app, nodeJoiner(this.binary, vaultPath, hostname()), () => daemon.restart()).open();
+				return true;
+			},
+		});
+		this.addCommand({ id: "review-held", name: "Review changes held back", callback: () => new QuarantineModal(this.app, session).open() });
+		let heldBefore = 0;
+		this.register(
+			session.store.subscribe((change) => {
+				const held = session.store.state.held.length;
+				if (change.kind === "state" && held > heldBefore) {
+					new Notice(`Vellum held back ${held === 1 ? "a change" : `${held} changes`} that would delete or empty many files. Click the status bar to review.`, 15_000);
+				}
+				heldBefore = held;
+			}),
+		);
 		this.addCommand({ id: "open-history", name: "Open vault history", callback: () => void this.openHistory() });
 		this.addCommand({
 			id: "file-history",
@@ -97,6 +123,26 @@ export default class VellumPlugin extends Plugin {
 		}
 	}
 
+	/** The status bar leads to what needs the user: held changes, then conflicts, else the history. */
+	private async statusClicked(): Promise<void> {
+		const state = this.session?.store.state;
+		if (state === undefined) return;
+		if (state.held.length > 0 && this.session !== null) new QuarantineModal(this.app, this.session).open();
+		else if (state.conflicts.length > 0) await this.openConflicts();
+		else await this.openHistory();
+	}
+
+	async openConflicts(path?: string): Promise<void> {
+		const { workspace } = this.app;
+		let leaf: WorkspaceLeaf | null = workspace.getLeavesOfType(VIEW_TYPE_CONFLICTS)[0] ?? null;
+		if (leaf === null) {
+			leaf = workspace.getLeaf("tab");
+			await leaf.setViewState({ type: VIEW_TYPE_CONFLICTS, active: true });
+		}
+		await workspace.revealLeaf(leaf);
+		if (path !== undefined && leaf.view instanceof ConflictsView) await leaf.view.show(path);
+	}
+
 	/** Opens the history view (of one file, given its path), or brings it forward. */
 	async openHistory(path?: string): Promise<void> {
 		const { workspace } = this.app;
@@ -142,5 +188,8 @@ export default class VellumPlugin extends Plugin {
 // The end-to-end harness mounts these from the built bundle.
 export { Daemon } from "./client/daemon";
 export { VaultSession } from "./client/session";
+export { ConflictsView } from "./obsidian/ConflictsView";
 export { HistoryView } from "./obsidian/HistoryView";
+export { InviteModal, JoinModal } from "./obsidian/PairingModal";
+export { QuarantineModal } from "./obsidian/QuarantineModal";
 export { StatusBar } from "./obsidian/StatusBar";

@@ -23,7 +23,11 @@ export type Change =
 	/** Ops joined the journal (`more` beyond those listed). */
 	| { kind: "ops"; ops: OpEvent[]; more: number }
 	/** Events were missed: whatever a view shows may be stale. */
-	| { kind: "lagged" };
+	| { kind: "lagged" }
+	/** A device is pairing through this one's invite. */
+	| { kind: "pairing"; pairing: PairingEvent };
+
+export type PairingEvent = Extract<Event, { kind: "pairing" }>;
 
 export class Store {
 	private current: VaultState = { connection: { kind: "stopped" }, status: null, conflicts: [], held: [] };
@@ -68,7 +72,7 @@ export class Store {
 				this.emit({ kind: "lagged" });
 				break;
 			case "pairing":
-				// The pairing modal listens to the daemon itself.
+				this.emit({ kind: "pairing", pairing: event });
 				break;
 		}
 	}

@@ -6,6 +6,7 @@ import { existsSync } from "fs";
 import { createConnection } from "net";
 import { join } from "path";
 import { BUNDLED_BINARY } from "../settings";
+import { joinLine, type JoinEvents, type JoinRun, type Joiner } from "../pairing";
 import { firstLine } from "../text";
 import type { Launcher, Link, LinkEnd, LinkSink } from "./daemon";
 import { LineSplitter, realTimers, type Timers } from "./rpc";
@@ -197,4 +198,74 @@ export function initVault(binary: string, vaultPath: string, name: string): Prom
 			resolve(error instanceof Error ? error.message : String(error));
 		}
 	});
+}
+
+/**
+ * Joins with `binary join CODE --vault vaultPath --merge --json`: the vault
+ * folder already holds Obsidian's config folder (and maybe notes), which
+ * `--merge` keeps. The digits to confirm arrive on stderr; the answer goes
+ * to stdin.
+ */
+export function nodeJoiner(binary: string, vaultPath: string, name: string): Joiner {
+	return {
+		join(code: string, events: JoinEvents): JoinRun {
+			let stderr = "";
+			let pending = "";
+			let finished = false;
+			const child = spawn(binary, ["join", code, "--vault", vaultPath, "--name", name, "--merge", "--json"], {
+				stdio: ["pipe", "pipe", "pipe"],
+				windowsHide: true,
+			});
+			let stdout = "";
+			child.stdout?.setEncoding("utf8");
+			child.stderr?.setEncoding("utf8");
+			child.stdout?.on("data", (chunk: string) => {
+				stdout += chunk;
+			});
+			child.stderr?.on("data", (chunk: string) => {
+				stderr = (stderr + chunk).slice(-STDERR_CHARS_KEPT);
+				pending += chunk;
+				const lines = pending.split("\n");
+				pending = lines.pop() ?? "";
+				for (const line of lines) {
+					const read = joinLine(line);
+					if (read === null) continue;
+					if ("sas" in read) events.sas(read.sas);
+					else events.progress(read.progress);
+				}
+			});
+			child.stdin?.on("error", () => {});
+			const finish = (fn: () => void) => {
+				if (finished) return;
+				finished = true;
+				fn();
+			};
+			child.on("error", (error) => finish(() => events.failed(`could not run ${binary}: ${error.message}`)));
+			child.on("close", (code) => {
+				if (code === 0) {
+					finish(() => events.joined(joinSummary(stdout)));
+				} else {
+					finish(() => events.failed(lastErrorLine(stderr) || `vellum join exited with ${code ?? "a signal"}`));
+				}
+			});
+			return {
+				confirm(match: boolean) {
+					child.stdin?.write(match ? "y\n" : "n\n");
+				},
+				cancel() {
+					if (!finished) child.kill("SIGTERM");
+				},
+			};
+		},
+	};
+}
+
+/** "12 files, 40 ops" from the JSON report `vellum join --json` prints. */
+function joinSummary(stdout: string): string {
+	try {
+		const r = JSON.parse(stdout) as { files?: unknown; ops?: unknown; vault?: unknown };
+		return `${String(r.files)} files, ${String(r.ops)} ops of vault ${String(r.vault).slice(0, 12)}`;
+	} catch {
+		return "this folder is now a device of the vault";
+	}
 }

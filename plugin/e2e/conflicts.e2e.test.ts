@@ -1,0 +1,101 @@
+// The conflicts view against a real daemon: a conflict made the way users
+// make them without a network (a second device from `vellum clone`, its
+// edit carried over with `vellum export` / `vellum import`), then resolved
+// from the view.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConflictEntry } from "../src/rpc/ConflictEntry";
+import { eventually, makeVault, openHarness, removeTree, screenshot, vellum, vellumJson, writeFile, type Harness } from "./support";
+
+interface PageHarness {
+	start(): Promise<void>;
+	openConflicts(path?: string): Promise<void>;
+}
+
+let root: string;
+let vault: string;
+let other: string;
+let h: Harness;
+
+const BASE = "# Plan\n\nmonday: write\ntuesday: read\nwednesday: rest\n";
+
+/** Makes a conflict on `path`: this vault and the clone each change its third line. */
+async function conflict(path: string, here: string, there: string): Promise<void> {
+	const n = (await vellumJson<unknown[]>(vault, "log", "--path", path)).length;
+	writeFile(vault, path, BASE.replace("monday: write", here));
+	await eventually(`the edit of ${path} here`, async () => ((await vellumJson<unknown[]>(vault, "log", "--path", path)).length > n ? true : undefined));
+	writeFile(other, path, BASE.replace("monday: write", there));
+	await vellum(other, "scan");
+	const file = join(root, `from-the-clone-${path}.vellum`);
+	await vellum(other, "export", file);
+	await vellum(vault, "import", file);
+	await eventually(`the conflict on ${path}`, async () => ((await vellumJson<ConflictEntry[]>(vault, "conflicts")).some((c) => c.path === path) ? true : undefined));
+}
+
+function page(): { start(): Promise<void>; openConflicts(path?: string): Promise<void> } {
+	return {
+		start: () => h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start()),
+		openConflicts: (path) => h.page.evaluate((p) => (window as unknown as { harness: PageHarness }).harness.openConflicts(p), path),
+	};
+}
+
+beforeAll(async () => {
+	({ root, vault } = await makeVault({ "plan.md": BASE, "merge-me.md": BASE }));
+	other = join(root, "clone of the vault");
+	await vellum(vault, "clone", vault, other);
+	h = await openHarness(vault);
+	await page().start();
+});
+
+afterAll(async () => {
+	await h?.close();
+	removeTree(root);
+});
+
+describe("conflicts view", () => {
+	it("shows base, current and incoming side by side and takes the incoming side", async () => {
+		await conflict("plan.md", "monday: sleep in", "monday: call the bank");
+		await expect.poll(() => h.page.locator(".status-bar-item").textContent()).toBe("Vellum: 1 conflict");
+		await page().openConflicts();
+		await h.page.locator('.vellum-conflict-row[data-path="plan.md"]').click();
+		const sides = h.page.locator(".vellum-sides");
+		await sides.waitFor();
+		expect(await sides.locator(".vellum-side-base .vellum-side-text").textContent()).toBe(BASE);
+		expect(await sides.locator(".vellum-side-current .vellum-side-text").textContent()).toContain("monday: sleep in");
+		expect(await sides.locator(".vellum-side-incoming .vellum-side-text").textContent()).toContain("monday: call the bank");
+		// Labelled by device and time, with the names and ids the daemon gives.
+		const peers = await vellumJson<{ device: string; name: string | null }[]>(vault, "peers");
+		const me = (await vellumJson<{ device: string }>(vault, "status")).device;
+		const clone = peers.find((p) => !me.startsWith(p.device.slice(0, 12)))!;
+		const when = /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/;
+		const incoming = await sides.locator(".vellum-side-incoming .vellum-side-label").textContent();
+		expect(incoming?.startsWith(`${clone.name} (${clone.device.slice(0, 12)}), `)).toBe(true);
+		expect(incoming).toMatch(when);
+		const current = await sides.locator(".vellum-side-current .vellum-side-label").textContent();
+		expect(current?.startsWith(`e2e laptop (${me.slice(0, 12)}), `)).toBe(true);
+		expect(current).toMatch(when);
+		await screenshot(h.page, "conflicts-sides");
+
+		await h.page.locator(".vellum-take-incoming").click();
+		await eventually("plan.md to hold the incoming side", () => (readFileSync(join(vault, "plan.md"), "utf8").includes("monday: call the bank") ? true : undefined));
+		await h.page.locator('.vellum-conflict-row[data-path="plan.md"]').waitFor({ state: "detached" });
+		expect(await vellumJson<ConflictEntry[]>(vault, "conflicts")).toEqual([]);
+		// Both sides stay in the history.
+		const log = await vellumJson<{ kind: string }[]>(vault, "log", "--path", "plan.md");
+		expect(log[0]!.kind).toBe("resolve");
+	});
+
+	it("resolves with a merge the user edited", async () => {
+		await conflict("merge-me.md", "monday: gym", "monday: swim");
+		await page().openConflicts("merge-me.md");
+		const editor = h.page.locator(".vellum-merge").last();
+		await editor.waitFor();
+		const merged = BASE.replace("monday: write", "monday: gym, then swim");
+		await editor.fill(merged);
+		await screenshot(h.page, "conflicts-merge");
+		await h.page.locator(".vellum-save-merge").last().click();
+		await eventually("merge-me.md to hold the merge", () => (readFileSync(join(vault, "merge-me.md"), "utf8") === merged ? true : undefined));
+		await expect.poll(() => h.page.locator(".status-bar-item").textContent()).not.toContain("conflict");
+	});
+});

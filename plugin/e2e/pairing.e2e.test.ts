@@ -1,0 +1,76 @@
+// Pairing from the plugin's modals against real processes: the inviting
+// vault's daemon shows its codes, QR and countdown; the join modal runs a
+// real `vellum join` for a second folder; both show the same six digits;
+// the person approves; the new device holds the vault.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeVault, openHarness, removeTree, screenshot, type Harness } from "./support";
+
+interface PageHarness {
+	start(): Promise<void>;
+	openInvite(): void;
+	openJoin(): void;
+}
+
+let root: string;
+let vault: string;
+let joining: string;
+let h: Harness;
+
+function harness(): Promise<void> {
+	return h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start());
+}
+
+beforeAll(async () => {
+	({ root, vault } = await makeVault({ "welcome.md": "hello from the laptop\n" }));
+	joining = join(root, "phone vault ✓");
+	mkdirSync(joining);
+	h = await openHarness(vault, undefined, joining);
+	await harness();
+});
+
+afterAll(async () => {
+	await h?.close();
+	removeTree(root);
+});
+
+describe("pairing", () => {
+	it("invites with a long code, a QR code and a countdown, and lets a device join after the digits match", async () => {
+		await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openInvite());
+		const invite = h.page.locator(".vellum-invite");
+		const long = invite.locator(".vellum-long-code");
+		await long.waitFor();
+		const code = await long.inputValue();
+		expect(code.length).toBeGreaterThan(40);
+		// The QR is drawn from the daemon's SVG.
+		await expect.poll(() => invite.locator(".vellum-qr").evaluate((img) => (img as HTMLImageElement).naturalWidth)).toBeGreaterThan(0);
+		expect(await invite.locator(".vellum-countdown").textContent()).toMatch(/^Expires in (9|10):\d\d$/);
+		await screenshot(h.page, "pairing-invite");
+
+		await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openJoin());
+		const joinModal = h.page.locator(".vellum-join");
+		await joinModal.locator(".vellum-join-code").fill(code);
+		await joinModal.locator(".vellum-join-go").click();
+		const joinerSas = joinModal.locator(".vellum-sas");
+		await joinerSas.waitFor({ timeout: 30_000 });
+		const digits = await joinerSas.textContent();
+		expect(digits).toMatch(/^\d{3} \d{3}$/);
+		await joinModal.locator(".vellum-sas-yes").click();
+
+		// The inviting side names the joiner and shows the same digits.
+		const request = invite.locator('.vellum-pair-request[data-stage="request"]');
+		await request.waitFor({ timeout: 30_000 });
+		expect(await request.textContent()).toContain("e2e phone");
+		expect(await request.locator(".vellum-sas").textContent()).toBe(digits);
+		await screenshot(h.page, "pairing-approve");
+		// The join modal lies over the invite: click the button itself.
+		await request.locator(".vellum-approve").evaluate((b) => (b as HTMLButtonElement).click());
+
+		await invite.locator('.vellum-pair-request[data-stage="joined"]').waitFor({ timeout: 30_000 });
+		await joinModal.locator(".vellum-joined").waitFor({ timeout: 60_000 });
+		expect(existsSync(join(joining, ".vellum"))).toBe(true);
+		expect(readFileSync(join(joining, "welcome.md"), "utf8")).toBe("hello from the laptop\n");
+		await screenshot(h.page, "pairing-joined");
+	});
+});
