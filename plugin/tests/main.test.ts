@@ -82,7 +82,7 @@ describe("VellumPlugin", () => {
 
 	it("registers the history view, its commands and the settings tab", async () => {
 		const plugin = await loaded();
-		expect(commandsOf(plugin).map((c) => c.id)).toEqual(["open-history", "file-history", "restart-daemon", "set-up-vault", "open-conflicts", "pair-device", "join-vault", "review-held"]);
+		expect(commandsOf(plugin).map((c) => c.id)).toEqual(["open-conflicts", "pair-device", "join-vault", "review-held", "open-history", "file-history", "restart-daemon", "set-up-vault"]);
 		expect(settingTabsOf(plugin)[0]).toBeInstanceOf(VellumSettingTab);
 		await serve(links[0]!);
 		const opening = plugin.openHistory();
