@@ -7,6 +7,7 @@ import { realTimers } from "./client/rpc";
 import { VaultSession } from "./client/session";
 import { ConflictsView, VIEW_TYPE_CONFLICTS } from "./obsidian/ConflictsView";
 import { HistoryView, VIEW_TYPE_HISTORY } from "./obsidian/HistoryView";
+import { OpenNotes } from "./obsidian/OpenNotes";
 import { InviteModal, JoinModal } from "./obsidian/PairingModal";
 import { QuarantineModal } from "./obsidian/QuarantineModal";
 import { VellumSettingTab } from "./obsidian/SettingsTab";
@@ -51,6 +52,7 @@ export default class VellumPlugin extends Plugin {
 			},
 		});
 		this.addCommand({ id: "review-held", name: "Review changes held back", callback: () => new QuarantineModal(this.app, session).open() });
+		this.register(new OpenNotes(this.app, session.store, (path) => this.app.vault.adapter.read(path)).start());
 		let heldBefore = 0;
 		this.register(
 			session.store.subscribe((change) => {

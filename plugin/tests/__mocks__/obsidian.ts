@@ -854,3 +854,83 @@ export class DropdownComponent implements Pick<obsidian.DropdownComponent, "sele
 		await this.changeHandler?.(value);
 	}
 }
+
+// --- Editors -------------------------------------------------------------------
+
+type EditorApi = Pick<obsidian.Editor, "getValue" | "setValue" | "offsetToPos" | "posToOffset" | "transaction" | "getCursor" | "setCursor">;
+
+/**
+ * A text with a cursor. Edits map the cursor as CodeMirror maps a
+ * selection: after an edit it moves by the length change, before it it
+ * stays, inside a replaced range it goes to the range's end.
+ */
+export class Editor implements EditorApi {
+	private cursor = 0;
+	/** Every transaction's origin, oldest first. */
+	readonly origins: (string | undefined)[] = [];
+
+	constructor(private text = "") {}
+
+	getValue(): string {
+		return this.text;
+	}
+
+	setValue(content: string): void {
+		this.text = content;
+		this.cursor = 0;
+	}
+
+	offsetToPos(offset: number): obsidian.EditorPosition {
+		const before = this.text.slice(0, offset).split("\n");
+		return { line: before.length - 1, ch: before.at(-1)?.length ?? 0 };
+	}
+
+	posToOffset(pos: obsidian.EditorPosition): number {
+		const lines = this.text.split("\n");
+		let offset = 0;
+		for (let i = 0; i < pos.line; i++) offset += (lines[i]?.length ?? 0) + 1;
+		return offset + pos.ch;
+	}
+
+	getCursor(): obsidian.EditorPosition {
+		return this.offsetToPos(this.cursor);
+	}
+
+	setCursor(pos: obsidian.EditorPosition | number): void {
+		this.cursor = typeof pos === "number" ? this.posToOffset({ line: pos, ch: 0 }) : this.posToOffset(pos);
+	}
+
+	transaction(tx: obsidian.EditorTransaction, origin?: string): void {
+		this.origins.push(origin);
+		const changes = (tx.changes ?? []).map((c) => ({ from: this.posToOffset(c.from), to: this.posToOffset(c.to ?? c.from), text: c.text }));
+		for (const c of changes.sort((a, b) => b.from - a.from)) {
+			this.text = this.text.slice(0, c.from) + c.text + this.text.slice(c.to);
+			if (this.cursor >= c.to) this.cursor += c.text.length - (c.to - c.from);
+			else if (this.cursor > c.from) this.cursor = c.from + c.text.length;
+		}
+	}
+}
+
+export class MarkdownView extends ItemView implements Pick<obsidian.MarkdownView, "editor" | "file" | "data" | "getViewType"> {
+	editor: obsidian.Editor;
+	file: obsidian.TFile | null;
+	/** What the view last loaded or saved. */
+	data: string;
+
+	constructor(leaf: obsidian.WorkspaceLeaf, path: string, text: string) {
+		super(leaf);
+		const editor: unknown = new Editor(text);
+		this.editor = editor as obsidian.Editor;
+		const file: unknown = new TFile(path);
+		this.file = file as obsidian.TFile;
+		this.data = text;
+	}
+
+	getViewType(): string {
+		return "markdown";
+	}
+
+	getDisplayText(): string {
+		return this.file?.basename ?? "";
+	}
+}
