@@ -9,5 +9,7 @@ export default defineConfig({
 		fileParallelism: false,
 		testTimeout: 90_000,
 		hookTimeout: 60_000,
+		// Views follow the daemon's events, which come when its jobs end.
+		expect: { poll: { timeout: 15_000, interval: 100 } },
 	},
 });

@@ -12,10 +12,10 @@ import type { Launcher, Link, LinkEnd, LinkSink } from "../src/client/daemon";
 import type { JoinEvents, Joiner } from "../src/pairing";
 
 interface Bindings {
-	/** Starts a daemon on the Node side; false when it could not. */
-	__vellumConnect(): Promise<boolean>;
-	__vellumSend(line: string): Promise<void>;
-	__vellumHangUp(): Promise<void>;
+	/** Starts a daemon on the Node side; its link's number, or null when it could not. */
+	__vellumConnect(): Promise<number | null>;
+	__vellumSend(link: number, line: string): Promise<void>;
+	__vellumHangUp(link: number): Promise<void>;
 	/** Runs `vellum join` on the Node side, for the test's joining folder. */
 	__vellumJoin(code: string): Promise<void>;
 	__vellumJoinConfirm(match: boolean): Promise<void>;
@@ -26,8 +26,8 @@ interface PageGlobals {
 	require(id: string): unknown;
 	module: { exports: Record<string, unknown> };
 	exports: Record<string, unknown>;
-	__vellumDeliver(line: string): void;
-	__vellumClosed(reason: string, end: LinkEnd): void;
+	__vellumDeliver(link: number, line: string): void;
+	__vellumClosed(link: number, reason: string, end: LinkEnd): void;
 	__vellumJoinEvent(kind: keyof JoinEvents, arg: string): void;
 	harness: Harness;
 }
@@ -44,30 +44,39 @@ function bundle(): typeof Bundle {
 	return w.module.exports as unknown as typeof Bundle;
 }
 
+/** The sinks of the links the bridge made, by number: a daemon that is stopping still reports to its own. */
+const sinks = new Map<number, LinkSink>();
+w.__vellumDeliver = (link, line) => sinks.get(link)?.line(line);
+w.__vellumClosed = (link, reason, end) => {
+	sinks.get(link)?.closed(reason, end);
+	sinks.delete(link);
+};
+
 /** A link whose far end is the Node bridge. */
 class BridgeLink implements Link {
-	private sink: LinkSink | null = null;
 	private sending: Promise<void> = Promise.resolve();
+
+	constructor(private readonly id: number) {}
 
 	send(line: string): void {
 		// In order: each binding call is its own round trip.
-		this.sending = this.sending.then(() => w.__vellumSend(line));
+		// A daemon that stopped reports that through its sink; the lost line does not matter then.
+		this.sending = this.sending.then(() => w.__vellumSend(this.id, line)).catch(() => {});
 	}
 
 	close(): void {
-		void w.__vellumHangUp();
+		void w.__vellumHangUp(this.id);
 	}
 
 	listen(sink: LinkSink): void {
-		this.sink = sink;
-		w.__vellumDeliver = (line) => this.sink?.line(line);
-		w.__vellumClosed = (reason, end) => this.sink?.closed(reason, end);
+		sinks.set(this.id, sink);
 	}
 }
 
 const launcher: Launcher = {
 	async attach() {
-		return (await w.__vellumConnect()) ? new BridgeLink() : null;
+		const id = await w.__vellumConnect();
+		return id === null ? null : new BridgeLink(id);
 	},
 	spawn() {
 		throw new Error("the harness connects through the bridge only");
@@ -136,6 +145,26 @@ class Harness {
 
 	openJoin(): void {
 		new (bundle().JoinModal)(this.app, joiner, () => {}).open();
+	}
+
+	/** The settings tab, drawn into the page; resolves once the daemon's part is there. */
+	async openSettings(): Promise<void> {
+		const session = this.session;
+		if (session === null) throw new Error("start() first");
+		const plugin = new obsidian.Plugin(this.app, obsidian.createManifest());
+		const settings = { binaryPath: "" };
+		const host = {
+			settings,
+			vellum: session,
+			updateSettings: (change: Partial<typeof settings>) => {
+				Object.assign(settings, change);
+				return Promise.resolve();
+			},
+			restartDaemon: () => session.daemon.restart(),
+		};
+		const tab = new (bundle().VellumSettingTab)(this.app, plugin as never, host);
+		document.body.appendChild(tab.containerEl);
+		await tab.draw();
 	}
 
 	openQuarantine(): void {

@@ -125,32 +125,34 @@ export async function openHarness(vault: string, binary = VELLUM, joinFolder: st
 	const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 	const pageErrors: string[] = [];
 	page.on("pageerror", (e) => pageErrors.push(e.message));
+	const links = new Map<number, Link>();
 	let current: Link | null = null;
 	let started = 0;
-	// Lines reach the page in the order the daemon wrote them.
+	// Lines reach the page in the order the daemons wrote them.
 	let delivering: Promise<unknown> = Promise.resolve();
+	type Page2 = { __vellumDeliver(id: number, l: string): void; __vellumClosed(id: number, r: unknown, e: unknown): void };
 	await page.exposeBinding("__vellumConnect", () => {
 		const link = spawnDaemon(binary, vault, nodeTimers);
-		started++;
+		const id = ++started;
+		links.set(id, link);
 		current = link;
 		link.listen({
 			line: (line) => {
-				delivering = delivering.then(() => page.evaluate((l) => (window as unknown as { __vellumDeliver(l: string): void }).__vellumDeliver(l), line)).catch(() => {});
+				delivering = delivering.then(() => page.evaluate(([i, l]) => (window as unknown as Page2).__vellumDeliver(i, l), [id, line] as const)).catch(() => {});
 			},
 			closed: (reason, end) => {
+				links.delete(id);
 				if (current === link) current = null;
-				delivering = delivering
-					.then(() => page.evaluate(([r, e]) => (window as unknown as { __vellumClosed(r: unknown, e: unknown): void }).__vellumClosed(r, e), [reason, end] as const))
-					.catch(() => {});
+				delivering = delivering.then(() => page.evaluate(([i, r, e]) => (window as unknown as Page2).__vellumClosed(i, r, e), [id, reason, end] as const)).catch(() => {});
 			},
 		});
-		return true;
+		return id;
 	});
-	await page.exposeBinding("__vellumSend", (_source, line: string) => {
-		current?.send(line);
+	await page.exposeBinding("__vellumSend", (_source, id: number, line: string) => {
+		links.get(id)?.send(line);
 	});
-	await page.exposeBinding("__vellumHangUp", () => {
-		current?.close();
+	await page.exposeBinding("__vellumHangUp", (_source, id: number) => {
+		links.get(id)?.close();
 	});
 	let joinRun: JoinRun | null = null;
 	const joinEvent = (kind: keyof JoinEvents, arg: string) => {
@@ -180,7 +182,7 @@ export async function openHarness(vault: string, binary = VELLUM, joinFolder: st
 		link: () => current,
 		started: () => started,
 		async close() {
-			current?.close();
+			for (const link of links.values()) link.close();
 			await browser.close();
 			if (pageErrors.length > 0) throw new Error(`errors on the page: ${pageErrors.join("; ")}`);
 		},

@@ -58,7 +58,7 @@ export default class VellumPlugin extends Plugin {
 			session.store.subscribe((change) => {
 				const held = session.store.state.held.length;
 				if (change.kind === "state" && held > heldBefore) {
-					new Notice(`Vellum held back ${held === 1 ? "a change" : `${held} changes`} that would delete or empty many files. Click the status bar to review.`, 15_000);
+					new Notice(`Vellum held back ${held === 1 ? "a batch of changes" : `${held} batches of changes`} that would delete or empty many files. Click the status bar to review.`, 15_000);
 				}
 				heldBefore = held;
 			}),
@@ -194,4 +194,5 @@ export { ConflictsView } from "./obsidian/ConflictsView";
 export { HistoryView } from "./obsidian/HistoryView";
 export { InviteModal, JoinModal } from "./obsidian/PairingModal";
 export { QuarantineModal } from "./obsidian/QuarantineModal";
+export { VellumSettingTab } from "./obsidian/SettingsTab";
 export { StatusBar } from "./obsidian/StatusBar";
