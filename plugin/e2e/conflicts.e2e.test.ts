@@ -62,23 +62,31 @@ describe("conflicts view", () => {
 		const sides = h.page.locator(".vellum-sides");
 		await sides.waitFor();
 		expect(await sides.locator(".vellum-side-base .vellum-side-text").textContent()).toBe(BASE);
-		expect(await sides.locator(".vellum-side-current .vellum-side-text").textContent()).toContain("monday: sleep in");
-		expect(await sides.locator(".vellum-side-incoming .vellum-side-text").textContent()).toContain("monday: call the bank");
+		// Which edit is "current" follows the ops' order, not which device is this one.
+		const here = BASE.replace("monday: write", "monday: sleep in");
+		const there = BASE.replace("monday: write", "monday: call the bank");
+		const currentText = await sides.locator(".vellum-side-current .vellum-side-text").textContent();
+		const incomingText = await sides.locator(".vellum-side-incoming .vellum-side-text").textContent();
+		expect([currentText, incomingText].sort()).toEqual([here, there].sort());
+		expect(readFileSync(join(vault, "plan.md"), "utf8")).toBe(currentText);
 		// Labelled by device and time, with the names and ids the daemon gives.
 		const peers = await vellumJson<{ device: string; name: string | null }[]>(vault, "peers");
 		const me = (await vellumJson<{ device: string }>(vault, "status")).device;
-		const clone = peers.find((p) => !me.startsWith(p.device.slice(0, 12)))!;
+		// `peers` lists the other devices; this one is "e2e laptop" (makeVault).
+		const label = (device: string) => `${device === me ? "e2e laptop" : peers.find((p) => device.startsWith(p.device.slice(0, 12)))?.name} (${device.slice(0, 12)}), `;
+		const clone = peers.find((p) => !me.startsWith(p.device.slice(0, 12)))!.device;
+		const [currentBy, incomingBy] = incomingText === there ? [me, clone] : [clone, me];
 		const when = /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/;
-		const incoming = await sides.locator(".vellum-side-incoming .vellum-side-label").textContent();
-		expect(incoming?.startsWith(`${clone.name} (${clone.device.slice(0, 12)}), `)).toBe(true);
-		expect(incoming).toMatch(when);
-		const current = await sides.locator(".vellum-side-current .vellum-side-label").textContent();
-		expect(current?.startsWith(`e2e laptop (${me.slice(0, 12)}), `)).toBe(true);
-		expect(current).toMatch(when);
+		const incomingLabel = await sides.locator(".vellum-side-incoming .vellum-side-label").textContent();
+		expect(incomingLabel?.slice(0, label(incomingBy).length)).toBe(label(incomingBy));
+		expect(incomingLabel).toMatch(when);
+		const currentLabel = await sides.locator(".vellum-side-current .vellum-side-label").textContent();
+		expect(currentLabel?.slice(0, label(currentBy).length)).toBe(label(currentBy));
+		expect(currentLabel).toMatch(when);
 		await screenshot(h.page, "conflicts-sides");
 
 		await h.page.locator(".vellum-take-incoming").click();
-		await eventually("plan.md to hold the incoming side", () => (readFileSync(join(vault, "plan.md"), "utf8").includes("monday: call the bank") ? true : undefined));
+		await eventually("plan.md to hold the incoming side", () => (readFileSync(join(vault, "plan.md"), "utf8") === incomingText ? true : undefined));
 		await h.page.locator('.vellum-conflict-row[data-path="plan.md"]').waitFor({ state: "detached" });
 		expect(await vellumJson<ConflictEntry[]>(vault, "conflicts")).toEqual([]);
 		// Both sides stay in the history.
