@@ -4,6 +4,7 @@
 //! Usage: bench --vellum PATH --src VAULT_DIR --ops N --work DIR
 //!        bench --replay VAULT   (replay from scratch only, for profiling)
 //!        bench --merge          (the three-way merge figure only)
+//!        bench --patch          (recording edits of a large note only)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use vellum_bridge::scan;
 use vellum_bridge::vault::{Vault, now_ms};
 use vellum_journal::ContentHash;
 use vellum_journal::FileId;
+use vellum_journal::limits::PATCH_DIFF_TIMEOUT_MS;
 use vellum_journal::payload::{Action, Payload};
-use vellum_journal::replay::make_patch;
+use vellum_journal::replay::{make_patch, make_patch_within};
 use vellum_journal::store::{Batch, Durability};
 use vellum_snapshots::TimeMachine;
 
@@ -130,6 +132,11 @@ fn main() {
         merge_bench(&mut fig);
         return println!("{}", serde_json::to_string_pretty(&fig).unwrap());
     }
+    if std::env::args().any(|a| a == "--patch") {
+        let mut fig = BTreeMap::new();
+        patch_bench(&mut fig);
+        return println!("{}", serde_json::to_string_pretty(&fig).unwrap());
+    }
     let vellum = arg("--vellum").expect("--vellum PATH");
     let src = PathBuf::from(arg("--src").expect("--src VAULT"));
     let ops_target: u64 = arg("--ops").map_or(100_000, |s| s.parse().unwrap());
@@ -138,6 +145,7 @@ fn main() {
     let home = PathBuf::from(std::env::var_os("VELLUM_HOME").expect("set VELLUM_HOME"));
     let mut fig = BTreeMap::new();
     merge_bench(&mut fig);
+    patch_bench(&mut fig);
     let vault_dir = work.join("vault");
     std::fs::create_dir_all(&vault_dir).unwrap();
     copy_tree(&src, &vault_dir);
@@ -393,6 +401,66 @@ fn merge_bench(fig: &mut BTreeMap<&str, serde_json::Value>) {
     fig.insert(
         "merge_100kb_50_edits_ms_p50",
         json!(percentile(&mut times, 0.5)),
+    );
+}
+
+/// Recording edits of a 20,000-line (282 KiB) note as the scanner does
+/// (`make_patch_within` with its timeout): a rewrite of every line (71 s
+/// before session 11), one changed line, and a save that ticks every fifth
+/// task of a list. Then replay's side of the rewrite, which has no time
+/// bound: merging it into a concurrent one-line edit.
+fn patch_bench(fig: &mut BTreeMap<&str, serde_json::Value>) {
+    let note = |line: &dyn Fn(usize) -> String| -> String {
+        (0..20_000).map(|i| format!("{}\n", line(i))).collect()
+    };
+    let old = note(&|i| format!("old line {i}"));
+    let rewrite = note(&|i| format!("new line {i}"));
+    let one_line = note(&|i| {
+        if i == 12_345 {
+            "a line the user rewrote".into()
+        } else {
+            format!("old line {i}")
+        }
+    });
+    let tasks = note(&|i| format!("- [ ] task number {i}"));
+    let ticked = note(&|i| {
+        let mark = if i % 5 == 0 { 'x' } else { ' ' };
+        format!("- [{mark}] task number {i}")
+    });
+    let median = |runs: usize, f: &dyn Fn()| {
+        let mut times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                ms(t.elapsed())
+            })
+            .collect();
+        percentile(&mut times, 0.5)
+    };
+    let record = |old: &str, new: &str| make_patch_within(old, new, Some(PATCH_DIFF_TIMEOUT_MS));
+    assert!(record(&old, &rewrite).is_none());
+    assert!(record(&old, &one_line).is_some_and(|p| p.len() < 200));
+    fig.insert(
+        "record_rewrite_20k_lines_ms_p50",
+        json!(median(10, &|| drop(record(&old, &rewrite)))),
+    );
+    fig.insert(
+        "record_one_line_of_20k_lines_ms_p50",
+        json!(median(10, &|| drop(record(&old, &one_line)))),
+    );
+    fig.insert(
+        "record_4k_ticks_of_20k_lines_ms_p50",
+        json!(median(3, &|| drop(record(&tasks, &ticked)))),
+    );
+    let mut concurrent = old.clone();
+    concurrent.replace_range(0..3, "OLD");
+    fig.insert(
+        "merge_rewrite_20k_lines_ms_p50",
+        json!(median(3, &|| drop(vellum_journal::merge::merge(
+            &old,
+            &concurrent,
+            &rewrite
+        )))),
     );
 }
 

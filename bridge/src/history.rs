@@ -502,6 +502,14 @@ pub struct DiffEntry {
     pub old_path: Option<String>,
 }
 
+/// How long `diff` looks for the shortest line diff of one file, in ms.
+/// Myers is quadratic on a rewrite (20,000 changed lines took 3.7 s) and
+/// the daemon answers `diff` on its vault thread. Past the deadline the
+/// rest of the file shows as removed and added lines: still a correct
+/// diff, only a longer one. Display only: nothing recorded or replayed
+/// reads it.
+const DIFF_FILE_TIMEOUT_MS: u64 = 250;
+
 pub fn diff(
     v: &Vault,
     from: &str,
@@ -598,7 +606,9 @@ pub fn diff(
                         writeln!(out, "rename {old_name} → {new_name}")?;
                         continue;
                     }
-                    let d = similar::TextDiff::from_lines(ot, nt);
+                    let d = similar::TextDiff::configure()
+                        .timeout(std::time::Duration::from_millis(DIFF_FILE_TIMEOUT_MS))
+                        .diff_lines(ot, nt);
                     write!(
                         out,
                         "{}",

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use serde::Serialize;
+use vellum_journal::limits::PATCH_DIFF_TIMEOUT_MS;
 use vellum_journal::payload::{Action, Body, Cause, Payload};
-use vellum_journal::replay::{FileKind, FileState, VaultState, make_patch};
+use vellum_journal::replay::{FileKind, FileState, VaultState, make_patch_within};
 use vellum_journal::store::Batch;
 use vellum_journal::{ContentHash, FileId, VersionVector};
 use vellum_snapshots::contents::body_of;
@@ -57,7 +58,9 @@ pub(crate) fn content_op(
     let action = match (cur.kind, want_body) {
         (FileKind::Text, Body::Text(new)) => {
             match body_of(&v.journal, file, cur.hash, v.journal.admitted())? {
-                Body::Text(old) => match make_patch(&old, new).filter(|p| p.len() < new.len()) {
+                Body::Text(old) => match make_patch_within(&old, new, Some(PATCH_DIFF_TIMEOUT_MS))
+                    .filter(|p| p.len() < new.len())
+                {
                     Some(patch) => Action::Edit {
                         file,
                         base: cur.hash,

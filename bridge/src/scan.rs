@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use vellum_journal::blob;
 use vellum_journal::entropy::OsEntropy;
-use vellum_journal::limits::{BLOB_BYTES_MAX, TEXT_BYTES_MAX};
+use vellum_journal::limits::{BLOB_BYTES_MAX, PATCH_DIFF_TIMEOUT_MS, TEXT_BYTES_MAX};
 use vellum_journal::payload::{Action, Body, Payload};
-use vellum_journal::replay::{FileKind, VaultState, make_patch};
+use vellum_journal::replay::{FileKind, VaultState, make_patch_within};
 use vellum_journal::store::{Batch, Ks};
 use vellum_journal::{ContentHash, FileId};
 use vellum_journal::{merge, path};
@@ -27,6 +27,12 @@ use crate::vault::{DiskRec, Stat, Vault, now_ns};
 const RENAME_SIMILARITY_MIN_PCT: u64 = 50;
 /// Most (vanished, new) pairs compared for a similarity rename per scan.
 const RENAME_COMPARISONS_MAX: usize = 20_000;
+/// Most bytes of text compared for similarity renames per scan (both sides
+/// of every pair): a comparison hashes every line of both, so the count
+/// alone would let 20,000 pairs of large notes hold the vault thread for
+/// minutes. Past it, the remaining files are a delete and a create: no
+/// bytes are lost, only the link between the two in history.
+const RENAME_COMPARED_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ScanReport {
@@ -535,6 +541,7 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>, rules: &Rules) -> Resul
     let paired: BTreeSet<String> = renames.iter().map(|(o, _)| o.clone()).collect();
     let mut candidates = Vec::new();
     let mut comparisons = 0;
+    let mut compared_bytes = 0;
     'outer: for (old, (id, r)) in gone.iter().filter(|(o, _)| !paired.contains(*o)) {
         let old_kind = head.files.get(id).map(|f| f.kind);
         if old_kind != Some(FileKind::Text) {
@@ -550,7 +557,8 @@ fn plan(v: &Vault, scope: Scope<'_>, opts: ScanOpts<'_>, rules: &Rules) -> Resul
                 continue;
             }
             comparisons += 1;
-            if comparisons > RENAME_COMPARISONS_MAX {
+            compared_bytes += a + b;
+            if comparisons > RENAME_COMPARISONS_MAX || compared_bytes > RENAME_COMPARED_BYTES_MAX {
                 break 'outer;
             }
             if old_text.is_none() {
@@ -939,7 +947,9 @@ fn content_change(
             return Ok(None);
         }
         let result = ContentHash::of(new.as_bytes());
-        if let Some(patch) = make_patch(&old, &new)
+        // The scan runs on the daemon's vault thread: a patch of a large
+        // note is looked for within a time bound, a Replace otherwise.
+        if let Some(patch) = make_patch_within(&old, &new, Some(PATCH_DIFF_TIMEOUT_MS))
             && patch.len() < new.len()
         {
             return Ok(Some(Payload::new(Action::Edit {

@@ -443,6 +443,109 @@ fn checkout_of_an_old_point_with_many_uncached_versions() {
     }
 }
 
+/// Regression: recording a rewrite of a large note stalled the scan (and a
+/// daemon's vault thread) for 71 s in a char-level diff. The rewrite is a
+/// Replace holding exactly the new text; a one-line change to the same
+/// note is still a small Edit; and `vellum diff` of the rewrite, whose time
+/// is bounded, still removes every old line and adds every new one.
+#[test]
+fn a_rewrite_of_a_large_note_is_a_replace_and_a_one_line_change_a_small_edit() {
+    let env = Env::init();
+    let note = |line: &dyn Fn(usize) -> String| -> String {
+        (0..20_000).map(|i| format!("{}\n", line(i))).collect()
+    };
+    let old = note(&|i| format!("old line {i}"));
+    let new = note(&|i| format!("new line {i}"));
+    let newest = |env: &Env| env.json(&["log", "--path", "big.md"])[0].clone();
+    let journal_bytes = |env: &Env| env.json(&["status"])["journal_bytes"].as_u64().unwrap();
+    env.write("big.md", &old);
+    env.scan();
+    let created = newest(&env)["id"].as_str().unwrap().to_string();
+
+    env.write("big.md", &new);
+    assert_eq!(env.scan()["edited"], 1);
+    let op = newest(&env);
+    assert_eq!(op["kind"], "replace", "{op}");
+    let replace = op["id"].as_str().unwrap();
+    assert_eq!(env.ok(&["show", "big.md", "--at", replace]), new.as_bytes());
+
+    let diff = env.ok(&["diff", "--from", &created, "--to", replace, "big.md"]);
+    let diff = String::from_utf8(diff).unwrap();
+    let side = |sign: char, header: &str| -> String {
+        diff.lines()
+            .filter(|l| l.starts_with(sign) && !l.starts_with(header))
+            .map(|l| format!("{}\n", &l[1..]))
+            .collect()
+    };
+    assert!(
+        diff.starts_with("--- a/big.md\n+++ b/big.md\n"),
+        "{diff:.200}"
+    );
+    assert!(
+        side('-', "--- ") == old,
+        "the removed lines are not the old text"
+    );
+    assert!(
+        side('+', "+++ ") == new,
+        "the added lines are not the new text"
+    );
+
+    let edited = note(&|i| {
+        if i == 12_345 {
+            "a line the user rewrote".into()
+        } else {
+            format!("new line {i}")
+        }
+    });
+    let before = journal_bytes(&env);
+    env.write("big.md", &edited);
+    assert_eq!(env.scan()["edited"], 1);
+    let op = newest(&env);
+    assert_eq!(op["kind"], "edit", "{op}");
+    let grown = journal_bytes(&env) - before;
+    assert!(grown < 2048, "a one-line edit took {grown} journal bytes");
+    assert_eq!(env.ok(&["show", "big.md"]), edited.as_bytes());
+}
+
+/// Similarity renames compare every line of both files, so a scan compares
+/// at most 64 MiB of text for them. Here nine large notes are moved and
+/// edited at once (81 pairs of 1.2 MB): the first are renames, the rest
+/// a delete and a create, and every byte on disk is recorded either way.
+#[test]
+fn renames_past_the_comparison_budget_are_a_delete_and_a_create() {
+    let env = Env::init();
+    let note = |i: usize, first: &str| -> String {
+        let mut s = format!("{first}\n");
+        for j in 0..12_000 {
+            s.push_str(&format!(
+                "note {i} line {j}, with words to make it longer\n"
+            ));
+        }
+        s
+    };
+    for i in 0..9 {
+        env.write(&format!("a{i}.md"), note(i, "# before"));
+    }
+    env.scan();
+    for i in 0..9 {
+        std::fs::remove_file(env.vault.join(format!("a{i}.md"))).unwrap();
+        env.write(&format!("b{i}.md"), note(i, "# after"));
+    }
+    let s = env.scan();
+    let renamed = s["renamed"].as_u64().unwrap();
+    assert!((1..9).contains(&renamed), "{s}");
+    assert_eq!(s["created"].as_u64(), Some(9 - renamed), "{s}");
+    assert_eq!(s["deleted"].as_u64(), Some(9 - renamed), "{s}");
+    for i in 0..9 {
+        let shown = env.ok(&["show", &format!("b{i}.md")]);
+        assert!(shown == note(i, "# after").as_bytes(), "b{i}.md");
+        assert_eq!(
+            env.run(&["show", &format!("a{i}.md")]).status.code(),
+            Some(1)
+        );
+    }
+}
+
 /// A folder that cannot be read must not turn into deletes: here a folder
 /// nested past PATH_MAX, which even root cannot list by its full path.
 #[test]

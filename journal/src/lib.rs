@@ -7,7 +7,9 @@
 //! - [`point`]: parsing and resolving history points.
 //!
 //! This crate does no network IO and reads no clock: time and randomness
-//! are arguments ([`entropy::Entropy`], `now_ms`).
+//! are arguments ([`entropy::Entropy`], `now_ms`). The one exception is a
+//! diff timeout a caller gives [`replay::make_patch_within`], which bounds
+//! an author's work and never touches replay.
 
 pub mod blob;
 pub mod control;

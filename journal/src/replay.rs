@@ -2,13 +2,14 @@
 //! vault state. Replay reads no clock, no disk and no arrival order; given
 //! the same ops in the same total order it produces the same state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use diff_match_patch_rs::{Compat, DiffMatchPatch};
+use diff_match_patch_rs::{Compat, DiffMatchPatch, Ops};
 
 use crate::control::{Control, MemberAction};
 use crate::error::{Error, Result};
 use crate::id::{ContentHash, DeviceId, FileId, OpId};
+use crate::limits::{PATCH_EXACT_BYTES_MAX, PATCH_MAKE_WORK_MAX, PATCH_NEW_LINES_PCT_MAX};
 use crate::merge;
 use crate::order::OrderKey;
 use crate::path;
@@ -18,6 +19,7 @@ use crate::vv::VersionVector;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::PATCH_DIFF_TIMEOUT_MS;
 
     #[test]
     fn hostile_patches_are_bad_not_panics() {
@@ -40,6 +42,101 @@ mod tests {
             apply_patch_strict(a, &p, &ContentHash::of(b.as_bytes())).as_deref(),
             Some(b)
         );
+    }
+
+    /// A note of `n` lines, `line(i)` each.
+    fn note(n: usize, line: impl Fn(usize) -> String) -> String {
+        (0..n).map(|i| format!("{}\n", line(i))).collect()
+    }
+
+    fn applies(old: &str, patch: &str, new: &str) -> bool {
+        apply_patch_strict(old, patch, &ContentHash::of(new.as_bytes())).as_deref() == Some(new)
+    }
+
+    /// Regression: a rewrite of a 20,000-line note took 71 s in the
+    /// char-level diff; it is a Replace, found without a diff.
+    #[test]
+    fn a_rewrite_of_a_large_note_is_left_to_a_replace() {
+        let old = note(20_000, |i| format!("old line {i}"));
+        let new = note(20_000, |i| format!("new line {i}"));
+        assert_eq!(make_patch(&old, &new), None);
+        assert_eq!(make_patch_within(&old, &new, Some(0)), None);
+    }
+
+    #[test]
+    fn one_line_changed_in_a_large_note_is_a_small_patch() {
+        let old = note(20_000, |i| format!("old line {i}"));
+        let new = note(20_000, |i| {
+            if i == 12_345 {
+                "a line the user rewrote".into()
+            } else {
+                format!("old line {i}")
+            }
+        });
+        // Also with a timeout already spent: only the diff's coarseness
+        // could change, and one changed line is found before any bisection.
+        for timeout in [None, Some(PATCH_DIFF_TIMEOUT_MS), Some(0)] {
+            let p = make_patch_within(&old, &new, timeout).expect("a patch");
+            assert!(p.len() < 200, "{timeout:?}: {} bytes", p.len());
+            assert!(applies(&old, &p, &new), "{timeout:?}");
+        }
+    }
+
+    /// `patch_make` copies the text once per diff: a save that ticks every
+    /// fifth box of a 20,000-line list would take 7 s there, and its patch
+    /// would not be smaller than the text anyway.
+    #[test]
+    fn many_scattered_edits_in_a_large_note_are_left_to_a_replace() {
+        let old = note(20_000, |i| format!("- [ ] task number {i}"));
+        let ticked = |every: usize| {
+            note(20_000, |i| {
+                let mark = if i % every == 0 { 'x' } else { ' ' };
+                format!("- [{mark}] task number {i}")
+            })
+        };
+        assert_eq!(make_patch(&old, &ticked(5)), None);
+        let few = ticked(1000);
+        let p = make_patch(&old, &few).expect("20 edits make a patch");
+        assert!(applies(&old, &p, &few));
+    }
+
+    /// The timeout is a backstop for what the checks let through, such as
+    /// a block pasted over part of a large note: once it runs out, the
+    /// rest of the diff is coarse, and the patch still exact.
+    #[test]
+    fn a_diff_out_of_time_still_makes_an_exact_patch() {
+        let old = note(20_000, |i| format!("old line {i}"));
+        let new = note(20_000, |i| {
+            if (8_000..14_000).contains(&i) {
+                format!("pasted text {i}")
+            } else {
+                format!("old line {i}")
+            }
+        });
+        assert!(new_lines_pct(&old, &new) <= PATCH_NEW_LINES_PCT_MAX);
+        let p = make_patch_within(&old, &new, Some(0)).expect("a patch");
+        assert!(applies(&old, &p, &new));
+    }
+
+    /// Texts up to `PATCH_EXACT_BYTES_MAX` together are diffed exactly,
+    /// whatever timeout the caller gives: their patches are the ones
+    /// PROTOCOL.md §8.3 specifies, on every machine.
+    #[test]
+    fn small_texts_ignore_the_timeout() {
+        let old = note(300, |i| format!("old line {i}"));
+        let new = note(300, |i| format!("new line {i}"));
+        assert!(old.len() + new.len() <= PATCH_EXACT_BYTES_MAX);
+        let exact = make_patch(&old, &new).expect("a patch");
+        assert_eq!(make_patch_within(&old, &new, Some(0)), Some(exact));
+    }
+
+    #[test]
+    fn new_lines_pct_counts_each_old_line_once() {
+        assert_eq!(new_lines_pct("a\n", ""), 0);
+        assert_eq!(new_lines_pct("", "a\n"), 100);
+        assert_eq!(new_lines_pct("a\nb\n", "b\na\n"), 0);
+        assert_eq!(new_lines_pct("a\n", "a\na\n"), 50);
+        assert_eq!(new_lines_pct("x\n", "x\nyyyyyy\n"), 77);
     }
 }
 
@@ -1002,14 +1099,52 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
     out
 }
 
-/// The author's side: a Compat-mode patch from `old` to `new`, made with no
-/// diff timeout, or `None` if it does not reproduce `new` exactly (then
-/// the author writes a Replace).
+/// The author's side: a Compat-mode patch from `old` to `new`, or `None`
+/// when the author should write a Replace (the patch does not reproduce
+/// `new` exactly, or making it would cost more than it could save).
+/// Deterministic: no timeout. A caller that must stay responsive uses
+/// [`make_patch_within`].
 pub fn make_patch(old: &str, new: &str) -> Option<String> {
+    make_patch_within(old, new, None)
+}
+
+/// [`make_patch`], with a diff timeout for texts over
+/// [`PATCH_EXACT_BYTES_MAX`] together.
+///
+/// Small texts are diffed exactly, with no timeout, as PROTOCOL.md §8.3
+/// says. Larger ones face two deterministic checks, because
+/// diff-match-patch is quadratic twice over: its char-level diff of a
+/// replaced block costs the block's length times the edit distance (a
+/// rewrite of a 280 KB note took 71 s), and `patch_make` copies the whole
+/// text once per diff. So:
+/// - before any diff, a new text made mostly of lines the old one lacks
+///   is a rewrite: a patch would carry most of it anyway, plus the
+///   deleted text, so it is a Replace at once. Counting lines is linear,
+///   where a line diff (what `similar` or dmp's line mode do first) is
+///   itself quadratic on a rewrite: about 2 s for 20,000 lines;
+/// - after the diff, one with more edits than [`PATCH_MAKE_WORK_MAX`]
+///   allows for the texts' size is a Replace too, before `patch_make`:
+///   a patch of that many hunks is rarely smaller than the text.
+///
+/// The timeout is the backstop for what the checks cannot see (a block
+/// pasted over part of a large note): when it runs out, diff-match-patch
+/// finishes with coarser (still exact) hunks. It is allowed here and
+/// nowhere near replay: the patch is stored in the op and checked by
+/// [`apply_patch_strict`], so how it was found never matters to another
+/// device.
+pub fn make_patch_within(old: &str, new: &str, diff_timeout_ms: Option<u32>) -> Option<String> {
+    let exact = old.len() + new.len() <= PATCH_EXACT_BYTES_MAX;
+    if !exact && new_lines_pct(old, new) > PATCH_NEW_LINES_PCT_MAX {
+        return None;
+    }
     let text = guarded(|| {
         let mut dmp = DiffMatchPatch::new();
-        dmp.set_timeout(None);
+        dmp.set_timeout(if exact { None } else { diff_timeout_ms });
         let diffs = dmp.diff_main::<Compat>(old, new).ok()?;
+        let edits = diffs.iter().filter(|d| d.op() != Ops::Equal).count();
+        if !exact && edits.saturating_mul(old.len() + new.len()) > PATCH_MAKE_WORK_MAX {
+            return None;
+        }
         let patches = dmp
             .patch_make(diff_match_patch_rs::PatchInput::new_text_diffs(old, &diffs))
             .ok()?;
@@ -1017,4 +1152,24 @@ pub fn make_patch(old: &str, new: &str) -> Option<String> {
     })??;
     apply_patch_strict(old, &text, &ContentHash::of(new.as_bytes()))?;
     Some(text)
+}
+
+/// The share of `new`'s bytes in lines that `old` lacks (each line of
+/// `old` matching one line of `new` at most), in percent.
+fn new_lines_pct(old: &str, new: &str) -> u64 {
+    if new.is_empty() {
+        return 0;
+    }
+    let mut counts: HashMap<&str, u32> = HashMap::new();
+    for l in old.split_inclusive('\n') {
+        *counts.entry(l).or_default() += 1;
+    }
+    let mut absent = 0u64;
+    for l in new.split_inclusive('\n') {
+        match counts.get_mut(l) {
+            Some(c) if *c > 0 => *c -= 1,
+            _ => absent += l.len() as u64,
+        }
+    }
+    100 * absent / new.len() as u64
 }
