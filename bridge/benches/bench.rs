@@ -306,6 +306,26 @@ fn main() {
     fig.insert("cli_show_at_ms_p50", json!(percentile(&mut show_ms, 0.5)));
     fig.insert("cli_show_at_ms_p95", json!(percentile(&mut show_ms, 0.95)));
 
+    // History pages (the plugin's timeline, 200 rows): the newest, and one
+    // near the oldest end reached by cursor (`--before`), against reaching
+    // it by listing everything newer (what paging by offset costs).
+    let page = |extra: &[&str]| {
+        let mut args = vec!["log", "--json", "--vault", &vd];
+        args.extend_from_slice(extra);
+        ms(cli(&vellum, &home, &args).0)
+    };
+    fig.insert("cli_log_newest_page_ms", json!(page(&["--limit", "200"])));
+    let deep = ids[ids.len() / 100].short();
+    fig.insert(
+        "cli_log_deep_page_by_cursor_ms",
+        json!(page(&["--limit", "200", "--before", &deep])),
+    );
+    let newer = (ids.len() - ids.len() / 100 + 200).to_string();
+    fig.insert(
+        "cli_log_deep_page_by_skipping_ms",
+        json!(page(&["--limit", &newer])),
+    );
+
     // checkout of the whole vault, at head and at a point mid-history.
     for (name, at) in [
         ("head", "head".to_string()),

@@ -71,6 +71,10 @@ pub enum Command {
         /// At most this many ops
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only ops older than this one (an op id from the log): the next
+        /// page after it
+        #[arg(long)]
+        before: Option<String>,
     },
     /// Write a file's bytes as of a point to stdout
     Show {

@@ -262,9 +262,16 @@ pub fn run(cli: Cli, vaults: &mut dyn Vaults, io: &mut Io<'_>) -> Result<()> {
             path,
             author,
             limit,
+            before,
         } => {
             let mut v = vaults.open(g.vault.as_deref())?;
-            let entries = history::log(&mut v, path.as_deref(), author.as_deref(), limit)?;
+            let entries = history::log(
+                &mut v,
+                path.as_deref(),
+                author.as_deref(),
+                before.as_deref(),
+                limit,
+            )?;
             if json {
                 io.json(&entries)?;
             } else {

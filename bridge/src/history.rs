@@ -115,10 +115,15 @@ impl LogEntry {
 /// Ops read from the journal per page while listing the log.
 const LOG_PAGE_OPS: usize = 256;
 
+/// The log, newest first: at most `limit` entries, only ops on
+/// `path_filter` and by `author` when given, and only ops that sort before
+/// op `older_than` when given. That op is a cursor: paging with it costs
+/// one page however deep, where skipping entries would describe them all.
 pub fn log(
     v: &mut Vault,
     path_filter: Option<&str>,
     author: Option<&str>,
+    older_than: Option<&str>,
     limit: usize,
 ) -> Result<Vec<LogEntry>> {
     let head = v.head()?;
@@ -126,7 +131,7 @@ pub fn log(
     let author = author.map(str::to_ascii_lowercase);
     let mut out = Vec::new();
     let mut page: Vec<(OrderKey, u64)> = Vec::new();
-    let mut before: Option<OrderKey> = None;
+    let mut before: Option<OrderKey> = older_than.map(|p| order_key_of(v, p)).transpose()?;
     loop {
         if out.len() >= limit {
             break;
@@ -155,6 +160,31 @@ pub fn log(
         out.push(d.entry);
     }
     Ok(out)
+}
+
+/// Where the admitted op whose id starts with `prefix` sorts.
+fn order_key_of(v: &Vault, prefix: &str) -> Result<OrderKey> {
+    let hex = prefix.len() >= 8 && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex {
+        return Err(user(format!(
+            "{prefix:?} is not an op id; give 8 or more hex digits from `vellum log`"
+        )));
+    }
+    let ids = v.journal.find_by_prefix(prefix, 2)?;
+    let id = match ids.as_slice() {
+        [id] => *id,
+        [] => return Err(user(format!("no op {prefix}… in this vault's journal"))),
+        _ => {
+            return Err(user(format!(
+                "{prefix} names more than one op; give more digits"
+            )));
+        }
+    };
+    let meta = v
+        .journal
+        .op_meta(&id)?
+        .ok_or_else(|| user(format!("no op {prefix}… in this vault's journal")))?;
+    Ok(meta.order_key())
 }
 
 /// One op as `vellum log` shows it, and the paths it is about (where it

@@ -44,6 +44,11 @@ fn init_scan_status_log_json_shapes() {
         env.json(&["log", "--limit", "1"]).as_array().unwrap().len(),
         1
     );
+    // --before pages on from an op: the rest of the log after it.
+    let all = log.as_array().unwrap();
+    let first = all[0]["id"].as_str().unwrap();
+    let rest = env.json(&["log", "--before", first, "--limit", "1000"]);
+    assert_eq!(rest.as_array().unwrap()[..], all[1..]);
 
     // A scan with nothing new records nothing and keeps the head.
     let again = env.scan();

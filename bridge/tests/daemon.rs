@@ -412,6 +412,17 @@ fn every_method(env: &Env, c: &mut Conn, last: bool) {
     assert_eq!(newest.len(), 2);
     let next = c.call("log", json!({"limit": 2, "offset": 1}));
     assert_eq!(next["result"][0]["id"], newest[1]);
+    // The cursor: the page after an op is what the offset gives.
+    let after = c.call("log", json!({"limit": 2, "before": newest[0]}));
+    assert_eq!(after["result"], next["result"], "{after}");
+    for bad in ["zz", "0000000000000000"] {
+        let refused = c.call("log", json!({"before": bad}));
+        assert_eq!(refused["error"]["code"], -32602, "{refused}");
+        assert!(
+            !refused["error"]["message"].as_str().unwrap().contains('\n'),
+            "{refused}"
+        );
+    }
     let only = c.call("log", json!({"path": "b.md"}));
     assert!(
         only["result"]

@@ -79,10 +79,11 @@ export class Timeline {
 		this.more = page.length === PAGE_SIZE;
 	}
 
-	/** Loads the next older page. */
+	/** Loads the next older page: the ops before the oldest shown, one page of work however deep. */
 	async loadMore(): Promise<void> {
-		if (!this.more) return;
-		const page = await this.load({ ...this.filter, limit: PAGE_SIZE, offset: this.entries.length });
+		const oldest = this.entries.at(-1);
+		if (!this.more || oldest === undefined) return;
+		const page = await this.load({ ...this.filter, limit: PAGE_SIZE, before: oldest.id });
 		const known = new Set(this.entries.map((e) => e.id));
 		this.entries = this.entries.concat(page.filter((e) => !known.has(e.id)));
 		this.more = page.length === PAGE_SIZE;

@@ -27,7 +27,7 @@ function journal(n: number): { entries: LogEntry[]; calls: LogParams[]; load: (p
 		calls,
 		load: (p) => {
 			calls.push(p);
-			const offset = p.offset ?? 0;
+			const offset = p.before === undefined ? (p.offset ?? 0) : entries.findIndex((e) => e.id === p.before) + 1;
 			return Promise.resolve(entries.slice(offset, offset + (p.limit ?? 50)));
 		},
 	};
@@ -43,9 +43,11 @@ describe("Timeline", () => {
 		await t.loadMore();
 		expect(t.entries).toHaveLength(PAGE_SIZE + 7);
 		expect(t.more).toBe(false);
+		expect(t.entries.map((e) => e.seq)).toEqual(j.entries.map((e) => e.seq));
+		// The next page is asked for by cursor: the oldest entry shown.
 		expect(j.calls).toEqual([
 			{ limit: PAGE_SIZE, offset: 0 },
-			{ limit: PAGE_SIZE, offset: PAGE_SIZE },
+			{ limit: PAGE_SIZE, before: j.entries[PAGE_SIZE - 1]!.id },
 		]);
 	});
 

@@ -182,9 +182,13 @@ pub struct LogParams {
     /// At most this many entries (default 50, at most 10,000)...
     #[ts(optional)]
     pub limit: Option<usize>,
-    /// ...after skipping this many of the newest.
+    /// ...after skipping this many of the newest...
     #[ts(optional)]
     pub offset: Option<usize>,
+    /// ...of those older than this op (an id from the log): the cursor
+    /// for the next page, which costs one page however deep it is.
+    #[ts(optional)]
+    pub before: Option<String>,
 }
 
 /// `show`: a file as of a point.
@@ -367,6 +371,7 @@ fn dispatch(v: &mut Vault, req: Request, stdout: Option<Stdout>) -> Result<Value
                 v,
                 p.path.as_deref(),
                 p.author.as_deref(),
+                p.before.as_deref(),
                 offset.saturating_add(limit),
             )
             .map_err(user_or_internal)?

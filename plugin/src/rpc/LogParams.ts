@@ -17,6 +17,11 @@ author?: string,
  */
 limit?: number, 
 /**
- * ...after skipping this many of the newest.
+ * ...after skipping this many of the newest...
  */
-offset?: number, };
+offset?: number, 
+/**
+ * ...of those older than this op (an id from the log): the cursor
+ * for the next page, which costs one page however deep it is.
+ */
+before?: string, };
