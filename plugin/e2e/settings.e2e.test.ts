@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LogEntry } from "../src/rpc/LogEntry";
-import { eventually, makeVault, openHarness, removeTree, screenshot, vellumJson, type Harness } from "./support";
+import { eventually, makeVault, openHarness, removeTree, screenshot, vellum, vellumJson, type Harness } from "./support";
 
 interface PageHarness {
 	start(): Promise<void>;
@@ -36,6 +36,8 @@ async function change(selector: string, value: string): Promise<void> {
 
 beforeAll(async () => {
 	({ root, vault } = await makeVault({ "a.md": "a\n" }));
+	// A second device, to list and remove.
+	await vellum(vault, "clone", vault, join(root, "old tablet"), "--name", "old tablet");
 	h = await openHarness(vault);
 	await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start());
 	await openSettings();
@@ -83,6 +85,19 @@ describe("settings tab", () => {
 		await change(".vellum-retention", "0");
 		await expect.poll(() => h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.notices().at(-1) ?? "")).toContain("from 1 to 3650");
 		expect(config()).toContain("retention_days = 30");
+	});
+
+	it("lists the other devices and removes one after asking", async () => {
+		const row = h.page.locator(".vellum-settings .setting-item", { hasText: "old tablet" });
+		await row.waitFor();
+		expect(await row.textContent()).toContain("never seen");
+		await row.locator("button", { hasText: "Remove" }).click();
+		await h.page.locator(".modal-container .vellum-confirm").click();
+		await eventually("old tablet removed", async () => {
+			const peers = await vellumJson<{ name: string | null }[]>(vault, "peers");
+			return peers.some((p) => p.name === "old tablet") ? undefined : true;
+		});
+		await h.page.locator(".vellum-settings .setting-item", { hasText: "old tablet" }).waitFor({ state: "detached" });
 	});
 
 	it("turns internet sync on, restarting the daemon, and refuses a bad relay address", async () => {

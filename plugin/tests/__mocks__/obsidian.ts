@@ -794,6 +794,12 @@ export class ButtonComponent implements Pick<obsidian.ButtonComponent, "buttonEl
 		this.buttonEl = containerEl.createEl("button");
 	}
 
+	/** BaseComponent.then: runs `cb` with the component, for chaining. */
+	then(cb: (component: this) => unknown): this {
+		cb(this);
+		return this;
+	}
+
 	setButtonText(name: string): this {
 		this.buttonEl.setText(name);
 		return this;
