@@ -142,7 +142,7 @@ function problemTooltip(c: Connection): string {
 		case "binary_missing":
 			return `Could not run '${c.binary}' (${c.message}). Install Vellum, or set the binary path in the plugin settings.`;
 		case "not_initialised":
-			return `${c.message}. Run "Vellum: set up this vault" from the command palette.`;
+			return `${c.message}. To start, run "Set up this vault" (this device starts the vault) or "Join a vault with a code" from the command palette.`;
 		case "version_mismatch":
 			return `${describeConnection(c)}. Install the vellum binary that came with this plugin version.`;
 		default:

@@ -28,6 +28,8 @@ export class HistoryView extends ItemView {
 	private sliderTimer: number | null = null;
 	/** Bumped per detail request: an answer for an older selection is dropped. */
 	private detailRequest = 0;
+	/** Whether the daemon was connected at the last change: ops made while it was not were never heard of. */
+	private wasReady = false;
 
 	private headerEl!: HTMLElement;
 	private sliderEl!: HTMLInputElement;
@@ -91,6 +93,7 @@ export class HistoryView extends ItemView {
 		this.moreEl.addEventListener("click", () => void this.loadMore());
 		this.detailEl = body.createDiv({ cls: "vellum-detail" });
 
+		this.wasReady = this.vellum.store.state.connection.kind === "ready";
 		this.unsubscribe = this.vellum.store.subscribe((change) => this.changed(change));
 		await this.restart();
 	}
@@ -145,9 +148,11 @@ export class HistoryView extends ItemView {
 			}
 		} else if (change.kind === "lagged") {
 			void this.reload();
-		} else if (this.vellum.store.state.connection.kind === "ready" && this.timeline.entries.length === 0) {
-			// Connected (again): the list may have been read while offline.
-			void this.reload();
+		} else {
+			const ready = this.vellum.store.state.connection.kind === "ready";
+			// Connected again: ops recorded meanwhile sent no event here.
+			if (ready && !this.wasReady) void this.reload();
+			this.wasReady = ready;
 		}
 	}
 
