@@ -8,10 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConflictEntry } from "../src/rpc/ConflictEntry";
 import { eventually, makeVault, openHarness, removeTree, screenshot, vellum, vellumJson, writeFile, type Harness } from "./support";
 
-interface PageHarness {
-	start(): Promise<void>;
-	openConflicts(path?: string): Promise<void>;
-}
 
 let root: string;
 let vault: string;
@@ -33,19 +29,13 @@ async function conflict(path: string, here: string, there: string): Promise<void
 	await eventually(`the conflict on ${path}`, async () => ((await vellumJson<ConflictEntry[]>(vault, "conflicts")).some((c) => c.path === path) ? true : undefined));
 }
 
-function page(): { start(): Promise<void>; openConflicts(path?: string): Promise<void> } {
-	return {
-		start: () => h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start()),
-		openConflicts: (path) => h.page.evaluate((p) => (window as unknown as { harness: PageHarness }).harness.openConflicts(p), path),
-	};
-}
 
 beforeAll(async () => {
 	({ root, vault } = await makeVault({ "plan.md": BASE, "merge-me.md": BASE }));
 	other = join(root, "clone of the vault");
 	await vellum(vault, "clone", vault, other);
 	h = await openHarness(vault);
-	await page().start();
+	await h.call("start");
 });
 
 afterAll(async () => {
@@ -57,7 +47,7 @@ describe("conflicts view", () => {
 	it("shows base, current and incoming side by side and takes the incoming side", async () => {
 		await conflict("plan.md", "monday: sleep in", "monday: call the bank");
 		await expect.poll(() => h.page.locator(".status-bar-item").textContent()).toBe("Vellum: 1 conflict");
-		await page().openConflicts();
+		await h.call("openConflicts");
 		await h.page.locator('.vellum-conflict-row[data-path="plan.md"]').click();
 		const sides = h.page.locator(".vellum-sides");
 		await sides.waitFor();
@@ -96,7 +86,7 @@ describe("conflicts view", () => {
 
 	it("resolves with a merge the user edited", async () => {
 		await conflict("merge-me.md", "monday: gym", "monday: swim");
-		await page().openConflicts("merge-me.md");
+		await h.call("openConflicts", "merge-me.md");
 		const editor = h.page.locator(".vellum-merge").last();
 		await editor.waitFor();
 		const merged = BASE.replace("monday: write", "monday: gym, then swim");

@@ -7,17 +7,7 @@ import type { LogEntry } from "../src/rpc/LogEntry";
 import type { Status } from "../src/rpc/Status";
 import { eventually, makeVault, openHarness, removeTree, screenshot, vellumJson, writeFile, type Harness } from "./support";
 
-interface PageHarness {
-	start(): Promise<void>;
-	openHistory(path?: string): Promise<void>;
-	notices(): string[];
-}
 
-declare global {
-	interface Window {
-		harness: PageHarness;
-	}
-}
 
 let root: string;
 let vault: string;
@@ -46,7 +36,7 @@ function read(path: string): string | null {
 beforeAll(async () => {
 	({ root, vault } = await makeVault({ "a.md": "first\n", "notes/keep.md": "keep me\n" }));
 	h = await openHarness(vault);
-	await h.page.evaluate(() => window.harness.start());
+	await h.call("start");
 });
 
 afterAll(async () => {
@@ -63,7 +53,7 @@ describe("history view", () => {
 	});
 
 	it("adds an edit made on disk to the timeline", async () => {
-		await h.page.evaluate(() => window.harness.openHistory());
+		await h.call("openHistory");
 		const op = await edit("a.md", "first\nsecond\n");
 		await h.page.locator(`.vellum-row[data-op="${op.id}"]`).waitFor();
 		expect(await h.page.locator(`.vellum-row[data-op="${op.id}"] .vellum-row-summary`).textContent()).toBe(op.summary);
@@ -98,7 +88,7 @@ describe("history view", () => {
 	it("restores an older version of a note", async () => {
 		const first = (await log("a.md")).at(-1)!;
 		expect(first.kind).toBe("create");
-		await h.page.evaluate(() => window.harness.openHistory("a.md"));
+		await h.call("openHistory", "a.md");
 		await h.page.locator(`.vellum-row[data-op="${first.id}"]`).click();
 		await expect.poll(() => h.page.locator(".vellum-detail .vellum-file-text").textContent()).toBe("first\n");
 		await screenshot(h.page, "history-file-version");
@@ -112,7 +102,7 @@ describe("history view", () => {
 	});
 
 	it("previews a rollback; cancelling changes nothing, confirming rolls back", async () => {
-		await h.page.evaluate(() => window.harness.openHistory());
+		await h.call("openHistory");
 		const bOp = (await log("b.md"))[0]!;
 		const all = await log();
 		const before = all[all.findIndex((e) => e.id === bOp.id) + 1]!;
@@ -137,7 +127,7 @@ describe("history view", () => {
 		await eventually("b.md removed by the rollback", () => (read("b.md") === null ? true : undefined));
 		expect(read("notes/keep.md")).toBe("keep me\n");
 		expect((await vellumJson<Status>(vault, "status")).head).not.toBe(headBefore);
-		await expect.poll(() => h.page.evaluate(() => window.harness.notices().some((n) => n.startsWith("Vellum: rolled back")))).toBe(true);
+		await expect.poll(() => h.call("notices").then((all) => all.some((n) => n.startsWith("Vellum: rolled back")))).toBe(true);
 		await screenshot(h.page, "rollback-done");
 	});
 
@@ -145,7 +135,7 @@ describe("history view", () => {
 		const lines = (tag: string) => Array.from({ length: 20_000 }, (_, i) => `${tag} line ${i}`).join("\n") + "\n";
 		const first = await edit("big.md", lines("old"));
 		await edit("big.md", lines("new"));
-		await h.page.evaluate(() => window.harness.openHistory("big.md"));
+		await h.call("openHistory", "big.md");
 		await h.page.locator(`.vellum-row[data-op="${first.id}"]`).click();
 		await h.page.locator(".vellum-detail .vellum-diff-current").click();
 		await h.page.locator(".vellum-diff-truncated").waitFor();

@@ -10,6 +10,7 @@ import type { View, WorkspaceLeaf } from "obsidian";
 import type * as Bundle from "../src/main";
 import type { Launcher, Link, LinkEnd, LinkSink } from "../src/client/daemon";
 import type { JoinEvents, Joiner } from "../src/pairing";
+import type { PageHarness } from "./support";
 
 interface Bindings {
 	/** Starts a daemon on the Node side; its link's number, or null when it could not. */
@@ -96,7 +97,7 @@ const joiner: Joiner = {
 	},
 };
 
-class Harness {
+class Harness implements PageHarness {
 	readonly app = obsidian.createApp(new obsidian.FileSystemAdapter("/vault"));
 	session: InstanceType<typeof Bundle.VaultSession> | null = null;
 	history: InstanceType<typeof Bundle.HistoryView> | null = null;

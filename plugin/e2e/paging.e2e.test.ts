@@ -5,10 +5,6 @@ import { PAGE_SIZE } from "../src/history";
 import type { LogEntry } from "../src/rpc/LogEntry";
 import { makeVault, openHarness, removeTree, vellumJson, type Harness } from "./support";
 
-interface PageHarness {
-	start(): Promise<void>;
-	openHistory(path?: string): Promise<void>;
-}
 
 let root: string;
 let vault: string;
@@ -19,7 +15,7 @@ beforeAll(async () => {
 	const notes = Object.fromEntries(Array.from({ length: PAGE_SIZE + 60 }, (_, i) => [`day/${String(i).padStart(3, "0")}.md`, `day ${i}\n`]));
 	({ root, vault } = await makeVault(notes));
 	h = await openHarness(vault);
-	await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start());
+	await h.call("start");
 });
 
 afterAll(async () => {
@@ -31,7 +27,7 @@ describe("timeline paging", () => {
 	it("shows the newest page, then the older ones on demand, in the daemon's order", async () => {
 		const log = await vellumJson<LogEntry[]>(vault, "log", "--limit", "100000");
 		expect(log.length).toBeGreaterThan(PAGE_SIZE);
-		await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openHistory());
+		await h.call("openHistory");
 		const rows = h.page.locator(".vellum-row");
 		await expect.poll(() => rows.count()).toBe(PAGE_SIZE);
 		await h.page.locator(".vellum-load-more").click();

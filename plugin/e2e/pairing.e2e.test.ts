@@ -7,27 +7,19 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeVault, openHarness, removeTree, screenshot, type Harness } from "./support";
 
-interface PageHarness {
-	start(): Promise<void>;
-	openInvite(): void;
-	openJoin(): void;
-}
 
 let root: string;
 let vault: string;
 let joining: string;
 let h: Harness;
 
-function harness(): Promise<void> {
-	return h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start());
-}
 
 beforeAll(async () => {
 	({ root, vault } = await makeVault({ "welcome.md": "hello from the laptop\n" }));
 	joining = join(root, "phone vault ✓");
 	mkdirSync(joining);
 	h = await openHarness(vault, undefined, joining);
-	await harness();
+	await h.call("start");
 });
 
 afterAll(async () => {
@@ -37,7 +29,7 @@ afterAll(async () => {
 
 describe("pairing", () => {
 	it("invites with a long code, a QR code and a countdown, and lets a device join after the digits match", async () => {
-		await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openInvite());
+		await h.call("openInvite");
 		const invite = h.page.locator(".vellum-invite");
 		const long = invite.locator(".vellum-long-code");
 		await long.waitFor();
@@ -48,7 +40,7 @@ describe("pairing", () => {
 		expect(await invite.locator(".vellum-countdown").textContent()).toMatch(/^Expires in (9|10):\d\d$/);
 		await screenshot(h.page, "pairing-invite");
 
-		await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openJoin());
+		await h.call("openJoin");
 		const joinModal = h.page.locator(".vellum-join");
 		await joinModal.locator(".vellum-join-code").fill(code);
 		await joinModal.locator(".vellum-join-go").click();

@@ -7,10 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Held } from "../src/rpc/Held";
 import { eventually, makeVault, openHarness, removeTree, screenshot, vellum, vellumJson, type Harness } from "./support";
 
-interface PageHarness {
-	start(): Promise<void>;
-	openQuarantine(): void;
-}
 
 let root: string;
 let vault: string;
@@ -27,7 +23,7 @@ beforeAll(async () => {
 	await vellum(other, "scan");
 	await vellum(other, "export", join(root, "deletes.vellum"));
 	h = await openHarness(vault);
-	await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start());
+	await h.call("start");
 	// ...and this vault receives the batch.
 	await vellum(vault, "import", join(root, "deletes.vellum"));
 });
@@ -47,7 +43,7 @@ describe("held changes", () => {
 		for (const n of names) expect(existsSync(join(vault, n))).toBe(true);
 		await expect.poll(() => h.page.locator(".status-bar-item").textContent()).toBe("Vellum: 25 changes held");
 
-		await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openQuarantine());
+		await h.call("openQuarantine");
 		const batch = h.page.locator(`.vellum-batch[data-batch="${held[0]!.id}"]`);
 		await batch.waitFor();
 		expect(await batch.locator("li[data-change=delete]").count()).toBe(25);

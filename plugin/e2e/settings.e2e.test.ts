@@ -7,11 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LogEntry } from "../src/rpc/LogEntry";
 import { eventually, makeVault, openHarness, removeTree, screenshot, vellum, vellumJson, type Harness } from "./support";
 
-interface PageHarness {
-	start(): Promise<void>;
-	openSettings(): Promise<void>;
-	notices(): string[];
-}
 
 let root: string;
 let vault: string;
@@ -24,7 +19,7 @@ async function openSettings(): Promise<void> {
 	await h.page.evaluate(() => {
 		document.querySelector(".vellum-settings")?.remove();
 	});
-	await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.openSettings());
+	await h.call("openSettings");
 }
 
 /** Types into a field and leaves it, as a person does. */
@@ -39,7 +34,7 @@ beforeAll(async () => {
 	// A second device, to list and remove.
 	await vellum(vault, "clone", vault, join(root, "old tablet"), "--name", "old tablet");
 	h = await openHarness(vault);
-	await h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.start());
+	await h.call("start");
 	await openSettings();
 });
 
@@ -72,7 +67,7 @@ describe("settings tab", () => {
 		const before = await h.page.locator(".vellum-ignore").inputValue();
 		const head = (await top()).id;
 		await change(".vellum-ignore", `${before}\nnotes/{a`);
-		await expect.poll(() => h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.notices().at(-1) ?? "")).toContain("notes/{a");
+		await expect.poll(() => h.call("notices").then((n) => n.at(-1) ?? "")).toContain("notes/{a");
 		expect((await top()).id).toBe(head);
 		await expect.poll(() => h.page.locator(".vellum-ignore").inputValue()).toBe(before);
 	});
@@ -83,7 +78,7 @@ describe("settings tab", () => {
 		await change(".vellum-retention", "30");
 		await eventually("retention_days = 30", () => (config().includes("retention_days = 30") ? true : undefined));
 		await change(".vellum-retention", "0");
-		await expect.poll(() => h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.notices().at(-1) ?? "")).toContain("from 1 to 3650");
+		await expect.poll(() => h.call("notices").then((n) => n.at(-1) ?? "")).toContain("from 1 to 3650");
 		expect(config()).toContain("retention_days = 30");
 	});
 
@@ -109,7 +104,7 @@ describe("settings tab", () => {
 
 		await openSettings();
 		await change(".vellum-relays", "not an address");
-		await expect.poll(() => h.page.evaluate(() => (window as unknown as { harness: PageHarness }).harness.notices().at(-1) ?? "")).toContain("not an address");
+		await expect.poll(() => h.call("notices").then((n) => n.at(-1) ?? "")).toContain("not an address");
 		expect(config()).not.toContain("not an address");
 		await screenshot(h.page, "settings");
 	});

@@ -102,9 +102,25 @@ async function harnessScript(): Promise<string> {
 	return pageBundle;
 }
 
+/** What the harness page offers the tests (e2e/page.ts). */
+export interface PageHarness {
+	/** Connects to the daemon through the bridge and shows the status bar. */
+	start(): Promise<void>;
+	openHistory(path?: string): Promise<void>;
+	openConflicts(path?: string): Promise<void>;
+	openInvite(): void;
+	openJoin(): void;
+	openQuarantine(): void;
+	openSettings(): Promise<void>;
+	/** Every notice shown so far, oldest first. */
+	notices(): string[];
+}
+
 export interface Harness {
 	browser: Browser;
 	page: Page;
+	/** Calls a method of the page's harness and waits for it. */
+	call<K extends keyof PageHarness>(name: K, ...args: Parameters<PageHarness[K]>): Promise<Awaited<ReturnType<PageHarness[K]>>>;
 	/** The daemon the page talks to now. */
 	link(): Link | null;
 	/** How many daemons the bridge started. */
@@ -179,6 +195,16 @@ export async function openHarness(vault: string, binary = VELLUM, joinFolder: st
 	return {
 		browser,
 		page,
+		call: async (name, ...args) => {
+			const result: unknown = await page.evaluate(
+				([n, a]) => {
+					const harness = (window as unknown as { harness: Record<string, (...x: unknown[]) => unknown> }).harness;
+					return harness[n]!(...a);
+				},
+				[name, args] as const,
+			);
+			return result as never;
+		},
 		link: () => current,
 		started: () => started,
 		async close() {
