@@ -140,7 +140,7 @@ export function describeState(state: VaultState): StatusDisplay {
 function problemTooltip(c: Connection): string {
 	switch (c.kind) {
 		case "binary_missing":
-			return `Could not run '${c.binary}' (${c.message}). Install Vellum, or set the binary path in the plugin settings.`;
+			return `Could not run '${c.binary}' (${c.message}). Install Vellum and run "Restart the sync daemon", or set the binary path in the plugin settings.`;
 		case "not_initialised":
 			return `${c.message}. To start, run "Set up this vault" (this device starts the vault) or "Join a vault with a code" from the command palette.`;
 		case "version_mismatch":
