@@ -48,6 +48,27 @@ export class Store {
 		this.update({ connection, status: null, conflicts: [], held: [] });
 	}
 
+	/**
+	 * How many events have set each field. A full read that started before
+	 * an event must not overwrite what the event said: see `updateIfUnchanged`.
+	 */
+	readonly eventCounts = { status: 0, conflicts: 0, held: 0 };
+
+	/**
+	 * Applies a full read begun when the event counts were `since`, leaving
+	 * out each field an event set meanwhile. Events come after `subscribe`,
+	 * which precedes every read, and each carries the whole current value:
+	 * so the event's value is never older than what a later event will say,
+	 * while the read may be older than the event.
+	 */
+	updateIfUnchanged(since: Readonly<Store["eventCounts"]>, read: Pick<VaultState, "status" | "conflicts" | "held">): void {
+		const partial: Partial<VaultState> = {};
+		if (this.eventCounts.status === since.status) partial.status = read.status;
+		if (this.eventCounts.conflicts === since.conflicts) partial.conflicts = read.conflicts;
+		if (this.eventCounts.held === since.held) partial.held = read.held;
+		this.update(partial);
+	}
+
 	update(partial: Partial<VaultState>): void {
 		this.current = { ...this.current, ...partial };
 		this.emit({ kind: "state" });
@@ -57,12 +78,15 @@ export class Store {
 	apply(event: Event): void {
 		switch (event.kind) {
 			case "status":
+				this.eventCounts.status++;
 				this.update({ status: event.status });
 				break;
 			case "conflicts":
+				this.eventCounts.conflicts++;
 				this.update({ conflicts: event.conflicts });
 				break;
 			case "quarantine":
+				this.eventCounts.held++;
 				this.update({ held: event.held });
 				break;
 			case "ops":

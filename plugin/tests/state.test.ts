@@ -86,3 +86,24 @@ describe("Store", () => {
 		expect(calls).toBe(1);
 	});
 });
+
+describe("Store.updateIfUnchanged", () => {
+	it("keeps what an event said over a full read that began before it", () => {
+		const store = new Store();
+		const since = { ...store.eventCounts };
+		// The daemon held a batch while the read was on its way...
+		store.apply({ kind: "status", status: { ...STATUS, quarantined: 25 } });
+		// ...and the read, older, arrives last.
+		store.updateIfUnchanged(since, { status: STATUS, conflicts: [], held: [] });
+		expect(store.state.status?.quarantined).toBe(25);
+	});
+
+	it("takes the read for fields no event touched", () => {
+		const store = new Store();
+		const since = { ...store.eventCounts };
+		store.apply({ kind: "conflicts", conflicts: [] });
+		store.updateIfUnchanged(since, { status: STATUS, conflicts: [{ path: "stale.md", file: "f", kind: "overlap", ops: [], base: "", current: "", incoming: "" }], held: [] });
+		expect(store.state.status).toEqual(STATUS);
+		expect(store.state.conflicts).toEqual([]);
+	});
+});

@@ -37,8 +37,9 @@ export class VaultSession implements Vellum {
 		return this.daemon.call(method, params, timeoutMs);
 	}
 
-	/** Reads status, conflicts and held batches afresh. */
+	/** Reads status, conflicts and held batches afresh; an event that comes meanwhile wins. */
 	async refresh(): Promise<void> {
+		const since = { ...this.store.eventCounts };
 		try {
 			const [status, conflicts, held] = await Promise.all([
 				this.call("status"),
@@ -46,7 +47,7 @@ export class VaultSession implements Vellum {
 				this.call("quarantine.list"),
 			]);
 			this.lastError = null;
-			this.store.update({ status, conflicts, held });
+			this.store.updateIfUnchanged(since, { status, conflicts, held });
 		} catch (error) {
 			// The connection dropped meanwhile (the daemon reports that), or
 			// the vault could not be read; the next event or connection retries.
