@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use vellum_journal::control::Control;
 use vellum_journal::payload::{Action, Body};
-use vellum_journal::point::Point;
+use vellum_journal::point::{OP_PREFIX_HEX_MIN, Point};
 use vellum_journal::replay::{FileKind, VaultState};
 use vellum_journal::store::{Ks, Store};
 use vellum_journal::{FileId, OrderKey, VersionVector, hlc, path};
@@ -164,26 +164,17 @@ pub fn log(
 
 /// Where the admitted op whose id starts with `prefix` sorts.
 fn order_key_of(v: &Vault, prefix: &str) -> Result<OrderKey> {
-    let hex = prefix.len() >= 8 && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = prefix.len() >= OP_PREFIX_HEX_MIN && prefix.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex {
         return Err(user(format!(
-            "{prefix:?} is not an op id; give 8 or more hex digits from `vellum log`"
+            "{prefix:?} is not an op id; give {OP_PREFIX_HEX_MIN} or more hex digits from `vellum log`"
         )));
     }
-    let ids = v.journal.find_by_prefix(prefix, 2)?;
-    let id = match ids.as_slice() {
-        [id] => *id,
-        [] => return Err(user(format!("no op {prefix}… in this vault's journal"))),
-        _ => {
-            return Err(user(format!(
-                "{prefix} names more than one op; give more digits"
-            )));
-        }
-    };
+    let id = v.journal.op_with_prefix(&prefix.to_ascii_lowercase())?;
     let meta = v
         .journal
         .op_meta(&id)?
-        .ok_or_else(|| user(format!("no op {prefix}… in this vault's journal")))?;
+        .ok_or_else(|| user(format!("no op with id {prefix}…")))?;
     Ok(meta.order_key())
 }
 

@@ -1690,6 +1690,23 @@ impl<S: Store> Journal<S> {
         Ok(out)
     }
 
+    /// The one admitted op whose id starts with `prefix` (hex): none, or
+    /// several (listed, up to `AMBIGUOUS_SHOWN_MAX`), is a `BadPoint`.
+    pub fn op_with_prefix(&self, prefix: &str) -> Result<OpId> {
+        let found = self.find_by_prefix(prefix, crate::point::AMBIGUOUS_SHOWN_MAX)?;
+        match found.as_slice() {
+            [] => Err(Error::BadPoint(format!("no op with id {prefix}…"))),
+            [one] => Ok(*one),
+            many => {
+                let list: Vec<String> = many.iter().map(|i| i.short()).collect();
+                Err(Error::BadPoint(format!(
+                    "op id {prefix} is ambiguous: {}; give more digits",
+                    list.join(", ")
+                )))
+            }
+        }
+    }
+
     /// The version vector of an op's causal past, the op included.
     pub fn causal_vv(&self, id: &OpId) -> Result<VersionVector> {
         let m = self

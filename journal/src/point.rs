@@ -10,7 +10,7 @@ use crate::vv::VersionVector;
 /// Shortest op id prefix accepted, in hex digits.
 pub const OP_PREFIX_HEX_MIN: usize = 8;
 /// Most candidates listed for an ambiguous prefix.
-const AMBIGUOUS_SHOWN_MAX: usize = 8;
+pub(crate) const AMBIGUOUS_SHOWN_MAX: usize = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Point {
@@ -66,22 +66,7 @@ impl Point {
     pub fn resolve<S: Store>(&self, journal: &Journal<S>) -> Result<VersionVector> {
         let vv = match self {
             Point::Head => journal.admitted().clone(),
-            Point::Op(prefix) => {
-                let found = journal.find_by_prefix(prefix, AMBIGUOUS_SHOWN_MAX)?;
-                match found.as_slice() {
-                    [] => {
-                        return Err(Error::BadPoint(format!("no op with id {prefix}…")));
-                    }
-                    [one] => journal.causal_vv(one)?,
-                    many => {
-                        let list: Vec<String> = many.iter().map(|i| i.short()).collect();
-                        return Err(Error::BadPoint(format!(
-                            "op id {prefix} is ambiguous: {}; give more digits",
-                            list.join(", ")
-                        )));
-                    }
-                }
-            }
+            Point::Op(prefix) => journal.causal_vv(&journal.op_with_prefix(prefix)?)?,
             Point::Time(ms) => journal.vv_at_hlc(hlc::ceiling_of_ms(*ms))?,
             Point::Vv(vv) => {
                 journal.check_vv(vv)?;

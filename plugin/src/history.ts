@@ -96,7 +96,8 @@ export class Timeline {
 	 * this returns false so the caller reloads.
 	 */
 	addNew(ops: readonly LogEntry[]): boolean {
-		const relevant = ops.filter((op) => this.matches(op));
+		const files = new Set(this.entries.map((e) => e.file).filter((f) => f !== null));
+		const relevant = ops.filter((op) => this.matches(op, files));
 		if (relevant.length === 0) return true;
 		const top = this.entries[0];
 		if (top !== undefined && relevant.some((op) => compareHlc(op.hlc, top.hlc) <= 0)) return false;
@@ -105,12 +106,12 @@ export class Timeline {
 		return true;
 	}
 
-	private matches(op: LogEntry): boolean {
+	/** Whether `op` belongs in this timeline; `files` are the file ids it shows. */
+	private matches(op: LogEntry, files: ReadonlySet<string>): boolean {
 		const path = this.filter.path;
 		if (path === undefined) return true;
 		// A rename names the file's new path; the file id ties its history together.
-		const ids = new Set(this.entries.map((e) => e.file).filter((f) => f !== null));
-		return op.path === path || (op.path?.startsWith(`${path}/`) ?? false) || (op.file !== null && ids.has(op.file));
+		return op.path === path || (op.path?.startsWith(`${path}/`) ?? false) || (op.file !== null && files.has(op.file));
 	}
 }
 
