@@ -117,7 +117,9 @@ pub fn verify(v: &Vault) -> Result<VerifyReport> {
             );
             return Ok(report);
         }
-        let payload = v.journal.load_payload(&env)?;
+        // Opened afresh, not from the journal's memo of opened payloads:
+        // verify reads what is stored now.
+        let payload = v.journal.keys().open_payload(&env)?;
         if let Action::Create {
             body: Body::Blob(b),
             ..

@@ -109,12 +109,50 @@ pub struct Journal<S: Store> {
     ancestors: Mutex<HashMap<(OpId, u64), OpId>>,
     /// Envelopes whose signature already verified.
     signatures: SignatureMemo,
+    /// Payloads already decrypted and decoded.
+    payloads: Mutex<PayloadMemo>,
     /// Every admitted control op, in admission order.
     pub(crate) controls: Vec<ControlOp>,
 }
 
 /// Entries kept in [`Journal`]'s ancestor memo before it starts over.
 const ANCESTOR_MEMO_MAX: usize = 1 << 16;
+
+/// Sealed payload bytes [`PayloadMemo`] holds before it starts over.
+const PAYLOAD_MEMO_BYTES: usize = 16 << 20;
+/// A payload larger than this is opened each time, not kept.
+const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
+
+/// The payloads a journal has opened, by op id. A replay that rewinds for
+/// a late op opens the same few hundred ops again; with this it decrypts
+/// each once. An op id names the op's exact bytes and keys are never
+/// taken back, so an opened payload is the same the next time; the memo
+/// starts over when it holds [`PAYLOAD_MEMO_BYTES`] of sealed payloads.
+/// `vellum verify` opens payloads without it.
+#[derive(Default)]
+struct PayloadMemo {
+    opened: HashMap<OpId, Payload>,
+    bytes: usize,
+}
+
+impl PayloadMemo {
+    fn get(&self, id: &OpId) -> Option<Payload> {
+        self.opened.get(id).cloned()
+    }
+
+    fn insert(&mut self, id: OpId, sealed_bytes: usize, payload: &Payload) {
+        if sealed_bytes > PAYLOAD_MEMO_ONE_MAX {
+            return;
+        }
+        if self.bytes + sealed_bytes > PAYLOAD_MEMO_BYTES {
+            self.opened.clear();
+            self.bytes = 0;
+        }
+        if self.opened.insert(id, payload.clone()).is_none() {
+            self.bytes += sealed_bytes;
+        }
+    }
+}
 
 /// Ops admitted earlier in the same uncommitted batch.
 #[derive(Default)]
@@ -266,6 +304,7 @@ impl<S: Store> Journal<S> {
             forks: BTreeMap::new(),
             ancestors: Mutex::new(HashMap::new()),
             signatures: SignatureMemo::default(),
+            payloads: Mutex::default(),
             controls: Vec::new(),
         };
         let mut staged = j.staged(Batch::new());
@@ -358,6 +397,7 @@ impl<S: Store> Journal<S> {
             forks,
             ancestors: Mutex::new(HashMap::new()),
             signatures: SignatureMemo::default(),
+            payloads: Mutex::default(),
             controls,
         };
         j.learn_keys()?;
@@ -1478,8 +1518,18 @@ impl<S: Store> Journal<S> {
         Ok((seq, env))
     }
 
+    /// An op's payload, decrypted and decoded (once: see [`PayloadMemo`]).
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
-        self.keys.open_payload(env)
+        let id = env.id();
+        if let Some(p) = self.payloads.lock().expect("payload memo").get(&id) {
+            return Ok(p);
+        }
+        let p = self.keys.open_payload(env)?;
+        self.payloads
+            .lock()
+            .expect("payload memo")
+            .insert(id, env.bytes().len(), &p);
+        Ok(p)
     }
 
     /// An admitted op ready for replay in a set whose forks are
@@ -1802,4 +1852,46 @@ fn entropy_array(entropy: &mut dyn Entropy) -> [u8; 32] {
     let mut n = [0; 32];
     entropy.fill(&mut n);
     n
+}
+
+#[cfg(test)]
+mod payload_memo_tests {
+    use super::*;
+    use crate::payload::{Action, Body};
+
+    fn note(i: u8) -> Payload {
+        Payload::new(Action::Create {
+            path: format!("n{i}.md"),
+            mtime_ms: 0,
+            body: Body::Text(format!("note {i}\n")),
+        })
+    }
+
+    #[test]
+    fn keeps_what_it_opened_and_starts_over_when_full() {
+        let mut memo = PayloadMemo::default();
+        memo.insert(OpId([1; 32]), 1_000, &note(1));
+        assert_eq!(memo.get(&OpId([1; 32])), Some(note(1)));
+        assert_eq!(memo.get(&OpId([2; 32])), None);
+        // The same op again does not count twice.
+        memo.insert(OpId([1; 32]), 1_000, &note(1));
+        assert_eq!(memo.bytes, 1_000);
+        // An op too large to keep is opened each time.
+        memo.insert(OpId([3; 32]), PAYLOAD_MEMO_ONE_MAX + 1, &note(3));
+        assert_eq!(memo.get(&OpId([3; 32])), None);
+        // Filling it up starts it over with the newest op alone.
+        let per = PAYLOAD_MEMO_ONE_MAX;
+        let fits = (PAYLOAD_MEMO_BYTES - 1_000) / per;
+        for i in 0..fits {
+            let mut id = [9; 32];
+            id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            memo.insert(OpId(id), per, &note(9));
+        }
+        assert_eq!(memo.opened.len(), fits + 1);
+        memo.insert(OpId([4; 32]), per, &note(4));
+        assert_eq!(memo.opened.len(), 1);
+        assert_eq!(memo.bytes, per);
+        assert_eq!(memo.get(&OpId([4; 32])), Some(note(4)));
+        assert_eq!(memo.get(&OpId([1; 32])), None);
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::Outcome;
+use crate::{Outcome, Scenario};
 
 use clap::Args;
 
@@ -35,21 +35,33 @@ pub struct SimArgs {
     /// Threads running seeds (default: one per core; `--trace` uses one).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Run the default scenario of DESIGN §10 alone (three replicas, 200
+    /// ops, one partition, one crash), without swarm faults: what the
+    /// seeds/s budget is measured on.
+    #[arg(long)]
+    no_swarm: bool,
     /// Print the deliberate bugs a `mutants` build can switch on, and exit.
     #[arg(long)]
     list_mutants: bool,
 }
 
+/// Prints one line to stdout. A reader that went away (`| head`) only
+/// stops the printing: the run goes on and its exit code still tells.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Runs one seed; a panic in the code under test fails the seed, not the
 /// sweep.
-fn run_seed(seed: u64, checkpoint_ops: u64, trace: bool) -> Outcome {
+fn run_seed(scenario: Scenario, seed: u64, checkpoint_ops: u64, trace: bool) -> Outcome {
     let printer: Option<crate::Printer> = if trace {
-        Some(Box::new(|l: &str| println!("{l}")))
+        Some(Box::new(|l: &str| say(format_args!("{l}"))))
     } else {
         None
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::run_with(seed, checkpoint_ops, printer)
+        crate::run_scenario(scenario, seed, checkpoint_ops, printer)
     }))
     .unwrap_or_else(|p| {
         let what = p
@@ -72,13 +84,18 @@ fn run_seed(seed: u64, checkpoint_ops: u64, trace: bool) -> Outcome {
 pub fn run(args: &SimArgs) -> ExitCode {
     if args.list_mutants {
         for (name, what) in vellum_journal::mutants::ALL {
-            println!("{name}\t{what}");
+            say(format_args!("{name}\t{what}"));
         }
         return ExitCode::SUCCESS;
     }
     let seeds: Vec<u64> = match args.seed {
         Some(s) => vec![s],
         None => (args.first..args.first + args.seeds).collect(),
+    };
+    let scenario = if args.no_swarm {
+        Scenario::Default
+    } else {
+        Scenario::Swarm
     };
     let start = Instant::now();
     // Seeds are independent and each is deterministic, so they run on
@@ -102,15 +119,18 @@ pub fn run(args: &SimArgs) -> ExitCode {
                     let Some(seed) = seeds.get(i).copied() else {
                         break;
                     };
-                    let out = run_seed(seed, args.checkpoint_ops.max(1), args.trace);
+                    let out = run_seed(scenario, seed, args.checkpoint_ops.max(1), args.trace);
                     if let Some(f) = &out.failure {
                         // At once, so a long sweep shows its failures as
                         // they come.
                         eprintln!("seed {seed} failed: {f}");
-                        let every = match args.checkpoint_ops {
+                        let mut every = match args.checkpoint_ops {
                             crate::CHECKPOINT_OPS_DEFAULT => String::new(),
                             n => format!(" --checkpoint-ops {n}"),
                         };
+                        if args.no_swarm {
+                            every.push_str(" --no-swarm");
+                        }
                         eprintln!("  repro: vellum-sim --seed {seed}{every} --trace");
                         if args.until_failure {
                             stop.store(true, Ordering::Relaxed);
@@ -132,19 +152,19 @@ pub fn run(args: &SimArgs) -> ExitCode {
             failed += 1;
         }
         if args.trace {
-            println!("trace {}", crate::hex(&out.trace_hash));
+            say(format_args!("trace {}", crate::hex(&out.trace_hash)));
         }
     }
     if args.until_failure
         && let Some(first) = outcomes.iter().find(|o| o.failure.is_some())
     {
-        println!("caught at seed {}", first.seed);
+        say(format_args!("caught at seed {}", first.seed));
     }
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    say(format_args!(
         "sim: {ran} seeds, {failed} failed, {:.1} seeds/s, {ops} ops, {conflicts} conflicts",
         ran as f64 / secs.max(1e-9)
-    );
+    ));
     if failed > 0 {
         ExitCode::FAILURE
     } else {
