@@ -4,7 +4,7 @@
 //! place and never re-encoded: what is stored and forwarded is exactly the
 //! signed bytes, and the OpId is blake3 of those bytes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chacha20poly1305::aead::{Aead, Payload as AeadPayload};
@@ -34,29 +34,53 @@ pub enum OpKind {
 
 /// OpIds of envelopes whose signature verified. The OpId is blake3 of the
 /// signed bytes, so an id stands for exactly the bytes that were checked:
-/// one changed byte is another id and is verified afresh.
+/// one changed byte is another id and is verified afresh. With them, the
+/// authors' public keys, decompressed once rather than for every op.
 ///
 /// Each journal has one, so an op parked as pending is not verified again
 /// when its deps arrive. Clones share their set: the simulator gives every
 /// replica the same memo, so an op costs one verification per run rather
 /// than one per replica.
 #[derive(Clone, Default)]
-pub struct SignatureMemo(Arc<Mutex<HashSet<OpId>>>);
+pub struct SignatureMemo(Arc<Mutex<Verified>>);
+
+#[derive(Default)]
+struct Verified {
+    ops: HashSet<OpId>,
+    authors: HashMap<DeviceId, VerifyingKey>,
+}
 
 /// Ids a [`SignatureMemo`] keeps before it starts over.
 const SIGNATURE_MEMO_MAX: usize = 1 << 16;
+/// Authors' keys a [`SignatureMemo`] keeps before it starts over.
+const AUTHOR_KEYS_MAX: usize = 1 << 12;
 
 impl SignatureMemo {
     fn holds(&self, id: &OpId) -> bool {
-        self.0.lock().expect("signature memo").contains(id)
+        self.0.lock().expect("signature memo").ops.contains(id)
     }
 
     fn insert(&self, id: OpId) {
-        let mut set = self.0.lock().expect("signature memo");
-        if set.len() >= SIGNATURE_MEMO_MAX {
-            set.clear();
+        let mut memo = self.0.lock().expect("signature memo");
+        if memo.ops.len() >= SIGNATURE_MEMO_MAX {
+            memo.ops.clear();
         }
-        set.insert(id);
+        memo.ops.insert(id);
+    }
+
+    /// `author`'s public key, decompressed (once); `None` for bytes that
+    /// are no point on the curve.
+    fn author_key(&self, author: &DeviceId) -> Option<VerifyingKey> {
+        let mut memo = self.0.lock().expect("signature memo");
+        if let Some(k) = memo.authors.get(author) {
+            return Some(*k);
+        }
+        let k = VerifyingKey::from_bytes(&author.0).ok()?;
+        if memo.authors.len() >= AUTHOR_KEYS_MAX {
+            memo.authors.clear();
+        }
+        memo.authors.insert(*author, k);
+        Some(k)
     }
 }
 
@@ -257,11 +281,15 @@ impl Envelope {
     /// ed25519 `verify_strict` over the domain prefix and everything before
     /// the signature.
     pub fn verify_signature(&self) -> Result<()> {
+        self.verify_signature_by(VerifyingKey::from_bytes(&self.header.author.0).ok())
+    }
+
+    fn verify_signature_by(&self, key: Option<VerifyingKey>) -> Result<()> {
         let bad = || Error::Rejected {
             op: self.id,
             reason: "bad signature".into(),
         };
-        let key = VerifyingKey::from_bytes(&self.header.author.0).map_err(|_| bad())?;
+        let key = key.ok_or_else(bad)?;
         let sig_at = self.bytes.len() - SIG_BYTES;
         let sig = Signature::from_slice(&self.bytes[sig_at..]).map_err(|_| bad())?;
         key.verify_strict(&signed_message(&self.bytes[..sig_at]), &sig)
@@ -275,7 +303,7 @@ impl Envelope {
         if self.hashed && memo.holds(&self.id) {
             return Ok(());
         }
-        self.verify_signature()?;
+        self.verify_signature_by(memo.author_key(&self.header.author))?;
         if self.hashed {
             memo.insert(self.id);
         }
@@ -298,6 +326,12 @@ impl Envelope {
                 },
             )
             .map_err(|_| Error::Corrupt(format!("op {} does not decrypt", self.id.short())))
+    }
+
+    /// Whether [`Envelope::id`] was hashed from these bytes, not taken on
+    /// trust from the store.
+    pub fn is_hashed(&self) -> bool {
+        self.hashed
     }
 
     pub fn id(&self) -> OpId {

@@ -123,12 +123,18 @@ const PAYLOAD_MEMO_BYTES: usize = 16 << 20;
 /// A payload larger than this is opened each time, not kept.
 const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
 
-/// The payloads a journal has opened, by op id. A replay that rewinds for
-/// a late op opens the same few hundred ops again; with this it decrypts
-/// each once. An op id names the op's exact bytes and keys are never
-/// taken back, so an opened payload is the same the next time; the memo
-/// starts over when it holds [`PAYLOAD_MEMO_BYTES`] of sealed payloads.
-/// `vellum verify` opens payloads without it.
+/// The payloads a journal has opened, by op id. The head's replay rewinds
+/// for each late op and opens the same few hundred ops again; with this it
+/// decrypts each once. Keys are never taken back, so a payload opened once
+/// opens the same way again.
+///
+/// Like [`crate::envelope::SignatureMemo`], it serves only an envelope
+/// whose id was hashed from its bytes ([`Journal::load_at`] and admission):
+/// an op damaged on disk then fails the hash instead of being served what
+/// it held before. Replays from scratch read ops without hashing them and
+/// rely on the AEAD tag, so they decrypt every op, and `vellum verify`
+/// opens every payload afresh. The memo starts over when it holds
+/// [`PAYLOAD_MEMO_BYTES`] of sealed payloads.
 #[derive(Default)]
 struct PayloadMemo {
     opened: HashMap<OpId, Payload>,
@@ -1403,26 +1409,7 @@ impl<S: Store> Journal<S> {
     /// its bytes hash to its id. Cheaper than [`Journal::load`] when the
     /// order key is known, and sequential when keys ascend.
     pub fn load_at(&self, key: &OrderKey) -> Result<Envelope> {
-        let id = key.id;
-        let record = self
-            .store
-            .get(Ks::Order, &key.to_bytes())?
-            .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
-        if record.len() < 8 {
-            return Err(Error::Corrupt(format!(
-                "stored op {} is truncated",
-                id.short()
-            )));
-        }
-        let env = Envelope::parse(record[8..].to_vec())
-            .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", id.short())))?;
-        if env.id() != id {
-            return Err(Error::Corrupt(format!(
-                "stored op {} does not hash to its id",
-                id.short()
-            )));
-        }
-        Ok(env)
+        Ok(self.load_at_seq(key)?.1)
     }
 
     /// The causal past of `author`'s op `id` at `seq`, the op itself
@@ -1503,23 +1490,37 @@ impl<S: Store> Journal<S> {
         Ok(n)
     }
 
-    /// [`Journal::load_at`], with the op's seq from its order record.
+    /// [`Journal::load_at`], with the op's seq from its order record. The
+    /// op is hashed again and must match its id: a damaged record fails
+    /// here, and the payload memo may serve the op.
     pub fn load_at_seq(&self, key: &OrderKey) -> Result<(u64, Envelope)> {
-        let record = self.store.get(Ks::Order, &key.to_bytes())?.ok_or_else(|| {
-            Error::Corrupt(format!("op {} is indexed but missing", key.id.short()))
-        })?;
+        let id = key.id;
+        let record = self
+            .store
+            .get(Ks::Order, &key.to_bytes())?
+            .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
         let seq = record
             .get(..8)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_le_bytes)
-            .ok_or_else(|| Error::Corrupt(format!("stored op {} is truncated", key.id.short())))?;
-        let env = Envelope::parse_stored(record[8..].to_vec(), key.id)
-            .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", key.id.short())))?;
+            .ok_or_else(|| Error::Corrupt(format!("stored op {} is truncated", id.short())))?;
+        let env = Envelope::parse(record[8..].to_vec())
+            .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", id.short())))?;
+        if env.id() != id {
+            return Err(Error::Corrupt(format!(
+                "stored op {} does not hash to its id",
+                id.short()
+            )));
+        }
         Ok((seq, env))
     }
 
-    /// An op's payload, decrypted and decoded (once: see [`PayloadMemo`]).
+    /// An op's payload, decrypted and decoded (once, if `env` was hashed:
+    /// see [`PayloadMemo`]).
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
+        if !env.is_hashed() {
+            return self.keys.open_payload(env);
+        }
         let id = env.id();
         if let Some(p) = self.payloads.lock().expect("payload memo").get(&id) {
             return Ok(p);

@@ -2,16 +2,17 @@
 //! would lose: [`MemStore::crash`] undoes every write committed `Buffered`
 //! since the last `Durable` commit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use super::{Batch, Durability, Ks, Store, Visit};
 use crate::error::Result;
 
-/// Values are shared, so a scan's page and a snapshot copy pointers.
-type Value = Arc<[u8]>;
-type Map = BTreeMap<Vec<u8>, Value>;
+/// Keys and values are shared, so a scan's page, the undo log and a
+/// snapshot copy pointers.
+type Bytes = Arc<[u8]>;
+type Map = BTreeMap<Bytes, Bytes>;
 
 #[derive(Default)]
 pub struct MemStore {
@@ -22,11 +23,12 @@ pub struct MemStore {
 
 #[derive(Default)]
 struct Inner {
-    live: HashMap<Ks, Map>,
+    /// One map per keyspace, at `Ks as usize`.
+    live: [Map; Ks::ALL.len()],
     /// Previous values of everything written since the last durable
     /// commit, oldest first: replayed backwards, it restores what a crash
     /// would keep.
-    undo: Vec<(Ks, Vec<u8>, Option<Value>)>,
+    undo: Vec<(Ks, Bytes, Option<Bytes>)>,
 }
 
 impl MemStore {
@@ -38,7 +40,7 @@ impl MemStore {
     pub fn crash(&self) {
         self.with(|i| {
             while let Some((ks, key, old)) = i.undo.pop() {
-                let m = i.live.entry(ks).or_default();
+                let m = &mut i.live[ks as usize];
                 match old {
                     Some(v) => m.insert(key, v),
                     None => m.remove(&key),
@@ -66,7 +68,7 @@ impl MemStore {
 
 impl Store for MemStore {
     fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.with(|i| i.live.get(&ks).and_then(|m| m.get(key).map(|v| v.to_vec()))))
+        Ok(self.with(|i| i.live[ks as usize].get(key).map(|v| v.to_vec())))
     }
 
     fn scan(
@@ -82,15 +84,14 @@ impl Store for MemStore {
         const FIRST_PAGE: usize = 4;
         const PAGE_MAX: usize = 256;
         let mut page_len = FIRST_PAGE;
-        let mut lo = range.0.map(<[u8]>::to_vec);
-        let mut hi = range.1.map(<[u8]>::to_vec);
+        let mut lo: Bound<Bytes> = range.0.map(Arc::from);
+        let mut hi: Bound<Bytes> = range.1.map(Arc::from);
         loop {
-            let page: Vec<(Vec<u8>, Value)> = self.with(|i| {
-                let Some(m) = i.live.get(&ks) else {
-                    return Vec::new();
-                };
-                let it = m.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
-                let pick = |(k, v): (&Vec<u8>, &Value)| (k.clone(), Arc::clone(v));
+            let page: Vec<(Bytes, Bytes)> = self.with(|i| {
+                let m = &i.live[ks as usize];
+                let it =
+                    m.range::<[u8], _>((lo.as_ref().map(|b| &b[..]), hi.as_ref().map(|b| &b[..])));
+                let pick = |(k, v): (&Bytes, &Bytes)| (Arc::clone(k), Arc::clone(v));
                 if reverse {
                     it.rev().take(page_len).map(pick).collect()
                 } else {
@@ -106,9 +107,9 @@ impl Store for MemStore {
             match page.last() {
                 Some((k, _)) if full => {
                     if reverse {
-                        hi = Bound::Excluded(k.clone());
+                        hi = Bound::Excluded(Arc::clone(k));
                     } else {
-                        lo = Bound::Excluded(k.clone());
+                        lo = Bound::Excluded(Arc::clone(k));
                     }
                 }
                 _ => return Ok(()),
@@ -120,10 +121,11 @@ impl Store for MemStore {
     fn commit(&self, batch: Batch, durability: Durability) -> Result<()> {
         self.with(|i| {
             for (ks, key, value) in batch.writes {
-                let m = i.live.entry(ks).or_default();
+                let m = &mut i.live[ks as usize];
+                let key: Bytes = key.into();
                 let old = match value {
-                    Some(v) => m.insert(key.clone(), v.into()),
-                    None => m.remove(&key),
+                    Some(v) => m.insert(Arc::clone(&key), v.into()),
+                    None => m.remove(&key[..]),
                 };
                 if durability == Durability::Buffered {
                     i.undo.push((ks, key, old));
@@ -140,9 +142,10 @@ impl Store for MemStore {
 
     fn size_bytes(&self, ks: Ks) -> Result<u64> {
         Ok(self.with(|i| {
-            i.live.get(&ks).map_or(0, |m| {
-                m.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
-            })
+            i.live[ks as usize]
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum()
         }))
     }
 }
@@ -152,6 +155,25 @@ mod tests {
     use std::ops::ControlFlow;
 
     use super::*;
+
+    #[test]
+    fn each_keyspace_has_its_own_map() {
+        for (i, ks) in Ks::ALL.iter().enumerate() {
+            assert_eq!(*ks as usize, i, "{ks:?} is not at its index");
+        }
+        let s = MemStore::new();
+        let mut b = Batch::new();
+        for ks in Ks::ALL {
+            b.put(ks, b"k".to_vec(), ks.name().as_bytes().to_vec());
+        }
+        s.commit(b, Durability::Durable).unwrap();
+        for ks in Ks::ALL {
+            assert_eq!(
+                s.get(ks, b"k").unwrap(),
+                Some(ks.name().as_bytes().to_vec())
+            );
+        }
+    }
 
     #[test]
     fn crash_keeps_exactly_the_durable_writes() {
