@@ -51,6 +51,11 @@ pub struct JoinReport {
     /// With `--merge`: files that were already there, recorded as this
     /// device's (identical ones collapse into the vault's).
     pub merged: u64,
+    /// With `--merge`: this folder's versions of files that differ from the
+    /// vault's and cannot be joined line by line (attachments, JSON such as
+    /// Obsidian's settings, canvases), kept under these conflict names
+    /// beside the vault's.
+    pub aside: Vec<String>,
 }
 
 /// What the person at the joining device is asked.
@@ -191,11 +196,12 @@ fn join_into(
     home::write_root(instance, &fs::canonicalize(dest)?)?;
     let head = v.head()?;
     let mut merged = 0;
+    let mut aside = Vec::new();
     let written = if merge {
         // What was in the folder is this device's: its differences from
         // the vault are put in place first, then recorded, so the vault's
         // files merge with them and nothing is dropped.
-        prepare_merge(&v, &head)?;
+        aside = prepare_merge(&v, &head)?;
         let r = scan::scan(&mut v)?;
         merged = r.ops_recorded;
         let head = v.head()?;
@@ -214,6 +220,7 @@ fn join_into(
         ops: v.journal.op_count(),
         files: written.len(),
         merged,
+        aside,
     };
     Ok((v, report))
 }
@@ -231,13 +238,16 @@ fn relays_in(addrs: &[Multiaddr]) -> Vec<String> {
 
 /// Readies a folder that held a copy of the vault for `--merge`: at each
 /// path both hold, a file identical to the vault's collapses into it; a
-/// different text becomes the union of both texts' lines (as concurrent
-/// creates of one path merge), written in place; any other difference (an
-/// attachment) is kept beside the vault's under a conflict name. The scan
-/// that follows records these as this device's changes.
-fn prepare_merge(v: &Vault, head: &vellum_journal::replay::VaultState) -> Result<()> {
+/// different note becomes the union of both texts' lines (as concurrent
+/// creates of one path merge), written in place; any other difference is
+/// kept beside the vault's under a conflict name, which is returned. That
+/// includes JSON and canvases (Obsidian's settings in `.obsidian/`
+/// among them), whose lines joined would no longer parse. The scan that
+/// follows records these as this device's changes.
+fn prepare_merge(v: &Vault, head: &vellum_journal::replay::VaultState) -> Result<Vec<String>> {
     use vellum_journal::payload::Body;
     let me = v.device().short();
+    let mut aside = Vec::new();
     for (path, id, f) in head.live_files() {
         let local = dest_file(&v.root, path);
         let Ok(mine) = fs::read(&local) else {
@@ -250,26 +260,39 @@ fn prepare_merge(v: &Vault, head: &vellum_journal::replay::VaultState) -> Result
             vellum_snapshots::contents::body_of(&v.journal, *id, f.hash, v.journal.admitted())?;
         let text_of_mine = std::str::from_utf8(&mine).ok();
         match (&theirs, text_of_mine) {
-            (Body::Text(t), Some(m)) if mine.len() <= vellum_journal::limits::TEXT_BYTES_MAX => {
+            (Body::Text(t), Some(m))
+                if mine.len() <= vellum_journal::limits::TEXT_BYTES_MAX && joins_by_lines(path) =>
+            {
                 let merged = vellum_journal::merge::union(t, m);
                 fs::write(&local, merged)
                     .with_context(|| format!("merging {}", local.display()))?;
             }
             _ => {
                 let mut n = 1;
-                let aside = loop {
+                let name = loop {
                     let name = vellum_journal::path::conflict_name(path, &me, n);
                     if !dest_file(&v.root, &name).exists() && !head.paths.contains_key(&name) {
                         break name;
                     }
                     n += 1;
                 };
-                fs::rename(&local, dest_file(&v.root, &aside))
+                fs::rename(&local, dest_file(&v.root, &name))
                     .with_context(|| format!("keeping {} aside", local.display()))?;
+                aside.push(name);
             }
         }
     }
-    Ok(())
+    Ok(aside)
+}
+
+/// Whether a text at `path` stays well formed when two versions' lines are
+/// joined: not for JSON (Obsidian's settings) or canvases (JSON too).
+fn joins_by_lines(path: &str) -> bool {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    !matches!(ext.as_str(), "json" | "canvas")
 }
 
 fn dest_file(root: &Path, rel: &str) -> std::path::PathBuf {

@@ -142,6 +142,11 @@ fn join(cli: &Cli, code: &str, merge: bool, yes: bool, name: Option<&str>) -> an
             },
             dest.display()
         ));
+        for name in &report.aside {
+            vellum_bridge::cli::print_line(&format!(
+                "this folder's own version kept beside the vault's as {name}"
+            ));
+        }
     }
     Ok(0)
 }

@@ -248,6 +248,8 @@ fn join_with_merge_keeps_a_folder_that_holds_a_copy() {
     let (a, _da) = inviter();
     a.write("same.md", "identical on both\n");
     a.write("differs.md", "line one\nline two from a\n");
+    a.write(".obsidian/app.json", "{\n  \"spellcheck\": true\n}\n");
+    a.write("board.canvas", "{\"nodes\":[\n{\"id\":\"a\"}\n]}\n");
     a.scan();
     // B's folder holds an older copy: one file the same, one changed,
     // one only there.
@@ -258,13 +260,45 @@ fn join_with_merge_keeps_a_folder_that_holds_a_copy() {
     std::fs::write(b.vault.join("only-b.md"), "only in b's copy\n").unwrap();
     std::fs::create_dir_all(b.vault.join("att")).unwrap();
     std::fs::write(b.vault.join("att/photo.bin"), [1u8, 2, 3]).unwrap();
+    // JSON that differs: Obsidian's settings of a freshly made vault, and
+    // a canvas. Their lines joined would not parse.
+    std::fs::create_dir_all(b.vault.join(".obsidian")).unwrap();
+    let b_app = "{\n  \"spellcheck\": false\n}\n";
+    std::fs::write(b.vault.join(".obsidian/app.json"), b_app).unwrap();
+    let b_canvas = "{\"nodes\":[\n{\"id\":\"b\"}\n]}\n";
+    std::fs::write(b.vault.join("board.canvas"), b_canvas).unwrap();
     let code = invite_yes(&a);
-    let out = b.run(&["join", &code, "--merge", "--yes", "--name", "copy"]);
+    let out = b.run(&[
+        "join", &code, "--merge", "--yes", "--name", "copy", "--json",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut aside: Vec<String> = report["aside"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    aside.sort();
+    assert_eq!(aside.len(), 3, "{aside:?}");
+    // Each JSON file: the vault's in place, this folder's kept beside it,
+    // both still JSON.
+    for (path, mine) in [(".obsidian/app.json", b_app), ("board.canvas", b_canvas)] {
+        assert_eq!(b.read(path), a.read(path), "{path}");
+        let stem = path.rsplit_once('.').unwrap().0;
+        let kept = aside
+            .iter()
+            .find(|n| n.starts_with(&format!("{stem} (conflict")))
+            .unwrap_or_else(|| panic!("{path} kept aside: {aside:?}"));
+        assert_eq!(b.read(kept), mine.as_bytes(), "{kept}");
+        for bytes in [b.read(path), b.read(kept)] {
+            serde_json::from_slice::<serde_json::Value>(&bytes).expect("still JSON");
+        }
+    }
     // Nothing was deleted, and nothing either side wrote is lost.
     assert_eq!(b.read("same.md"), b"identical on both\n");
     assert_eq!(b.read("only-b.md"), b"only in b's copy\n");
@@ -283,6 +317,7 @@ fn join_with_merge_keeps_a_folder_that_holds_a_copy() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(b.read(&format!("att/{}", aside[0])), [1u8, 2, 3]);
+    assert!(report["aside"].to_string().contains(&aside[0]));
     // Both sides end up with the same files once they sync.
     let _db = Daemon::start_net(&b, &[]);
     eventually("a to get b's copy", || a.vault.join("only-b.md").exists());

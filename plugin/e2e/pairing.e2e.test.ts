@@ -2,11 +2,14 @@
 // vault's daemon shows its codes, QR and countdown; the join modal runs a
 // real `vellum join` for a second folder; both show the same six digits;
 // the person approves; the new device holds the vault.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeVault, openHarness, removeTree, screenshot, type Harness } from "./support";
+import { makeVault, openHarness, removeTree, screenshot, writeFile, type Harness } from "./support";
 
+
+const VAULT_SETTINGS = '{\n  "spellcheck": true,\n  "vimMode": true\n}\n';
+const PHONE_SETTINGS = '{\n  "spellcheck": false\n}\n';
 
 let root: string;
 let vault: string;
@@ -15,9 +18,11 @@ let h: Harness;
 
 
 beforeAll(async () => {
-	({ root, vault } = await makeVault({ "welcome.md": "hello from the laptop\n" }));
+	({ root, vault } = await makeVault({ "welcome.md": "hello from the laptop\n", ".obsidian/app.json": VAULT_SETTINGS }));
 	joining = join(root, "phone vault ✓");
 	mkdirSync(joining);
+	// The phone's folder is a vault Obsidian just made: its own settings.
+	writeFile(joining, ".obsidian/app.json", PHONE_SETTINGS);
 	h = await openHarness(vault, undefined, joining);
 	await h.call("start");
 });
@@ -63,6 +68,17 @@ describe("pairing", () => {
 		await joinModal.locator(".vellum-joined").waitFor({ timeout: 60_000 });
 		expect(existsSync(join(joining, ".vellum"))).toBe(true);
 		expect(readFileSync(join(joining, "welcome.md"), "utf8")).toBe("hello from the laptop\n");
+		// Obsidian's settings differed: the vault's are in place, the phone's
+		// are kept beside them, both still JSON, and the person is told.
+		expect(readFileSync(join(joining, ".obsidian", "app.json"), "utf8")).toBe(VAULT_SETTINGS);
+		const kept = readdirSync(join(joining, ".obsidian")).filter((n) => n.startsWith("app (conflict "));
+		expect(kept).toHaveLength(1);
+		const phone = readFileSync(join(joining, ".obsidian", kept[0]!), "utf8");
+		expect(phone).toBe(PHONE_SETTINGS);
+		expect(JSON.parse(phone)).toEqual({ spellcheck: false });
+		const joined = await joinModal.locator(".vellum-joined").textContent();
+		expect(joined).toContain(`.obsidian/${kept[0]!}`);
+		expect(joined).toContain("reload Obsidian");
 		await screenshot(h.page, "pairing-joined");
 	});
 });

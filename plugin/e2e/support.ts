@@ -178,7 +178,7 @@ export async function openHarness(vault: string, binary = VELLUM, joinFolder: st
 	};
 	await page.exposeBinding("__vellumJoin", (_source, code: string) => {
 		if (joinFolder === null) throw new Error("this harness has no folder to join with");
-		joinRun = nodeJoiner(binary, joinFolder, "e2e phone").join(code, {
+		joinRun = nodeJoiner(binary, joinFolder, "e2e phone", ".obsidian").join(code, {
 			progress: (line) => joinEvent("progress", line),
 			sas: (digits) => joinEvent("sas", digits),
 			joined: (summary) => joinEvent("joined", summary),

@@ -47,7 +47,7 @@ export default class VellumPlugin extends Plugin {
 			name: "Join a vault with a code",
 			checkCallback: (checking) => {
 				if (daemon.connection.kind !== "not_initialised") return false;
-				if (!checking) new JoinModal(this.app, nodeJoiner(this.binary, vaultPath, hostname()), () => daemon.restart()).open();
+				if (!checking) new JoinModal(this.app, nodeJoiner(this.binary, vaultPath, hostname(), this.app.vault.configDir), () => daemon.restart()).open();
 				return true;
 			},
 		});

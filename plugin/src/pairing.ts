@@ -12,6 +12,35 @@ export function formatCountdown(ms: number): string {
 	return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
+/**
+ * What the JSON report `vellum join --json` prints says, for the person:
+ * "12 files, 40 ops of vault …", then which of this folder's own files were
+ * kept beside the vault's (an attachment, or JSON such as Obsidian's
+ * settings in `configDir` that differed), and that settings take effect
+ * after a reload.
+ */
+export function joinSummary(stdout: string, configDir: string): string {
+	let r: { files?: unknown; ops?: unknown; vault?: unknown; aside?: unknown };
+	try {
+		r = JSON.parse(stdout) as typeof r;
+	} catch {
+		return "this folder is now a device of the vault";
+	}
+	let summary = `${String(r.files)} files, ${String(r.ops)} ops of vault ${String(r.vault).slice(0, 12)}`;
+	const aside = Array.isArray(r.aside) ? r.aside.filter((n): n is string => typeof n === "string") : [];
+	if (aside.length > 0) {
+		const what =
+			aside.length === 1
+				? "This folder's version of one file differed and is"
+				: `This folder's versions of ${aside.length} files differed and are`;
+		summary += `. ${what} kept beside the vault's: ${aside.join(", ")}`;
+	}
+	if (aside.some((n) => n.startsWith(`${configDir}/`))) {
+		summary += ". The vault's settings are now in place: reload Obsidian to use them.";
+	}
+	return summary;
+}
+
 /** What a join reports as it goes. */
 export interface JoinEvents {
 	/** A line of progress. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatCountdown, formatSas, formatShortCode, joinLine } from "../src/pairing";
+import { formatCountdown, formatSas, formatShortCode, joinLine, joinSummary } from "../src/pairing";
 
 describe("joinLine", () => {
 	it("finds the digits `vellum join` asks about", () => {
@@ -30,5 +30,30 @@ describe("formatting", () => {
 		expect(formatCountdown(600_000)).toBe("10:00");
 		expect(formatCountdown(65_001)).toBe("1:06");
 		expect(formatCountdown(-5)).toBe("0:00");
+	});
+});
+
+describe("joinSummary", () => {
+	// Obsidian's settings folder, wherever the person put it.
+	const dir = ".settings";
+	const report = (aside: string[]) => JSON.stringify({ vault: "0123456789abcdef", files: 12, ops: 40, merged: 2, aside });
+
+	it("says what arrived", () => {
+		expect(joinSummary(report([]), dir)).toBe("12 files, 40 ops of vault 0123456789ab");
+	});
+
+	it("names this folder's files kept beside the vault's, and asks for a reload when settings were among them", () => {
+		const s = joinSummary(report([`${dir}/app (conflict 3f2a).json`, "att/photo (conflict 3f2a).png"]), dir);
+		expect(s).toContain(`This folder's versions of 2 files differed and are kept beside the vault's: ${dir}/app (conflict 3f2a).json, att/photo (conflict 3f2a).png`);
+		expect(s).toContain("reload Obsidian");
+		const one = joinSummary(report(["att/photo (conflict 3f2a).png"]), dir);
+		expect(one).toContain("This folder's version of one file differed and is kept beside the vault's: att/photo (conflict 3f2a).png");
+		expect(one).not.toContain("reload");
+		expect(joinSummary(report([`${dir}x/app (conflict 3f2a).json`]), dir)).not.toContain("reload");
+	});
+
+	it("still says something for output that is not a report", () => {
+		expect(joinSummary("not json", dir)).toBe("this folder is now a device of the vault");
+		expect(joinSummary(JSON.stringify({ vault: "ab", files: 1, ops: 2, aside: [3, null] }), dir)).toBe("1 files, 2 ops of vault ab");
 	});
 });

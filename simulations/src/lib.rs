@@ -8,13 +8,15 @@
 //! seeded generator drive it all in simulated time, so a seed always gives
 //! the same run, and the trace hash proves it.
 //!
-//! A run has a chaotic phase (edits on every replica; lost, duplicated and
+//! A swarm run ([`Scenario::Swarm`], the default) has a chaotic phase (edits on every replica; lost, duplicated and
 //! delayed messages; partitions; crashes that drop unflushed writes;
 //! restores from old backups, which fork chains; a replica sending tampered
 //! ops; members added, removed, and removing each other, and keys rotated,
 //! concurrently) and a healing phase (every link up, no loss) that must end
 //! with every replica holding the same ops, and every member the same state
 //! and bytes. A removed replica must hold no key written after its removal.
+//! [`Scenario::Default`] (`--no-swarm`) is DESIGN §10's default scenario
+//! alone: three replicas, 200 ops, one partition and one crash.
 
 pub mod cli;
 

@@ -6,7 +6,7 @@ import { existsSync } from "fs";
 import { createConnection } from "net";
 import { join } from "path";
 import { BUNDLED_BINARY } from "../settings";
-import { joinLine, type JoinEvents, type JoinRun, type Joiner } from "../pairing";
+import { joinLine, joinSummary, type JoinEvents, type JoinRun, type Joiner } from "../pairing";
 import { firstLine } from "../text";
 import type { Launcher, Link, LinkEnd, LinkSink } from "./daemon";
 import { LineSplitter, realTimers, type Timers } from "./rpc";
@@ -206,7 +206,8 @@ export function initVault(binary: string, vaultPath: string, name: string): Prom
  * `--merge` keeps. The digits to confirm arrive on stderr; the answer goes
  * to stdin.
  */
-export function nodeJoiner(binary: string, vaultPath: string, name: string): Joiner {
+/** Joins with `vellum join --merge`; `configDir` is Obsidian's settings folder in the vault. */
+export function nodeJoiner(binary: string, vaultPath: string, name: string, configDir: string): Joiner {
 	return {
 		join(code: string, events: JoinEvents): JoinRun {
 			let stderr = "";
@@ -243,7 +244,7 @@ export function nodeJoiner(binary: string, vaultPath: string, name: string): Joi
 			child.on("error", (error) => finish(() => events.failed(`could not run ${binary}: ${error.message}`)));
 			child.on("close", (code) => {
 				if (code === 0) {
-					finish(() => events.joined(joinSummary(stdout)));
+					finish(() => events.joined(joinSummary(stdout, configDir)));
 				} else {
 					finish(() => events.failed(lastErrorLine(stderr) || `vellum join exited with ${code ?? "a signal"}`));
 				}
@@ -260,12 +261,3 @@ export function nodeJoiner(binary: string, vaultPath: string, name: string): Joi
 	};
 }
 
-/** "12 files, 40 ops" from the JSON report `vellum join --json` prints. */
-function joinSummary(stdout: string): string {
-	try {
-		const r = JSON.parse(stdout) as { files?: unknown; ops?: unknown; vault?: unknown };
-		return `${String(r.files)} files, ${String(r.ops)} ops of vault ${String(r.vault).slice(0, 12)}`;
-	} catch {
-		return "this folder is now a device of the vault";
-	}
-}
