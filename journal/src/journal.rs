@@ -129,7 +129,8 @@ const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
 /// opens the same way again.
 ///
 /// Like [`crate::envelope::SignatureMemo`], it serves only an envelope
-/// whose id was hashed from its bytes ([`Journal::load_at`] and admission):
+/// whose id was hashed from its bytes ([`Journal::load_at`],
+/// [`Journal::load_at_seq`] and admission):
 /// an op damaged on disk then fails the hash instead of being served what
 /// it held before. Replays from scratch read ops without hashing them and
 /// rely on the AEAD tag, so they decrypt every op, and `vellum verify`
