@@ -8,13 +8,14 @@
 //! seeded generator drive it all in simulated time, so a seed always gives
 //! the same run, and the trace hash proves it.
 //!
-//! A swarm run ([`Scenario::Swarm`], the default) has a chaotic phase (edits on every replica; lost, duplicated and
-//! delayed messages; partitions; crashes that drop unflushed writes;
-//! restores from old backups, which fork chains; a replica sending tampered
-//! ops; members added, removed, and removing each other, and keys rotated,
-//! concurrently) and a healing phase (every link up, no loss) that must end
-//! with every replica holding the same ops, and every member the same state
-//! and bytes. A removed replica must hold no key written after its removal.
+//! A swarm run ([`Scenario::Swarm`], the default) has a chaotic phase
+//! (edits on every replica; lost, duplicated and delayed messages;
+//! partitions; crashes that drop unflushed writes; restores from old
+//! backups, which fork chains; a replica sending tampered ops; members
+//! added, removed, and removing each other, and keys rotated, concurrently)
+//! and a healing phase (every link up, no loss) that must end with every
+//! replica holding the same ops, and every member the same state and bytes.
+//! A removed replica must hold no key written after its removal.
 //! [`Scenario::Default`] (`--no-swarm`) is DESIGN §10's default scenario
 //! alone: three replicas, 200 ops, one partition and one crash.
 
@@ -71,7 +72,8 @@ impl Rng {
     }
 }
 
-/// The fault rates of one run, drawn from its seed.
+/// The faults of one run: drawn from its seed in a swarm run, fixed in the
+/// default scenario.
 #[derive(Clone, Debug)]
 pub struct Faults {
     /// Replicas that are members from the start.
