@@ -462,14 +462,23 @@ impl Bodies {
         self.by_hash.get(hash)
     }
 
+    /// What `body` counts for against [`BODIES_BYTES_MAX`]: a text's bytes,
+    /// or an attachment's chunk list (its bytes live in the store).
+    fn cost(body: &Body) -> usize {
+        match body {
+            Body::Text(t) => t.len(),
+            Body::Blob(b) => {
+                std::mem::size_of::<vellum_journal::payload::BlobRef>()
+                    + b.chunks.len() * std::mem::size_of::<vellum_journal::payload::ChunkRef>()
+            }
+        }
+    }
+
     fn insert(&mut self, hash: ContentHash, body: &Body) {
         if self.by_hash.contains_key(&hash) {
             return;
         }
-        let len = match body {
-            Body::Text(t) => t.len(),
-            Body::Blob(b) => 48 + 40 * b.chunks.len(),
-        };
+        let len = Self::cost(body);
         if len > BODIES_BYTES_MAX / 4 {
             return;
         }
@@ -477,10 +486,9 @@ impl Bodies {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            if let Some(Body::Text(t)) = self.by_hash.remove(&old) {
-                self.bytes -= t.len();
-            } else {
-                self.bytes = self.bytes.saturating_sub(48);
+            // What an entry counted for when it came in is what leaves.
+            if let Some(b) = self.by_hash.remove(&old) {
+                self.bytes -= Self::cost(&b);
             }
         }
         self.by_hash.insert(hash, body.clone());
@@ -789,4 +797,47 @@ pub fn drop_routings_after<S: Store>(journal: &Journal<S>, after: Option<&OrderK
         batch.delete(Ks::Routed, m);
     }
     journal.store().commit(batch, Durability::Buffered)
+}
+
+#[cfg(test)]
+mod bodies_tests {
+    use super::*;
+    use vellum_journal::payload::{BlobRef, ChunkRef};
+
+    fn blob(i: u32, chunks: usize) -> Body {
+        Body::Blob(BlobRef {
+            hash: ContentHash::of(&i.to_le_bytes()),
+            size: 64 * 1024 * chunks as u64,
+            chunks: (0..chunks)
+                .map(|c| ChunkRef {
+                    id: [c as u8; 32],
+                    dedup: [0; 32],
+                    key: [0; 32],
+                    len: 64 * 1024,
+                })
+                .collect(),
+        })
+    }
+
+    /// The count always matches what is held, however many attachment
+    /// versions come and go: before, dropping one took off a fixed 48
+    /// bytes, so the count crept up until every insert dropped everything.
+    #[test]
+    fn the_byte_count_is_what_it_holds() {
+        let mut bodies = Bodies::default();
+        for i in 0..5_000u32 {
+            let body = if i % 3 == 0 {
+                Body::Text(format!("note {i}\n").repeat(50))
+            } else {
+                blob(i, 1 + (i as usize % 2_000))
+            };
+            bodies.insert(ContentHash::of(&i.to_le_bytes()), &body);
+            let held: usize = bodies.by_hash.values().map(Bodies::cost).sum();
+            assert_eq!(bodies.bytes, held, "after {i} inserts");
+            assert!(bodies.bytes <= BODIES_BYTES_MAX);
+        }
+        // Well filled, not emptied by a count that ran away.
+        assert!(bodies.bytes > BODIES_BYTES_MAX / 2, "{}", bodies.bytes);
+        assert!(bodies.by_hash.len() > 10, "{}", bodies.by_hash.len());
+    }
 }
