@@ -288,11 +288,8 @@ fn prepare_merge(v: &Vault, head: &vellum_journal::replay::VaultState) -> Result
 /// Whether a text at `path` stays well formed when two versions' lines are
 /// joined: not for JSON (Obsidian's settings) or canvases (JSON too).
 fn joins_by_lines(path: &str) -> bool {
-    let ext = path
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    !matches!(ext.as_str(), "json" | "canvas")
+    let ext = Path::new(path).extension().and_then(|e| e.to_str());
+    !ext.is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("canvas"))
 }
 
 fn dest_file(root: &Path, rel: &str) -> std::path::PathBuf {

@@ -1,7 +1,7 @@
 //! The simulator runs the real journal and protocol core: a few seeds pass,
 //! every regression seed passes, and a seed always gives the same trace.
 
-use vellum_simulations::{CHECKPOINT_OPS_DEFAULT, Scenario, run, run_scenario, run_with};
+use vellum_simulations::{CHECKPOINT_OPS_DEFAULT, Outcome, Scenario, run, run_scenario, run_with};
 
 /// Each regression seed, and whether it also runs with checkpoints every
 /// 32 ops (`--checkpoint-ops 32` on its line).
@@ -47,18 +47,26 @@ fn fresh_seeds_pass() {
     }
 }
 
+/// One run of `scenario` from `seed`, with its trace lines.
+fn traced(scenario: Scenario, seed: u64) -> (Outcome, Vec<String>) {
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = log.clone();
+    let out = run_scenario(
+        scenario,
+        seed,
+        CHECKPOINT_OPS_DEFAULT,
+        Some(Box::new(move |l: &str| {
+            sink.borrow_mut().push(l.to_string())
+        })),
+    );
+    let lines = log.borrow().clone();
+    (out, lines)
+}
+
 #[test]
 fn a_seed_gives_the_same_trace_twice() {
     let lines = |seed| {
-        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let sink = log.clone();
-        let out = run(
-            seed,
-            Some(Box::new(move |l: &str| {
-                sink.borrow_mut().push(l.to_string())
-            })),
-        );
-        let lines = log.borrow().clone();
+        let (out, lines) = traced(Scenario::Swarm, seed);
         (out.trace_hash, lines)
     };
     let (a, la) = lines(7);
@@ -76,19 +84,9 @@ fn a_seed_gives_the_same_trace_twice() {
 #[test]
 fn the_default_scenario_has_what_design_names_and_nothing_else() {
     for seed in 0..3 {
-        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let sink = log.clone();
-        let out = run_scenario(
-            Scenario::Default,
-            seed,
-            CHECKPOINT_OPS_DEFAULT,
-            Some(Box::new(move |l: &str| {
-                sink.borrow_mut().push(l.to_string())
-            })),
-        );
+        let (out, lines) = traced(Scenario::Default, seed);
         assert!(out.failure.is_none(), "seed {seed}: {:?}", out.failure);
         assert!(out.ops >= 200, "seed {seed}: {} ops", out.ops);
-        let lines = log.borrow();
         assert!(lines[0].contains("3 replicas"), "{}", lines[0]);
         let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
         assert_eq!(count(" partition "), 1, "seed {seed}: one partition");
