@@ -204,6 +204,15 @@ fn chain_value(m: &OpMeta) -> Vec<u8> {
     v
 }
 
+/// The seq at the front of a `Ks::Order` record.
+fn record_seq(record: &[u8], id: &OpId) -> Result<u64> {
+    record
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| Error::Corrupt(format!("stored op {} is truncated", id.short())))
+}
+
 fn parse_chain(k: &[u8], v: &[u8]) -> Result<OpMeta> {
     if k.len() != 72 || v.len() != 48 {
         return Err(Error::Corrupt(
@@ -1197,6 +1206,11 @@ impl<S: Store> Journal<S> {
         if let Some(m) = staged.metas.get(id) {
             return Ok(*m);
         }
+        self.chain_meta(author, seq, id)
+    }
+
+    /// The chain record of admitted op `id`, `author`'s at `seq`.
+    fn chain_meta(&self, author: &DeviceId, seq: u64, id: &OpId) -> Result<OpMeta> {
         match self.store.get(Ks::Chain, &chain_key(author, seq, id))? {
             Some(v) => parse_chain(&chain_key(author, seq, id), &v),
             None => Err(Error::Corrupt(format!(
@@ -1491,6 +1505,17 @@ impl<S: Store> Journal<S> {
         Ok(n)
     }
 
+    /// The seq of the admitted op at `key`, from its order record alone
+    /// (the op is neither parsed nor hashed).
+    pub fn seq_at(&self, key: &OrderKey) -> Result<u64> {
+        let id = key.id;
+        let record = self
+            .store
+            .get(Ks::Order, &key.to_bytes())?
+            .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
+        record_seq(&record, &id)
+    }
+
     /// [`Journal::load_at`], with the op's seq from its order record. The
     /// op is hashed again and must match its id: a damaged record fails
     /// here, and the payload memo may serve the op.
@@ -1500,12 +1525,10 @@ impl<S: Store> Journal<S> {
             .store
             .get(Ks::Order, &key.to_bytes())?
             .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
-        let seq = record
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes)
-            .ok_or_else(|| Error::Corrupt(format!("stored op {} is truncated", id.short())))?;
-        let env = Envelope::parse(record[8..].to_vec())
+        let seq = record_seq(&record, &id)?;
+        let mut record = record;
+        record.drain(..8);
+        let env = Envelope::parse(record)
             .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", id.short())))?;
         if env.id() != id {
             return Err(Error::Corrupt(format!(
@@ -1571,19 +1594,19 @@ impl<S: Store> Journal<S> {
         Ok(self.store.get(Ks::Ops, &id.0)?.is_some())
     }
 
+    /// An admitted op's header fields, from the indexes written with it
+    /// (the op itself is neither parsed nor hashed).
     pub fn op_meta(&self, id: &OpId) -> Result<Option<OpMeta>> {
-        let Some(env) = self.load(id)? else {
+        let Some(key) = self.store.get(Ks::Ops, &id.0)? else {
             return Ok(None);
         };
-        let h = env.header();
-        Ok(Some(OpMeta {
-            id: *id,
-            author: h.author,
-            seq: h.seq,
-            prev: h.prev,
-            lamport: h.lamport,
-            hlc: h.hlc,
-        }))
+        let key = OrderKey::from_bytes(&key)
+            .filter(|k| k.id == *id)
+            .ok_or_else(|| {
+                Error::Corrupt(format!("op index entry of {} is damaged", id.short()))
+            })?;
+        let seq = self.seq_at(&key)?;
+        self.chain_meta(&key.author, seq, id).map(Some)
     }
 
     /// Every admitted op of `author` at `seq` or above, on every branch,

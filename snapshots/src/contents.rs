@@ -73,7 +73,7 @@ pub fn find_version<S: Store>(
             ControlFlow::Continue(())
         })?;
     for key in keys.iter().rev() {
-        let (seq, _) = journal.load_at_seq(key)?;
+        let seq = journal.seq_at(key)?;
         let mut view = journal.causal_past(&key.author, seq, &key.id)?;
         journal.add_to(&mut view, &key.author, seq, &key.id)?;
         if let Some(b) = content_in(journal, file, &view, None)?
@@ -362,13 +362,13 @@ fn saw_every_change<S: Store>(
             ControlFlow::Continue(())
         })?;
     for key in keys {
-        let (seq, env) = journal.load_at_seq(&key)?;
+        let seq = journal.seq_at(&key)?;
         if journal.includes(&past, &key.author, seq, &key.id)?
             || !journal.includes(set, &key.author, seq, &key.id)?
         {
             continue;
         }
-        let payload = journal.load_payload(&env)?;
+        let payload = journal.load_payload(&journal.load_at(&key)?)?;
         let named = match &payload.action {
             Action::Create { .. } => key.id,
             _ => match payload.file() {
@@ -738,7 +738,9 @@ impl<S: Store> Contents for Cache<'_, S> {
                 };
                 match out {
                     Some(out) => {
-                        self.current.insert(file, (*result, Body::Text(out)));
+                        let body = Body::Text(out);
+                        self.bodies.insert(*result, &body);
+                        self.current.insert(file, (*result, body));
                         if !self.trust_effects {
                             self.dirty.insert(file);
                         }
