@@ -132,9 +132,10 @@ const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
 /// whose id was hashed from its bytes ([`Journal::load_at`],
 /// [`Journal::load_at_seq`] and admission):
 /// an op damaged on disk then fails the hash instead of being served what
-/// it held before. Replays from scratch read ops without hashing them and
-/// rely on the AEAD tag, so they decrypt every op, and `vellum verify`
-/// opens every payload afresh. The memo starts over when it holds
+/// it held before. Replays from scratch hash an op only when the memo holds
+/// its payload (hashing costs less than decrypting); any other op they read
+/// unhashed and open, relying on the AEAD tag. `vellum verify` opens every
+/// payload afresh. The memo starts over when it holds
 /// [`PAYLOAD_MEMO_BYTES`] of sealed payloads.
 #[derive(Default)]
 struct PayloadMemo {
@@ -145,6 +146,10 @@ struct PayloadMemo {
 impl PayloadMemo {
     fn get(&self, id: &OpId) -> Option<Payload> {
         self.opened.get(id).cloned()
+    }
+
+    fn holds(&self, id: &OpId) -> bool {
+        self.opened.contains_key(id)
     }
 
     fn insert(&mut self, id: OpId, sealed_bytes: usize, payload: &Payload) {
@@ -1681,15 +1686,29 @@ impl<S: Store> Journal<S> {
     }
 
     /// Like [`Journal::for_each_in_order`], with each op's envelope read in
-    /// the same sequential pass (see [`Envelope::parse_stored`]).
+    /// the same sequential pass: unhashed ([`Envelope::parse_stored`])
+    /// unless the payload memo holds it (see [`PayloadMemo`]).
     pub fn for_each_op_in_order(
         &self,
         after: Option<&OrderKey>,
         f: &mut dyn FnMut(OrderKey, u64, Envelope) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
         self.scan_order(after, &mut |key, seq, bytes| {
-            let env = Envelope::parse_stored(bytes.to_vec(), key.id)
-                .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", key.id.short())))?;
+            let corrupt = |e: Error| Error::Corrupt(format!("stored op {}: {e}", key.id.short()));
+            // An op whose payload the memo holds is hashed, so that the memo
+            // may serve it: hashing costs less than decrypting again.
+            let env = if self.payloads.lock().expect("payload memo").holds(&key.id) {
+                let env = Envelope::parse(bytes.to_vec()).map_err(corrupt)?;
+                if env.id() != key.id {
+                    return Err(Error::Corrupt(format!(
+                        "stored op {} does not hash to its id",
+                        key.id.short()
+                    )));
+                }
+                env
+            } else {
+                Envelope::parse_stored(bytes.to_vec(), key.id).map_err(corrupt)?
+            };
             f(key, seq, env)
         })
     }

@@ -141,6 +141,7 @@ impl Message {
             }
             Message::Ops { ops } => {
                 b.push(T_OPS);
+                b.reserve(4 + ops.iter().map(|op| 4 + op.len()).sum::<usize>());
                 b.extend_from_slice(&(ops.len() as u32).to_le_bytes());
                 for op in ops {
                     b.extend_from_slice(&(op.len() as u32).to_le_bytes());
@@ -157,6 +158,7 @@ impl Message {
             }
             Message::Chunks { chunks } => {
                 b.push(T_CHUNKS);
+                b.reserve(4 + chunks.iter().map(|(_, c)| 36 + c.len()).sum::<usize>());
                 b.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
                 for (id, bytes) in chunks {
                     b.extend_from_slice(id);

@@ -1156,7 +1156,8 @@ fn own_edit_after_the_clock_is_set_back_more_than_ten_minutes() {
 /// Replays of 4,096 ops or more read and open ops on a helper thread. Such
 /// a replay from scratch gives the head; one that stops at a point gives
 /// that point's contents; and a damaged op is reported as itself, not as
-/// anything the helper read after it.
+/// anything the helper read after it, whether this process holds its
+/// payload or not.
 #[test]
 fn long_replays_on_a_helper_thread_match_the_serial_results() {
     let (mut j, mut e) = mem_journal(3);
@@ -1224,16 +1225,27 @@ fn long_replays_on_a_helper_thread_match_the_serial_results() {
     let mut batch = Batch::new();
     batch.put(Ks::Order, key.to_bytes().to_vec(), record);
     j.store().commit(batch, Durability::Durable).unwrap();
+    // The head's replay opened that op before the damage and keeps its
+    // payload, so a replay in this process hashes the op before taking the
+    // payload from memory, and the hash names it; so does reading it by
+    // order key.
     let err = TimeMachine::replay_from_scratch(&j)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&key.id.short()) && err.contains("does not hash to its id"),
+        "{err}"
+    );
+    let err = j.load_at(&key).unwrap_err().to_string();
+    assert!(err.contains("does not hash to its id"), "{err}");
+    // A process that opens the journal afresh holds no payload: it reads
+    // the op unhashed, and the AEAD tag names it.
+    let fresh = Journal::open(j.store().snapshot(), j.keys().clone()).unwrap();
+    let err = TimeMachine::replay_from_scratch(&fresh)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains(&key.id.short()) && err.contains("does not decrypt"),
         "{err}"
     );
-    // The head's replay opened that op before the damage and keeps its
-    // payload; reading it again by order key hashes it, so the memo is not
-    // what answers.
-    let err = j.load_at(&key).unwrap_err().to_string();
-    assert!(err.contains("does not hash to its id"), "{err}");
 }
