@@ -904,14 +904,26 @@ impl<S: Store> Journal<S> {
                 Ks::Pending,
                 (Bound::Unbounded, Bound::Unbounded),
                 false,
-                &mut |_, v| {
-                    waiting.push(v.to_vec());
+                &mut |k, v| {
+                    waiting.push((OpId::from_slice(k), v.to_vec()));
                     ControlFlow::Continue(())
                 },
             )?;
             let mut progress = 0;
-            for bytes in waiting {
-                let env = Envelope::parse(bytes)?;
+            for (key, bytes) in waiting {
+                // An op whose prev or a dep is still missing would only wait
+                // again: it is neither hashed nor checked until they come.
+                let env = match key {
+                    Some(id) => Envelope::parse_stored(bytes, id)?,
+                    None => Envelope::parse(bytes)?,
+                };
+                if self.lacks_past(env.header())? {
+                    continue;
+                }
+                let env = match env.is_hashed() {
+                    true => env,
+                    false => Envelope::parse(env.into_bytes())?,
+                };
                 let id = env.id();
                 let mut staged = self.staged(Batch::new());
                 match self.check_and_stage(env, now_ms, &mut staged) {
@@ -935,6 +947,19 @@ impl<S: Store> Journal<S> {
                 return Ok(total);
             }
         }
+    }
+
+    /// Whether the prev or a dep of an op with header `h` is not admitted.
+    fn lacks_past(&self, h: &Header) -> Result<bool> {
+        if !h.prev.is_zero() && !self.holds(&h.prev)? {
+            return Ok(true);
+        }
+        for dep in &h.deps {
+            if !self.holds(dep)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The committed state, for reads that share code with admission.
