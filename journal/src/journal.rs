@@ -778,15 +778,15 @@ impl<S: Store> Journal<S> {
                 Some(c) => (OpKind::Control, c.encode()),
                 None => (OpKind::Content, Vec::new()),
             };
-            let env = Envelope::seal(
-                kind,
-                &header,
-                &fields,
-                &payload.encode(),
-                &key,
-                nonce(entropy),
-                signer,
-            )?;
+            let plain = payload.encode();
+            let env = Envelope::seal(kind, &header, &fields, &plain, &key, nonce(entropy), signer)?;
+            // What was just sealed is what opening the op would give:
+            // admission and replay need not decrypt it again.
+            self.payloads.lock().expect("payload memo").insert(
+                env.id(),
+                env.bytes().len(),
+                &Payload::decode(&plain)?,
+            );
             // Pair assertion: a local op passes the same admission as a
             // remote one, or it is never stored.
             match self.check_and_stage(env, now_ms, &mut staged)? {
