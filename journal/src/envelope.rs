@@ -198,6 +198,14 @@ impl Envelope {
         Envelope::parse_as(bytes, Some(id))
     }
 
+    /// Parses an op whose bytes the caller found equal, byte for byte, to
+    /// a copy that hashed to `id`: as good as hashing them again.
+    pub(crate) fn parse_same_as_hashed(bytes: Vec<u8>, id: OpId) -> Result<Envelope> {
+        let mut env = Envelope::parse_as(bytes, Some(id))?;
+        env.hashed = true;
+        Ok(env)
+    }
+
     fn parse_as(bytes: Vec<u8>, id: Option<OpId>) -> Result<Envelope> {
         if bytes.len() > OP_BYTES_MAX {
             return Err(Error::Malformed(format!(

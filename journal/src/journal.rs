@@ -123,45 +123,70 @@ const PAYLOAD_MEMO_BYTES: usize = 16 << 20;
 /// A payload larger than this is opened each time, not kept.
 const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
 
-/// The payloads a journal has opened, by op id. The head's replay rewinds
-/// for each late op and opens the same few hundred ops again; with this it
-/// decrypts each once. Keys are never taken back, so a payload opened once
-/// opens the same way again.
+/// The payloads a journal has opened, by op id, with the sealed bytes each
+/// was opened from. The head's replay rewinds for each late op and opens
+/// the same few hundred ops again; with this it decrypts each once. Keys
+/// are never taken back, so a payload opened once opens the same way again.
 ///
 /// Like [`crate::envelope::SignatureMemo`], it serves only an envelope
-/// whose id was hashed from its bytes ([`Journal::load_at`],
-/// [`Journal::load_at_seq`] and admission):
-/// an op damaged on disk then fails the hash instead of being served what
-/// it held before. Replays from scratch hash an op only when the memo holds
-/// its payload (hashing costs less than decrypting); any other op they read
-/// unhashed and open, relying on the AEAD tag. `vellum verify` opens every
-/// payload afresh. The memo starts over when it holds
-/// [`PAYLOAD_MEMO_BYTES`] of sealed payloads.
+/// whose id was hashed from its bytes: by admission, or on reading an op
+/// back ([`Journal::load_at`], [`Journal::load_at_seq`], a replay from
+/// scratch). Reading one back, bytes equal to those kept are as good as
+/// hashed (the same bytes hash the same way), and comparing costs far less
+/// than hashing; bytes that differ are hashed, so an op damaged on disk
+/// fails its hash instead of being served what it held before. A replay
+/// from scratch reads an op the memo does not hold unhashed and opens it,
+/// relying on the AEAD tag. `vellum verify` opens every payload afresh.
+/// The memo starts over when it holds [`PAYLOAD_MEMO_BYTES`] of sealed ops.
 #[derive(Default)]
 struct PayloadMemo {
-    opened: HashMap<OpId, Payload>,
+    opened: HashMap<OpId, (Payload, Box<[u8]>)>,
     bytes: usize,
+}
+
+/// What [`PayloadMemo::compare`] found for an op read back.
+enum Kept {
+    /// Not held.
+    None,
+    /// Held, with these very bytes.
+    Same,
+    /// Held, with other bytes.
+    Other,
 }
 
 impl PayloadMemo {
     fn get(&self, id: &OpId) -> Option<Payload> {
-        self.opened.get(id).cloned()
+        self.opened.get(id).map(|(p, _)| p.clone())
     }
 
-    fn holds(&self, id: &OpId) -> bool {
-        self.opened.contains_key(id)
+    fn compare(&self, id: &OpId, sealed: &[u8]) -> Kept {
+        match self.opened.get(id) {
+            None => Kept::None,
+            Some((_, kept)) if **kept == *sealed => Kept::Same,
+            Some(_) => Kept::Other,
+        }
     }
 
-    fn insert(&mut self, id: OpId, sealed_bytes: usize, payload: &Payload) {
-        if sealed_bytes > PAYLOAD_MEMO_ONE_MAX {
+    /// Keeps `payload`, opened from `env`, which must have been hashed.
+    fn keep(&mut self, env: &Envelope, payload: &Payload) {
+        debug_assert!(env.is_hashed());
+        self.insert(env.id(), env.bytes(), payload);
+    }
+
+    fn insert(&mut self, id: OpId, sealed: &[u8], payload: &Payload) {
+        if sealed.len() > PAYLOAD_MEMO_ONE_MAX {
             return;
         }
-        if self.bytes + sealed_bytes > PAYLOAD_MEMO_BYTES {
+        if self.bytes + sealed.len() > PAYLOAD_MEMO_BYTES {
             self.opened.clear();
             self.bytes = 0;
         }
-        if self.opened.insert(id, payload.clone()).is_none() {
-            self.bytes += sealed_bytes;
+        if self
+            .opened
+            .insert(id, (payload.clone(), sealed.into()))
+            .is_none()
+        {
+            self.bytes += sealed.len();
         }
     }
 }
@@ -782,11 +807,10 @@ impl<S: Store> Journal<S> {
             let env = Envelope::seal(kind, &header, &fields, &plain, &key, nonce(entropy), signer)?;
             // What was just sealed is what opening the op would give:
             // admission and replay need not decrypt it again.
-            self.payloads.lock().expect("payload memo").insert(
-                env.id(),
-                env.bytes().len(),
-                &Payload::decode(&plain)?,
-            );
+            self.payloads
+                .lock()
+                .expect("payload memo")
+                .keep(&env, &Payload::decode(&plain)?);
             // Pair assertion: a local op passes the same admission as a
             // remote one, or it is never stored.
             match self.check_and_stage(env, now_ms, &mut staged)? {
@@ -1558,15 +1582,7 @@ impl<S: Store> Journal<S> {
         let seq = record_seq(&record, &id)?;
         let mut record = record;
         record.drain(..8);
-        let env = Envelope::parse(record)
-            .map_err(|e| Error::Corrupt(format!("stored op {}: {e}", id.short())))?;
-        if env.id() != id {
-            return Err(Error::Corrupt(format!(
-                "stored op {} does not hash to its id",
-                id.short()
-            )));
-        }
-        Ok((seq, env))
+        Ok((seq, self.read_stored(id, record, true)?))
     }
 
     /// An op's payload, decrypted and decoded (once, if `env` was hashed:
@@ -1580,10 +1596,7 @@ impl<S: Store> Journal<S> {
             return Ok(p);
         }
         let p = self.keys.open_payload(env)?;
-        self.payloads
-            .lock()
-            .expect("payload memo")
-            .insert(id, env.bytes().len(), &p);
+        self.payloads.lock().expect("payload memo").keep(env, &p);
         Ok(p)
     }
 
@@ -1719,23 +1732,33 @@ impl<S: Store> Journal<S> {
         f: &mut dyn FnMut(OrderKey, u64, Envelope) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
         self.scan_order(after, &mut |key, seq, bytes| {
-            let corrupt = |e: Error| Error::Corrupt(format!("stored op {}: {e}", key.id.short()));
-            // An op whose payload the memo holds is hashed, so that the memo
-            // may serve it: hashing costs less than decrypting again.
-            let env = if self.payloads.lock().expect("payload memo").holds(&key.id) {
-                let env = Envelope::parse(bytes.to_vec()).map_err(corrupt)?;
-                if env.id() != key.id {
-                    return Err(Error::Corrupt(format!(
-                        "stored op {} does not hash to its id",
-                        key.id.short()
-                    )));
-                }
-                env
-            } else {
-                Envelope::parse_stored(bytes.to_vec(), key.id).map_err(corrupt)?
-            };
-            f(key, seq, env)
+            f(key, seq, self.read_stored(key.id, bytes.to_vec(), false)?)
         })
+    }
+
+    /// Parses op `id` read back from the store. Bytes the payload memo kept
+    /// for it count as hashed; other bytes are hashed and must give `id`
+    /// when the memo holds the op or `must_hash` asks for it, else they
+    /// are parsed unhashed (opening the payload then authenticates them).
+    fn read_stored(&self, id: OpId, bytes: Vec<u8>, must_hash: bool) -> Result<Envelope> {
+        let corrupt = |e: Error| Error::Corrupt(format!("stored op {}: {e}", id.short()));
+        let kept = self
+            .payloads
+            .lock()
+            .expect("payload memo")
+            .compare(&id, &bytes);
+        let env = match kept {
+            Kept::Same => return Envelope::parse_same_as_hashed(bytes, id).map_err(corrupt),
+            Kept::None if !must_hash => return Envelope::parse_stored(bytes, id).map_err(corrupt),
+            Kept::None | Kept::Other => Envelope::parse(bytes).map_err(corrupt)?,
+        };
+        if env.id() != id {
+            return Err(Error::Corrupt(format!(
+                "stored op {} does not hash to its id",
+                id.short()
+            )));
+        }
+        Ok(env)
     }
 
     /// The Order keyspace in order: key, seq and the stored envelope bytes.
@@ -1939,14 +1962,15 @@ mod payload_memo_tests {
     #[test]
     fn keeps_what_it_opened_and_starts_over_when_full() {
         let mut memo = PayloadMemo::default();
-        memo.insert(OpId([1; 32]), 1_000, &note(1));
+        let sealed = |n: usize| vec![7u8; n];
+        memo.insert(OpId([1; 32]), &sealed(1_000), &note(1));
         assert_eq!(memo.get(&OpId([1; 32])), Some(note(1)));
         assert_eq!(memo.get(&OpId([2; 32])), None);
         // The same op again does not count twice.
-        memo.insert(OpId([1; 32]), 1_000, &note(1));
+        memo.insert(OpId([1; 32]), &sealed(1_000), &note(1));
         assert_eq!(memo.bytes, 1_000);
         // An op too large to keep is opened each time.
-        memo.insert(OpId([3; 32]), PAYLOAD_MEMO_ONE_MAX + 1, &note(3));
+        memo.insert(OpId([3; 32]), &sealed(PAYLOAD_MEMO_ONE_MAX + 1), &note(3));
         assert_eq!(memo.get(&OpId([3; 32])), None);
         // Filling it up starts it over with the newest op alone.
         let per = PAYLOAD_MEMO_ONE_MAX;
@@ -1954,13 +1978,27 @@ mod payload_memo_tests {
         for i in 0..fits {
             let mut id = [9; 32];
             id[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            memo.insert(OpId(id), per, &note(9));
+            memo.insert(OpId(id), &sealed(per), &note(9));
         }
         assert_eq!(memo.opened.len(), fits + 1);
-        memo.insert(OpId([4; 32]), per, &note(4));
+        memo.insert(OpId([4; 32]), &sealed(per), &note(4));
         assert_eq!(memo.opened.len(), 1);
         assert_eq!(memo.bytes, per);
         assert_eq!(memo.get(&OpId([4; 32])), Some(note(4)));
         assert_eq!(memo.get(&OpId([1; 32])), None);
+    }
+
+    #[test]
+    fn vouches_only_for_the_very_bytes_it_kept() {
+        let mut memo = PayloadMemo::default();
+        let id = OpId([1; 32]);
+        memo.insert(id, b"sealed op", &note(1));
+        assert!(matches!(memo.compare(&id, b"sealed op"), Kept::Same));
+        assert!(matches!(memo.compare(&id, b"sealed oq"), Kept::Other));
+        assert!(matches!(memo.compare(&id, b"sealed o"), Kept::Other));
+        assert!(matches!(
+            memo.compare(&OpId([2; 32]), b"sealed op"),
+            Kept::None
+        ));
     }
 }
