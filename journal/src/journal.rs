@@ -1563,11 +1563,11 @@ impl<S: Store> Journal<S> {
     /// (the op is neither parsed nor hashed).
     pub fn seq_at(&self, key: &OrderKey) -> Result<u64> {
         let id = key.id;
-        let record = self
+        let head = self
             .store
-            .get(Ks::Order, &key.to_bytes())?
+            .get_head(Ks::Order, &key.to_bytes(), 8)?
             .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
-        record_seq(&record, &id)
+        record_seq(&head, &id)
     }
 
     /// [`Journal::load_at`], with the op's seq from its order record. The

@@ -151,6 +151,15 @@ pub enum Durability {
 pub trait Store: Send + Sync {
     fn get(&self, ks: Ks, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
+    /// The first `n` bytes of the value at `key` (all of it if shorter):
+    /// a record's fixed-size head, without copying the rest.
+    fn get_head(&self, ks: Ks, key: &[u8], n: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(ks, key)?.map(|mut v| {
+            v.truncate(n);
+            v
+        }))
+    }
+
     /// Visits keys in `range` in order (or reverse order) until `f` breaks.
     fn scan(
         &self,
@@ -220,4 +229,34 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `get_head` gives the start of a value, or all of a shorter one, the
+    /// same from either store.
+    #[test]
+    fn get_head_reads_the_start_of_a_value_in_both_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores: [Box<dyn Store>; 2] = [
+            Box::new(MemStore::new()),
+            Box::new(FjallStore::open(dir.path()).unwrap()),
+        ];
+        for s in &stores {
+            let mut b = Batch::new();
+            b.put(Ks::Order, b"k".to_vec(), b"0123456789".to_vec());
+            s.commit(b, Durability::Durable).unwrap();
+            assert_eq!(
+                s.get_head(Ks::Order, b"k", 4).unwrap(),
+                Some(b"0123".to_vec())
+            );
+            assert_eq!(
+                s.get_head(Ks::Order, b"k", 64).unwrap(),
+                Some(b"0123456789".to_vec())
+            );
+            assert_eq!(s.get_head(Ks::Order, b"absent", 4).unwrap(), None);
+        }
+    }
 }

@@ -266,11 +266,14 @@ impl World {
                 let last = self.last_delivery.entry((from, to, conn)).or_insert(0);
                 let at = (self.now + delay).max(*last);
                 *last = at;
-                for _ in 0..copies {
+                if copies == 2 {
                     self.order += 1;
                     self.queue
                         .push(Reverse((at, self.order, from, to, conn, bytes.clone())));
                 }
+                self.order += 1;
+                self.queue
+                    .push(Reverse((at, self.order, from, to, conn, bytes)));
             }
         }
     }

@@ -82,6 +82,10 @@ impl Store for FjallStore {
         Ok(self.ks(ks).get(key)?.map(|v| v.to_vec()))
     }
 
+    fn get_head(&self, ks: Ks, key: &[u8], n: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.ks(ks).get(key)?.map(|v| v[..n.min(v.len())].to_vec()))
+    }
+
     fn scan(
         &self,
         ks: Ks,

@@ -71,6 +71,14 @@ impl Store for MemStore {
         Ok(self.with(|i| i.live[ks as usize].get(key).map(|v| v.to_vec())))
     }
 
+    fn get_head(&self, ks: Ks, key: &[u8], n: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.with(|i| {
+            i.live[ks as usize]
+                .get(key)
+                .map(|v| v[..n.min(v.len())].to_vec())
+        }))
+    }
+
     fn scan(
         &self,
         ks: Ks,
