@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Bound, ControlFlow};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
 
@@ -140,7 +140,7 @@ const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
 /// The memo starts over when it holds [`PAYLOAD_MEMO_BYTES`] of sealed ops.
 #[derive(Default)]
 struct PayloadMemo {
-    opened: HashMap<OpId, (Payload, Box<[u8]>)>,
+    opened: HashMap<OpId, (Arc<Payload>, Box<[u8]>)>,
     bytes: usize,
 }
 
@@ -155,8 +155,8 @@ enum Kept {
 }
 
 impl PayloadMemo {
-    fn get(&self, id: &OpId) -> Option<Payload> {
-        self.opened.get(id).map(|(p, _)| p.clone())
+    fn get(&self, id: &OpId) -> Option<Arc<Payload>> {
+        self.opened.get(id).map(|(p, _)| Arc::clone(p))
     }
 
     fn compare(&self, id: &OpId, sealed: &[u8]) -> Kept {
@@ -168,12 +168,12 @@ impl PayloadMemo {
     }
 
     /// Keeps `payload`, opened from `env`, which must have been hashed.
-    fn keep(&mut self, env: &Envelope, payload: &Payload) {
+    fn keep(&mut self, env: &Envelope, payload: &Arc<Payload>) {
         debug_assert!(env.is_hashed());
         self.insert(env.id(), env.bytes(), payload);
     }
 
-    fn insert(&mut self, id: OpId, sealed: &[u8], payload: &Payload) {
+    fn insert(&mut self, id: OpId, sealed: &[u8], payload: &Arc<Payload>) {
         if sealed.len() > PAYLOAD_MEMO_ONE_MAX {
             return;
         }
@@ -183,7 +183,7 @@ impl PayloadMemo {
         }
         if self
             .opened
-            .insert(id, (payload.clone(), sealed.into()))
+            .insert(id, (Arc::clone(payload), sealed.into()))
             .is_none()
         {
             self.bytes += sealed.len();
@@ -810,7 +810,7 @@ impl<S: Store> Journal<S> {
             self.payloads
                 .lock()
                 .expect("payload memo")
-                .keep(&env, &Payload::decode(&plain)?);
+                .keep(&env, &Arc::new(Payload::decode(&plain)?));
             // Pair assertion: a local op passes the same admission as a
             // remote one, or it is never stored.
             match self.check_and_stage(env, now_ms, &mut staged)? {
@@ -1588,14 +1588,19 @@ impl<S: Store> Journal<S> {
     /// An op's payload, decrypted and decoded (once, if `env` was hashed:
     /// see [`PayloadMemo`]).
     pub fn load_payload(&self, env: &Envelope) -> Result<Payload> {
+        self.shared_payload(env).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Journal::load_payload`], shared with the memo instead of copied.
+    fn shared_payload(&self, env: &Envelope) -> Result<Arc<Payload>> {
         if !env.is_hashed() {
-            return self.keys.open_payload(env);
+            return self.keys.open_payload(env).map(Arc::new);
         }
         let id = env.id();
         if let Some(p) = self.payloads.lock().expect("payload memo").get(&id) {
             return Ok(p);
         }
-        let p = self.keys.open_payload(env)?;
+        let p = Arc::new(self.keys.open_payload(env)?);
         self.payloads.lock().expect("payload memo").keep(env, &p);
         Ok(p)
     }
@@ -1619,7 +1624,7 @@ impl<S: Store> Journal<S> {
             seq,
             prev: env.header().prev,
             hlc: env.header().hlc,
-            payload: self.load_payload(env)?,
+            payload: self.shared_payload(env)?,
             barred: self.barred(
                 disputes,
                 &key.author,
@@ -1951,12 +1956,12 @@ mod payload_memo_tests {
     use super::*;
     use crate::payload::{Action, Body};
 
-    fn note(i: u8) -> Payload {
-        Payload::new(Action::Create {
+    fn note(i: u8) -> Arc<Payload> {
+        Arc::new(Payload::new(Action::Create {
             path: format!("n{i}.md"),
             mtime_ms: 0,
             body: Body::Text(format!("note {i}\n")),
-        })
+        }))
     }
 
     #[test]

@@ -297,7 +297,8 @@ pub struct ReplayOp {
     /// The author's previous op (zero for seq 1).
     pub prev: OpId,
     pub hlc: u64,
-    pub payload: Payload,
+    /// Shared with the journal's payload memo.
+    pub payload: std::sync::Arc<Payload>,
     /// A control op's cleartext fields; `None` for a content op.
     pub control: Option<Control>,
     /// Why the op has no effect whatever its payload, if it has none: a
