@@ -1058,6 +1058,7 @@ impl<S: Store> Journal<S> {
                 }
             }
         }
+        let mut dep_metas = Vec::with_capacity(h.deps.len());
         for dep in &h.deps {
             match self.meta_with(dep, staged)? {
                 None if crate::mutants::active("apply_before_deps") => {}
@@ -1068,6 +1069,7 @@ impl<S: Store> Journal<S> {
                 Some(d) => {
                     max_lamport = max_lamport.max(d.lamport);
                     max_hlc = max_hlc.max(d.hlc);
+                    dep_metas.push(d);
                 }
             }
         }
@@ -1090,11 +1092,8 @@ impl<S: Store> Journal<S> {
         // The op's causal past, other authors only: its author's past
         // before it, and each dep with the dep's own past.
         let mut past = self.others_past_with(&h.author, h.seq - 1, &h.prev, staged)?;
-        for dep in &h.deps {
-            let Some(d) = self.meta_with(dep, staged)? else {
-                // Only where a mutant let a missing dep through.
-                continue;
-            };
+        // A dep missing here is one a mutant let through.
+        for d in dep_metas {
             let dep_past = self.others_past_with(&d.author, d.seq, &d.id, staged)?;
             for (a, e) in dep_past.iter() {
                 self.add_with(&mut past, a, e.seq, &e.head, staged)?;
