@@ -118,7 +118,9 @@ pub struct Journal<S: Store> {
 /// Entries kept in [`Journal`]'s ancestor memo before it starts over.
 const ANCESTOR_MEMO_MAX: usize = 1 << 16;
 
-/// Sealed payload bytes [`PayloadMemo`] holds before it starts over.
+/// Bytes [`PayloadMemo`] holds before it starts over, counting each op as
+/// twice its sealed size: the sealed bytes, and the payload opened from
+/// them, which is about as large.
 const PAYLOAD_MEMO_BYTES: usize = 16 << 20;
 /// A payload larger than this is opened each time, not kept.
 const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
@@ -137,7 +139,7 @@ const PAYLOAD_MEMO_ONE_MAX: usize = 256 << 10;
 /// fails its hash instead of being served what it held before. A replay
 /// from scratch reads an op the memo does not hold unhashed and opens it,
 /// relying on the AEAD tag. `vellum verify` opens every payload afresh.
-/// The memo starts over when it holds [`PAYLOAD_MEMO_BYTES`] of sealed ops.
+/// The memo starts over when it holds [`PAYLOAD_MEMO_BYTES`].
 #[derive(Default)]
 struct PayloadMemo {
     opened: HashMap<OpId, (Arc<Payload>, Box<[u8]>)>,
@@ -177,7 +179,8 @@ impl PayloadMemo {
         if sealed.len() > PAYLOAD_MEMO_ONE_MAX {
             return;
         }
-        if self.bytes + sealed.len() > PAYLOAD_MEMO_BYTES {
+        let cost = 2 * sealed.len();
+        if self.bytes + cost > PAYLOAD_MEMO_BYTES {
             self.opened.clear();
             self.bytes = 0;
         }
@@ -186,7 +189,7 @@ impl PayloadMemo {
             .insert(id, (Arc::clone(payload), sealed.into()))
             .is_none()
         {
-            self.bytes += sealed.len();
+            self.bytes += cost;
         }
     }
 }
@@ -1972,13 +1975,13 @@ mod payload_memo_tests {
         assert_eq!(memo.get(&OpId([2; 32])), None);
         // The same op again does not count twice.
         memo.insert(OpId([1; 32]), &sealed(1_000), &note(1));
-        assert_eq!(memo.bytes, 1_000);
+        assert_eq!(memo.bytes, 2_000);
         // An op too large to keep is opened each time.
         memo.insert(OpId([3; 32]), &sealed(PAYLOAD_MEMO_ONE_MAX + 1), &note(3));
         assert_eq!(memo.get(&OpId([3; 32])), None);
         // Filling it up starts it over with the newest op alone.
         let per = PAYLOAD_MEMO_ONE_MAX;
-        let fits = (PAYLOAD_MEMO_BYTES - 1_000) / per;
+        let fits = (PAYLOAD_MEMO_BYTES - 2_000) / (2 * per);
         for i in 0..fits {
             let mut id = [9; 32];
             id[..8].copy_from_slice(&(i as u64).to_le_bytes());
@@ -1987,7 +1990,7 @@ mod payload_memo_tests {
         assert_eq!(memo.opened.len(), fits + 1);
         memo.insert(OpId([4; 32]), &sealed(per), &note(4));
         assert_eq!(memo.opened.len(), 1);
-        assert_eq!(memo.bytes, per);
+        assert_eq!(memo.bytes, 2 * per);
         assert_eq!(memo.get(&OpId([4; 32])), Some(note(4)));
         assert_eq!(memo.get(&OpId([1; 32])), None);
     }
