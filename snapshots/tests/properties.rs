@@ -1225,27 +1225,24 @@ fn long_replays_on_a_helper_thread_match_the_serial_results() {
     let mut batch = Batch::new();
     batch.put(Ks::Order, key.to_bytes().to_vec(), record);
     j.store().commit(batch, Durability::Durable).unwrap();
+    let names_it = |err: vellum_journal::Error, why: &str| {
+        let err = err.to_string();
+        assert!(err.contains(&key.id.short()) && err.contains(why), "{err}");
+    };
     // The head's replay opened that op before the damage and keeps its
-    // payload, so a replay in this process hashes the op before taking the
-    // payload from memory, and the hash names it; so does reading it by
-    // order key.
-    let err = TimeMachine::replay_from_scratch(&j)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(&key.id.short()) && err.contains("does not hash to its id"),
-        "{err}"
+    // payload and bytes, so a replay in this process finds other bytes,
+    // hashes them, and the hash names the op; so does reading it by order
+    // key.
+    names_it(
+        TimeMachine::replay_from_scratch(&j).unwrap_err(),
+        "does not hash to its id",
     );
-    let err = j.load_at(&key).unwrap_err().to_string();
-    assert!(err.contains("does not hash to its id"), "{err}");
+    names_it(j.load_at(&key).unwrap_err(), "does not hash to its id");
     // A process that opens the journal afresh holds no payload: it reads
     // the op unhashed, and the AEAD tag names it.
     let fresh = Journal::open(j.store().snapshot(), j.keys().clone()).unwrap();
-    let err = TimeMachine::replay_from_scratch(&fresh)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(&key.id.short()) && err.contains("does not decrypt"),
-        "{err}"
+    names_it(
+        TimeMachine::replay_from_scratch(&fresh).unwrap_err(),
+        "does not decrypt",
     );
 }
