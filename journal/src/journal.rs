@@ -937,10 +937,10 @@ impl<S: Store> Journal<S> {
                 },
             )?;
             let mut progress = 0;
-            for (key, bytes) in waiting {
+            for (id, bytes) in waiting {
                 // An op whose prev or a dep is still missing would only wait
                 // again: it is neither hashed nor checked until they come.
-                let env = match key {
+                let env = match id {
                     Some(id) => Envelope::parse_stored(bytes, id)?,
                     None => Envelope::parse(bytes)?,
                 };
@@ -1477,8 +1477,9 @@ impl<S: Store> Journal<S> {
     }
 
     /// Loads the admitted op at `key` in the total order, re-checking that
-    /// its bytes hash to its id. Cheaper than [`Journal::load`] when the
-    /// order key is known, and sequential when keys ascend.
+    /// its bytes hash to its id (or equal the bytes the payload memo kept
+    /// for it, which did). Cheaper than [`Journal::load`] when the order
+    /// key is known, and sequential when keys ascend.
     pub fn load_at(&self, key: &OrderKey) -> Result<Envelope> {
         Ok(self.load_at_seq(key)?.1)
     }
@@ -1572,17 +1573,15 @@ impl<S: Store> Journal<S> {
         record_seq(&head, &id)
     }
 
-    /// [`Journal::load_at`], with the op's seq from its order record. The
-    /// op is hashed again and must match its id: a damaged record fails
-    /// here, and the payload memo may serve the op.
+    /// [`Journal::load_at`], with the op's seq from its order record. A
+    /// damaged record fails here, and the payload memo may serve the op.
     pub fn load_at_seq(&self, key: &OrderKey) -> Result<(u64, Envelope)> {
         let id = key.id;
-        let record = self
+        let mut record = self
             .store
             .get(Ks::Order, &key.to_bytes())?
             .ok_or_else(|| Error::Corrupt(format!("op {} is indexed but missing", id.short())))?;
         let seq = record_seq(&record, &id)?;
-        let mut record = record;
         record.drain(..8);
         Ok((seq, self.read_stored(id, record, true)?))
     }
