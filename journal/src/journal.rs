@@ -808,12 +808,12 @@ impl<S: Store> Journal<S> {
             };
             let plain = payload.encode();
             let env = Envelope::seal(kind, &header, &fields, &plain, &key, nonce(entropy), signer)?;
-            // What was just sealed is what opening the op would give:
+            // The payload just sealed is what opening the op would give:
             // admission and replay need not decrypt it again.
             self.payloads
                 .lock()
                 .expect("payload memo")
-                .keep(&env, &Arc::new(Payload::decode(&plain)?));
+                .keep(&env, &Arc::new(payload));
             // Pair assertion: a local op passes the same admission as a
             // remote one, or it is never stored.
             match self.check_and_stage(env, now_ms, &mut staged)? {
@@ -1465,15 +1465,21 @@ impl<S: Store> Journal<S> {
 
     /// Loads an admitted op and re-checks that its bytes hash to its id.
     pub fn load(&self, id: &OpId) -> Result<Option<Envelope>> {
+        match self.order_key_of(id)? {
+            Some(key) => self.load_at(&key).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where admitted op `id` sorts, from the `Ks::Ops` index.
+    fn order_key_of(&self, id: &OpId) -> Result<Option<OrderKey>> {
         let Some(key) = self.store.get(Ks::Ops, &id.0)? else {
             return Ok(None);
         };
-        let key = OrderKey::from_bytes(&key)
+        OrderKey::from_bytes(&key)
             .filter(|k| k.id == *id)
-            .ok_or_else(|| {
-                Error::Corrupt(format!("op index entry of {} is damaged", id.short()))
-            })?;
-        self.load_at(&key).map(Some)
+            .map(Some)
+            .ok_or_else(|| Error::Corrupt(format!("op index entry of {} is damaged", id.short())))
     }
 
     /// Loads the admitted op at `key` in the total order, re-checking that
@@ -1646,14 +1652,9 @@ impl<S: Store> Journal<S> {
     /// An admitted op's header fields, from the indexes written with it
     /// (the op itself is neither parsed nor hashed).
     pub fn op_meta(&self, id: &OpId) -> Result<Option<OpMeta>> {
-        let Some(key) = self.store.get(Ks::Ops, &id.0)? else {
+        let Some(key) = self.order_key_of(id)? else {
             return Ok(None);
         };
-        let key = OrderKey::from_bytes(&key)
-            .filter(|k| k.id == *id)
-            .ok_or_else(|| {
-                Error::Corrupt(format!("op index entry of {} is damaged", id.short()))
-            })?;
         let seq = self.seq_at(&key)?;
         self.chain_meta(&key.author, seq, id).map(Some)
     }

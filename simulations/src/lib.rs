@@ -253,11 +253,7 @@ impl World {
                     break;
                 }
                 let hello = bytes.get(1) == Some(&1);
-                let copies = if chaos && !hello && self.rng.chance(self.faults.duplicate) {
-                    2
-                } else {
-                    1
-                };
+                let twice = chaos && !hello && self.rng.chance(self.faults.duplicate);
                 let delay = if chaos {
                     1 + self.rng.below(self.faults.delay_max_ms)
                 } else {
@@ -266,7 +262,7 @@ impl World {
                 let last = self.last_delivery.entry((from, to, conn)).or_insert(0);
                 let at = (self.now + delay).max(*last);
                 *last = at;
-                if copies == 2 {
+                if twice {
                     self.order += 1;
                     self.queue
                         .push(Reverse((at, self.order, from, to, conn, bytes.clone())));
